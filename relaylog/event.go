@@ -1,0 +1,75 @@
+package relaylog
+
+import "time"
+
+// EventKind says what a queued event is.
+type EventKind uint8
+
+const (
+	// KindMessage is a new message for the queue's user.
+	KindMessage EventKind = 1
+	// KindDelivered tells the queue's user that By received MessageIDs.
+	KindDelivered EventKind = 2
+	// KindRead tells the queue's user that By read every message to By up
+	// to UpTo.
+	KindRead EventKind = 3
+)
+
+// Event is one entry of a user's undelivered queue. Events are immutable
+// once committed: readers may keep them after the queue moved on.
+type Event struct {
+	ID   int64
+	Kind EventKind
+	// Message fields.
+	From, To  int64
+	Content   string
+	CreatedAt string
+	// Receipt fields.
+	By         int64
+	MessageIDs []int64 // KindDelivered
+	UpTo       int64   // KindRead
+}
+
+// Time is when the event was committed (from its id).
+func (e *Event) Time() time.Time { return IDTime(e.ID) }
+
+// Device is a registered push token.
+type Device struct {
+	Platform string // "apns" or "fcm"
+	Token    string
+	Topic    string
+	Sandbox  bool
+	// RegisteredAt is the commit time of the registration, in Unix ms; push
+	// uses it to remove a dead token only if it was not registered again.
+	RegisteredAt int64
+}
+
+// MaxDevicesPerUser bounds device registrations; registering one more
+// forgets the oldest, as a user replacing phones would expect.
+const MaxDevicesPerUser = 20
+
+// fingerprint identifies the content of a send for idempotency: a retry of
+// the same (sender, requestId) must carry the same recipient, content and
+// createdAt. 64-bit FNV-1a over the three.
+func fingerprint(to int64, content, createdAt string) uint64 {
+	const (
+		offset = 14695981039346656037
+		prime  = 1099511628211
+	)
+	h := uint64(offset)
+	for i := 0; i < 8; i++ {
+		h ^= uint64(byte(to >> (8 * i)))
+		h *= prime
+	}
+	for i := 0; i < len(content); i++ {
+		h ^= uint64(content[i])
+		h *= prime
+	}
+	h ^= 0xff
+	h *= prime
+	for i := 0; i < len(createdAt); i++ {
+		h ^= uint64(createdAt[i])
+		h *= prime
+	}
+	return h
+}

@@ -1,0 +1,531 @@
+package relaylog
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/edgenode/edgenode/relaylog/sharedlog"
+	"github.com/edgenode/edgenode/wire"
+)
+
+// Errors of the Log. They wrap or stand beside the state machine's errors
+// (ErrQueueFull, ErrRequestIDReused).
+var (
+	// ErrNoLeader: the user's shard has no leader right now; retry later.
+	ErrNoLeader = errors.New("relaylog: shard has no leader")
+	// ErrClosed: the log is shutting down.
+	ErrClosed = errors.New("relaylog: closed")
+	// ErrOverloaded: the shard's proposal queue stayed full until the
+	// caller's deadline.
+	ErrOverloaded = errors.New("relaylog: shard overloaded")
+)
+
+// Store kinds.
+const (
+	// StoreShared keeps the raft logs of every shard in one bbolt file whose
+	// concurrent writes share one transaction and one fsync (sharedlog).
+	StoreShared = "shared"
+	// StoreBoltPerShard is one raft-boltdb file per shard: the reference.
+	StoreBoltPerShard = "boltdb"
+)
+
+// DefaultShards is the shard count of a new cluster when none is given; see
+// docs/SHARDS.md for the measurements behind it.
+const DefaultShards = 16
+
+// Options configure a Log. The zero value of every field but Dir and NodeID
+// works.
+type Options struct {
+	// Dir holds raft logs, snapshots and the shard count. Required.
+	Dir string
+	// NodeID is this node's raft server id. Required.
+	NodeID string
+	// Shards is the shard count of a new log; 0 means the count already in
+	// Dir, or DefaultShards for a new one. A different count than the one
+	// in Dir is an error: the count is fixed when the cluster is created.
+	Shards int
+	// Store is StoreShared (default) or StoreBoltPerShard.
+	Store string
+	// NoSync skips fsync (tests of logic only; never in production).
+	NoSync bool
+	// Logger receives structured logs; nil discards them.
+	Logger *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// MaxQueueDepth bounds the messages waiting for one user; 0 means 10000.
+	MaxQueueDepth int
+	// Retention is how long an undelivered event is kept; 0 means 30 days.
+	Retention time.Duration
+	// IdempotencyWindow is how long a (sender, requestId) is remembered; 0
+	// means 24 hours.
+	IdempotencyWindow time.Duration
+	// OnEvents is called after events for user were committed to this
+	// node's copy of the queue. It runs on raft's apply goroutine and must
+	// not block.
+	OnEvents func(user int64)
+	// Registerer receives the log's metrics; nil means none.
+	Registerer prometheus.Registerer
+	// Transport makes the raft transport of a shard; nil means an in-memory
+	// transport (a node alone).
+	Transport func(shard int) (raft.Transport, error)
+	// HeartbeatTimeout is raft's heartbeat and election timeout; 0 means 1s.
+	HeartbeatTimeout time.Duration
+}
+
+func (o *Options) setDefaults() {
+	if o.Store == "" {
+		o.Store = StoreShared
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.MaxQueueDepth <= 0 {
+		o.MaxQueueDepth = 10000
+	}
+	if o.Retention <= 0 {
+		o.Retention = 30 * 24 * time.Hour
+	}
+	if o.IdempotencyWindow <= 0 {
+		o.IdempotencyWindow = 24 * time.Hour
+	}
+	if o.HeartbeatTimeout <= 0 {
+		o.HeartbeatTimeout = time.Second
+	}
+}
+
+// Log is this node's part of the replicated relay log: one raft group per
+// shard, each with its state machine and proposer.
+type Log struct {
+	opts   Options
+	gen    *idGen
+	shards []*shard
+	shared *sharedlog.DB
+	closer []io.Closer
+	ackMu  [256]sync.Mutex
+	m      *metrics
+
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	closeMu  sync.Mutex
+	isClosed bool
+}
+
+type meta struct {
+	Shards int    `json:"shards"`
+	Store  string `json:"store"`
+}
+
+// Open opens (or creates) the log in opts.Dir and starts its raft groups.
+// It returns once every group has started; Ready says when they lead.
+func Open(opts Options) (*Log, error) {
+	opts.setDefaults()
+	if opts.Dir == "" || opts.NodeID == "" {
+		return nil, errors.New("relaylog: Dir and NodeID are required")
+	}
+	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("relaylog: %w", err)
+	}
+	m, err := readOrCreateMeta(opts.Dir, opts.Shards, opts.Store)
+	if err != nil {
+		return nil, err
+	}
+	opts.Shards, opts.Store = m.Shards, m.Store
+	l := &Log{opts: opts, gen: newIDGen(opts.Shards, opts.Now), stop: make(chan struct{}), m: newMetrics(opts.Registerer)}
+	if opts.Store == StoreShared {
+		db, err := sharedlog.Open(sharedlog.Options{Path: filepath.Join(opts.Dir, "raft.db"), Logger: opts.Logger, NoSync: opts.NoSync})
+		if err != nil {
+			return nil, fmt.Errorf("relaylog: open shared log: %w", err)
+		}
+		l.shared = db
+	}
+	for i := 0; i < opts.Shards; i++ {
+		s, err := l.openShard(i)
+		if err != nil {
+			l.Close()
+			return nil, err
+		}
+		l.shards = append(l.shards, s)
+	}
+	for _, s := range l.shards {
+		l.gen.observe(s.fsm.maxID())
+	}
+	l.wg.Add(1)
+	go l.expireLoop()
+	return l, nil
+}
+
+func readOrCreateMeta(dir string, shards int, store string) (meta, error) {
+	path := filepath.Join(dir, "relaylog.json")
+	b, err := os.ReadFile(path)
+	if err == nil {
+		var m meta
+		if err := json.Unmarshal(b, &m); err != nil || m.Shards < 1 || m.Shards > MaxShards {
+			return meta{}, fmt.Errorf("relaylog: %s is corrupt", path)
+		}
+		if shards != 0 && shards != m.Shards {
+			return meta{}, fmt.Errorf("relaylog: this data dir was created with %d shards; --shards %d cannot change it", m.Shards, shards)
+		}
+		if m.Store != store {
+			return meta{}, fmt.Errorf("relaylog: this data dir uses the %q raft store, not %q", m.Store, store)
+		}
+		return m, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return meta{}, fmt.Errorf("relaylog: %w", err)
+	}
+	if shards == 0 {
+		shards = DefaultShards
+	}
+	if shards < 1 || shards > MaxShards {
+		return meta{}, fmt.Errorf("relaylog: shards must be between 1 and %d", MaxShards)
+	}
+	if store != StoreShared && store != StoreBoltPerShard {
+		return meta{}, fmt.Errorf("relaylog: unknown raft store %q", store)
+	}
+	m := meta{Shards: shards, Store: store}
+	b, _ = json.Marshal(m)
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return meta{}, fmt.Errorf("relaylog: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return meta{}, fmt.Errorf("relaylog: %w", err)
+	}
+	return m, nil
+}
+
+// Shards is the shard count.
+func (l *Log) Shards() int { return len(l.shards) }
+
+// ShardOf is the shard that holds user's queue: FNV-1a of the decimal id,
+// stable across versions and languages.
+func ShardOf(user int64, shards int) int {
+	h := fnv.New32a()
+	var b [20]byte
+	h.Write(strconv.AppendInt(b[:0], user, 10))
+	return int(h.Sum32() % uint32(shards))
+}
+
+func (l *Log) shardOf(user int64) *shard { return l.shards[ShardOf(user, len(l.shards))] }
+
+// Ready reports whether every shard has a leader.
+func (l *Log) Ready() bool {
+	for _, s := range l.shards {
+		if addr, _ := s.raft.LeaderWithID(); addr == "" {
+			return false
+		}
+	}
+	return true
+}
+
+// WaitReady blocks until Ready or ctx ends.
+func (l *Log) WaitReady(ctx context.Context) error {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for !l.Ready() {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("relaylog: waiting for shard leaders: %w", ctx.Err())
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+// Send commits a message from sender to req.ToUserID and returns it. When
+// (sender, req.RequestID) was committed before within the idempotency
+// window, it returns that message with created false and commits nothing.
+func (l *Log) Send(ctx context.Context, from int64, req wire.NewMessageRequest) (Event, bool, error) {
+	s := l.shardOf(req.ToUserID)
+	r, err := s.do(ctx, command{
+		kind: cmdSend, user: req.ToUserID, from: from, reqID: req.RequestID,
+		limit: int64(l.opts.MaxQueueDepth), content: req.Content, createdAt: req.CreatedAt,
+	})
+	if err != nil {
+		return Event{}, false, err
+	}
+	return r.ev, r.created, nil
+}
+
+// Pending returns up to limit events of user's queue after the cursor, oldest
+// first, and whether more follow.
+func (l *Log) Pending(user, after int64, limit int) ([]Event, bool) {
+	return l.shardOf(user).fsm.pending(user, after, limit)
+}
+
+// Depth is how many messages wait for user.
+func (l *Log) Depth(user int64) int { return l.shardOf(user).fsm.depth(user) }
+
+// Ack removes every event of user's queue up to and including upTo, after
+// committing a DELIVERED receipt to the sender of each message among them.
+// The receipts are committed first, so a crash between the two writes can
+// repeat a receipt but never lose one. It returns how many events it removed.
+func (l *Log) Ack(ctx context.Context, user, upTo int64) (int, error) {
+	mu := &l.ackMu[uint64(user)%uint64(len(l.ackMu))]
+	mu.Lock()
+	defer mu.Unlock()
+	own := l.shardOf(user)
+	evs, _ := own.fsm.pending(user, 0, 0)
+	n := 0
+	for n < len(evs) && evs[n].ID <= upTo {
+		n++
+	}
+	if n == 0 {
+		return 0, nil
+	}
+	evs = evs[:n]
+	// Only what the queue held is acknowledged: a cursor beyond it must not
+	// drop events committed after this read without their receipts.
+	upTo = evs[n-1].ID
+	bySender := make(map[int64][]int64)
+	var senders []int64
+	for _, e := range evs {
+		if e.Kind != KindMessage {
+			continue
+		}
+		if _, ok := bySender[e.From]; !ok {
+			senders = append(senders, e.From)
+		}
+		bySender[e.From] = append(bySender[e.From], e.ID)
+	}
+	if len(senders) > 0 {
+		errs := make(chan error, len(senders))
+		for _, from := range senders {
+			go func(from int64) {
+				_, err := l.shardOf(from).do(ctx, command{kind: cmdDelivered, user: from, from: user, ids: bySender[from]})
+				errs <- err
+			}(from)
+		}
+		var first error
+		for range senders {
+			if err := <-errs; err != nil && first == nil {
+				first = err
+			}
+		}
+		if first != nil {
+			return 0, first
+		}
+	}
+	r, err := own.do(ctx, command{kind: cmdAck, user: user, upTo: upTo})
+	if err != nil {
+		return 0, err
+	}
+	return r.n, nil
+}
+
+// MarkRead commits a READ receipt to sender: reader has read every message
+// from sender up to upTo. Repeating it, or an older mark, changes nothing.
+func (l *Log) MarkRead(ctx context.Context, reader, sender, upTo int64) error {
+	_, err := l.shardOf(sender).do(ctx, command{kind: cmdRead, user: sender, from: reader, upTo: upTo})
+	return err
+}
+
+// RegisterDevice stores a push token for user (moving it from any other
+// user of the same shard).
+func (l *Log) RegisterDevice(ctx context.Context, user int64, d Device) error {
+	_, err := l.shardOf(user).do(ctx, command{kind: cmdDevice, user: user, device: d, at: l.opts.Now().UnixMilli()})
+	return err
+}
+
+// UnregisterDevice forgets user's push token; it is not an error if the
+// token was not registered.
+func (l *Log) UnregisterDevice(ctx context.Context, user int64, token string) error {
+	_, err := l.shardOf(user).do(ctx, command{kind: cmdDeviceRemove, user: user, device: Device{Token: token}})
+	return err
+}
+
+// Devices returns user's registered push devices.
+func (l *Log) Devices(user int64) []Device { return l.shardOf(user).fsm.devicesOf(user) }
+
+// SetLastConnected records that user was connected at t.
+func (l *Log) SetLastConnected(ctx context.Context, user int64, t time.Time) error {
+	_, err := l.shardOf(user).do(ctx, command{kind: cmdLastConnected, user: user, at: t.UnixMilli()})
+	return err
+}
+
+// LastConnected is when user was last seen connected, if ever.
+func (l *Log) LastConnected(user int64) (time.Time, bool) {
+	ms, ok := l.shardOf(user).fsm.lastConnected(user)
+	if !ok {
+		return time.Time{}, false
+	}
+	return time.UnixMilli(ms), true
+}
+
+// Snapshot makes every shard take a raft snapshot now (and truncate its log).
+func (l *Log) Snapshot() error {
+	for _, s := range l.shards {
+		if err := s.raft.Snapshot().Error(); err != nil && !errors.Is(err, raft.ErrNothingNewToSnapshot) {
+			return fmt.Errorf("relaylog: snapshot shard %d: %w", s.id, err)
+		}
+	}
+	return nil
+}
+
+// Expire drops events older than the retention period and idempotency
+// records older than the window, on every shard this node leads. It runs
+// every minute by itself.
+func (l *Log) Expire(ctx context.Context) error {
+	now := l.opts.Now()
+	c := command{kind: cmdExpire, upTo: minIDAt(now.Add(-l.opts.Retention)), at: minIDAt(now.Add(-l.opts.IdempotencyWindow))}
+	var first error
+	for _, s := range l.shards {
+		if s.raft.State() != raft.Leader {
+			continue
+		}
+		if _, err := s.do(ctx, c); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+func (l *Log) expireLoop() {
+	defer l.wg.Done()
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			if err := l.Expire(ctx); err != nil {
+				l.opts.Logger.Warn("relaylog: expiry failed", "err", err)
+			}
+			cancel()
+		}
+	}
+}
+
+// Close stops the proposers and raft groups and closes the stores. Calls in
+// flight fail with ErrClosed.
+func (l *Log) Close() error {
+	l.closeMu.Lock()
+	if l.isClosed {
+		l.closeMu.Unlock()
+		return nil
+	}
+	l.isClosed = true
+	close(l.stop)
+	l.closeMu.Unlock()
+	l.wg.Wait()
+	var first error
+	for _, s := range l.shards {
+		if err := s.close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	for _, c := range l.closer {
+		if err := c.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	if l.shared != nil {
+		if err := l.shared.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+func (l *Log) openShard(i int) (*shard, error) {
+	o := &l.opts
+	var logs raft.LogStore
+	var stable raft.StableStore
+	if o.Store == StoreShared {
+		st := l.shared.Shard(i)
+		logs, stable = st, st
+	} else {
+		dir := filepath.Join(o.Dir, fmt.Sprintf("shard-%03d", i))
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("relaylog: %w", err)
+		}
+		bs, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db"), NoSync: o.NoSync})
+		if err != nil {
+			return nil, fmt.Errorf("relaylog: shard %d bolt store: %w", i, err)
+		}
+		l.closer = append(l.closer, bs)
+		logs, stable = bs, bs
+	}
+	cached, err := raft.NewLogCache(1024, logs)
+	if err != nil {
+		return nil, err
+	}
+	snapDir := filepath.Join(o.Dir, "snapshots", fmt.Sprintf("shard-%03d", i))
+	hl := hclog.New(&hclog.LoggerOptions{Name: fmt.Sprintf("raft.shard-%d", i), Level: hclog.Warn, Output: slogWriter{o.Logger}})
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(snapDir, 2, hl)
+	if err != nil {
+		return nil, fmt.Errorf("relaylog: shard %d snapshots: %w", i, err)
+	}
+	var trans raft.Transport
+	if o.Transport != nil {
+		if trans, err = o.Transport(i); err != nil {
+			return nil, fmt.Errorf("relaylog: shard %d transport: %w", i, err)
+		}
+	} else {
+		_, trans = raft.NewInmemTransport(raft.ServerAddress(o.NodeID))
+	}
+	cfg := raft.DefaultConfig()
+	cfg.LocalID = raft.ServerID(o.NodeID)
+	cfg.Logger = hl
+	cfg.HeartbeatTimeout = o.HeartbeatTimeout
+	cfg.ElectionTimeout = o.HeartbeatTimeout
+	cfg.LeaderLeaseTimeout = o.HeartbeatTimeout / 2
+	cfg.MaxAppendEntries = 512
+	cfg.BatchApplyCh = true
+	cfg.SnapshotThreshold = 16384
+	cfg.TrailingLogs = 8192
+	cfg.SnapshotInterval = 2 * time.Minute
+
+	f := newFSM(i, o.Shards, o.OnEvents)
+	exists, err := raft.HasExistingState(cached, stable, snaps)
+	if err != nil {
+		return nil, fmt.Errorf("relaylog: shard %d state: %w", i, err)
+	}
+	if !exists {
+		conf := raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: cfg.LocalID, Address: trans.LocalAddr()}}}
+		if err := raft.BootstrapCluster(cfg, cached, stable, snaps, trans, conf); err != nil {
+			return nil, fmt.Errorf("relaylog: shard %d bootstrap: %w", i, err)
+		}
+	}
+	r, err := raft.NewRaft(cfg, f, cached, stable, snaps, trans)
+	if err != nil {
+		return nil, fmt.Errorf("relaylog: shard %d raft: %w", i, err)
+	}
+	s := newShard(i, r, f, l)
+	return s, nil
+}
+
+// slogWriter carries hclog's lines into slog.
+type slogWriter struct{ l *slog.Logger }
+
+func (w slogWriter) Write(p []byte) (int, error) {
+	w.l.Warn(string(trimNewline(p)), "component", "raft")
+	return len(p), nil
+}
+
+func trimNewline(p []byte) []byte {
+	for len(p) > 0 && (p[len(p)-1] == '\n' || p[len(p)-1] == '\r') {
+		p = p[:len(p)-1]
+	}
+	return p
+}

@@ -1,0 +1,208 @@
+package relaylog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// Proposer limits: a raft entry carries at most maxBatchCommands commands or
+// about maxBatchBytes, and a shard has at most maxInflight entries between
+// raft.Apply and commit. With two in flight, one batch fills while the other
+// is being fsynced, so batches grow with load instead of with a timer.
+const (
+	maxBatchCommands = 2048
+	maxBatchBytes    = 1 << 20
+	maxInflight      = 2
+	proposeQueue     = 8192
+)
+
+type shard struct {
+	id   int
+	raft *raft.Raft
+	fsm  *fsm
+	log  *Log
+
+	propose  chan *proposal
+	inflight chan struct{}
+	waiting  chan pendingEntry
+	stop     chan struct{}
+	wg       sync.WaitGroup
+
+	// closeMu orders proposals before shutdown: senders hold it shared, and
+	// close takes it exclusively before stopping the proposer, so a queued
+	// proposal is always answered.
+	closeMu sync.RWMutex
+	closed  bool
+}
+
+type proposal struct {
+	cmd  command
+	res  result
+	done chan struct{}
+}
+
+type pendingEntry struct {
+	f     raft.ApplyFuture
+	batch []*proposal
+	start time.Time
+}
+
+var proposalPool = sync.Pool{New: func() any { return &proposal{done: make(chan struct{}, 1)} }}
+
+func newShard(id int, r *raft.Raft, f *fsm, l *Log) *shard {
+	s := &shard{
+		id: id, raft: r, fsm: f, log: l,
+		propose:  make(chan *proposal, proposeQueue),
+		inflight: make(chan struct{}, maxInflight),
+		waiting:  make(chan pendingEntry, maxInflight),
+		stop:     make(chan struct{}),
+	}
+	s.wg.Add(2)
+	go s.proposeLoop()
+	go s.completeLoop()
+	return s
+}
+
+// do proposes c and waits for its result.
+func (s *shard) do(ctx context.Context, c command) (result, error) {
+	if s.raft.State() != raft.Leader {
+		// Only the leader proposes; routing to it is the cluster's job.
+		return result{}, fmt.Errorf("relaylog: shard %d: %w", s.id, ErrNoLeader)
+	}
+	p := proposalPool.Get().(*proposal)
+	p.cmd = c
+	s.closeMu.RLock()
+	if s.closed {
+		s.closeMu.RUnlock()
+		proposalPool.Put(p)
+		return result{}, ErrClosed
+	}
+	select {
+	case s.propose <- p:
+		s.closeMu.RUnlock()
+	case <-ctx.Done():
+		s.closeMu.RUnlock()
+		proposalPool.Put(p)
+		return result{}, fmt.Errorf("relaylog: shard %d: %w", s.id, ErrOverloaded)
+	}
+	// Once queued, the proposal is answered whatever ctx does: the entry may
+	// commit, and the caller must not be told it failed when it did not.
+	<-p.done
+	r := p.res
+	p.res, p.cmd = result{}, command{}
+	proposalPool.Put(p)
+	return r, r.err
+}
+
+func (s *shard) proposeLoop() {
+	defer s.wg.Done()
+	defer close(s.waiting)
+	var cmds []*command
+	for {
+		var first *proposal
+		select {
+		case first = <-s.propose:
+		case <-s.stop:
+			s.failQueued()
+			return
+		}
+		select {
+		case s.inflight <- struct{}{}:
+		case <-s.stop:
+			first.res.err = ErrClosed
+			first.done <- struct{}{}
+			s.failQueued()
+			return
+		}
+		batch := []*proposal{first}
+		size := len(first.cmd.content) + 64
+	drain:
+		for len(batch) < maxBatchCommands && size < maxBatchBytes {
+			select {
+			case p := <-s.propose:
+				batch = append(batch, p)
+				size += len(p.cmd.content) + 64
+			default:
+				break drain
+			}
+		}
+		cmds = cmds[:0]
+		for _, p := range batch {
+			switch p.cmd.kind {
+			case cmdSend, cmdDelivered, cmdRead:
+				p.cmd.id = s.log.gen.next(s.id)
+			}
+			cmds = append(cmds, &p.cmd)
+		}
+		data := encodeEntry(make([]byte, 0, size), cmds)
+		s.log.m.batchCommands.Observe(float64(len(batch)))
+		f := s.raft.Apply(data, 0)
+		s.waiting <- pendingEntry{f: f, batch: batch, start: time.Now()}
+	}
+}
+
+func (s *shard) failQueued() {
+	for {
+		select {
+		case p := <-s.propose:
+			p.res.err = ErrClosed
+			p.done <- struct{}{}
+		default:
+			return
+		}
+	}
+}
+
+func (s *shard) completeLoop() {
+	defer s.wg.Done()
+	for pe := range s.waiting {
+		err := pe.f.Error()
+		<-s.inflight
+		s.log.m.applySeconds.Observe(time.Since(pe.start).Seconds())
+		var rs []result
+		if err == nil {
+			rs, _ = pe.f.Response().([]result)
+			if len(rs) != len(pe.batch) {
+				err = fmt.Errorf("relaylog: shard %d: entry answered %d results for %d commands", s.id, len(rs), len(pe.batch))
+				if len(rs) == 1 && rs[0].err != nil {
+					err = rs[0].err
+				}
+			}
+		} else {
+			err = mapRaftError(s.id, err)
+		}
+		for i, p := range pe.batch {
+			if err != nil {
+				p.res = result{err: err}
+			} else {
+				p.res = rs[i]
+			}
+			p.done <- struct{}{}
+		}
+	}
+}
+
+func mapRaftError(shard int, err error) error {
+	switch {
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost),
+		errors.Is(err, raft.ErrLeadershipTransferInProgress), errors.Is(err, raft.ErrAbortedByRestore):
+		return fmt.Errorf("relaylog: shard %d: %w (%v)", shard, ErrNoLeader, err)
+	case errors.Is(err, raft.ErrRaftShutdown):
+		return ErrClosed
+	}
+	return fmt.Errorf("relaylog: shard %d: %w", shard, err)
+}
+
+func (s *shard) close() error {
+	s.closeMu.Lock()
+	s.closed = true
+	s.closeMu.Unlock()
+	close(s.stop)
+	s.wg.Wait()
+	return s.raft.Shutdown().Error()
+}
