@@ -1,0 +1,273 @@
+package edge
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+
+	"github.com/edgenode/edgenode/relaylog"
+	"github.com/edgenode/edgenode/wire"
+)
+
+var bodyPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// readBody reads a request body of at most wire.MaxBodyBytes into a pooled
+// buffer; the caller returns it with bodyPool.Put.
+func readBody(w http.ResponseWriter, r *http.Request) (*[]byte, *wire.Error) {
+	if r.ContentLength > wire.MaxBodyBytes {
+		return nil, wire.Errorf(wire.CodeTooLarge, "request body is larger than %d bytes", wire.MaxBodyBytes)
+	}
+	bp := bodyPool.Get().(*[]byte)
+	buf := (*bp)[:0]
+	lr := io.LimitReader(r.Body, wire.MaxBodyBytes+1)
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := lr.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			*bp = buf
+			bodyPool.Put(bp)
+			return nil, wire.Invalid("reading request body: %v", err)
+		}
+	}
+	*bp = buf
+	if len(buf) > wire.MaxBodyBytes {
+		bodyPool.Put(bp)
+		return nil, wire.Errorf(wire.CodeTooLarge, "request body is larger than %d bytes", wire.MaxBodyBytes)
+	}
+	return bp, nil
+}
+
+func pathID(r *http.Request, name string) (int64, *wire.Error) {
+	v := r.PathValue(name)
+	id, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || id <= 0 || id > wire.MaxID {
+		return 0, wire.Invalid("%s in the path must be an integer between 1 and %d", name, int64(wire.MaxID))
+	}
+	return id, nil
+}
+
+func (s *Server) ctx(r *http.Request) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(r.Context(), s.opts.CallTimeout)
+}
+
+func (s *Server) handleSend(w http.ResponseWriter, r *http.Request, user int64) *wire.Error {
+	if wait, ok := s.limiter.allow(user); !ok {
+		s.m.sends.WithLabelValues("rate_limited").Inc()
+		return &wire.Error{Code: wire.CodeRateLimited, Message: "too many messages; slow down", RetryAfter: wait}
+	}
+	bp, werr := readBody(w, r)
+	if werr != nil {
+		return werr
+	}
+	req, werr := wire.DecodeNewMessageRequest(*bp, s.opts.MaxContentBytes)
+	bodyPool.Put(bp)
+	if werr != nil {
+		s.m.sends.WithLabelValues("invalid").Inc()
+		return werr
+	}
+	ctx, cancel := s.ctx(r)
+	defer cancel()
+	ev, created, err := s.log.Send(ctx, user, req)
+	if err != nil {
+		werr := apiError(err)
+		s.m.sends.WithLabelValues(werr.Code).Inc()
+		return werr
+	}
+	if created {
+		s.m.sends.WithLabelValues("created").Inc()
+	} else {
+		s.m.sends.WithLabelValues("duplicate").Inc()
+	}
+	msg := wire.Message{MessageID: ev.ID, FromUserID: ev.From, ToUserID: ev.To, Content: ev.Content, Status: wire.StatusSynced, CreatedAt: ev.CreatedAt}
+	b := make([]byte, 0, 160+len(ev.Content))
+	b = append(b, `{"message":`...)
+	b = wire.AppendMessage(b, &msg)
+	b = append(b, `,"fromMessageRequestId":`...)
+	b = strconv.AppendInt(b, req.RequestID, 10)
+	b = append(b, "}\n"...)
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusCreated)
+	w.Write(b)
+	return nil
+}
+
+func queryInt(r *http.Request, name string, def int64) (int64, *wire.Error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 || n > wire.MaxID {
+		return 0, wire.Invalid("%s must be a non-negative integer", name)
+	}
+	return n, nil
+}
+
+// toWire converts a queued event for its recipient.
+func toWire(ev *relaylog.Event) (msg *wire.Message, rc *wire.Receipt) {
+	switch ev.Kind {
+	case relaylog.KindMessage:
+		return &wire.Message{MessageID: ev.ID, FromUserID: ev.From, ToUserID: ev.To, Content: ev.Content, Status: wire.StatusDelivered, CreatedAt: ev.CreatedAt}, nil
+	case relaylog.KindDelivered:
+		return nil, &wire.Receipt{ID: ev.ID, Status: wire.StatusDelivered, ByUserID: ev.By, MessageIDs: ev.MessageIDs, At: wire.FormatTime(ev.Time())}
+	default:
+		return nil, &wire.Receipt{ID: ev.ID, Status: wire.StatusRead, ByUserID: ev.By, UpToMessageID: ev.UpTo, At: wire.FormatTime(ev.Time())}
+	}
+}
+
+func (s *Server) handleSync(w http.ResponseWriter, r *http.Request, user int64) *wire.Error {
+	cursor, werr := queryInt(r, "lastSyncedMessage", 0)
+	if werr != nil {
+		return werr
+	}
+	limit, werr := queryInt(r, "limit", wire.DefaultSyncLimit)
+	if werr != nil {
+		return werr
+	}
+	if limit == 0 {
+		return wire.Invalid("limit must be between 1 and %d", wire.MaxSyncLimit)
+	}
+	if limit > wire.MaxSyncLimit {
+		limit = wire.MaxSyncLimit
+	}
+	ctx, cancel := s.ctx(r)
+	defer cancel()
+	if cursor > 0 {
+		if _, err := s.log.Ack(ctx, user, cursor); err != nil {
+			return apiError(err)
+		}
+	}
+	evs, more := s.log.Pending(user, cursor, int(limit))
+	resp := wire.SyncResponse{Messages: []wire.Message{}, Receipts: []wire.Receipt{}, LastSyncedMessage: cursor, HasMore: more}
+	for i := range evs {
+		msg, rc := toWire(&evs[i])
+		if msg != nil {
+			resp.Messages = append(resp.Messages, *msg)
+		} else {
+			resp.Receipts = append(resp.Receipts, *rc)
+		}
+		resp.LastSyncedMessage = evs[i].ID
+	}
+	s.m.deliveries.WithLabelValues("sync").Add(float64(len(evs)))
+	writeJSON(w, http.StatusOK, resp)
+	return nil
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		writeError(w, &wire.Error{Code: wire.CodeInternal, Message: "encoding failed"})
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}
+
+func (s *Server) handleRead(w http.ResponseWriter, r *http.Request, user int64) *wire.Error {
+	other, werr := pathID(r, "userId")
+	if werr != nil {
+		return werr
+	}
+	bp, werr := readBody(w, r)
+	if werr != nil {
+		return werr
+	}
+	req, werr := wire.DecodeReadRequest(*bp)
+	bodyPool.Put(bp)
+	if werr != nil {
+		return werr
+	}
+	ctx, cancel := s.ctx(r)
+	defer cancel()
+	if err := s.log.MarkRead(ctx, user, other, req.UpToMessageID); err != nil {
+		return apiError(err)
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) handleTyping(w http.ResponseWriter, r *http.Request, user int64) *wire.Error {
+	other, werr := pathID(r, "userId")
+	if werr != nil {
+		return werr
+	}
+	bp, werr := readBody(w, r)
+	if werr != nil {
+		return werr
+	}
+	req, werr := wire.DecodeTypingRequest(*bp)
+	bodyPool.Put(bp)
+	if werr != nil {
+		return werr
+	}
+	s.hub.SetTyping(user, other, req.Typing)
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request, user int64) *wire.Error {
+	other, werr := pathID(r, "userId")
+	if werr != nil {
+		return werr
+	}
+	writeJSON(w, http.StatusOK, s.hub.Status(user, other))
+	return nil
+}
+
+func (s *Server) handleDeviceAdd(w http.ResponseWriter, r *http.Request, user int64) *wire.Error {
+	bp, werr := readBody(w, r)
+	if werr != nil {
+		return werr
+	}
+	req, werr := wire.DecodeDeviceRequest(*bp)
+	bodyPool.Put(bp)
+	if werr != nil {
+		return werr
+	}
+	ctx, cancel := s.ctx(r)
+	defer cancel()
+	if err := s.log.RegisterDevice(ctx, user, relaylog.Device{Platform: req.Platform, Token: req.Token, Topic: req.Topic, Sandbox: req.Sandbox}); err != nil {
+		return apiError(err)
+	}
+	writeJSON(w, http.StatusCreated, req)
+	return nil
+}
+
+func (s *Server) handleDeviceRemove(w http.ResponseWriter, r *http.Request, user int64) *wire.Error {
+	tok := r.PathValue("token")
+	if werr := wire.ValidDeviceToken(tok); werr != nil {
+		return werr
+	}
+	ctx, cancel := s.ctx(r)
+	defer cancel()
+	if err := s.log.UnregisterDevice(ctx, user, tok); err != nil {
+		return apiError(err)
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) handleEdges(w http.ResponseWriter, r *http.Request, user int64) *wire.Error {
+	var edges []wire.Edge
+	if s.opts.Edges != nil {
+		edges = s.opts.Edges()
+	} else {
+		edges = []wire.Edge{{NodeID: s.opts.NodeID, Region: s.opts.Region, URL: s.opts.PublicURL}}
+	}
+	writeJSON(w, http.StatusOK, edges)
+	return nil
+}
+
+var errDraining = errors.New("edge: draining")

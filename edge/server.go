@@ -1,0 +1,341 @@
+// Package edge is the client-facing front of a node: the REST API and the
+// WebSocket of API.md over net/http and gorilla/websocket. It authenticates
+// every call, enforces every input limit with the API's error model, and
+// turns calls into relaylog operations and presence updates. It holds no
+// state of its own beyond rate-limit buckets and the sockets it serves.
+package edge
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/edgenode/edgenode/presence"
+	"github.com/edgenode/edgenode/relaylog"
+	"github.com/edgenode/edgenode/wire"
+)
+
+// Verifier checks a client token and returns its user id.
+type Verifier interface {
+	Verify(token string) (int64, error)
+}
+
+// Options configure a Server. Log, Hub and Verifier are required; every other
+// zero value means the default named in its comment.
+type Options struct {
+	NodeID, Region string
+	// PublicURL is this node's URL for GET /v1/edges.
+	PublicURL string
+	// Edges lists the cluster's edges; nil means this node alone.
+	Edges func() []wire.Edge
+
+	Log      *relaylog.Log
+	Hub      *presence.Hub
+	Verifier Verifier
+	Logger   *slog.Logger // nil discards
+	Now      func() time.Time
+
+	// Registerer and Gatherer carry the node's metrics; nil means a private
+	// registry (served on /metrics all the same).
+	Registerer prometheus.Registerer
+	Gatherer   prometheus.Gatherer
+
+	PingInterval    time.Duration // 0 means 25s
+	AllowedOrigins  []string      // browser origins allowed on the WebSocket; "*" allows all
+	MaxContentBytes int           // 0 means 4096
+	SendRate        float64       // sends per second per user; 0 means 50
+	SendBurst       int           // 0 means 200
+	MaxConnsPerUser int           // 0 means 10
+	WriteTimeout    time.Duration // per socket write; 0 means 10s
+	MaxUnacked      int           // events in flight per socket; 0 means 1024
+	// CallTimeout bounds a call's wait for the relay log; 0 means 10s.
+	CallTimeout time.Duration
+}
+
+func (o *Options) setDefaults() {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.PingInterval <= 0 {
+		o.PingInterval = 25 * time.Second
+	}
+	if o.MaxContentBytes <= 0 {
+		o.MaxContentBytes = wire.DefaultMaxContentBytes
+	}
+	if o.SendRate <= 0 {
+		o.SendRate = 50
+	}
+	if o.SendBurst <= 0 {
+		o.SendBurst = 200
+	}
+	if o.MaxConnsPerUser <= 0 {
+		o.MaxConnsPerUser = 10
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = 10 * time.Second
+	}
+	if o.MaxUnacked <= 0 {
+		o.MaxUnacked = 1024
+	}
+	if o.CallTimeout <= 0 {
+		o.CallTimeout = 10 * time.Second
+	}
+	if o.Registerer == nil || o.Gatherer == nil {
+		reg := prometheus.NewRegistry()
+		o.Registerer, o.Gatherer = reg, reg
+	}
+}
+
+// Server serves the client API of one node.
+type Server struct {
+	opts     Options
+	log      *relaylog.Log
+	hub      *presence.Hub
+	limiter  *limiter
+	m        *metrics
+	upgrader websocket.Upgrader
+	origins  map[string]bool
+	anyOrig  bool
+	mux      *http.ServeMux
+
+	connMu   sync.Mutex
+	conns    map[int64]int // sockets per user, reserved before upgrade
+	sockets  map[*socket]struct{}
+	draining atomic.Bool
+	wg       sync.WaitGroup
+}
+
+// New builds a Server.
+func New(opts Options) *Server {
+	opts.setDefaults()
+	s := &Server{
+		opts:    opts,
+		log:     opts.Log,
+		hub:     opts.Hub,
+		limiter: newLimiter(opts.SendRate, opts.SendBurst, opts.Now),
+		m:       newMetrics(opts.Registerer),
+		origins: make(map[string]bool),
+		conns:   make(map[int64]int),
+		sockets: make(map[*socket]struct{}),
+	}
+	for _, o := range opts.AllowedOrigins {
+		o = strings.TrimRight(strings.TrimSpace(o), "/")
+		if o == "*" {
+			s.anyOrig = true
+		} else if o != "" {
+			s.origins[strings.ToLower(o)] = true
+		}
+	}
+	s.upgrader = websocket.Upgrader{
+		// Own small read buffer and pooled write buffers: an idle socket
+		// then holds neither net/http's 4 KiB hijacked buffers nor a write
+		// buffer.
+		ReadBufferSize:   1024,
+		WriteBufferSize:  4096,
+		WriteBufferPool:  &sync.Pool{},
+		HandshakeTimeout: 10 * time.Second,
+		CheckOrigin:      s.checkOrigin,
+		Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
+			writeError(w, &wire.Error{Code: codeForStatus(status), Message: reason.Error()})
+		},
+	}
+	s.routes()
+	return s
+}
+
+// Handler is the node's HTTP handler.
+func (s *Server) Handler() http.Handler { return s.mux }
+
+func (s *Server) routes() {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/messages", s.authed("send", s.handleSend))
+	mux.HandleFunc("GET /v1/messages", s.authed("sync", s.handleSync))
+	mux.HandleFunc("POST /v1/conversations/{userId}/read", s.authed("read", s.handleRead))
+	mux.HandleFunc("POST /v1/conversations/{userId}/typing", s.authed("typing", s.handleTyping))
+	mux.HandleFunc("GET /v1/users/{userId}/status", s.authed("status", s.handleStatus))
+	mux.HandleFunc("POST /v1/devices", s.authed("device_add", s.handleDeviceAdd))
+	mux.HandleFunc("DELETE /v1/devices/{token}", s.authed("device_remove", s.handleDeviceRemove))
+	mux.HandleFunc("GET /v1/edges", s.authed("edges", s.handleEdges))
+	mux.HandleFunc("GET /v1/socket/updates", s.handleSocket)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"status":"ok"}`))
+	})
+	mux.HandleFunc("GET /readyz", s.handleReady)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.opts.Gatherer, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, wire.Errorf(wire.CodeNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path))
+	})
+	s.mux = mux
+}
+
+func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	if s.draining.Load() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		w.Write([]byte(`{"status":"draining"}`))
+		return
+	}
+	if !s.log.Ready() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		w.Write([]byte(`{"status":"no leader for some shards"}`))
+		return
+	}
+	w.Write([]byte(`{"status":"ready"}`))
+}
+
+// token finds the bearer token of a request; access_token is accepted on the
+// WebSocket upgrade only, for browsers.
+func token(r *http.Request, allowQuery bool) string {
+	h := r.Header.Get("Authorization")
+	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		return strings.TrimSpace(h[7:])
+	}
+	if allowQuery {
+		return r.URL.Query().Get("access_token")
+	}
+	return ""
+}
+
+func (s *Server) authenticate(r *http.Request, allowQuery bool) (int64, *wire.Error) {
+	tok := token(r, allowQuery)
+	if tok == "" {
+		return 0, wire.Errorf(wire.CodeUnauthenticated, "missing bearer token")
+	}
+	user, err := s.opts.Verifier.Verify(tok)
+	if err != nil {
+		return 0, wire.Errorf(wire.CodeUnauthenticated, "%v", err)
+	}
+	return user, nil
+}
+
+type authedHandler func(w http.ResponseWriter, r *http.Request, user int64) *wire.Error
+
+// authed wraps a handler with authentication, error rendering and metrics.
+func (s *Server) authed(route string, h authedHandler) http.HandlerFunc {
+	rm := s.m.route(route)
+	return func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		user, werr := s.authenticate(r, false)
+		if werr == nil {
+			werr = h(w, r, user)
+		}
+		if werr != nil {
+			if werr.Code == wire.CodeInternal {
+				s.opts.Logger.Error("request failed", "route", route, "user", user, "err", werr.Message)
+				werr = &wire.Error{Code: wire.CodeInternal, Message: "internal error"}
+			}
+			writeError(w, werr)
+			rm.errors.Inc()
+		}
+		rm.seconds.Observe(time.Since(start).Seconds())
+	}
+}
+
+func writeError(w http.ResponseWriter, e *wire.Error) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	if e.Code == wire.CodeRateLimited || e.Code == wire.CodeUnavailable {
+		h.Set("Retry-After", e.RetryAfterSeconds())
+	}
+	if e.Code == wire.CodeUnauthenticated {
+		h.Set("WWW-Authenticate", `Bearer realm="edgenode"`)
+	}
+	w.WriteHeader(e.Status())
+	b := append(append([]byte(`{"error":{"code":`), wire.AppendString(nil, e.Code)...), `,"message":`...)
+	b = append(wire.AppendString(b, e.Message), "}}\n"...)
+	w.Write(b)
+}
+
+func codeForStatus(status int) string {
+	switch status {
+	case http.StatusForbidden:
+		return wire.CodePermissionDenied
+	case http.StatusUnauthorized:
+		return wire.CodeUnauthenticated
+	case http.StatusTooManyRequests:
+		return wire.CodeRateLimited
+	case http.StatusServiceUnavailable:
+		return wire.CodeUnavailable
+	}
+	return wire.CodeInvalidArgument
+}
+
+// apiError maps every relaylog failure to the API's error model, in one
+// place.
+func apiError(err error) *wire.Error {
+	if err == nil {
+		return nil
+	}
+	if we, ok := wire.AsError(err); ok {
+		return we
+	}
+	switch {
+	case errors.Is(err, relaylog.ErrQueueFull):
+		return &wire.Error{Code: wire.CodeRateLimited, Message: "the recipient has too many undelivered messages; retry later", RetryAfter: 30 * time.Second}
+	case errors.Is(err, relaylog.ErrRequestIDReused):
+		return wire.Invalid("requestId was already used for a different message")
+	case errors.Is(err, relaylog.ErrNoLeader), errors.Is(err, relaylog.ErrOverloaded),
+		errors.Is(err, relaylog.ErrClosed), errors.Is(err, context.DeadlineExceeded):
+		return &wire.Error{Code: wire.CodeUnavailable, Message: "the relay log is not available right now; retry", RetryAfter: time.Second}
+	case errors.Is(err, context.Canceled):
+		return &wire.Error{Code: wire.CodeUnavailable, Message: "request cancelled", RetryAfter: time.Second}
+	}
+	return &wire.Error{Code: wire.CodeInternal, Message: err.Error()}
+}
+
+func (s *Server) checkOrigin(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" || s.anyOrig {
+		return true // native apps send no Origin
+	}
+	o := strings.ToLower(strings.TrimRight(origin, "/"))
+	if s.origins[o] {
+		return true
+	}
+	// A page served by this very host may open its own socket.
+	if i := strings.Index(o, "://"); i >= 0 && strings.EqualFold(o[i+3:], r.Host) {
+		return true
+	}
+	return false
+}
+
+// Drain stops accepting sockets and closes every open one with status 1012
+// (service restart), telling clients to reconnect, elsewhere if they can.
+func (s *Server) Drain(ctx context.Context) {
+	s.draining.Store(true)
+	s.connMu.Lock()
+	all := make([]*socket, 0, len(s.sockets))
+	for sk := range s.sockets {
+		all = append(all, sk)
+	}
+	s.connMu.Unlock()
+	for _, sk := range all {
+		sk.closeWith(websocket.CloseServiceRestart, "node restarting; reconnect")
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
+
+// Sockets is the number of open sockets.
+func (s *Server) Sockets() int {
+	s.connMu.Lock()
+	defer s.connMu.Unlock()
+	return len(s.sockets)
+}

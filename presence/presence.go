@@ -1,0 +1,289 @@
+// Package presence knows who is connected to this node, who watches whom,
+// and who is typing to whom. It is soft state: nothing here is written to
+// the raft log except, through its caller, the time a user was last
+// connected. It owns no sockets; the front registers a Session per socket
+// and receives events through it.
+//
+// Typing indicators expire: a "typing: true" not renewed within
+// Options.TypingTimeout (6 s by default, the renewal interval mobile apps use
+// is 3-5 s) is followed by a "typing: false" update, so a client that died
+// mid-sentence does not leave its contact watching dots forever.
+package presence
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/edgenode/edgenode/wire"
+)
+
+// Session is one connected socket as presence sees it. Its methods must not
+// block: they hand work to the socket's own goroutines.
+type Session interface {
+	UserID() int64
+	// Notify says that the user's queue has new events.
+	Notify()
+	// Status delivers a contact_status_update.
+	Status(wire.ContactStatus)
+}
+
+// Options configure a Hub; the zero value works.
+type Options struct {
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// LastConnected looks up when an offline user was last connected.
+	LastConnected func(user int64) (time.Time, bool)
+	// TypingTimeout ends a typing indicator that was not renewed; 0 means 6s.
+	TypingTimeout time.Duration
+}
+
+// Hub is the presence registry of one node.
+type Hub struct {
+	opts Options
+
+	mu       sync.RWMutex
+	sessions map[int64][]Session
+	watchers map[int64]map[Session]struct{} // watched user → sessions watching
+	watching map[Session][]int64
+	typing   map[typingKey]time.Time // (from, to) → expiry
+}
+
+type typingKey struct{ from, to int64 }
+
+// New returns an empty hub.
+func New(opts Options) *Hub {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.TypingTimeout <= 0 {
+		opts.TypingTimeout = 6 * time.Second
+	}
+	return &Hub{
+		opts:     opts,
+		sessions: make(map[int64][]Session),
+		watchers: make(map[int64]map[Session]struct{}),
+		watching: make(map[Session][]int64),
+		typing:   make(map[typingKey]time.Time),
+	}
+}
+
+// Count is how many sessions user has on this node.
+func (h *Hub) Count(user int64) int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return len(h.sessions[user])
+}
+
+// Online reports whether user has a session on this node.
+func (h *Hub) Online(user int64) bool { return h.Count(user) > 0 }
+
+// Connect registers s. When it is the user's first session, the user's
+// watchers learn that the user is online.
+func (h *Hub) Connect(s Session) {
+	u := s.UserID()
+	h.mu.Lock()
+	h.sessions[u] = append(h.sessions[u], s)
+	first := len(h.sessions[u]) == 1
+	var notify []Session
+	if first {
+		notify = h.watchersOf(u)
+	}
+	h.mu.Unlock()
+	if first {
+		st := h.status(0, u)
+		for _, w := range notify {
+			w.Status(st)
+		}
+	}
+}
+
+// Disconnect removes s and its watch list. When it was the user's last
+// session, the user's watchers learn that the user went offline at at, and
+// any typing indicator the user had open ends.
+func (h *Hub) Disconnect(s Session, at time.Time) {
+	u := s.UserID()
+	h.mu.Lock()
+	list := h.sessions[u]
+	for i, x := range list {
+		if x == s {
+			list = append(list[:i:i], list[i+1:]...)
+			break
+		}
+	}
+	if len(list) == 0 {
+		delete(h.sessions, u)
+	} else {
+		h.sessions[u] = list
+	}
+	h.unwatchLocked(s)
+	last := len(list) == 0
+	var notify []Session
+	var typingTo []int64
+	if last {
+		notify = h.watchersOf(u)
+		for k := range h.typing {
+			if k.from == u {
+				delete(h.typing, k)
+				typingTo = append(typingTo, k.to)
+			}
+		}
+	}
+	h.mu.Unlock()
+	if !last {
+		return
+	}
+	ts := wire.FormatTime(at)
+	st := wire.ContactStatus{UserID: u, Online: false, LastConnectedAt: &ts}
+	for _, w := range notify {
+		w.Status(st)
+	}
+	for _, to := range typingTo {
+		for _, w := range h.sessionsOf(to) {
+			w.Status(st)
+		}
+	}
+}
+
+// NotifyEvents tells user's sessions that their queue has new events.
+func (h *Hub) NotifyEvents(user int64) {
+	h.mu.RLock()
+	for _, s := range h.sessions[user] {
+		s.Notify()
+	}
+	h.mu.RUnlock()
+}
+
+// Watch replaces the set of users s follows and returns their current
+// statuses, so a client can draw its screen without waiting for changes.
+func (h *Hub) Watch(s Session, users []int64) []wire.ContactStatus {
+	seen := make(map[int64]struct{}, len(users))
+	uniq := make([]int64, 0, len(users))
+	for _, u := range users {
+		if _, dup := seen[u]; !dup {
+			seen[u] = struct{}{}
+			uniq = append(uniq, u)
+		}
+	}
+	h.mu.Lock()
+	h.unwatchLocked(s)
+	for _, u := range uniq {
+		set := h.watchers[u]
+		if set == nil {
+			set = make(map[Session]struct{})
+			h.watchers[u] = set
+		}
+		set[s] = struct{}{}
+	}
+	if len(uniq) > 0 {
+		h.watching[s] = uniq
+	}
+	h.mu.Unlock()
+	out := make([]wire.ContactStatus, len(uniq))
+	for i, u := range uniq {
+		out[i] = h.status(s.UserID(), u)
+	}
+	return out
+}
+
+func (h *Hub) unwatchLocked(s Session) {
+	for _, u := range h.watching[s] {
+		if set := h.watchers[u]; set != nil {
+			delete(set, s)
+			if len(set) == 0 {
+				delete(h.watchers, u)
+			}
+		}
+	}
+	delete(h.watching, s)
+}
+
+func (h *Hub) watchersOf(u int64) []Session {
+	set := h.watchers[u]
+	out := make([]Session, 0, len(set))
+	for s := range set {
+		out = append(out, s)
+	}
+	return out
+}
+
+func (h *Hub) sessionsOf(u int64) []Session {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return append([]Session(nil), h.sessions[u]...)
+}
+
+// SetTyping relays that from is (or stopped) typing to to. Only to's
+// sessions hear it; nothing is stored beyond the expiry timer.
+func (h *Hub) SetTyping(from, to int64, typing bool) {
+	k := typingKey{from, to}
+	h.mu.Lock()
+	_, was := h.typing[k]
+	if typing {
+		h.typing[k] = h.opts.Now().Add(h.opts.TypingTimeout)
+	} else {
+		delete(h.typing, k)
+	}
+	h.mu.Unlock()
+	if !typing && !was {
+		return
+	}
+	st := h.status(to, from)
+	for _, s := range h.sessionsOf(to) {
+		s.Status(st)
+	}
+}
+
+// Status is user's ContactStatus as viewer sees it (typing means typing to
+// viewer).
+func (h *Hub) Status(viewer, user int64) wire.ContactStatus { return h.status(viewer, user) }
+
+func (h *Hub) status(viewer, user int64) wire.ContactStatus {
+	h.mu.RLock()
+	online := len(h.sessions[user]) > 0
+	_, typing := h.typing[typingKey{user, viewer}]
+	h.mu.RUnlock()
+	st := wire.ContactStatus{UserID: user, Online: online, Typing: typing && online}
+	if h.opts.LastConnected != nil {
+		if t, ok := h.opts.LastConnected(user); ok {
+			ts := wire.FormatTime(t)
+			st.LastConnectedAt = &ts
+		}
+	}
+	return st
+}
+
+// ExpireTyping ends every typing indicator past its expiry and tells the
+// recipients. Run calls it periodically; tests call it with a moved clock.
+func (h *Hub) ExpireTyping() {
+	now := h.opts.Now()
+	var ended []typingKey
+	h.mu.Lock()
+	for k, exp := range h.typing {
+		if !now.Before(exp) {
+			delete(h.typing, k)
+			ended = append(ended, k)
+		}
+	}
+	h.mu.Unlock()
+	for _, k := range ended {
+		st := h.status(k.to, k.from)
+		for _, s := range h.sessionsOf(k.to) {
+			s.Status(st)
+		}
+	}
+}
+
+// Run expires typing indicators until ctx ends.
+func (h *Hub) Run(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			h.ExpireTyping()
+		}
+	}
+}
