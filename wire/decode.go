@@ -18,6 +18,11 @@ func decodeStrict(data []byte, v any) *Error {
 	if len(data) == 0 || data[0] != '{' {
 		return Invalid("body must be a JSON object")
 	}
+	// encoding/json would silently replace invalid UTF-8; JSON text must be
+	// UTF-8 (RFC 8259), so say so instead of storing altered content.
+	if !utf8.Valid(data) {
+		return Invalid("body must be valid UTF-8")
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	if err := dec.Decode(v); err != nil {
