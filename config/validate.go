@@ -1,0 +1,253 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// problem is one reason a Config is unusable, tied to the flag to fix.
+type problem struct {
+	name string // flag name
+	msg  string
+}
+
+func (p problem) err() error { return fmt.Errorf("config: --%s: %s", p.name, p.msg) }
+
+// Validate reports every reason the configuration cannot run a node, joined
+// into one error; nil means it can. Load checks everything but the presence
+// of a JWT key: a node started without one generates a development secret in
+// its data dir (node.PrepareDataDir) before it validates.
+func (c Config) Validate() error {
+	var errs []error
+	for _, p := range c.problems() {
+		errs = append(errs, p.err())
+	}
+	if c.JWTSecret == "" && c.JWTPublicKey == "" {
+		errs = append(errs, problem{"jwt-secret", "set --jwt-secret or --jwt-public-key, or no client can authenticate"}.err())
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Config) problems() []problem {
+	var ps []problem
+	add := func(name, format string, a ...any) {
+		ps = append(ps, problem{name, fmt.Sprintf(format, a...)})
+	}
+
+	for _, a := range []struct{ name, addr string }{
+		{"http-addr", c.HTTPAddr}, {"gossip-addr", c.GossipAddr}, {"cluster-addr", c.ClusterAddr},
+	} {
+		if err := checkListenAddr(a.addr); err != nil {
+			add(a.name, "%v", err)
+		}
+	}
+	// Both are UDP: one port cannot carry gossip and QUIC.
+	if c.GossipAddr != "" && c.GossipAddr == c.ClusterAddr && !strings.HasSuffix(c.GossipAddr, ":0") {
+		add("cluster-addr", "%q is also --gossip-addr; they need different ports", c.ClusterAddr)
+	}
+	if c.AdvertiseAddr != "" && !validHost(c.AdvertiseAddr) {
+		add("advertise-addr", "%q is not a host name or IP address (optionally with :port)", c.AdvertiseAddr)
+	}
+	if c.PublicURL != "" {
+		if err := checkURL(c.PublicURL, false); err != nil {
+			add("public-url", "%v", err)
+		}
+	}
+
+	if c.DataDir == "" {
+		add("data-dir", "must not be empty")
+	}
+	if c.NodeID != "" && !validName(c.NodeID) {
+		add("node-id", "%q must be 1 to 64 letters, digits, '.', '_' or '-'", c.NodeID)
+	}
+	if !validName(c.Region) {
+		add("region", "%q must be 1 to 64 letters, digits, '.', '_' or '-'", c.Region)
+	}
+	for _, j := range c.Join {
+		if !validHost(j) {
+			add("join", "%q is not a host or host:port", j)
+		}
+	}
+	if c.BootstrapExpect < 1 {
+		add("bootstrap-expect", "%d is less than 1", c.BootstrapExpect)
+	}
+	if c.Shards < 0 || c.Shards > MaxShards {
+		add("shards", "%d is not between 0 (the default) and %d", c.Shards, MaxShards)
+	}
+	if c.ClusterSecret != "" && len(c.ClusterSecret) < MinSecretBytes {
+		add("cluster-secret", "is %d bytes; it must be at least %d (or empty to generate one)", len(c.ClusterSecret), MinSecretBytes)
+	}
+
+	if c.JWTSecret != "" && len(c.JWTSecret) < MinSecretBytes {
+		add("jwt-secret", "is %d bytes; HS256 needs at least %d (RFC 7518, section 3.2)", len(c.JWTSecret), MinSecretBytes)
+	}
+
+	if c.PingInterval <= 0 {
+		add("ping-interval", "%v is not positive", c.PingInterval)
+	}
+	for _, o := range c.AllowedOrigins {
+		if err := checkOrigin(o); err != nil {
+			add("allowed-origins", "%v", err)
+		}
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		if c.TLSCert == "" {
+			add("tls-key", "set without --tls-cert; give both or neither")
+		} else {
+			add("tls-cert", "set without --tls-key; give both or neither")
+		}
+	}
+	if c.WriteTimeout <= 0 {
+		add("write-timeout", "%v is not positive", c.WriteTimeout)
+	}
+	if c.MaxUnacked < 1 {
+		add("max-unacked", "%d is less than 1", c.MaxUnacked)
+	}
+
+	if c.MaxContentBytes < 1 || c.MaxContentBytes > MaxContentBytesLimit {
+		add("max-content-bytes", "%d is not between 1 and %d", c.MaxContentBytes, MaxContentBytesLimit)
+	}
+	if !(c.SendRate > 0) || math.IsInf(c.SendRate, 0) {
+		add("send-rate", "%v is not a positive number", c.SendRate)
+	}
+	if c.SendBurst < 1 {
+		add("send-burst", "%d is less than 1", c.SendBurst)
+	}
+	if c.MaxConnectionsPerUser < 1 {
+		add("max-connections-per-user", "%d is less than 1", c.MaxConnectionsPerUser)
+	}
+	if c.MaxQueueDepth < 1 {
+		add("max-queue-depth", "%d is less than 1", c.MaxQueueDepth)
+	}
+	if c.Retention <= 0 {
+		add("retention", "%v is not positive", c.Retention)
+	}
+	if c.IdempotencyWindow <= 0 {
+		add("idempotency-window", "%v is not positive", c.IdempotencyWindow)
+	}
+
+	apns := map[string]string{"apns-key-file": c.APNSKeyFile, "apns-key-id": c.APNSKeyID, "apns-team-id": c.APNSTeamID}
+	if c.APNSKeyFile != "" || c.APNSKeyID != "" || c.APNSTeamID != "" {
+		for _, name := range []string{"apns-key-file", "apns-key-id", "apns-team-id"} {
+			if apns[name] == "" {
+				add(name, "APNs needs --apns-key-file, --apns-key-id and --apns-team-id together")
+			}
+		}
+	}
+	if err := checkURL(c.APNSURL, true); err != nil {
+		add("apns-url", "%v", err)
+	}
+	if err := checkURL(c.FCMURL, true); err != nil {
+		add("fcm-url", "%v", err)
+	}
+	switch c.PushPreview {
+	case PreviewFull, PreviewFixed, PreviewNone:
+	default:
+		add("push-preview", "%q is not one of full, fixed, none", c.PushPreview)
+	}
+
+	if _, ok := levelByValue(c.LogLevel); !ok {
+		add("log-level", "%v is not one of debug, info, warn, error", c.LogLevel)
+	}
+	switch c.LogFormat {
+	case LogText, LogJSON:
+	default:
+		add("log-format", "%q is not one of text, json", c.LogFormat)
+	}
+	if c.GOMAXPROCS < 0 {
+		add("gomaxprocs", "%d is negative", c.GOMAXPROCS)
+	}
+	return ps
+}
+
+// checkListenAddr accepts host:port with a numeric port; the host may be
+// empty (all interfaces) and the port 0 (any free port, for tests).
+func checkListenAddr(addr string) error {
+	if addr == "" {
+		return errors.New("must not be empty")
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port", addr)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("%q has no port number between 0 and 65535", addr)
+	}
+	return nil
+}
+
+// validHost accepts a host name or IP address, optionally with a port.
+func validHost(s string) bool {
+	host := s
+	if h, port, err := net.SplitHostPort(s); err == nil {
+		if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+			return false
+		}
+		host = h
+	}
+	if host == "" || len(host) > 253 {
+		return false
+	}
+	if net.ParseIP(host) != nil {
+		return true
+	}
+	for i := 0; i < len(host); i++ {
+		ch := host[i]
+		if !(ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || ch == '-' || ch == '.' || ch == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// validName accepts node ids and regions: short, and safe in file names,
+// metric labels and log lines.
+func validName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		ch := s[i]
+		if !(ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || ch == '-' || ch == '.' || ch == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// checkURL accepts an absolute http or https URL with a host and no query
+// or fragment; endpoints must not have a path either.
+func checkURL(s string, endpoint bool) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return fmt.Errorf("%q is not a URL", s)
+	}
+	if u.Scheme != "https" && u.Scheme != "http" || u.Host == "" {
+		return fmt.Errorf("%q is not an http:// or https:// URL with a host", s)
+	}
+	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return fmt.Errorf("%q must not have a query, fragment or user", s)
+	}
+	if endpoint && u.Path != "" && u.Path != "/" {
+		return fmt.Errorf("%q must not have a path", s)
+	}
+	return nil
+}
+
+// checkOrigin accepts "*" or what browsers send as Origin:
+// scheme://host[:port], no path.
+func checkOrigin(o string) error {
+	if o == "*" {
+		return nil
+	}
+	u, err := url.Parse(o)
+	if err != nil || u.Scheme == "" || u.Host == "" || u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return fmt.Errorf("%q is not an origin like https://app.example (scheme and host, no path or trailing slash)", o)
+	}
+	return nil
+}
