@@ -471,7 +471,12 @@ func (l *Log) openShard(i int) (*shard, error) {
 		return nil, err
 	}
 	snapDir := filepath.Join(o.Dir, "snapshots", fmt.Sprintf("shard-%03d", i))
-	hl := hclog.New(&hclog.LoggerOptions{Name: fmt.Sprintf("raft.shard-%d", i), Level: hclog.Warn, Output: slogWriter{o.Logger}})
+	// raft's warnings are mostly routine elections; they show with debug logs.
+	level := hclog.Error
+	if o.Logger.Enabled(context.Background(), slog.LevelDebug) {
+		level = hclog.Debug
+	}
+	hl := hclog.New(&hclog.LoggerOptions{Name: fmt.Sprintf("raft.shard-%d", i), Level: level, Output: slogWriter{o.Logger}})
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(snapDir, 2, hl)
 	if err != nil {
 		return nil, fmt.Errorf("relaylog: shard %d snapshots: %w", i, err)

@@ -1,0 +1,205 @@
+// Command edgenode runs a node of the edgenode chat relay, and a few
+// subcommands around it.
+//
+//	edgenode [flags]                       run a node (no flags needed to try it)
+//	edgenode token --user ID [--ttl 24h]   print a client token signed with the node's HS256 secret
+//	edgenode join-token                    print the cluster secret other nodes join with
+//	edgenode version                       print the version
+//
+// Every flag also reads from EDGENODE_<FLAG> and from --config FILE; see
+// `edgenode --help` and docs/API.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/edgenode/edgenode/auth"
+	"github.com/edgenode/edgenode/config"
+	"github.com/edgenode/edgenode/node"
+)
+
+// version is set at build time with -ldflags "-X main.version=v1.2.3".
+var version = ""
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	sub := ""
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		sub, args = args[0], args[1:]
+	}
+	for _, a := range args {
+		if a == "-h" || a == "--help" || a == "-help" {
+			usage(stdout)
+			return 0
+		}
+	}
+	var err error
+	switch sub {
+	case "", "run":
+		err = serve(args, stderr)
+	case "token":
+		err = token(args, stdout)
+	case "join-token":
+		err = joinToken(args, stdout)
+	case "version":
+		fmt.Fprintln(stdout, "edgenode", versionString(), runtime.Version())
+	case "help":
+		usage(stdout)
+	default:
+		err = fmt.Errorf("unknown subcommand %q (see edgenode --help)", sub)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "edgenode:", err)
+		return 1
+	}
+	return 0
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `edgenode: a self-hosted relay for 1:1 mobile chat.
+
+Usage:
+  edgenode [flags]                        run a node
+  edgenode token --user ID [--ttl 24h]    print a client token (HS256, the node's secret)
+  edgenode join-token [--data-dir DIR]    print the cluster secret
+  edgenode version                        print the version
+
+`)
+	config.Usage(w)
+}
+
+func versionString() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	if cfg.LogFormat == config.LogJSON {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func serve(args []string, stderr io.Writer) error {
+	cfg, err := config.Load(args, os.Getenv)
+	if err != nil {
+		return err
+	}
+	if cfg.GOMAXPROCS > 0 {
+		runtime.GOMAXPROCS(cfg.GOMAXPROCS)
+	}
+	logger := newLogger(cfg, stderr)
+	n, err := node.Start(context.Background(), cfg, logger)
+	if err != nil {
+		return err
+	}
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	select {
+	case sig := <-sigs:
+		logger.Info("signal received; draining", "signal", sig.String())
+	case err := <-n.Done():
+		logger.Error("client API stopped", "err", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	go func() {
+		// A second signal stops at once; acknowledged data is already durable.
+		<-sigs
+		logger.Warn("second signal: exiting now")
+		os.Exit(1)
+	}()
+	return n.Shutdown(ctx)
+}
+
+// extract removes --name VALUE / --name=VALUE from args.
+func extract(args []string, name string) (string, []string, error) {
+	var rest []string
+	val := ""
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--"+name || a == "-"+name:
+			if i+1 >= len(args) {
+				return "", nil, fmt.Errorf("--%s needs a value", name)
+			}
+			val = args[i+1]
+			i++
+		case strings.HasPrefix(a, "--"+name+"="):
+			val = strings.TrimPrefix(a, "--"+name+"=")
+		default:
+			rest = append(rest, a)
+		}
+	}
+	return val, rest, nil
+}
+
+func token(args []string, stdout io.Writer) error {
+	userStr, args, err := extract(args, "user")
+	if err != nil {
+		return err
+	}
+	ttlStr, args, err := extract(args, "ttl")
+	if err != nil {
+		return err
+	}
+	user, err := strconv.ParseInt(userStr, 10, 64)
+	if err != nil || user <= 0 || user > 1<<53-1 {
+		return errors.New("token: --user must be a user id between 1 and 2^53-1")
+	}
+	ttl := 24 * time.Hour
+	if ttlStr != "" {
+		if ttl, err = time.ParseDuration(ttlStr); err != nil || ttl <= 0 {
+			return errors.New("token: --ttl must be a positive duration such as 24h")
+		}
+	}
+	cfg, err := config.Load(args, os.Getenv)
+	if err != nil {
+		return err
+	}
+	if cfg.JWTSecret == "" && cfg.JWTPublicKey != "" {
+		return errors.New("token: this node verifies tokens with a public key; issue tokens with your login service's private key")
+	}
+	if err := node.PrepareDataDir(&cfg, nil); err != nil {
+		return err
+	}
+	tok, err := auth.Issue([]byte(cfg.JWTSecret), user, ttl, time.Now())
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, tok)
+	return nil
+}
+
+func joinToken(args []string, stdout io.Writer) error {
+	cfg, err := config.Load(args, os.Getenv)
+	if err != nil {
+		return err
+	}
+	if err := node.PrepareDataDir(&cfg, nil); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, cfg.ClusterSecret)
+	return nil
+}
