@@ -175,6 +175,22 @@ func (s *Server) routes() {
 	})
 	mux.HandleFunc("GET /readyz", s.handleReady)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.opts.Gatherer, promhttp.HandlerOpts{}))
+	// The same paths with any other method: 405 in the API's error model
+	// rather than net/http's plain-text answer.
+	for path, allow := range map[string]string{
+		"/v1/messages": "GET, POST", "/v1/conversations/{userId}/read": "POST",
+		"/v1/conversations/{userId}/typing": "POST", "/v1/users/{userId}/status": "GET",
+		"/v1/devices": "POST", "/v1/devices/{token}": "DELETE", "/v1/edges": "GET",
+		"/v1/socket/updates": "GET", "/healthz": "GET", "/readyz": "GET", "/metrics": "GET",
+	} {
+		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Allow", allow)
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusMethodNotAllowed)
+			b := append([]byte(`{"error":{"code":"invalid_argument","message":`), wire.AppendString(nil, r.Method+" is not allowed on "+r.URL.Path+"; use "+allow)...)
+			w.Write(append(b, "}}\n"...))
+		})
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, wire.Errorf(wire.CodeNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path))
 	})

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"time"
 	"unicode/utf8"
 )
@@ -23,17 +22,14 @@ func decodeStrict(data []byte, v any) *Error {
 	if !utf8.Valid(data) {
 		return Invalid("body must be valid UTF-8")
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	if err := dec.Decode(v); err != nil {
+	// Unmarshal rejects trailing data itself and is several times cheaper
+	// than a Decoder for one small object.
+	if err := json.Unmarshal(data, v); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) && te.Field != "" {
 			return Invalid("field %q has the wrong type", te.Field)
 		}
 		return Invalid("malformed JSON: %v", err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return Invalid("trailing data after JSON object")
 	}
 	return nil
 }
