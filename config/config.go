@@ -54,7 +54,7 @@ type Config struct {
 	SendRate              float64       // --send-rate: sustained sends per user per second
 	SendBurst             int           // --send-burst: sends per user allowed at once
 	MaxConnectionsPerUser int           // --max-connections-per-user: concurrent sockets per user
-	MaxQueueDepth         int           // --max-queue-depth: undelivered events per user
+	MaxQueueDepth         int           // --max-queue-depth: undelivered messages per user
 	Retention             time.Duration // --retention: how long an undelivered event is kept
 	IdempotencyWindow     time.Duration // --idempotency-window: how long a requestId is remembered
 
@@ -94,7 +94,7 @@ const (
 	MinSecretBytes = 32
 	// MaxShards bounds --shards; every shard is a raft group with its own
 	// log, heartbeats and leader election.
-	MaxShards = 1024
+	MaxShards = 256 // relaylog.MaxShards: the id layout has 8 bits for the shard at most
 	// MaxContentBytesLimit bounds --max-content-bytes so that a message with
 	// its JSON envelope always fits a request body (wire.MaxBodyBytes).
 	MaxContentBytesLimit = wire.MaxBodyBytes / 2
@@ -358,9 +358,9 @@ var options = func() []*option {
 			float(func(c *Config) *float64 { return &c.SendRate })),
 		o(gLimits, "send-burst", "N", "messages one user may send at once before --send-rate applies",
 			integer(func(c *Config) *int { return &c.SendBurst })),
-		o(gLimits, "max-connections-per-user", "N", "WebSockets one user may hold open at once across the cluster's edges",
+		o(gLimits, "max-connections-per-user", "N", "WebSockets one user may hold open at once on one node",
 			integer(func(c *Config) *int { return &c.MaxConnectionsPerUser })),
-		o(gLimits, "max-queue-depth", "N", "undelivered events one user's queue may hold; sends beyond answer 429",
+		o(gLimits, "max-queue-depth", "N", "undelivered messages one user's queue may hold (receipts not counted); sends beyond answer 429",
 			integer(func(c *Config) *int { return &c.MaxQueueDepth })),
 		o(gLimits, "retention", "DURATION", "how long an undelivered event is kept before it is dropped",
 			duration(func(c *Config) *time.Duration { return &c.Retention })),

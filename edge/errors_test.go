@@ -169,9 +169,16 @@ func TestSocketErrors(t *testing.T) {
 				t.Fatalf("error payload %s", f.Payload)
 			}
 		}
-		c.sendFrame(wire.TypeWatch, wire.Watch{UserIDs: []int64{9}})
-		if st := c.nextStatus(); st.UserID != 9 {
-			t.Fatalf("socket unusable after errors: %+v", st)
+		// A full watch list is answered status by status, socket kept.
+		ids := make([]int64, wire.MaxWatch)
+		for i := range ids {
+			ids[i] = int64(i + 1)
+		}
+		c.sendFrame(wire.TypeWatch, wire.Watch{UserIDs: ids})
+		for i := range ids {
+			if st := c.nextStatus(); st.UserID != ids[i] {
+				t.Fatalf("status %d of watch = %+v", i, st)
+			}
 		}
 	})
 	t.Run("frame too large closes with 1009", func(t *testing.T) {

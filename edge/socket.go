@@ -29,6 +29,7 @@ type socket struct {
 	notify chan struct{}           // queue has new events, or acks moved the window
 	status chan wire.ContactStatus // contact_status_update and error frames to write
 	errs   chan *wire.Error
+	watch  chan []wire.ContactStatus // answers to watch frames, written in one go
 	done   chan struct{}
 	once   sync.Once
 
@@ -72,6 +73,7 @@ func (s *Server) handleSocket(w http.ResponseWriter, r *http.Request) {
 		notify: make(chan struct{}, 1),
 		status: make(chan wire.ContactStatus, statusQueue),
 		errs:   make(chan *wire.Error, 4),
+		watch:  make(chan []wire.ContactStatus, 1),
 		done:   make(chan struct{}),
 	}
 	s.connMu.Lock()
@@ -195,8 +197,12 @@ func (sk *socket) readLoop() {
 		case wire.TypeTyping:
 			s.hub.SetTyping(sk.user, f.Typing.ToUserID, f.Typing.Typing)
 		case wire.TypeWatch:
-			for _, st := range s.hub.Watch(sk, f.Watch.UserIDs) {
-				sk.Status(st)
+			// Up to 1000 statuses answer a watch; they bypass the small
+			// status queue, and a client sending watches faster than they
+			// are written simply waits.
+			select {
+			case sk.watch <- s.hub.Watch(sk, f.Watch.UserIDs):
+			case <-sk.done:
 			}
 		}
 	}
@@ -339,6 +345,12 @@ func (sk *socket) writeLoop() {
 		case st := <-sk.status:
 			if sk.write(wire.AppendContactStatusEvent(buf[:0], &st)) != nil {
 				return
+			}
+		case sts := <-sk.watch:
+			for i := range sts {
+				if sk.write(wire.AppendContactStatusEvent(buf[:0], &sts[i])) != nil {
+					return
+				}
 			}
 		case e := <-sk.errs:
 			if sk.write(wire.EncodeEvent(wire.TypeError, wire.ErrorDetail{Code: e.Code, Message: e.Message})) != nil {

@@ -243,7 +243,7 @@ func (h *Hub) status(viewer, user int64) wire.ContactStatus {
 	online := len(h.sessions[user]) > 0
 	_, typing := h.typing[typingKey{user, viewer}]
 	h.mu.RUnlock()
-	st := wire.ContactStatus{UserID: user, Online: online, Typing: typing && online}
+	st := wire.ContactStatus{UserID: user, Online: online, Typing: typing}
 	if h.opts.LastConnected != nil {
 		if t, ok := h.opts.LastConnected(user); ok {
 			ts := wire.FormatTime(t)
