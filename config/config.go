@@ -72,6 +72,7 @@ type Config struct {
 	LogLevel   slog.Level // --log-level
 	LogFormat  string     // --log-format: LogText or LogJSON
 	GOMAXPROCS int        // --gomaxprocs: 0 = the Go runtime's choice
+	DebugAddr  string     // --debug-addr: where to serve /debug/pprof; "" = nowhere
 }
 
 // Values of Config.PushPreview.
@@ -390,6 +391,8 @@ var options = func() []*option {
 			oneOf(func(c *Config) *string { return &c.LogFormat }, LogText, LogJSON)),
 		o(gProc, "gomaxprocs", "N", "CPU cores Go may use at once; 0 = automatic (container-aware)",
 			integer(func(c *Config) *int { return &c.GOMAXPROCS })),
+		o(gProc, "debug-addr", "HOST:PORT", "serve Go's /debug/pprof profiles here (keep it on loopback); empty = off",
+			str(func(c *Config) *string { return &c.DebugAddr })),
 	}
 	return opts
 }()

@@ -50,7 +50,7 @@ func TestDefaults(t *testing.T) {
 		"log-level": slog.LevelInfo, "log-format": "text", "max-content-bytes": 4096, "send-rate": 50.0,
 		"send-burst": 200, "max-connections-per-user": 10, "max-queue-depth": 10000,
 		"retention": 720 * time.Hour, "idempotency-window": 24 * time.Hour, "write-timeout": 10 * time.Second,
-		"max-unacked": 1024, "gomaxprocs": 0, "push-preview": "full",
+		"max-unacked": 1024, "gomaxprocs": 0, "debug-addr": "", "push-preview": "full",
 	}
 	for name, w := range want {
 		if got := field(d, name); !reflect.DeepEqual(got, w) {
@@ -98,7 +98,7 @@ var fieldName = map[string]string{
 	"apns-key-file": "APNSKeyFile", "apns-key-id": "APNSKeyID", "apns-team-id": "APNSTeamID",
 	"apns-topic": "APNSTopic", "apns-url": "APNSURL", "fcm-credentials-file": "FCMCredentialsFile",
 	"fcm-url": "FCMURL", "push-preview": "PushPreview", "log-level": "LogLevel", "log-format": "LogFormat",
-	"gomaxprocs": "GOMAXPROCS",
+	"gomaxprocs": "GOMAXPROCS", "debug-addr": "DebugAddr",
 }
 
 // TestEveryFlag sets each flag, of every type, from each of the three
@@ -151,6 +151,7 @@ func TestEveryFlag(t *testing.T) {
 		{"log-level", "debug", slog.LevelDebug, nil},
 		{"log-format", "json", "json", nil},
 		{"gomaxprocs", "2", 2, nil},
+		{"debug-addr", "127.0.0.1:6060", "127.0.0.1:6060", nil},
 	}
 	covered := map[string]bool{"config": true} // --config has its own test
 	for _, tt := range tests {

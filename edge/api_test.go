@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/edgenode/edgenode/wire"
@@ -173,5 +174,29 @@ func TestOfflineQueueAndPaginatedSync(t *testing.T) {
 	}
 	if code != 200 || delivered != 250 || len(r.Messages) != 0 {
 		t.Fatalf("sender's receipts cover %d messages: %s", delivered, b)
+	}
+}
+
+func TestSocketBatchesAndLargeContent(t *testing.T) {
+	h := start(t, nil)
+	big := strings.Repeat("é", 2048) // 4096 bytes: a 16-bit frame length
+	var want []int64
+	for i := 0; i < 300; i++ {
+		c := fmt.Sprintf("m%d", i)
+		if i%50 == 0 {
+			c = big
+		}
+		want = append(want, h.send(1, 2, c).Message.MessageID)
+	}
+	// Bob connects to a backlog of 300: it arrives in batched writes, in order.
+	bob := h.dial(2)
+	for i, id := range want {
+		got, msg := bob.nextMessage()
+		if got != id {
+			t.Fatalf("event %d: id %d, want %d", i, got, id)
+		}
+		if i%50 == 0 && msg.Content != big {
+			t.Fatalf("event %d: large content corrupted (%d bytes)", i, len(msg.Content))
+		}
 	}
 }

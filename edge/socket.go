@@ -30,6 +30,7 @@ type socket struct {
 	status chan wire.ContactStatus // contact_status_update and error frames to write
 	errs   chan *wire.Error
 	watch  chan []wire.ContactStatus // answers to watch frames, written in one go
+	pongs  chan string               // client pings to answer
 	done   chan struct{}
 	once   sync.Once
 
@@ -74,6 +75,7 @@ func (s *Server) handleSocket(w http.ResponseWriter, r *http.Request) {
 		status: make(chan wire.ContactStatus, statusQueue),
 		errs:   make(chan *wire.Error, 4),
 		watch:  make(chan []wire.ContactStatus, 1),
+		pongs:  make(chan string, 1),
 		done:   make(chan struct{}),
 	}
 	s.connMu.Lock()
@@ -136,13 +138,12 @@ func (sk *socket) sendError(e *wire.Error) {
 	}
 }
 
-// closeWith ends the socket once, with a close frame when possible.
+// closeWith ends the socket once. The writer goroutine, the only one that
+// writes to the connection, sends the close frame and closes it.
 func (sk *socket) closeWith(code int, text string) {
 	sk.once.Do(func() {
 		sk.closeCode, sk.closeText = code, text
 		close(sk.done)
-		_ = sk.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(time.Second))
-		_ = sk.conn.Close()
 	})
 }
 
@@ -155,6 +156,16 @@ func (sk *socket) readLoop() {
 	sk.conn.SetPongHandler(func(string) error {
 		return sk.conn.SetReadDeadline(time.Now().Add(timeout))
 	})
+	// gorilla would answer pings and close frames from this goroutine; the
+	// writer answers them instead, so that it stays the only writer.
+	sk.conn.SetPingHandler(func(data string) error {
+		select {
+		case sk.pongs <- data:
+		default:
+		}
+		return sk.conn.SetReadDeadline(time.Now().Add(timeout))
+	})
+	sk.conn.SetCloseHandler(func(int, string) error { return nil })
 	s.hub.Connect(sk)
 	ctx := context.Background()
 	go func() {
@@ -279,29 +290,81 @@ func (sk *socket) commitAcks() {
 	}
 }
 
+// write sends b, which holds one or more complete frames, in one system
+// call. Server frames are unmasked (RFC 6455), so the writer frames events
+// itself and writes a whole batch at once instead of one syscall per event
+// through gorilla's per-message writer. gorilla itself writes only when a
+// client breaks the protocol (oversized or malformed frames), just before the
+// connection closes.
 func (sk *socket) write(b []byte) error {
-	sk.conn.SetWriteDeadline(time.Now().Add(sk.srv.opts.WriteTimeout))
-	return sk.conn.WriteMessage(websocket.TextMessage, b)
+	nc := sk.conn.NetConn()
+	nc.SetWriteDeadline(time.Now().Add(sk.srv.opts.WriteTimeout))
+	_, err := nc.Write(b)
+	return err
+}
+
+// beginFrame reserves room for a text frame header at the end of b; endFrame
+// fills it in once the payload is appended.
+func beginFrame(b []byte) ([]byte, int) {
+	return append(b, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), len(b)
+}
+
+func endFrame(b []byte, at int) []byte {
+	payload := len(b) - at - 10
+	var hdr [10]byte
+	hdr[0] = 0x81 // FIN, text
+	n := 2
+	switch {
+	case payload < 126:
+		hdr[1] = byte(payload)
+	case payload <= 0xffff:
+		hdr[1] = 126
+		hdr[2], hdr[3] = byte(payload>>8), byte(payload)
+		n = 4
+	default:
+		hdr[1] = 127
+		for i := 0; i < 8; i++ {
+			hdr[2+i] = byte(uint64(payload) >> (56 - 8*i))
+		}
+		n = 10
+	}
+	// Close the gap between the header and the payload.
+	copy(b[at:], hdr[:n])
+	copy(b[at+n:], b[at+10:])
+	return b[:len(b)-(10-n)]
+}
+
+// frame appends one complete text frame built by fill.
+func frame(b []byte, fill func([]byte) []byte) []byte {
+	b, at := beginFrame(b)
+	return endFrame(fill(b), at)
 }
 
 func (sk *socket) writeLoop() {
 	s := sk.srv
 	defer s.wg.Done()
-	defer sk.closeWith(websocket.CloseNormalClosure, "")
+	defer func() {
+		sk.closeWith(websocket.CloseNormalClosure, "")
+		_ = sk.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(sk.closeCode, sk.closeText), time.Now().Add(time.Second))
+		_ = sk.conn.Close()
+	}()
 	ready := wire.EncodeEvent(wire.TypeReady, wire.Ready{
 		UserID: sk.user, NodeID: s.opts.NodeID, Region: s.opts.Region,
 		HeartbeatMs: s.opts.PingInterval.Milliseconds(),
 	})
-	if sk.write(ready) != nil {
+	if sk.write(frame(nil, func(b []byte) []byte { return append(b, ready...) })) != nil {
 		return
 	}
 	ping := time.NewTicker(s.opts.PingInterval)
 	defer ping.Stop()
 	window := newIDRing(s.opts.MaxUnacked)
 	var buf []byte
-	const pageSize = 256
+	const (
+		pageSize  = 256
+		batchSize = 64 << 10 // bytes written per system call at most
+	)
 	for {
-		// Deliver everything the window allows.
+		// Deliver everything the window allows, a batch of frames per write.
 		for {
 			window.popUpTo(sk.clientAck.Load())
 			room := window.free()
@@ -312,30 +375,37 @@ func (sk *socket) writeLoop() {
 				room = pageSize
 			}
 			evs, more := s.log.Pending(sk.user, sk.sent.Load(), room)
+			if len(evs) == 0 {
+				break
+			}
 			now := time.Now()
+			buf = buf[:0]
 			for i := range evs {
 				msg, rc := toWire(&evs[i])
-				buf = buf[:0]
+				var at int
+				buf, at = beginFrame(buf)
 				if msg != nil {
 					buf = wire.AppendNewMessageEvent(buf, msg)
 				} else {
 					buf = wire.AppendReceiptEvent(buf, rc)
 				}
-				if sk.write(buf) != nil {
-					return
-				}
+				buf = endFrame(buf, at)
 				window.push(evs[i].ID)
-				sk.sent.Store(evs[i].ID)
 				s.m.deliverySecs.Observe(now.Sub(evs[i].Time()).Seconds())
+				if len(buf) >= batchSize || i == len(evs)-1 {
+					if sk.write(buf) != nil {
+						return
+					}
+					buf = buf[:0]
+					sk.sent.Store(evs[i].ID)
+				}
 			}
-			if len(evs) > 0 {
-				s.m.deliveries.WithLabelValues("socket").Add(float64(len(evs)))
-			}
-			if !more || len(evs) == 0 {
+			s.m.deliveries.WithLabelValues("socket").Add(float64(len(evs)))
+			if !more {
 				break
 			}
 		}
-		if cap(buf) > 64<<10 {
+		if cap(buf) > 2*batchSize {
 			buf = nil // do not keep a large buffer on an idle socket
 		}
 		select {
@@ -343,17 +413,24 @@ func (sk *socket) writeLoop() {
 			return
 		case <-sk.notify:
 		case st := <-sk.status:
-			if sk.write(wire.AppendContactStatusEvent(buf[:0], &st)) != nil {
+			if sk.write(frame(buf[:0], func(b []byte) []byte { return wire.AppendContactStatusEvent(b, &st) })) != nil {
 				return
 			}
 		case sts := <-sk.watch:
+			buf = buf[:0]
 			for i := range sts {
-				if sk.write(wire.AppendContactStatusEvent(buf[:0], &sts[i])) != nil {
-					return
-				}
+				buf = frame(buf, func(b []byte) []byte { return wire.AppendContactStatusEvent(b, &sts[i]) })
+			}
+			if sk.write(buf) != nil {
+				return
 			}
 		case e := <-sk.errs:
-			if sk.write(wire.EncodeEvent(wire.TypeError, wire.ErrorDetail{Code: e.Code, Message: e.Message})) != nil {
+			ev := wire.EncodeEvent(wire.TypeError, wire.ErrorDetail{Code: e.Code, Message: e.Message})
+			if sk.write(frame(buf[:0], func(b []byte) []byte { return append(b, ev...) })) != nil {
+				return
+			}
+		case data := <-sk.pongs:
+			if sk.conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(s.opts.WriteTimeout)) != nil {
 				return
 			}
 		case <-ping.C:

@@ -16,6 +16,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	_ "net/http/pprof"
 	"os"
 	"os/signal"
 	"runtime"
@@ -113,6 +115,16 @@ func serve(args []string, stderr io.Writer) error {
 	n, err := node.Start(context.Background(), cfg, logger)
 	if err != nil {
 		return err
+	}
+	if cfg.DebugAddr != "" {
+		// net/http/pprof registers on http.DefaultServeMux, which serves
+		// nothing else in this process.
+		go func() {
+			logger.Info("pprof serving", "addr", cfg.DebugAddr)
+			if err := http.ListenAndServe(cfg.DebugAddr, nil); err != nil {
+				logger.Error("pprof stopped", "err", err)
+			}
+		}()
 	}
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
