@@ -75,9 +75,9 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request, user int64) 
 		s.m.sends.WithLabelValues("invalid").Inc()
 		return werr
 	}
-	ctx, cancel := s.ctx(r)
-	defer cancel()
-	ev, created, err := s.log.Send(ctx, user, req)
+	// The request's own context bounds only the wait for a place in the
+	// shard's queue: once proposed, a send is always answered.
+	ev, created, err := s.log.Send(r.Context(), user, req)
 	if err != nil {
 		werr := apiError(err)
 		s.m.sends.WithLabelValues(werr.Code).Inc()

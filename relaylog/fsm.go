@@ -299,6 +299,18 @@ func (f *fsm) pending(user, after int64, limit int) ([]Event, bool) {
 	return out, more
 }
 
+// pendingUpTo copies the events of user's queue with ids up to upTo.
+func (f *fsm) pendingUpTo(user, upTo int64) []Event {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	q := f.queues[user]
+	if q == nil {
+		return nil
+	}
+	n := sort.Search(len(q.events), func(i int) bool { return q.events[i].ID > upTo })
+	return append([]Event(nil), q.events[:n]...)
+}
+
 // depth is how many messages wait for user.
 func (f *fsm) depth(user int64) int {
 	f.mu.RLock()

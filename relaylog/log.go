@@ -283,46 +283,46 @@ func (l *Log) Ack(ctx context.Context, user, upTo int64) (int, error) {
 	mu.Lock()
 	defer mu.Unlock()
 	own := l.shardOf(user)
-	evs, _ := own.fsm.pending(user, 0, 0)
-	n := 0
-	for n < len(evs) && evs[n].ID <= upTo {
-		n++
-	}
-	if n == 0 {
+	evs := own.fsm.pendingUpTo(user, upTo)
+	if len(evs) == 0 {
 		return 0, nil
 	}
-	evs = evs[:n]
 	// Only what the queue held is acknowledged: a cursor beyond it must not
 	// drop events committed after this read without their receipts.
-	upTo = evs[n-1].ID
-	bySender := make(map[int64][]int64)
-	var senders []int64
+	upTo = evs[len(evs)-1].ID
+	var receipts []command
 	for _, e := range evs {
 		if e.Kind != KindMessage {
 			continue
 		}
-		if _, ok := bySender[e.From]; !ok {
-			senders = append(senders, e.From)
+		i := 0
+		for i < len(receipts) && receipts[i].user != e.From {
+			i++
 		}
-		bySender[e.From] = append(bySender[e.From], e.ID)
+		if i == len(receipts) {
+			receipts = append(receipts, command{kind: cmdDelivered, user: e.From, from: user})
+		}
+		receipts[i].ids = append(receipts[i].ids, e.ID)
 	}
-	if len(senders) > 0 {
-		errs := make(chan error, len(senders))
-		for _, from := range senders {
-			go func(from int64) {
-				_, err := l.shardOf(from).do(ctx, command{kind: cmdDelivered, user: from, from: user, ids: bySender[from]})
-				errs <- err
-			}(from)
+	// All receipts go into their shards' next batches at once; the ack
+	// waits for every one of them to commit.
+	props := make([]*proposal, 0, len(receipts))
+	var first error
+	for _, c := range receipts {
+		p, err := l.shardOf(c.user).submit(ctx, c)
+		if err != nil {
+			first = err
+			break
 		}
-		var first error
-		for range senders {
-			if err := <-errs; err != nil && first == nil {
-				first = err
-			}
+		props = append(props, p)
+	}
+	for _, p := range props {
+		if _, err := p.wait(); err != nil && first == nil {
+			first = err
 		}
-		if first != nil {
-			return 0, first
-		}
+	}
+	if first != nil {
+		return 0, first
 	}
 	r, err := own.do(ctx, command{kind: cmdAck, user: user, upTo: upTo})
 	if err != nil {

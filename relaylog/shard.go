@@ -70,9 +70,20 @@ func newShard(id int, r *raft.Raft, f *fsm, l *Log) *shard {
 
 // do proposes c and waits for its result.
 func (s *shard) do(ctx context.Context, c command) (result, error) {
+	p, err := s.submit(ctx, c)
+	if err != nil {
+		return result{}, err
+	}
+	return p.wait()
+}
+
+// submit queues c for the next batch; wait returns its result. Once queued,
+// a proposal is answered whatever ctx does: the entry may commit, and the
+// caller must not be told it failed when it did not.
+func (s *shard) submit(ctx context.Context, c command) (*proposal, error) {
 	if s.raft.State() != raft.Leader {
 		// Only the leader proposes; routing to it is the cluster's job.
-		return result{}, fmt.Errorf("relaylog: shard %d: %w", s.id, ErrNoLeader)
+		return nil, fmt.Errorf("relaylog: shard %d: %w", s.id, ErrNoLeader)
 	}
 	p := proposalPool.Get().(*proposal)
 	p.cmd = c
@@ -80,18 +91,20 @@ func (s *shard) do(ctx context.Context, c command) (result, error) {
 	if s.closed {
 		s.closeMu.RUnlock()
 		proposalPool.Put(p)
-		return result{}, ErrClosed
+		return nil, ErrClosed
 	}
 	select {
 	case s.propose <- p:
 		s.closeMu.RUnlock()
+		return p, nil
 	case <-ctx.Done():
 		s.closeMu.RUnlock()
 		proposalPool.Put(p)
-		return result{}, fmt.Errorf("relaylog: shard %d: %w", s.id, ErrOverloaded)
+		return nil, fmt.Errorf("relaylog: shard %d: %w", s.id, ErrOverloaded)
 	}
-	// Once queued, the proposal is answered whatever ctx does: the entry may
-	// commit, and the caller must not be told it failed when it did not.
+}
+
+func (p *proposal) wait() (result, error) {
 	<-p.done
 	r := p.res
 	p.res, p.cmd = result{}, command{}
