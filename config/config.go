@@ -389,7 +389,7 @@ var options = func() []*option {
 			level),
 		o(gProc, "log-format", "FORMAT", "log output: text (key=value) or json",
 			oneOf(func(c *Config) *string { return &c.LogFormat }, LogText, LogJSON)),
-		o(gProc, "gomaxprocs", "N", "CPU cores Go may use at once; 0 = automatic (container-aware)",
+		o(gProc, "gomaxprocs", "N", "threads running Go code at once; 0 = 4x the cores Go sees (or $GOMAXPROCS), since threads blocked in fsync hold theirs",
 			integer(func(c *Config) *int { return &c.GOMAXPROCS })),
 		o(gProc, "debug-addr", "HOST:PORT", "serve Go's /debug/pprof profiles here (keep it on loopback); empty = off",
 			str(func(c *Config) *string { return &c.DebugAddr })),
