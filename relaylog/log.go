@@ -155,6 +155,16 @@ func Open(opts Options) (*Log, error) {
 			return nil, fmt.Errorf("relaylog: open shared log: %w", err)
 		}
 		l.shared = db
+		if opts.Registerer != nil {
+			stat := func(f func(sharedlog.Stats) uint64) func() float64 {
+				return func() float64 { return float64(f(db.Stats())) }
+			}
+			opts.Registerer.MustRegister(
+				prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "edgenode_raftlog_commits_total", Help: "bbolt transactions (fsync pairs) of the shared raft log."}, stat(func(s sharedlog.Stats) uint64 { return s.Commits })),
+				prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "edgenode_raftlog_entries_total", Help: "Raft log entries written to the shared raft log."}, stat(func(s sharedlog.Stats) uint64 { return s.Entries })),
+				prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "edgenode_raftlog_commit_seconds_total", Help: "Time spent committing (writing and fsyncing) the shared raft log."}, func() float64 { return float64(db.Stats().SyncNanos) / 1e9 }),
+			)
+		}
 	}
 	for i := 0; i < opts.Shards; i++ {
 		s, err := l.openShard(i)
