@@ -10,7 +10,8 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 .PHONY: run build test test-race vet fuzz bench soak clean
 
 run:
-	$(GO) run $(GOFLAGS_BUILD) ./cmd/edgenode
+	$(GO) build $(GOFLAGS_BUILD) -o bin/edgenode ./cmd/edgenode
+	exec bin/edgenode
 
 build:
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -ldflags '$(LDFLAGS)' -o bin/edgenode ./cmd/edgenode
