@@ -236,10 +236,11 @@ func ShardOf(user int64, shards int) int {
 
 func (l *Log) shardOf(user int64) *shard { return l.shards[ShardOf(user, len(l.shards))] }
 
-// Ready reports whether every shard has a leader.
+// Ready reports whether every shard is led by this node with its state
+// machine caught up (on a lone node: every shard can take calls).
 func (l *Log) Ready() bool {
 	for _, s := range l.shards {
-		if addr, _ := s.raft.LeaderWithID(); addr == "" {
+		if !s.serving.Load() {
 			return false
 		}
 	}
@@ -510,6 +511,8 @@ func (l *Log) openShard(i int) (*shard, error) {
 	cfg.SnapshotThreshold = 16384
 	cfg.TrailingLogs = 8192
 	cfg.SnapshotInterval = 2 * time.Minute
+	notify := make(chan bool, 16)
+	cfg.NotifyCh = notify
 
 	f := newFSM(i, o.Shards, o.OnEvents)
 	exists, err := raft.HasExistingState(cached, stable, snaps)
@@ -526,7 +529,7 @@ func (l *Log) openShard(i int) (*shard, error) {
 	if err != nil {
 		return nil, fmt.Errorf("relaylog: shard %d raft: %w", i, err)
 	}
-	s := newShard(i, r, f, l)
+	s := newShard(i, r, f, l, notify)
 	return s, nil
 }
 

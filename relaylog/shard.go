@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -38,6 +39,11 @@ type shard struct {
 	// proposal is always answered.
 	closeMu sync.RWMutex
 	closed  bool
+
+	// serving is true while this node leads the shard and its state
+	// machine has applied everything committed before the leadership
+	// began: reads and the checks made at proposal see the whole state.
+	serving atomic.Bool
 }
 
 type proposal struct {
@@ -54,7 +60,7 @@ type pendingEntry struct {
 
 var proposalPool = sync.Pool{New: func() any { return &proposal{done: make(chan struct{}, 1)} }}
 
-func newShard(id int, r *raft.Raft, f *fsm, l *Log) *shard {
+func newShard(id int, r *raft.Raft, f *fsm, l *Log, leadership <-chan bool) *shard {
 	s := &shard{
 		id: id, raft: r, fsm: f, log: l,
 		propose:  make(chan *proposal, proposeQueue),
@@ -62,10 +68,37 @@ func newShard(id int, r *raft.Raft, f *fsm, l *Log) *shard {
 		waiting:  make(chan pendingEntry, maxInflight),
 		stop:     make(chan struct{}),
 	}
-	s.wg.Add(2)
+	s.wg.Add(3)
 	go s.proposeLoop()
 	go s.completeLoop()
+	go s.leadershipLoop(leadership)
 	return s
+}
+
+// leadershipLoop follows raft's leadership notifications. A new leader first
+// waits on a barrier, so that every entry committed by earlier terms (the
+// log replayed after a restart, a predecessor's last writes) is applied
+// before it serves; then its id generator is moved past the shard's last id.
+func (s *shard) leadershipLoop(ch <-chan bool) {
+	defer s.wg.Done()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case leader := <-ch:
+			if !leader {
+				s.serving.Store(false)
+				continue
+			}
+			if err := s.raft.Barrier(30 * time.Second).Error(); err != nil {
+				continue // leadership lost meanwhile; a new notification follows
+			}
+			if s.raft.State() == raft.Leader {
+				s.log.gen.observe(s.fsm.maxID())
+				s.serving.Store(true)
+			}
+		}
+	}
 }
 
 // do proposes c and waits for its result.
@@ -81,8 +114,9 @@ func (s *shard) do(ctx context.Context, c command) (result, error) {
 // a proposal is answered whatever ctx does: the entry may commit, and the
 // caller must not be told it failed when it did not.
 func (s *shard) submit(ctx context.Context, c command) (*proposal, error) {
-	if s.raft.State() != raft.Leader {
-		// Only the leader proposes; routing to it is the cluster's job.
+	if !s.serving.Load() {
+		// Only a caught-up leader proposes; routing to it is the
+		// cluster's job.
 		return nil, fmt.Errorf("relaylog: shard %d: %w", s.id, ErrNoLeader)
 	}
 	p := proposalPool.Get().(*proposal)
