@@ -148,7 +148,10 @@ func (s *Server) handleSync(w http.ResponseWriter, r *http.Request, user int64) 
 			return apiError(err)
 		}
 	}
-	evs, more := s.log.Pending(user, cursor, int(limit))
+	evs, more, err := s.log.Pending(ctx, user, cursor, int(limit))
+	if err != nil {
+		return apiError(err)
+	}
 	resp := wire.SyncResponse{Messages: []wire.Message{}, Receipts: []wire.Receipt{}, LastSyncedMessage: cursor, HasMore: more}
 	for i := range evs {
 		msg, rc := toWire(&evs[i])

@@ -24,6 +24,20 @@ import (
 	"github.com/edgenode/edgenode/wire"
 )
 
+// Store is the relay log as the front uses it: a relaylog.Log on a lone
+// node, the cluster's router (which forwards to shard leaders) on a cluster.
+type Store interface {
+	Send(ctx context.Context, from int64, req wire.NewMessageRequest) (relaylog.Event, bool, error)
+	Pending(ctx context.Context, user, after int64, limit int) ([]relaylog.Event, bool, error)
+	Ack(ctx context.Context, user, upTo int64) (int, error)
+	MarkRead(ctx context.Context, reader, sender, upTo int64) error
+	RegisterDevice(ctx context.Context, user int64, d relaylog.Device) error
+	UnregisterDevice(ctx context.Context, user int64, token string) error
+	SetLastConnected(ctx context.Context, user int64, t time.Time) error
+	// Ready reports whether every shard can take calls.
+	Ready() bool
+}
+
 // Verifier checks a client token and returns its user id.
 type Verifier interface {
 	Verify(token string) (int64, error)
@@ -38,7 +52,7 @@ type Options struct {
 	// Edges lists the cluster's edges; nil means this node alone.
 	Edges func() []wire.Edge
 
-	Log      *relaylog.Log
+	Log      Store
 	Hub      *presence.Hub
 	Verifier Verifier
 	Logger   *slog.Logger // nil discards
@@ -101,7 +115,7 @@ func (o *Options) setDefaults() {
 // Server serves the client API of one node.
 type Server struct {
 	opts     Options
-	log      *relaylog.Log
+	log      Store
 	hub      *presence.Hub
 	limiter  *limiter
 	m        *metrics

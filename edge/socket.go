@@ -357,6 +357,9 @@ func (sk *socket) writeLoop() {
 	}
 	ping := time.NewTicker(s.opts.PingInterval)
 	defer ping.Stop()
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	defer retry.Stop()
 	window := newIDRing(s.opts.MaxUnacked)
 	var buf []byte
 	const (
@@ -374,7 +377,13 @@ func (sk *socket) writeLoop() {
 			if room > pageSize {
 				room = pageSize
 			}
-			evs, more := s.log.Pending(sk.user, sk.sent.Load(), room)
+			evs, more, err := s.log.Pending(context.Background(), sk.user, sk.sent.Load(), room)
+			if err != nil {
+				// The shard is between leaders: try again shortly; the
+				// events stay queued meanwhile.
+				retry.Reset(250 * time.Millisecond)
+				break
+			}
 			if len(evs) == 0 {
 				break
 			}
@@ -412,6 +421,7 @@ func (sk *socket) writeLoop() {
 		case <-sk.done:
 			return
 		case <-sk.notify:
+		case <-retry.C:
 		case st := <-sk.status:
 			if sk.write(frame(buf[:0], func(b []byte) []byte { return wire.AppendContactStatusEvent(b, &st) })) != nil {
 				return

@@ -85,6 +85,10 @@ type Options struct {
 	Transport func(shard int) (raft.Transport, error)
 	// HeartbeatTimeout is raft's heartbeat and election timeout; 0 means 1s.
 	HeartbeatTimeout time.Duration
+	// Join says this node joins an existing cluster: its shards start empty
+	// and wait for their leaders to add them, instead of bootstrapping a
+	// one-voter group each.
+	Join bool
 }
 
 func (o *Options) setDefaults() {
@@ -277,9 +281,15 @@ func (l *Log) Send(ctx context.Context, from int64, req wire.NewMessageRequest) 
 }
 
 // Pending returns up to limit events of user's queue after the cursor, oldest
-// first, and whether more follow.
-func (l *Log) Pending(user, after int64, limit int) ([]Event, bool) {
-	return l.shardOf(user).fsm.pending(user, after, limit)
+// first, and whether more follow. Only the shard's serving leader answers:
+// a follower's copy may lag.
+func (l *Log) Pending(ctx context.Context, user, after int64, limit int) ([]Event, bool, error) {
+	s := l.shardOf(user)
+	if err := s.check(); err != nil {
+		return nil, false, err
+	}
+	evs, more := s.fsm.pending(user, after, limit)
+	return evs, more, nil
 }
 
 // Depth is how many messages wait for user.
@@ -294,6 +304,9 @@ func (l *Log) Ack(ctx context.Context, user, upTo int64) (int, error) {
 	mu.Lock()
 	defer mu.Unlock()
 	own := l.shardOf(user)
+	if err := own.check(); err != nil {
+		return 0, err
+	}
 	evs := own.fsm.pendingUpTo(user, upTo)
 	if len(evs) == 0 {
 		return 0, nil
@@ -519,7 +532,7 @@ func (l *Log) openShard(i int) (*shard, error) {
 	if err != nil {
 		return nil, fmt.Errorf("relaylog: shard %d state: %w", i, err)
 	}
-	if !exists {
+	if !exists && !o.Join {
 		conf := raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: cfg.LocalID, Address: trans.LocalAddr()}}}
 		if err := raft.BootstrapCluster(cfg, cached, stable, snaps, trans, conf); err != nil {
 			return nil, fmt.Errorf("relaylog: shard %d bootstrap: %w", i, err)
@@ -547,3 +560,38 @@ func trimNewline(p []byte) []byte {
 	}
 	return p
 }
+
+// NotLeaderError says which node leads a shard this node cannot serve.
+type NotLeaderError struct {
+	Shard  int
+	Leader string // node id; "" when no leader is known
+}
+
+func (e *NotLeaderError) Error() string {
+	if e.Leader == "" {
+		return fmt.Sprintf("relaylog: shard %d has no leader", e.Shard)
+	}
+	return fmt.Sprintf("relaylog: shard %d is led by %s", e.Shard, e.Leader)
+}
+
+// Unwrap makes every NotLeaderError an ErrNoLeader for callers that only
+// need to know the call could not be served here.
+func (e *NotLeaderError) Unwrap() error { return ErrNoLeader }
+
+// ShardFor is the shard of user.
+func (l *Log) ShardFor(user int64) int { return ShardOf(user, len(l.shards)) }
+
+// Raft is the raft group of a shard, for the cluster's placement.
+func (l *Log) Raft(shard int) *raft.Raft { return l.shards[shard].raft }
+
+// Serving reports whether this node leads shard with its state caught up.
+func (l *Log) Serving(shard int) bool { return l.shards[shard].serving.Load() }
+
+// Leader is the node id of shard's leader as this node knows it.
+func (l *Log) Leader(shard int) string {
+	_, id := l.shards[shard].raft.LeaderWithID()
+	return string(id)
+}
+
+// NodeID is this node's id.
+func (l *Log) NodeID() string { return l.opts.NodeID }

@@ -49,18 +49,18 @@ func TestSendPendingAckReceipt(t *testing.T) {
 			if m2.ID <= m1.ID {
 				t.Fatalf("ids not increasing: %d then %d", m1.ID, m2.ID)
 			}
-			evs, more := l.Pending(2, 0, 10)
+			evs, more := pending(t, l, 2, 0, 10)
 			if len(evs) != 2 || more || evs[0].ID != m1.ID || evs[1].Content != "hi there" {
 				t.Fatalf("pending = %+v more=%v", evs, more)
 			}
 			if n, err := l.Ack(context.Background(), 2, m1.ID); err != nil || n != 1 {
 				t.Fatalf("ack = %d, %v", n, err)
 			}
-			evs, _ = l.Pending(2, 0, 10)
+			evs, _ = pending(t, l, 2, 0, 10)
 			if len(evs) != 1 || evs[0].ID != m2.ID {
 				t.Fatalf("after ack pending = %+v", evs)
 			}
-			rc, _ := l.Pending(1, 0, 10)
+			rc, _ := pending(t, l, 1, 0, 10)
 			if len(rc) != 1 || rc[0].Kind != relaylog.KindDelivered || rc[0].By != 2 || len(rc[0].MessageIDs) != 1 || rc[0].MessageIDs[0] != m1.ID {
 				t.Fatalf("sender's receipt = %+v", rc)
 			}
@@ -83,7 +83,7 @@ func TestIdempotentSend(t *testing.T) {
 	if err != nil || created || b.ID != a.ID || b.Content != a.Content || b.CreatedAt != a.CreatedAt {
 		t.Fatalf("retry = %+v created=%v err=%v; want %+v", b, created, err, a)
 	}
-	if evs, _ := l.Pending(2, 0, 10); len(evs) != 1 {
+	if evs, _ := pending(t, l, 2, 0, 10); len(evs) != 1 {
 		t.Fatalf("retry queued a second event: %+v", evs)
 	}
 	req.Content = "other"
@@ -106,7 +106,7 @@ func TestQueueDepthLimit(t *testing.T) {
 	if !errors.Is(err, relaylog.ErrQueueFull) {
 		t.Fatalf("err = %v, want ErrQueueFull", err)
 	}
-	evs, _ := l.Pending(2, 0, 0)
+	evs, _ := pending(t, l, 2, 0, 0)
 	if _, err := l.Ack(context.Background(), 2, evs[0].ID); err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +124,7 @@ func TestReadReceiptsCoalesceAndIgnoreOlder(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	evs, _ := l.Pending(1, 0, 0)
+	evs, _ := pending(t, l, 1, 0, 0)
 	if len(evs) != 1 || evs[0].Kind != relaylog.KindRead || evs[0].UpTo != n.ID || evs[0].By != 2 {
 		t.Fatalf("sender's queue = %+v, want one READ up to %d", evs, n.ID)
 	}
@@ -159,7 +159,7 @@ func TestRestartKeepsEverything(t *testing.T) {
 			defer l.Close()
 			total := 0
 			for u := int64(100); u < 105; u++ {
-				evs, _ := l.Pending(u, 0, 0)
+				evs, _ := pending(t, l, u, 0, 0)
 				total += len(evs)
 			}
 			want := 200
@@ -211,7 +211,7 @@ func TestExpire(t *testing.T) {
 	if err := l.Expire(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	evs, _ := l.Pending(2, 0, 0)
+	evs, _ := pending(t, l, 2, 0, 0)
 	if len(evs) != 1 || evs[0].Content != "new" {
 		t.Fatalf("after expiry = %+v", evs)
 	}
@@ -248,7 +248,7 @@ func TestConcurrentSendsAreBatched(t *testing.T) {
 	total := 0
 	seen := map[int64]bool{}
 	for u := int64(1000); u < 1020; u++ {
-		evs, _ := l.Pending(u, 0, 0)
+		evs, _ := pending(t, l, u, 0, 0)
 		for i, e := range evs {
 			if seen[e.ID] {
 				t.Fatalf("duplicate id %d", e.ID)
@@ -263,4 +263,13 @@ func TestConcurrentSendsAreBatched(t *testing.T) {
 	if total != 64*50 {
 		t.Fatalf("%d events, want %d", total, 64*50)
 	}
+}
+
+func pending(t *testing.T, l *relaylog.Log, user, after int64, limit int) ([]relaylog.Event, bool) {
+	t.Helper()
+	evs, more, err := l.Pending(context.Background(), user, after, limit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return evs, more
 }

@@ -114,10 +114,8 @@ func (s *shard) do(ctx context.Context, c command) (result, error) {
 // a proposal is answered whatever ctx does: the entry may commit, and the
 // caller must not be told it failed when it did not.
 func (s *shard) submit(ctx context.Context, c command) (*proposal, error) {
-	if !s.serving.Load() {
-		// Only a caught-up leader proposes; routing to it is the
-		// cluster's job.
-		return nil, fmt.Errorf("relaylog: shard %d: %w", s.id, ErrNoLeader)
+	if err := s.check(); err != nil {
+		return nil, err
 	}
 	p := proposalPool.Get().(*proposal)
 	p.cmd = c
@@ -136,6 +134,21 @@ func (s *shard) submit(ctx context.Context, c command) (*proposal, error) {
 		proposalPool.Put(p)
 		return nil, fmt.Errorf("relaylog: shard %d: %w", s.id, ErrOverloaded)
 	}
+}
+
+// check fails with a *NotLeaderError unless this node serves the shard:
+// only a caught-up leader proposes and answers reads; routing to it is the
+// cluster's job.
+func (s *shard) check() error {
+	if s.serving.Load() {
+		return nil
+	}
+	_, id := s.raft.LeaderWithID()
+	leader := string(id)
+	if leader == s.log.opts.NodeID {
+		leader = "" // leading but still catching up
+	}
+	return &NotLeaderError{Shard: s.id, Leader: leader}
 }
 
 func (p *proposal) wait() (result, error) {
