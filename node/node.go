@@ -11,8 +11,10 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -22,14 +24,21 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/memberlist"
+	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/edgenode/edgenode/auth"
+	"github.com/edgenode/edgenode/cluster"
+	"github.com/edgenode/edgenode/cluster/member"
+	"github.com/edgenode/edgenode/cluster/mesh"
 	"github.com/edgenode/edgenode/config"
 	"github.com/edgenode/edgenode/edge"
 	"github.com/edgenode/edgenode/presence"
 	"github.com/edgenode/edgenode/relaylog"
+	"github.com/edgenode/edgenode/wire"
 )
 
 // Files kept in the data dir besides the relay log.
@@ -47,6 +56,9 @@ type Node struct {
 	Log      *relaylog.Log
 	Hub      *presence.Hub
 	Edge     *edge.Server
+	Mesh     *mesh.Mesh
+	Members  *member.Membership
+	Cluster  *cluster.Cluster
 
 	http     *http.Server
 	listener net.Listener
@@ -136,9 +148,23 @@ func randomToken(n int) string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
+// Tuning shortens a node's cluster timings for tests; the zero value keeps
+// the production defaults.
+type Tuning struct {
+	Member         func(*memberlist.Config) // memberlist timings
+	DeadGrace      time.Duration            // before a dead voter is replaced
+	ReconcileEvery time.Duration            // placement period
+	RaftHeartbeat  time.Duration            // raft heartbeat and election timeout
+}
+
 // Start builds a node from cfg, opens its relay log and starts serving. It
 // returns once the client API listens; Ready tells when every shard leads.
 func Start(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Node, error) {
+	return StartTuned(ctx, cfg, logger, Tuning{})
+}
+
+// StartTuned is Start with test timings.
+func StartTuned(ctx context.Context, cfg config.Config, logger *slog.Logger, tune Tuning) (*Node, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -160,42 +186,117 @@ func Start(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Node, 
 		return nil, err
 	}
 
+	// The client listener comes first: its address is this node's public
+	// URL, which membership gossips.
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return nil, fmt.Errorf("node: listen on %s: %w", cfg.HTTPAddr, err)
+	}
+	n.listener = ln
+	n.url = publicURL(cfg, ln.Addr())
+	fail := func(err error) (*Node, error) {
+		n.closeParts()
+		return nil, err
+	}
+
+	// The QUIC mesh resolves node ids through membership, started below.
+	var members *member.Membership
+	meshShards := cfg.Shards
+	if meshShards == 0 {
+		meshShards = relaylog.MaxShards
+	}
+	n.Mesh, err = mesh.New(mesh.Options{
+		NodeID: cfg.NodeID, ListenAddr: cfg.ClusterAddr, Secret: cfg.ClusterSecret, Shards: meshShards, Logger: logger,
+		Resolve: func(id string) (string, bool) {
+			if members == nil {
+				return "", false
+			}
+			m, ok := members.Get(id)
+			if !ok || m.ClusterAddr == "" {
+				return "", false
+			}
+			return m.ClusterAddr, true
+		},
+	})
+	if err != nil {
+		return fail(fmt.Errorf("node: cluster mesh on %s: %w", cfg.ClusterAddr, err))
+	}
+
 	var hub *presence.Hub
+	var cl *cluster.Cluster
+	raftLogger := hclog.New(&hclog.LoggerOptions{Name: "raft-net", Level: hclog.Error, Output: io.Discard})
 	n.Log, err = relaylog.Open(relaylog.Options{
 		Dir:               filepath.Join(cfg.DataDir, "relaylog"),
 		NodeID:            cfg.NodeID,
 		Shards:            cfg.Shards,
+		Join:              len(cfg.Join) > 0,
 		Logger:            logger,
 		MaxQueueDepth:     cfg.MaxQueueDepth,
 		Retention:         cfg.Retention,
 		IdempotencyWindow: cfg.IdempotencyWindow,
 		Registerer:        n.Registry,
-		OnEvents:          func(user int64) { hub.NotifyEvents(user) },
+		HeartbeatTimeout:  tune.RaftHeartbeat,
+		OnEvents: func(user int64) {
+			hub.NotifyEvents(user)
+			if cl != nil {
+				cl.EventsCommitted(user)
+			}
+		},
+		Transport: func(shard int) (raft.Transport, error) {
+			return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+				Stream: n.Mesh.StreamLayer(shard), MaxPool: 3, Timeout: 10 * time.Second, Logger: raftLogger,
+			}), nil
+		},
 	})
 	if err != nil {
-		return nil, err
+		return fail(err)
 	}
-	hub = presence.New(presence.Options{LastConnected: n.Log.LastConnected})
-	n.Hub = hub
 
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	members, err = member.Start(member.Options{
+		Meta: member.Meta{
+			NodeID: cfg.NodeID, Region: cfg.Region, HTTPURL: n.url,
+			ClusterAddr: advertised(cfg, n.Mesh.Addr()),
+		},
+		BindAddr: cfg.GossipAddr, AdvertiseAddr: cfg.AdvertiseAddr, Secret: cfg.ClusterSecret,
+		Join: cfg.Join, Logger: logger, Tuning: tune.Member,
+		OnChange: func() {
+			if cl != nil {
+				cl.MembershipChanged()
+			}
+		},
+	})
 	if err != nil {
-		n.Log.Close()
-		return nil, fmt.Errorf("node: listen on %s: %w", cfg.HTTPAddr, err)
+		return fail(fmt.Errorf("node: gossip on %s: %w", cfg.GossipAddr, err))
 	}
-	n.listener = ln
-	n.url = publicURL(cfg, ln.Addr())
+	n.Members = members
+	cl = cluster.New(cluster.Options{
+		Log: n.Log, Members: members, Mesh: n.Mesh, Logger: logger,
+		Notify:    func(user int64) { hub.NotifyEvents(user) },
+		DeadGrace: tune.DeadGrace, ReconcileEvery: tune.ReconcileEvery,
+	})
+	n.Cluster = cl
+	hub = presence.New(presence.Options{
+		LastConnected:  cl.Router().LastConnected,
+		OnFirstSession: cl.UserOnline,
+		OnLastSession:  cl.UserOffline,
+	})
+	n.Hub = hub
 
 	n.Edge = edge.New(edge.Options{
 		NodeID: cfg.NodeID, Region: cfg.Region, PublicURL: n.url,
-		Log: n.Log, Hub: hub, Verifier: verifier, Logger: logger,
+		Log: cl.Router(), Hub: hub, Verifier: verifier, Logger: logger,
+		Edges:      n.edges,
 		Registerer: n.Registry, Gatherer: n.Registry,
 		PingInterval: cfg.PingInterval, AllowedOrigins: cfg.AllowedOrigins,
 		MaxContentBytes: cfg.MaxContentBytes, SendRate: cfg.SendRate, SendBurst: cfg.SendBurst,
 		MaxConnsPerUser: cfg.MaxConnectionsPerUser, WriteTimeout: cfg.WriteTimeout, MaxUnacked: cfg.MaxUnacked,
 	})
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/cluster/members", n.handleMembers)
+	mux.HandleFunc("GET /v1/cluster/shards", n.handleShards)
+	mux.Handle("/", n.Edge.Handler())
 	n.http = &http.Server{
-		Handler:           n.Edge.Handler(),
+		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    16 << 10,
@@ -204,9 +305,7 @@ func Start(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Node, 
 	if cfg.TLSCert != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
 		if err != nil {
-			ln.Close()
-			n.Log.Close()
-			return nil, fmt.Errorf("node: TLS: %w", err)
+			return fail(fmt.Errorf("node: TLS: %w", err))
 		}
 		n.http.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 		// HTTP/2 would multiplex but cannot carry the WebSocket upgrade;
@@ -292,13 +391,20 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	n.stopOnce.Do(func() {
 		n.Logger.Info("edgenode draining")
 		n.Edge.Drain(ctx)
+		// Hand this node's shards to other voters while the mesh is up, so
+		// that writes continue elsewhere; then say goodbye to the cluster
+		// (others see "left", not "dead", and replace it without waiting).
+		n.Cluster.Drain(ctx)
+		if err := n.Members.Leave(5 * time.Second); err != nil {
+			n.Logger.Warn("gossip leave", "err", err)
+		}
 		err := n.http.Shutdown(ctx)
 		if errors.Is(err, context.DeadlineExceeded) {
 			n.http.Close()
 		}
 		n.cancel()
-		if lerr := n.Log.Close(); lerr != nil && err == nil {
-			err = lerr
+		if cerr := n.closeParts(); cerr != nil && err == nil {
+			err = cerr
 		}
 		n.stopErr = err
 		n.Logger.Info("edgenode stopped")
@@ -306,5 +412,102 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	return n.stopErr
 }
 
+// closeParts stops whatever Start built, in reverse order.
+func (n *Node) closeParts() error {
+	var first error
+	keep := func(err error) {
+		if err != nil && first == nil {
+			first = err
+		}
+	}
+	if n.Cluster != nil {
+		n.Cluster.Close()
+	}
+	if n.Log != nil {
+		keep(n.Log.Close())
+	}
+	if n.Members != nil {
+		keep(n.Members.Shutdown())
+	}
+	if n.Mesh != nil {
+		keep(n.Mesh.Close())
+	}
+	if n.listener != nil && n.http == nil {
+		n.listener.Close()
+	}
+	return first
+}
+
+// edges lists every alive node for GET /v1/edges.
+func (n *Node) edges() []wire.Edge {
+	alive := n.Members.Alive()
+	out := make([]wire.Edge, 0, len(alive))
+	for _, m := range alive {
+		out = append(out, wire.Edge{NodeID: m.NodeID, Region: m.Region, URL: m.HTTPURL})
+	}
+	return out
+}
+
+// MemberInfo is one row of `edgenode members`.
+type MemberInfo struct {
+	NodeID string `json:"nodeId"`
+	Region string `json:"region"`
+	Status string `json:"status"`
+	Addr   string `json:"addr"`
+}
+
+func (n *Node) handleMembers(w http.ResponseWriter, r *http.Request) {
+	ms := n.Members.Members()
+	out := make([]MemberInfo, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, MemberInfo{NodeID: m.NodeID, Region: m.Region, Status: string(m.Status), Addr: m.GossipAddr})
+	}
+	writeJSON(w, out)
+}
+
+func (n *Node) handleShards(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	writeJSON(w, n.Cluster.Shards(ctx))
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	b, _ := json.Marshal(v)
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(append(b, '\n'))
+}
+
+// advertised is the host:port other nodes dial for the mesh: the advertise
+// host (or the first private address) with the mesh's bound port.
+func advertised(cfg config.Config, meshAddr string) string {
+	_, port, _ := net.SplitHostPort(meshAddr)
+	host := cfg.AdvertiseAddr
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	if host == "" {
+		if h, _, err := net.SplitHostPort(cfg.ClusterAddr); err == nil && h != "" && h != "0.0.0.0" && h != "::" {
+			host = h
+		} else if ip := firstPrivateIP(); ip != "" {
+			host = ip
+		} else {
+			host = "127.0.0.1"
+		}
+	}
+	return net.JoinHostPort(host, port)
+}
+
 // Done delivers the HTTP server's exit error.
 func (n *Node) Done() <-chan error { return n.served }
+
+// Kill stops the node abruptly, as a crash looks to the rest of the cluster:
+// no socket drain, no leadership transfer, no gossip goodbye. For tests.
+func (n *Node) Kill() {
+	n.stopOnce.Do(func() {
+		n.Mesh.Close()
+		n.Members.Shutdown()
+		n.http.Close()
+		n.cancel()
+		n.closeParts()
+	})
+}

@@ -51,7 +51,7 @@ func selfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.
 func TestTLS(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile, pool := selfSigned(t, dir)
-	cfg, err := config.Load([]string{"--data-dir", filepath.Join(dir, "data"), "--http-addr", "127.0.0.1:0", "--tls-cert", certFile, "--tls-key", keyFile}, nil)
+	cfg, err := config.Load([]string{"--data-dir", filepath.Join(dir, "data"), "--http-addr", "127.0.0.1:0", "--gossip-addr", "127.0.0.1:0", "--cluster-addr", "127.0.0.1:0", "--tls-cert", certFile, "--tls-key", keyFile}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,6 +36,10 @@ type Options struct {
 	LastConnected func(user int64) (time.Time, bool)
 	// TypingTimeout ends a typing indicator that was not renewed; 0 means 6s.
 	TypingTimeout time.Duration
+	// OnFirstSession and OnLastSession, when set, follow a user's first
+	// socket opening and last socket closing on this node (the cluster
+	// subscribes to the user's shard leader). They must not block.
+	OnFirstSession, OnLastSession func(user int64)
 }
 
 // Hub is the presence registry of one node.
@@ -90,6 +94,9 @@ func (h *Hub) Connect(s Session) {
 		notify = h.watchersOf(u)
 	}
 	h.mu.Unlock()
+	if first && h.opts.OnFirstSession != nil {
+		h.opts.OnFirstSession(u)
+	}
 	if first {
 		st := h.status(0, u)
 		for _, w := range notify {
@@ -132,6 +139,9 @@ func (h *Hub) Disconnect(s Session, at time.Time) {
 	h.mu.Unlock()
 	if !last {
 		return
+	}
+	if h.opts.OnLastSession != nil {
+		h.opts.OnLastSession(u)
 	}
 	ts := wire.FormatTime(at)
 	st := wire.ContactStatus{UserID: u, Online: false, LastConnectedAt: &ts}

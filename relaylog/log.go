@@ -595,3 +595,7 @@ func (l *Log) Leader(shard int) string {
 
 // NodeID is this node's id.
 func (l *Log) NodeID() string { return l.opts.NodeID }
+
+// CheckServing fails with a *NotLeaderError unless this node serves user's
+// shard (for reads of replicated state a follower may hold stale).
+func (l *Log) CheckServing(user int64) error { return l.shardOf(user).check() }

@@ -4,6 +4,7 @@
 //	edgenode [flags]                       run a node (no flags needed to try it)
 //	edgenode token --user ID [--ttl 24h]   print a client token signed with the node's HS256 secret
 //	edgenode join-token                    print the cluster secret other nodes join with
+//	edgenode members|shards --addr H:P     ask a running node about its cluster
 //	edgenode version                       print the version
 //
 // Every flag also reads from EDGENODE_<FLAG> and from --config FILE; see
@@ -58,6 +59,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = token(args, stdout)
 	case "join-token":
 		err = joinToken(args, stdout)
+	case "members":
+		err = inspect(args, stdout, "/v1/cluster/members", membersTable)
+	case "shards":
+		err = inspect(args, stdout, "/v1/cluster/shards", shardsTable)
 	case "version":
 		fmt.Fprintln(stdout, "edgenode", versionString(), runtime.Version())
 	case "help":
@@ -79,6 +84,8 @@ Usage:
   edgenode [flags]                        run a node
   edgenode token --user ID [--ttl 24h]    print a client token (HS256, the node's secret)
   edgenode join-token [--data-dir DIR]    print the cluster secret
+  edgenode members [--addr HOST:PORT] [--json]   cluster members as a running node sees them
+  edgenode shards [--addr HOST:PORT] [--json]    every shard's leader and voters
   edgenode version                        print the version
 
 `)

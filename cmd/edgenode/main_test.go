@@ -58,7 +58,7 @@ func startProc(t *testing.T, dataDir string, env []string, args ...string) *proc
 	t.Helper()
 	cmd := exec.Command(binary, args...)
 	cmd.Dir = dataDir
-	cmd.Env = append(os.Environ(), "EDGENODE_HTTP_ADDR=127.0.0.1:0")
+	cmd.Env = append(os.Environ(), "EDGENODE_HTTP_ADDR=127.0.0.1:0", "EDGENODE_GOSSIP_ADDR=127.0.0.1:0", "EDGENODE_CLUSTER_ADDR=127.0.0.1:0")
 	cmd.Env = append(cmd.Env, env...)
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {

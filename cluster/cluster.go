@@ -1,0 +1,302 @@
+package cluster
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/edgenode/edgenode/cluster/member"
+	"github.com/edgenode/edgenode/cluster/mesh"
+	"github.com/edgenode/edgenode/relaylog"
+	"github.com/edgenode/edgenode/wire"
+)
+
+// Options configure a Cluster. Log, Members and Mesh are required.
+type Options struct {
+	Log     *relaylog.Log
+	Members *member.Membership
+	Mesh    *mesh.Mesh
+	Logger  *slog.Logger
+	// Notify wakes the local sockets of user (presence.Hub.NotifyEvents).
+	Notify func(user int64)
+	// DeadGrace is how long a voter must be dead before it is replaced; 0
+	// means 30s.
+	DeadGrace time.Duration
+	// ReconcileEvery is the placement period; 0 means 2s.
+	ReconcileEvery time.Duration
+	// CallTimeout bounds one forwarded call; 0 means 5s.
+	CallTimeout time.Duration
+}
+
+// Cluster is this node's part of the cluster.
+type Cluster struct {
+	opts   Options
+	log    *relaylog.Log
+	self   string
+	router *Router
+	subs   *subscriptions
+
+	hintMu sync.Mutex
+	hints  map[int]string // shard → last known leader
+
+	kick   chan struct{}
+	stop   chan struct{}
+	wg     sync.WaitGroup
+	closed sync.Once
+}
+
+// New starts the cluster's loops and registers its mesh handlers.
+func New(opts Options) *Cluster {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.DeadGrace <= 0 {
+		opts.DeadGrace = 30 * time.Second
+	}
+	if opts.ReconcileEvery <= 0 {
+		opts.ReconcileEvery = 2 * time.Second
+	}
+	if opts.CallTimeout <= 0 {
+		opts.CallTimeout = 5 * time.Second
+	}
+	if opts.Notify == nil {
+		opts.Notify = func(int64) {}
+	}
+	c := &Cluster{
+		opts:  opts,
+		log:   opts.Log,
+		self:  opts.Log.NodeID(),
+		hints: make(map[int]string),
+		kick:  make(chan struct{}, 1),
+		stop:  make(chan struct{}),
+	}
+	c.router = &Router{c: c}
+	c.subs = newSubscriptions(c)
+	opts.Mesh.Handle(mesh.KindCall, c.serveCall)
+	opts.Mesh.Handle(mesh.KindSubscribe, c.subs.serve)
+	c.wg.Add(2)
+	go c.placementLoop()
+	go c.subs.maintain()
+	return c
+}
+
+// Router is the Store the front uses.
+func (c *Cluster) Router() *Router { return c.router }
+
+// MembershipChanged makes placement run now (member.Options.OnChange).
+func (c *Cluster) MembershipChanged() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+// EventsCommitted tells remote subscribers of user that its queue changed
+// (relaylog.Options.OnEvents, besides the local hub).
+func (c *Cluster) EventsCommitted(user int64) { c.subs.committed(user) }
+
+// UserOnline and UserOffline follow the first and last local socket of a
+// user, so that the edge subscribes at the user's shard leader.
+func (c *Cluster) UserOnline(user int64)  { c.subs.want(user, true) }
+func (c *Cluster) UserOffline(user int64) { c.subs.want(user, false) }
+
+// Drain hands the leadership of every shard this node leads to another
+// voter, so that a stopping node's shards keep taking writes.
+func (c *Cluster) Drain(ctx context.Context) {
+	var wg sync.WaitGroup
+	for shard := 0; shard < c.log.Shards(); shard++ {
+		r := c.log.Raft(shard)
+		if r.State() != raft.Leader || len(c.voters(shard)) < 2 {
+			continue
+		}
+		wg.Add(1)
+		go func(shard int, r *raft.Raft) {
+			defer wg.Done()
+			if err := r.LeadershipTransfer().Error(); err != nil {
+				c.opts.Logger.Warn("leadership transfer failed", "shard", shard, "err", err)
+			}
+		}(shard, r)
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
+
+// Close stops the cluster's loops.
+func (c *Cluster) Close() {
+	c.closed.Do(func() {
+		close(c.stop)
+		c.subs.close()
+		c.wg.Wait()
+	})
+}
+
+func (c *Cluster) voters(shard int) []string {
+	f := c.log.Raft(shard).GetConfiguration()
+	if f.Error() != nil {
+		return nil
+	}
+	var out []string
+	for _, s := range f.Configuration().Servers {
+		if s.Suffrage == raft.Voter {
+			out = append(out, string(s.ID))
+		}
+	}
+	return out
+}
+
+// Remote calls.
+
+// errRemote wraps a transport failure of a forwarded call.
+var errRemote = errors.New("cluster: forwarded call failed")
+
+func (c *Cluster) rpc(ctx context.Context, node string, shard int, req *wire.CallRequest) (*wire.CallResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.opts.CallTimeout)
+	defer cancel()
+	s, err := c.opts.Mesh.Open(ctx, node, mesh.KindCall, shard)
+	if err != nil {
+		return nil, fmt.Errorf("%w: open to %s: %v", errRemote, node, err)
+	}
+	defer s.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		s.SetDeadline(dl)
+	}
+	req.Version = wire.NodeProtocolVersion
+	req.Shard = shard
+	if err := wire.WriteNodeFrame(s, req); err != nil {
+		return nil, fmt.Errorf("%w: write to %s: %v", errRemote, node, err)
+	}
+	var resp wire.CallResponse
+	if err := wire.ReadNodeFrame(bufio.NewReader(s), &resp); err != nil {
+		return nil, fmt.Errorf("%w: read from %s: %v", errRemote, node, err)
+	}
+	return &resp, nil
+}
+
+func (c *Cluster) serveCall(s net.Conn, from string, shard int) {
+	defer s.Close()
+	s.SetDeadline(time.Now().Add(c.opts.CallTimeout + time.Second))
+	var req wire.CallRequest
+	if err := wire.ReadNodeFrame(bufio.NewReader(s), &req); err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.opts.CallTimeout)
+	defer cancel()
+	resp := c.execute(ctx, &req)
+	_ = wire.WriteNodeFrame(s, resp)
+}
+
+// execute runs a forwarded call against the local log.
+func (c *Cluster) execute(ctx context.Context, req *wire.CallRequest) *wire.CallResponse {
+	l := c.log
+	resp := &wire.CallResponse{}
+	var err error
+	switch req.Op {
+	case wire.OpSend:
+		if req.Send == nil {
+			return &wire.CallResponse{Err: wire.NodeErrBadRequest}
+		}
+		var ev relaylog.Event
+		ev, resp.Created, err = l.Send(ctx, req.From, *req.Send)
+		if err == nil {
+			resp.Events = []wire.NodeEvent{toNode(&ev)}
+		}
+	case wire.OpPending:
+		var evs []relaylog.Event
+		evs, resp.More, err = l.Pending(ctx, req.User, req.After, req.Limit)
+		for i := range evs {
+			resp.Events = append(resp.Events, toNode(&evs[i]))
+		}
+	case wire.OpAck:
+		resp.N, err = l.Ack(ctx, req.User, req.UpTo)
+	case wire.OpRead:
+		err = l.MarkRead(ctx, req.User, req.From, req.UpTo)
+	case wire.OpDeviceAdd:
+		if req.Device == nil {
+			return &wire.CallResponse{Err: wire.NodeErrBadRequest}
+		}
+		d := req.Device
+		err = l.RegisterDevice(ctx, req.User, relaylog.Device{Platform: d.Platform, Token: d.Token, Topic: d.Topic, Sandbox: d.Sandbox})
+	case wire.OpDeviceRemove:
+		err = l.UnregisterDevice(ctx, req.User, req.Token)
+	case wire.OpSetLastSeen:
+		err = l.SetLastConnected(ctx, req.User, time.UnixMilli(req.At))
+	case wire.OpGetLastSeen:
+		if err = l.CheckServing(req.User); err == nil {
+			var t time.Time
+			t, resp.Found = l.LastConnected(req.User)
+			resp.At = t.UnixMilli()
+		}
+	case wire.OpShardProgress:
+		if req.Shard < 0 || req.Shard >= l.Shards() {
+			return &wire.CallResponse{Err: wire.NodeErrBadRequest}
+		}
+		r := l.Raft(req.Shard)
+		resp.Index = r.AppliedIndex()
+		resp.Voters = c.voters(req.Shard)
+		resp.Leader = l.Leader(req.Shard)
+	default:
+		return &wire.CallResponse{Err: wire.NodeErrBadRequest, Message: "unknown op " + req.Op}
+	}
+	if err != nil {
+		return errorResponse(err)
+	}
+	return resp
+}
+
+func errorResponse(err error) *wire.CallResponse {
+	var nl *relaylog.NotLeaderError
+	switch {
+	case errors.As(err, &nl):
+		return &wire.CallResponse{Err: wire.NodeErrNotLeader, Leader: nl.Leader}
+	case errors.Is(err, relaylog.ErrNoLeader):
+		return &wire.CallResponse{Err: wire.NodeErrNotLeader}
+	case errors.Is(err, relaylog.ErrQueueFull):
+		return &wire.CallResponse{Err: wire.NodeErrQueueFull}
+	case errors.Is(err, relaylog.ErrRequestIDReused):
+		return &wire.CallResponse{Err: wire.NodeErrReused}
+	case errors.Is(err, relaylog.ErrClosed):
+		return &wire.CallResponse{Err: wire.NodeErrClosed}
+	case errors.Is(err, relaylog.ErrOverloaded), errors.Is(err, context.DeadlineExceeded):
+		return &wire.CallResponse{Err: wire.NodeErrOverloaded}
+	}
+	return &wire.CallResponse{Err: wire.NodeErrInternal, Message: err.Error()}
+}
+
+// responseError turns a failed response back into the relaylog error the
+// front maps to the API.
+func responseError(shard int, r *wire.CallResponse) error {
+	switch r.Err {
+	case "":
+		return nil
+	case wire.NodeErrNotLeader:
+		return &relaylog.NotLeaderError{Shard: shard, Leader: r.Leader}
+	case wire.NodeErrQueueFull:
+		return relaylog.ErrQueueFull
+	case wire.NodeErrReused:
+		return relaylog.ErrRequestIDReused
+	case wire.NodeErrClosed:
+		return relaylog.ErrClosed
+	case wire.NodeErrOverloaded:
+		return relaylog.ErrOverloaded
+	}
+	return fmt.Errorf("cluster: remote %s: %s", r.Err, r.Message)
+}
+
+func toNode(e *relaylog.Event) wire.NodeEvent {
+	return wire.NodeEvent{ID: e.ID, Kind: uint8(e.Kind), From: e.From, To: e.To, Content: e.Content, CreatedAt: e.CreatedAt, By: e.By, MessageIDs: e.MessageIDs, UpTo: e.UpTo}
+}
+
+func fromNode(e *wire.NodeEvent) relaylog.Event {
+	return relaylog.Event{ID: e.ID, Kind: relaylog.EventKind(e.Kind), From: e.From, To: e.To, Content: e.Content, CreatedAt: e.CreatedAt, By: e.By, MessageIDs: e.MessageIDs, UpTo: e.UpTo}
+}

@@ -1,0 +1,40 @@
+// Package cluster turns one node into a member of a cluster of identical
+// edge nodes: it wires membership (cluster/member, hashicorp/memberlist) and
+// the QUIC mesh (cluster/mesh) to the relay log, places each shard's raft
+// voters on three nodes of distinct regions, routes every client call to the
+// leader of its shard, and carries delivery notifications from shard leaders
+// to the edges that hold the recipients' sockets.
+//
+// # Placement
+//
+// Every node runs a raft instance for every shard; instances that are not in
+// a shard's configuration stay idle until a leader adds them. The leader of
+// each shard reconciles its configuration toward a target computed from the
+// live members: 3 voters when at least 3 nodes are alive (1 otherwise, so
+// the count stays odd), chosen by rendezvous hashing of (shard, node) with
+// one voter per region first. A missing voter is added as a non-voter,
+// promoted once it has applied nearly all of the leader's log (asked over
+// the mesh), and only then is a surplus voter removed. A voter that is dead
+// is replaced only after DeadGrace. The highest-scoring live voter of each
+// shard is its preferred leader, and leaders hand over to it, which spreads
+// leadership evenly over the nodes.
+//
+// # Routing
+//
+// Router implements the front's Store: a call whose shard this node serves
+// runs locally; any other is forwarded over a mesh call stream to the leader,
+// found from a per-shard cache, raft's own knowledge, the shard's placement
+// target, then any live node, following not-leader hints. While a shard has
+// no leader the call fails with relaylog.ErrNoLeader (503 with Retry-After),
+// never a hang.
+//
+// # Delivery across nodes
+//
+// Sockets still pull their queue (through the Router) past their cursor; what
+// crosses nodes is only the wake-up. When a user's first socket opens on an
+// edge that does not lead the user's shard, the edge subscribes to the user at
+// the leader over one subscribe stream per leader node; the leader sends
+// "events" for that user after every commit. Edges re-check leaders every
+// second and resubscribe after a leader change or a broken stream, and wake
+// the socket, so nothing committed meanwhile waits for the next message.
+package cluster

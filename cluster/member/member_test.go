@@ -1,0 +1,523 @@
+package member
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+const testSecret = "test-cluster-secret-of-at-least-32-bytes"
+
+// TestMain fails the run if goroutines started by the tests outlive them.
+func TestMain(m *testing.M) {
+	before := runtime.NumGoroutine()
+	code := m.Run()
+	if code == 0 {
+		if err := waitGoroutines(before, 10*time.Second); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// waitGoroutines polls until at most n goroutines run.
+func waitGoroutines(n int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		got := runtime.NumGoroutine()
+		if got <= n {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			buf = buf[:runtime.Stack(buf, true)]
+			return fmt.Errorf("goroutine leak: %d running, want <= %d\n%s", got, n, buf)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// fast shortens memberlist's timings so that a failure is detected in well
+// under a second, with enough slack for -race on two cores.
+func fast(c *memberlist.Config) {
+	c.ProbeInterval = 100 * time.Millisecond
+	c.ProbeTimeout = 80 * time.Millisecond
+	c.GossipInterval = 20 * time.Millisecond
+	c.PushPullInterval = 500 * time.Millisecond
+	c.SuspicionMult = 4
+	c.TCPTimeout = time.Second
+	c.GossipToTheDeadTime = 2 * time.Second
+	c.DeadNodeReclaimTime = 10 * time.Millisecond
+}
+
+type nodeOpt func(*Options)
+
+func withJoin(addrs ...string) nodeOpt { return func(o *Options) { o.Join = addrs } }
+
+// testNode starts a membership on a free loopback port and shuts it down at
+// the end of the test.
+func testNode(t *testing.T, id string, opts ...nodeOpt) *Membership {
+	t.Helper()
+	o := Options{
+		Meta: Meta{
+			NodeID:      id,
+			Region:      "region-" + id,
+			HTTPURL:     "http://" + id + ".example:8080",
+			ClusterAddr: id + ".example:7947",
+			Version:     "test",
+		},
+		BindAddr: "127.0.0.1:0",
+		Secret:   testSecret,
+		Tuning:   fast,
+		Logger:   testLogger(t, id),
+	}
+	for _, f := range opts {
+		f(&o)
+	}
+	m, err := Start(o)
+	if err != nil {
+		t.Fatalf("start %s: %v", id, err)
+	}
+	t.Cleanup(func() {
+		if err := m.Shutdown(); err != nil {
+			t.Errorf("shutdown %s: %v", id, err)
+		}
+	})
+	return m
+}
+
+// testLogger writes to the test log when -v is given, keeping quiet runs quiet.
+func testLogger(t *testing.T, id string) *slog.Logger {
+	if !testing.Verbose() {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo})).With("test_node", id)
+}
+
+type tWriter struct{ t *testing.T }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func statusOn(m *Membership, id string) Status {
+	mb, ok := m.Get(id)
+	if !ok {
+		return ""
+	}
+	return mb.Status
+}
+
+func waitStatus(t *testing.T, id string, want Status, on ...*Membership) {
+	t.Helper()
+	for _, m := range on {
+		waitFor(t, 10*time.Second, fmt.Sprintf("%s to see %s %s", m.self, id, want), func() bool {
+			return statusOn(m, id) == want
+		})
+	}
+}
+
+func aliveIDs(m *Membership) string {
+	var ids []string
+	for _, mb := range m.Alive() {
+		ids = append(ids, mb.NodeID)
+	}
+	return strings.Join(ids, ",")
+}
+
+// cluster3 starts a, b, c; b joins a and c joins b, so c learns a by gossip.
+func cluster3(t *testing.T, opts ...nodeOpt) (a, b, c *Membership) {
+	t.Helper()
+	a = testNode(t, "a", opts...)
+	b = testNode(t, "b", append(opts, withJoin(a.GossipAddr()))...)
+	c = testNode(t, "c", append(opts, withJoin(b.GossipAddr()))...)
+	for _, m := range []*Membership{a, b, c} {
+		waitFor(t, 10*time.Second, m.self+" to see a,b,c alive", func() bool { return aliveIDs(m) == "a,b,c" })
+	}
+	return a, b, c
+}
+
+func TestJoinSeesAllAliveWithMeta(t *testing.T) {
+	a, b, c := cluster3(t)
+	for _, m := range []*Membership{a, b, c} {
+		if !m.Joined() {
+			t.Errorf("%s: Joined() = false", m.self)
+		}
+		ms := m.Members()
+		if len(ms) != 3 {
+			t.Fatalf("%s: %d members, want 3", m.self, len(ms))
+		}
+		for i, id := range []string{"a", "b", "c"} {
+			got := ms[i]
+			want := Meta{NodeID: id, Region: "region-" + id, HTTPURL: "http://" + id + ".example:8080",
+				ClusterAddr: id + ".example:7947", Version: "test"}
+			if got.Meta != want || got.Status != StatusAlive || got.Since.IsZero() {
+				t.Errorf("%s sees %+v, want meta %+v alive", m.self, got, want)
+			}
+		}
+		if local := m.LocalNode(); local.NodeID != m.self || local.Status != StatusAlive {
+			t.Errorf("%s: LocalNode() = %+v", m.self, local)
+		}
+	}
+	// Every node advertises the address it is bound to, and others see it.
+	for _, m := range []*Membership{a, b, c} {
+		if got := m.LocalNode().GossipAddr; got != m.GossipAddr() {
+			t.Errorf("%s advertises %s, bound to %s", m.self, got, m.GossipAddr())
+		}
+		if mb, _ := a.Get(m.self); mb.GossipAddr != m.GossipAddr() {
+			t.Errorf("a sees %s at %s, want %s", m.self, mb.GossipAddr, m.GossipAddr())
+		}
+	}
+	if _, ok := a.Get("nobody"); ok {
+		t.Error("Get(nobody) found a member")
+	}
+}
+
+func TestStartedAloneIsJoined(t *testing.T) {
+	a := testNode(t, "a")
+	if !a.Joined() {
+		t.Fatal("a node started without Join must report Joined")
+	}
+	if ids := aliveIDs(a); ids != "a" {
+		t.Fatalf("alive = %q, want a", ids)
+	}
+}
+
+func TestGracefulLeaveIsLeft(t *testing.T) {
+	logs := &recorder{}
+	a, b, c := cluster3(t, func(o *Options) {
+		if o.Meta.NodeID != "c" {
+			o.Logger = slog.New(logs)
+		}
+	})
+	cSince := mustGet(t, a, "c").Since
+	if err := c.Leave(5 * time.Second); err != nil {
+		t.Fatalf("leave: %v", err)
+	}
+	if st := c.LocalNode().Status; st != StatusLeft {
+		t.Errorf("c sees itself %s, want left", st)
+	}
+	if err := c.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, "c", StatusLeft, a, b)
+	if got := mustGet(t, a, "c"); got.Since.Before(cSince) {
+		t.Errorf("Since went backwards: %v before %v", got.Since, cSince)
+	}
+	waitFor(t, 5*time.Second, "a to see a,b alive", func() bool { return aliveIDs(a) == "a,b" })
+	if len(a.Members()) != 3 {
+		t.Errorf("a no longer lists c: %+v", a.Members())
+	}
+	// The leave intent goes out before memberlist's leave message, so the
+	// others never show c as dead on the way.
+	if n := logs.count("member: node dead"); n != 0 {
+		t.Errorf("a or b saw c dead %d times before left", n)
+	}
+	if err := c.Leave(time.Second); !errors.Is(err, ErrShutdown) {
+		t.Errorf("leave after shutdown: %v, want ErrShutdown", err)
+	}
+}
+
+func TestShutdownWithoutLeaveIsDead(t *testing.T) {
+	a, b, c := cluster3(t)
+	if err := c.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, "c", StatusDead, a, b)
+	waitFor(t, 5*time.Second, "b to see a,b alive", func() bool { return aliveIDs(b) == "a,b" })
+	if len(a.Members()) != 3 {
+		t.Errorf("a forgot the dead node too early: %+v", a.Members())
+	}
+}
+
+// Observers with a huge suspicion multiplier never declare the stopped node
+// dead, so the suspect status must show.
+func TestUnansweredProbesMakeSuspect(t *testing.T) {
+	slowDeath := func(o *Options) {
+		o.Tuning = func(c *memberlist.Config) { fast(c); c.SuspicionMult = 1000 }
+	}
+	a, b, c := cluster3(t, slowDeath)
+	if err := c.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, "c", StatusSuspect, a, b)
+	waitFor(t, 5*time.Second, "a to see a,b alive", func() bool { return aliveIDs(a) == "a,b" })
+}
+
+func TestRestartWithSameNodeIDIsAliveAgain(t *testing.T) {
+	for _, sameAddr := range []bool{false, true} {
+		t.Run(fmt.Sprintf("same_addr=%v", sameAddr), func(t *testing.T) {
+			a, b, c := cluster3(t)
+			addr := c.GossipAddr()
+			if err := c.Shutdown(); err != nil {
+				t.Fatal(err)
+			}
+			waitStatus(t, "c", StatusDead, a, b)
+			deadSince := mustGet(t, a, "c").Since
+
+			c2 := testNode(t, "c", withJoin(a.GossipAddr()), func(o *Options) {
+				o.Meta.ClusterAddr = "c-restarted.example:7947"
+				if sameAddr {
+					o.BindAddr = addr
+				}
+			})
+			for _, m := range []*Membership{a, b} {
+				waitFor(t, 10*time.Second, m.self+" to see c back with its new meta", func() bool {
+					mb, _ := m.Get("c")
+					return mb.Status == StatusAlive && mb.ClusterAddr == "c-restarted.example:7947" &&
+						mb.GossipAddr == c2.GossipAddr()
+				})
+			}
+			waitFor(t, 10*time.Second, "c to see a,b,c alive", func() bool { return aliveIDs(c2) == "a,b,c" })
+			if got := mustGet(t, a, "c").Since; got.Before(deadSince) {
+				t.Errorf("Since %v is before the death at %v", got, deadSince)
+			}
+		})
+	}
+}
+
+func TestWrongSecretCannotJoin(t *testing.T) {
+	a := testNode(t, "a")
+	logs := &recorder{}
+	b := testNode(t, "b", withJoin(a.GossipAddr()), func(o *Options) {
+		o.Secret = "another-cluster-secret-of-32-bytes!!"
+		o.Logger = slog.New(logs)
+	})
+	waitFor(t, 10*time.Second, "b's join to fail twice", func() bool { return logs.count("member: join failed") >= 2 })
+	if b.Joined() {
+		t.Error("b joined with the wrong secret")
+	}
+	if _, ok := a.Get("b"); ok {
+		t.Error("a lists b")
+	}
+	if ids := aliveIDs(b); ids != "b" {
+		t.Errorf("b sees alive %q, want only b", ids)
+	}
+}
+
+func TestJoinRetriesUntilSeedStarts(t *testing.T) {
+	addr := freeAddr(t)
+	logs := &recorder{}
+	b := testNode(t, "b", withJoin(addr), func(o *Options) { o.Logger = slog.New(logs) })
+	waitFor(t, 5*time.Second, "b's first join attempt to fail", func() bool { return logs.count("member: join failed") >= 1 })
+	if b.Joined() {
+		t.Fatal("b joined with nothing listening")
+	}
+	a := testNode(t, "a", func(o *Options) { o.BindAddr = addr })
+	waitFor(t, 10*time.Second, "b to join a on retry", b.Joined)
+	for _, m := range []*Membership{a, b} {
+		waitFor(t, 10*time.Second, m.self+" to see a,b alive", func() bool { return aliveIDs(m) == "a,b" })
+	}
+}
+
+func TestOnChange(t *testing.T) {
+	var calls, inFlight, overlaps atomic.Int32
+	onChange := func(o *Options) {
+		o.OnChange = func() {
+			if inFlight.Add(1) > 1 {
+				overlaps.Add(1)
+			}
+			calls.Add(1)
+			time.Sleep(time.Millisecond) // widen the window an overlap would need
+			inFlight.Add(-1)
+		}
+	}
+	a := testNode(t, "a", onChange)
+	waitFor(t, 5*time.Second, "OnChange for the local node", func() bool { return calls.Load() >= 1 })
+	before := calls.Load()
+	b := testNode(t, "b", withJoin(a.GossipAddr()))
+	waitFor(t, 10*time.Second, "a to see b", func() bool { return statusOn(a, "b") == StatusAlive })
+	waitFor(t, 5*time.Second, "OnChange after b joined", func() bool { return calls.Load() > before })
+	before = calls.Load()
+	if err := b.Leave(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, "b", StatusLeft, a)
+	waitFor(t, 5*time.Second, "OnChange after b left", func() bool { return calls.Load() > before })
+	if n := overlaps.Load(); n != 0 {
+		t.Errorf("OnChange ran concurrently %d times", n)
+	}
+}
+
+func TestForgetsDeadAfter24h(t *testing.T) {
+	var offset atomic.Int64
+	clock := func(o *Options) {
+		o.Now = func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+	}
+	a := testNode(t, "a", clock)
+	b := testNode(t, "b", withJoin(a.GossipAddr()))
+	waitStatus(t, "b", StatusAlive, a)
+	if err := b.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, "b", StatusDead, a)
+	offset.Store(int64(23 * time.Hour))
+	if _, ok := a.Get("b"); !ok {
+		t.Fatal("b forgotten before 24h")
+	}
+	offset.Store(int64(ForgetAfter + time.Minute))
+	if _, ok := a.Get("b"); ok {
+		t.Fatal("b still listed after 24h")
+	}
+	if ms := a.Members(); len(ms) != 1 || ms[0].NodeID != "a" {
+		t.Fatalf("members = %+v, want only a", ms)
+	}
+}
+
+func TestStartValidates(t *testing.T) {
+	ok := Options{Meta: Meta{NodeID: "x"}, Secret: testSecret, BindAddr: "127.0.0.1:0"}
+	cases := []struct {
+		name string
+		edit func(*Options)
+		want string
+	}{
+		{"no node id", func(o *Options) { o.Meta.NodeID = "" }, "NodeID is required"},
+		{"no secret", func(o *Options) { o.Secret = "" }, "Secret is required"},
+		{"bad profile", func(o *Options) { o.Profile = "moon" }, "not lan or wan"},
+		{"meta too big", func(o *Options) { o.Meta.HTTPURL = strings.Repeat("u", 600) }, "meta exceeds"},
+		{"bad bind", func(o *Options) { o.BindAddr = "127.0.0.1" }, "bind address"},
+		{"bad advertise", func(o *Options) { o.AdvertiseAddr = "no-such-host.invalid" }, "cannot resolve"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			o := ok
+			tc.edit(&o)
+			m, err := Start(o)
+			if err == nil {
+				m.Shutdown()
+				t.Fatal("Start succeeded")
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %q does not mention %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestProfilesAndAdvertise(t *testing.T) {
+	var seen *memberlist.Config
+	m := testNode(t, "w", func(o *Options) {
+		o.Profile = "wan"
+		o.AdvertiseAddr = "localhost"
+		o.Tuning = func(c *memberlist.Config) { seen = c }
+	})
+	wan := memberlist.DefaultWANConfig()
+	if seen.ProbeInterval != wan.ProbeInterval || seen.SuspicionMult != wan.SuspicionMult {
+		t.Errorf("wan profile: probe %v mult %d, want %v %d", seen.ProbeInterval, seen.SuspicionMult, wan.ProbeInterval, wan.SuspicionMult)
+	}
+	if seen.AdvertiseAddr != "127.0.0.1" {
+		t.Errorf("advertise %q, want localhost resolved to 127.0.0.1", seen.AdvertiseAddr)
+	}
+	if got := m.LocalNode().GossipAddr; got != m.GossipAddr() {
+		t.Errorf("advertised %s, bound %s", got, m.GossipAddr())
+	}
+}
+
+func TestGossipKey(t *testing.T) {
+	k1, err := gossipKey(testSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k2, _ := gossipKey(testSecret)
+	k3, _ := gossipKey(testSecret + "x")
+	if len(k1) != 32 || !bytes.Equal(k1, k2) || bytes.Equal(k1, k3) || bytes.Contains(k1, []byte(testSecret[:8])) {
+		t.Fatalf("gossip key: len %d, stable %v, differs %v", len(k1), bytes.Equal(k1, k2), !bytes.Equal(k1, k3))
+	}
+}
+
+func TestShutdownTwiceAndLeaveAlone(t *testing.T) {
+	m := testNode(t, "solo")
+	if err := m.Leave(time.Second); err != nil {
+		t.Fatalf("leave with no peers: %v", err)
+	}
+	if err := m.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Shutdown(); err != nil {
+		t.Fatalf("second shutdown: %v", err)
+	}
+}
+
+func mustGet(t *testing.T, m *Membership, id string) Member {
+	t.Helper()
+	mb, ok := m.Get(id)
+	if !ok {
+		t.Fatalf("%s does not list %s", m.self, id)
+	}
+	return mb
+}
+
+// freeAddr returns a loopback address whose port was free for TCP and UDP a
+// moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	for range 20 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := l.Addr().String()
+		u, err := net.ListenPacket("udp", addr)
+		l.Close()
+		if err == nil {
+			u.Close()
+			return addr
+		}
+	}
+	t.Fatal("no free port")
+	return ""
+}
+
+// recorder is a slog.Handler that keeps record messages.
+type recorder struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (r *recorder) Enabled(context.Context, slog.Level) bool { return true }
+func (r *recorder) Handle(_ context.Context, rec slog.Record) error {
+	r.mu.Lock()
+	r.msgs = append(r.msgs, rec.Message)
+	r.mu.Unlock()
+	return nil
+}
+func (r *recorder) WithAttrs([]slog.Attr) slog.Handler { return r }
+func (r *recorder) WithGroup(string) slog.Handler      { return r }
+
+func (r *recorder) count(msg string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, m := range r.msgs {
+		if m == msg {
+			n++
+		}
+	}
+	return n
+}

@@ -1,0 +1,108 @@
+package mesh
+
+import (
+	"context"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// acceptBacklog is how many inbound raft streams of a shard may wait for
+// raft's Accept loop.
+const acceptBacklog = 64
+
+// streamLayer is the raft.StreamLayer of one shard.
+type streamLayer struct {
+	m      *Mesh
+	shard  int
+	ch     chan *Conn
+	done   chan struct{}
+	closer sync.Once
+}
+
+var _ raft.StreamLayer = (*streamLayer)(nil)
+
+// StreamLayer returns the raft.StreamLayer of shard, for
+// raft.NewNetworkTransportWithConfig. Raft server addresses are node ids.
+// Dial opens a KindRaft stream for the shard on the shared connection to
+// that node; Accept returns the inbound KindRaft streams of the shard;
+// Addr().String() is this node's id. Closing the layer (as
+// NetworkTransport.Close does) stops accepting for the shard only; a later
+// StreamLayer call for the same shard returns a fresh layer.
+func (m *Mesh) StreamLayer(shard int) raft.StreamLayer {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if l := m.layers[shard]; l != nil {
+		return l
+	}
+	l := &streamLayer{m: m, shard: shard, ch: make(chan *Conn, acceptBacklog), done: make(chan struct{})}
+	if m.closed {
+		close(l.done)
+		return l
+	}
+	m.layers[shard] = l
+	return l
+}
+
+// Dial opens a raft stream to the node whose id is address.
+func (l *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return l.m.Open(ctx, string(address), KindRaft, l.shard)
+}
+
+// Accept waits for the next inbound raft stream of the shard.
+func (l *streamLayer) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.done:
+		return nil, ErrClosed
+	}
+}
+
+// deliver hands an inbound stream to Accept, or resets it if the layer
+// closes first.
+func (l *streamLayer) deliver(c *Conn) {
+	select {
+	case l.ch <- c:
+		select {
+		case <-l.done: // closed meanwhile: Close may have drained already
+			l.drain()
+		default:
+		}
+	case <-l.done:
+		c.reset(streamCodeShutdown)
+	}
+}
+
+func (l *streamLayer) drain() {
+	for {
+		select {
+		case c := <-l.ch:
+			c.reset(streamCodeShutdown)
+		default:
+			return
+		}
+	}
+}
+
+// Close stops accepting raft streams for the shard. Streams already
+// accepted are unaffected.
+func (l *streamLayer) Close() error {
+	l.closer.Do(func() {
+		close(l.done)
+		l.m.mu.Lock()
+		if l.m.layers[l.shard] == l {
+			delete(l.m.layers, l.shard)
+		}
+		l.m.mu.Unlock()
+		l.drain()
+	})
+	return nil
+}
+
+// Addr returns an address whose String is this node's id.
+func (l *streamLayer) Addr() net.Addr { return Addr{NodeID: l.m.opts.NodeID} }

@@ -1,0 +1,249 @@
+package cluster
+
+import (
+	"context"
+	"sort"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/edgenode/edgenode/cluster/member"
+	"github.com/edgenode/edgenode/wire"
+)
+
+// catchUpSlack is how far behind the leader's applied index a non-voter may
+// be and still be promoted: it will finish catching up as a voter within a
+// few batches.
+const catchUpSlack = 1024
+
+func (c *Cluster) placementLoop() {
+	defer c.wg.Done()
+	t := time.NewTicker(c.opts.ReconcileEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-t.C:
+		case <-c.kick:
+		}
+		c.reconcileAll()
+	}
+}
+
+func (c *Cluster) reconcileAll() {
+	all := c.opts.Members.Members()
+	var alive []member.Member
+	status := make(map[string]member.Member, len(all))
+	for _, m := range all {
+		status[m.NodeID] = m
+		if m.Status == member.StatusAlive {
+			alive = append(alive, m)
+		}
+	}
+	for shard := 0; shard < c.log.Shards(); shard++ {
+		select {
+		case <-c.stop:
+			return
+		default:
+		}
+		r := c.log.Raft(shard)
+		if r.State() == raft.Leader {
+			c.reconcileShard(shard, r, alive, status)
+		} else if c.log.Leader(shard) == "" {
+			c.discoverLeader(shard, alive)
+		}
+	}
+}
+
+// discoverLeader asks the shard's likely voters who leads it, so that a node
+// outside the shard's configuration can route to it.
+func (c *Cluster) discoverLeader(shard int, alive []member.Member) {
+	c.hintMu.Lock()
+	known := c.hints[shard] != ""
+	c.hintMu.Unlock()
+	if known {
+		return
+	}
+	for _, node := range Target(shard, alive) {
+		if node == c.self {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		resp, err := c.rpc(ctx, node, shard, &wire.CallRequest{Op: wire.OpShardProgress})
+		cancel()
+		if err == nil && resp.Err == "" && resp.Leader != "" {
+			c.setHint(shard, resp.Leader)
+			return
+		}
+	}
+}
+
+// reconcileShard moves shard's configuration one step toward its target.
+// Steps are small and idempotent; the loop repeats them every period.
+func (c *Cluster) reconcileShard(shard int, r *raft.Raft, alive []member.Member, status map[string]member.Member) {
+	f := r.GetConfiguration()
+	if f.Error() != nil {
+		return
+	}
+	cfg := f.Configuration()
+	voters := map[string]bool{}
+	nonvoters := map[string]bool{}
+	for _, s := range cfg.Servers {
+		if s.Suffrage == raft.Voter {
+			voters[string(s.ID)] = true
+		} else {
+			nonvoters[string(s.ID)] = true
+		}
+	}
+	target := Target(shard, alive)
+	// With fewer nodes than replicas, a lone live voter stays where it is:
+	// moving a shard between two nodes buys nothing.
+	if len(target) == 1 && voters[c.self] && len(voters) == 1 {
+		target = []string{c.self}
+	}
+	inTarget := map[string]bool{}
+	for _, id := range target {
+		inTarget[id] = true
+	}
+	log := c.opts.Logger.With("shard", shard)
+	now := time.Now()
+	dead := func(id string) bool {
+		m, ok := status[id]
+		if !ok {
+			return false // not seen yet (just started): not evidence of death
+		}
+		switch m.Status {
+		case member.StatusLeft:
+			return true
+		case member.StatusDead:
+			return now.Sub(m.Since) >= c.opts.DeadGrace
+		}
+		return false
+	}
+
+	// 1. Add target nodes as non-voters, then promote those caught up.
+	for _, id := range target {
+		if voters[id] {
+			continue
+		}
+		if !nonvoters[id] {
+			log.Info("adding non-voter", "node", id)
+			if err := r.AddNonvoter(raft.ServerID(id), raft.ServerAddress(id), 0, 5*time.Second).Error(); err != nil {
+				log.Warn("add non-voter failed", "node", id, "err", err)
+			}
+			return
+		}
+		if c.caughtUp(shard, r, id) {
+			log.Info("promoting voter", "node", id)
+			if err := r.AddVoter(raft.ServerID(id), raft.ServerAddress(id), 0, 5*time.Second).Error(); err != nil {
+				log.Warn("promote failed", "node", id, "err", err)
+			}
+			return
+		}
+	}
+	// 2. Remove voters only from a configuration larger than Replicas (a
+	// replacement or a better-placed node was promoted first). A failure
+	// never shrinks a shard: with 3 voters and one dead the other two keep
+	// quorum, and the dead one rejoins as it was when it comes back.
+	if len(voters) > Replicas {
+		var surplus []string
+		for id := range voters {
+			if !inTarget[id] {
+				surplus = append(surplus, id)
+			}
+		}
+		// Dead and departed voters go first, then the lowest-scoring.
+		sort.Slice(surplus, func(i, j int) bool {
+			di, dj := dead(surplus[i]), dead(surplus[j])
+			if di != dj {
+				return di
+			}
+			return score(shard, surplus[i]) < score(shard, surplus[j])
+		})
+		for _, id := range surplus {
+			if id == c.self {
+				// Hand over first; the next leader removes this node.
+				if next := firstVoter(target, voters, c.self); next != "" {
+					log.Info("leaving shard: transferring leadership", "to", next)
+					_ = r.LeadershipTransferToServer(raft.ServerID(next), raft.ServerAddress(next)).Error()
+				}
+				return
+			}
+			log.Info("removing surplus voter", "node", id, "dead", dead(id))
+			if err := r.RemoveServer(raft.ServerID(id), 0, 5*time.Second).Error(); err != nil {
+				log.Warn("remove failed", "node", id, "err", err)
+			}
+			return
+		}
+	}
+	allTargetsVote := true
+	for _, id := range target {
+		if !voters[id] {
+			allTargetsVote = false
+		}
+	}
+	for id := range nonvoters {
+		if !inTarget[id] {
+			_ = r.RemoveServer(raft.ServerID(id), 0, 5*time.Second).Error()
+			return
+		}
+	}
+	// 3. Leadership goes to the preferred (highest-scoring) voter, which
+	// spreads leaders over the nodes.
+	if allTargetsVote && len(target) > 1 && target[0] != c.self && c.caughtUp(shard, r, target[0]) {
+		log.Info("transferring leadership to the preferred voter", "to", target[0])
+		_ = r.LeadershipTransferToServer(raft.ServerID(target[0]), raft.ServerAddress(target[0])).Error()
+	}
+}
+
+func firstVoter(target []string, voters map[string]bool, except string) string {
+	for _, id := range target {
+		if id != except && voters[id] {
+			return id
+		}
+	}
+	return ""
+}
+
+// caughtUp asks node how far it has applied shard's log.
+func (c *Cluster) caughtUp(shard int, r *raft.Raft, node string) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	resp, err := c.rpc(ctx, node, shard, &wire.CallRequest{Op: wire.OpShardProgress})
+	if err != nil || resp.Err != "" {
+		return false
+	}
+	return resp.Index+catchUpSlack >= r.AppliedIndex()
+}
+
+// ShardInfo is one row of `edgenode shards`.
+type ShardInfo struct {
+	Shard  int      `json:"shard"`
+	Leader string   `json:"leader"`
+	Voters []string `json:"voters"`
+}
+
+// Shards reports every shard's leader and voters, asking the leader when
+// this node is not in a shard's configuration.
+func (c *Cluster) Shards(ctx context.Context) []ShardInfo {
+	out := make([]ShardInfo, c.log.Shards())
+	for shard := range out {
+		info := ShardInfo{Shard: shard, Leader: c.log.Leader(shard), Voters: c.voters(shard)}
+		if len(info.Voters) == 0 || info.Leader == "" {
+			for _, node := range c.candidates(shard) {
+				resp, err := c.rpc(ctx, node, shard, &wire.CallRequest{Op: wire.OpShardProgress})
+				if err == nil && resp.Err == "" && len(resp.Voters) > 0 {
+					info.Voters, info.Leader = resp.Voters, resp.Leader
+					break
+				}
+			}
+		}
+		sort.Strings(info.Voters)
+		if info.Voters == nil {
+			info.Voters = []string{}
+		}
+		out[shard] = info
+	}
+	return out
+}

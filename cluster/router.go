@@ -1,0 +1,268 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/edgenode/edgenode/cluster/member"
+	"github.com/edgenode/edgenode/relaylog"
+	"github.com/edgenode/edgenode/wire"
+)
+
+// Router is the front's Store on a cluster node: every call goes to the
+// leader of its shard, here or over the mesh.
+type Router struct{ c *Cluster }
+
+// maxHops bounds how many nodes one call tries before answering 503.
+const maxHops = 4
+
+// candidates lists, best first, the nodes that may lead shard.
+func (c *Cluster) candidates(shard int) []string {
+	var out []string
+	seen := map[string]bool{c.self: true}
+	add := func(id string) {
+		if id == "" || seen[id] {
+			return
+		}
+		seen[id] = true
+		// A node gossip calls dead or gone would only make the call wait
+		// for its timeout: leave it out; its shards elect elsewhere.
+		if m, ok := c.opts.Members.Get(id); ok && (m.Status == member.StatusDead || m.Status == member.StatusLeft) {
+			return
+		}
+		out = append(out, id)
+	}
+	c.hintMu.Lock()
+	add(c.hints[shard])
+	c.hintMu.Unlock()
+	add(c.log.Leader(shard))
+	alive := c.opts.Members.Alive()
+	for _, id := range Target(shard, alive) {
+		add(id)
+	}
+	for _, m := range alive {
+		add(m.NodeID)
+	}
+	return out
+}
+
+func (c *Cluster) setHint(shard int, node string) {
+	c.hintMu.Lock()
+	if node == "" {
+		delete(c.hints, shard)
+	} else {
+		c.hints[shard] = node
+	}
+	c.hintMu.Unlock()
+}
+
+// noLeaderWait bounds how long a call waits for a shard between leaders
+// (an election or a leadership hand-over takes a heartbeat or two) before
+// it is answered 503.
+const noLeaderWait = 3 * time.Second
+
+// attemptTimeout bounds one forwarded attempt.
+const attemptTimeout = 1500 * time.Millisecond
+
+// forward sends req to shard's leader, following not-leader hints, and
+// retries with a short backoff while the shard has no leader.
+func (c *Cluster) forward(ctx context.Context, shard int, req *wire.CallRequest) (*wire.CallResponse, error) {
+	deadline := time.Now().Add(noLeaderWait)
+	pause := 50 * time.Millisecond
+	for {
+		resp, err := c.forwardOnce(ctx, shard, req)
+		if err == nil || !errors.Is(err, relaylog.ErrNoLeader) || time.Now().Add(pause).After(deadline) {
+			return resp, err
+		}
+		if c.log.Serving(shard) {
+			return nil, errServeLocally
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(pause):
+		}
+		pause *= 2
+	}
+}
+
+// errServeLocally: leadership arrived here while a call was being routed.
+var errServeLocally = errors.New("cluster: shard is now served here")
+
+func (c *Cluster) forwardOnce(ctx context.Context, shard int, req *wire.CallRequest) (*wire.CallResponse, error) {
+	cands := c.candidates(shard)
+	tried := map[string]bool{}
+	var last error = &relaylog.NotLeaderError{Shard: shard}
+	for hop := 0; hop < maxHops && len(cands) > 0; {
+		node := cands[0]
+		cands = cands[1:]
+		if tried[node] || node == c.self {
+			continue
+		}
+		hop++
+		tried[node] = true
+		// A leader that died mid-call leaves the stream silent until QUIC
+		// gives up; every call is safe to repeat (sends are idempotent by
+		// requestId, the rest by nature), so a short attempt timeout lets
+		// the call move on to the shard's next leader.
+		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		resp, err := c.rpc(actx, node, shard, req)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			last = err
+			c.setHint(shard, "")
+			continue
+		}
+		if resp.Err == wire.NodeErrNotLeader {
+			last = responseError(shard, resp)
+			if resp.Leader != "" && resp.Leader != c.self && !tried[resp.Leader] {
+				cands = append([]string{resp.Leader}, cands...)
+			}
+			continue
+		}
+		c.setHint(shard, node)
+		return resp, nil
+	}
+	if errors.Is(last, errRemote) {
+		// Every candidate failed to answer: the shard is unreachable,
+		// which the client sees as 503.
+		return nil, &relaylog.NotLeaderError{Shard: shard}
+	}
+	return nil, last
+}
+
+// route runs a call locally when this node serves the user's shard and
+// forwards it otherwise; a nil response with a nil error means it ran here.
+func (r *Router) route(ctx context.Context, user int64, local func() error, req *wire.CallRequest) (*wire.CallResponse, error) {
+	shard := r.c.log.ShardFor(user)
+	for i := 0; i < 3; i++ {
+		if r.c.log.Serving(shard) {
+			if err := local(); !errors.Is(err, relaylog.ErrNoLeader) {
+				return nil, err
+			}
+		}
+		resp, err := r.c.forward(ctx, shard, req)
+		if errors.Is(err, errServeLocally) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return resp, responseError(shard, resp)
+	}
+	return nil, &relaylog.NotLeaderError{Shard: shard}
+}
+
+// Send implements edge.Store.
+func (r *Router) Send(ctx context.Context, from int64, req wire.NewMessageRequest) (ev relaylog.Event, created bool, err error) {
+	resp, err := r.route(ctx, req.ToUserID, func() (err error) {
+		ev, created, err = r.c.log.Send(ctx, from, req)
+		return err
+	}, &wire.CallRequest{Op: wire.OpSend, From: from, Send: &req})
+	if err != nil || resp == nil {
+		return ev, created, err
+	}
+	if len(resp.Events) != 1 {
+		return relaylog.Event{}, false, errors.New("cluster: malformed send response")
+	}
+	return fromNode(&resp.Events[0]), resp.Created, nil
+}
+
+// Pending implements edge.Store.
+func (r *Router) Pending(ctx context.Context, user, after int64, limit int) (evs []relaylog.Event, more bool, err error) {
+	resp, err := r.route(ctx, user, func() (err error) {
+		evs, more, err = r.c.log.Pending(ctx, user, after, limit)
+		return err
+	}, &wire.CallRequest{Op: wire.OpPending, User: user, After: after, Limit: limit})
+	if err != nil || resp == nil {
+		return evs, more, err
+	}
+	evs = make([]relaylog.Event, len(resp.Events))
+	for i := range resp.Events {
+		evs[i] = fromNode(&resp.Events[i])
+	}
+	return evs, resp.More, nil
+}
+
+// Ack implements edge.Store.
+func (r *Router) Ack(ctx context.Context, user, upTo int64) (n int, err error) {
+	resp, err := r.route(ctx, user, func() (err error) { n, err = r.c.log.Ack(ctx, user, upTo); return err },
+		&wire.CallRequest{Op: wire.OpAck, User: user, UpTo: upTo})
+	if resp != nil {
+		n = resp.N
+	}
+	return n, err
+}
+
+// MarkRead implements edge.Store. The read mark lives in the sender's shard.
+func (r *Router) MarkRead(ctx context.Context, reader, sender, upTo int64) error {
+	_, err := r.route(ctx, sender, func() error { return r.c.log.MarkRead(ctx, reader, sender, upTo) },
+		&wire.CallRequest{Op: wire.OpRead, User: sender, From: reader, UpTo: upTo})
+	return err
+}
+
+// RegisterDevice implements edge.Store.
+func (r *Router) RegisterDevice(ctx context.Context, user int64, d relaylog.Device) error {
+	_, err := r.route(ctx, user, func() error { return r.c.log.RegisterDevice(ctx, user, d) },
+		&wire.CallRequest{Op: wire.OpDeviceAdd, User: user, Device: &wire.DeviceRequest{Platform: d.Platform, Token: d.Token, Topic: d.Topic, Sandbox: d.Sandbox}})
+	return err
+}
+
+// UnregisterDevice implements edge.Store.
+func (r *Router) UnregisterDevice(ctx context.Context, user int64, token string) error {
+	_, err := r.route(ctx, user, func() error { return r.c.log.UnregisterDevice(ctx, user, token) },
+		&wire.CallRequest{Op: wire.OpDeviceRemove, User: user, Token: token})
+	return err
+}
+
+// SetLastConnected implements edge.Store.
+func (r *Router) SetLastConnected(ctx context.Context, user int64, t time.Time) error {
+	_, err := r.route(ctx, user, func() error { return r.c.log.SetLastConnected(ctx, user, t) },
+		&wire.CallRequest{Op: wire.OpSetLastSeen, User: user, At: t.UnixMilli()})
+	return err
+}
+
+// LastConnected is presence's lookup of a user's last connection, from the
+// user's shard leader (a short timeout: it only decorates a status).
+func (r *Router) LastConnected(user int64) (t time.Time, found bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	resp, err := r.route(ctx, user, func() error {
+		if err := r.c.log.CheckServing(user); err != nil {
+			return err
+		}
+		t, found = r.c.log.LastConnected(user)
+		return nil
+	}, &wire.CallRequest{Op: wire.OpGetLastSeen, User: user})
+	if err != nil {
+		return time.Time{}, false
+	}
+	if resp != nil {
+		return time.UnixMilli(resp.At), resp.Found
+	}
+	return t, found
+}
+
+// Ready implements edge.Store: every shard has a leader somewhere that this
+// node knows of, or serves here.
+func (r *Router) Ready() bool {
+	for shard := 0; shard < r.c.log.Shards(); shard++ {
+		if r.c.log.Serving(shard) {
+			continue
+		}
+		if r.c.log.Leader(shard) != "" {
+			continue
+		}
+		r.c.hintMu.Lock()
+		h := r.c.hints[shard]
+		r.c.hintMu.Unlock()
+		if h == "" {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,331 @@
+package node_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/hashicorp/memberlist"
+
+	"github.com/edgenode/edgenode/auth"
+	"github.com/edgenode/edgenode/cluster"
+	"github.com/edgenode/edgenode/config"
+	"github.com/edgenode/edgenode/node"
+	"github.com/edgenode/edgenode/relaylog"
+	"github.com/edgenode/edgenode/wire"
+)
+
+const clusterSecret = "cluster-secret-for-tests-0123456789abcdef"
+const jwtSecret = "jwt-secret-for-tests-0123456789abcdef"
+
+var fastTuning = node.Tuning{
+	Member: func(c *memberlist.Config) {
+		c.ProbeInterval = 200 * time.Millisecond
+		c.ProbeTimeout = 100 * time.Millisecond
+		c.SuspicionMult = 2
+		c.GossipInterval = 50 * time.Millisecond
+		c.PushPullInterval = time.Second
+	},
+	DeadGrace:      time.Second,
+	ReconcileEvery: 300 * time.Millisecond,
+	RaftHeartbeat:  300 * time.Millisecond,
+}
+
+type testNode struct {
+	*node.Node
+	dir    string
+	region string
+}
+
+func startNode(t *testing.T, dir, region string, join ...string) *testNode {
+	t.Helper()
+	args := []string{"--data-dir", dir, "--region", region, "--http-addr", "127.0.0.1:0",
+		"--gossip-addr", "127.0.0.1:0", "--cluster-addr", "127.0.0.1:0", "--advertise-addr", "127.0.0.1",
+		"--cluster-secret", clusterSecret, "--jwt-secret", jwtSecret, "--shards", "4", "--send-rate", "1000", "--send-burst", "1000"}
+	if len(join) > 0 {
+		args = append(args, "--join", strings.Join(join, ","))
+	}
+	cfg, err := config.Load(args, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := node.StartTuned(context.Background(), cfg, nil, fastTuning)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn := &testNode{Node: n, dir: dir, region: region}
+	t.Cleanup(func() { tn.Shutdown(context.Background()) })
+	return tn
+}
+
+func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func tok(t *testing.T, user int64) string {
+	s, err := auth.Issue([]byte(jwtSecret), user, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func post(t *testing.T, n *testNode, from, to, req int64, content string) (int, wire.NewMessageResponse) {
+	body, _ := json.Marshal(wire.NewMessageRequest{RequestID: req, ToUserID: to, Content: content, CreatedAt: "2026-11-27T10:20:08.123Z"})
+	r, _ := http.NewRequest("POST", n.URL()+"/v1/messages", bytes.NewReader(body))
+	r.Header.Set("Authorization", "Bearer "+tok(t, from))
+	resp, err := http.DefaultClient.Do(r)
+	if err != nil {
+		return 0, wire.NewMessageResponse{}
+	}
+	defer resp.Body.Close()
+	var out wire.NewMessageResponse
+	b, _ := io.ReadAll(resp.Body)
+	json.Unmarshal(b, &out)
+	return resp.StatusCode, out
+}
+
+func shardsOf(t *testing.T, n *testNode) []cluster.ShardInfo {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return n.Cluster.Shards(ctx)
+}
+
+// fullyReplicated: every shard has 3 voters in 3 regions and a leader.
+func fullyReplicated(t *testing.T, n *testNode, regionOf map[string]string) bool {
+	for _, s := range shardsOf(t, n) {
+		if s.Leader == "" || len(s.Voters) != 3 {
+			return false
+		}
+		regions := map[string]bool{}
+		for _, v := range s.Voters {
+			regions[regionOf[v]] = true
+		}
+		if len(regions) != 3 {
+			return false
+		}
+	}
+	return true
+}
+
+func TestThreeRegionClusterReplicatesRoutesAndSurvivesALeaderKill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-node")
+	}
+	base := t.TempDir()
+	n1 := startNode(t, filepath.Join(base, "n1"), "eu")
+	waitFor(t, "n1 ready", 10*time.Second, func() bool { return n1.Log.Ready() })
+	gossip := n1.Members.GossipAddr()
+	n2 := startNode(t, filepath.Join(base, "n2"), "us", gossip)
+	n3 := startNode(t, filepath.Join(base, "n3"), "ap", gossip)
+	nodes := []*testNode{n1, n2, n3}
+	regionOf := map[string]string{}
+	for _, n := range nodes {
+		regionOf[n.Config.NodeID] = n.region
+	}
+	waitFor(t, "3 voters in 3 regions for every shard", 30*time.Second, func() bool { return fullyReplicated(t, n1, regionOf) })
+	waitFor(t, "leaders on at least two nodes", 20*time.Second, func() bool {
+		leaders := map[string]bool{}
+		for _, s := range shardsOf(t, n1) {
+			leaders[s.Leader] = true
+		}
+		return len(leaders) >= 2
+	})
+	// Every node lists every edge.
+	for _, n := range nodes {
+		if got := len(n.Members.Alive()); got != 3 {
+			t.Fatalf("%s sees %d alive", n.Config.NodeID, got)
+		}
+	}
+
+	// Cross-node delivery: pick a recipient whose shard n1 does not lead,
+	// connect it to n2, send through n3.
+	byNode := map[string]*testNode{}
+	for _, n := range nodes {
+		byNode[n.Config.NodeID] = n
+	}
+	recipient := int64(0)
+	for u := int64(100); u < 200; u++ {
+		s := shardsOf(t, n1)[relaylog.ShardOf(u, 4)]
+		if s.Leader != n2.Config.NodeID {
+			recipient = u
+			break
+		}
+	}
+	hdr := http.Header{"Authorization": {"Bearer " + tok(t, recipient)}}
+	conn, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(n2.URL(), "http")+"/v1/socket/updates", hdr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, _, err := conn.ReadMessage(); err != nil {
+		t.Fatal(err)
+	}
+	code, sent := post(t, n3, 7, recipient, 1, "across the cluster")
+	if code != 201 {
+		t.Fatalf("send through n3: %d", code)
+	}
+	for {
+		_, b, err := conn.ReadMessage()
+		if err != nil {
+			t.Fatalf("waiting for the message on n2: %v", err)
+		}
+		var f wire.Frame
+		json.Unmarshal(b, &f)
+		if f.Type == wire.TypeNewMessage {
+			if f.ID != sent.Message.MessageID {
+				t.Fatalf("got %d, want %d", f.ID, sent.Message.MessageID)
+			}
+			break
+		}
+	}
+
+	// Load, then kill the node leading most shards without a goodbye.
+	counts := map[string]int{}
+	for _, s := range shardsOf(t, n1) {
+		counts[s.Leader]++
+	}
+	victim := n1
+	for id, c := range counts {
+		if c > counts[victim.Config.NodeID] {
+			victim = byNode[id]
+		}
+	}
+	var survivors []*testNode
+	for _, n := range nodes {
+		if n != victim {
+			survivors = append(survivors, n)
+		}
+	}
+	type key struct{ from, req int64 }
+	var mu sync.Mutex
+	acked := map[key]int64{}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var lastErrAt, killedAt time.Time
+	var resumed time.Duration
+	errCodes := map[int]int{}
+	var slowest time.Duration // the longest send around the kill: the failover time clients saw
+	for g := int64(1); g <= 4; g++ {
+		wg.Add(1)
+		go func(from int64) {
+			defer wg.Done()
+			for req := int64(1); ; req++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				target := survivors[int(req)%len(survivors)]
+				start := time.Now()
+				code, r := post(t, target, 1000+from, 300+req%20, req, fmt.Sprintf("%d/%d", from, req))
+				took := time.Since(start)
+				mu.Lock()
+				if !killedAt.IsZero() && start.After(killedAt.Add(-time.Second)) && took > slowest {
+					slowest = took
+				}
+				if code == 201 {
+					acked[key{from, req}] = r.Message.MessageID
+				} else if !killedAt.IsZero() {
+					lastErrAt = time.Now()
+					errCodes[code]++
+				}
+				mu.Unlock()
+				if code != 201 {
+					time.Sleep(20 * time.Millisecond) // a client's retry pause
+				}
+			}
+		}(g)
+	}
+	waitFor(t, "load before the kill", 10*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(acked) > 100 })
+	mu.Lock()
+	killedAt = time.Now()
+	mu.Unlock()
+	victim.Kill()
+	before := 0
+	defer func() {
+		mu.Lock()
+		t.Logf("errors after the kill by status: %v; acked %d", errCodes, len(acked))
+		mu.Unlock()
+		for _, n := range survivors {
+			t.Logf("%s sees shards %+v", n.Config.NodeID, shardsOf(t, n))
+		}
+	}()
+	waitFor(t, "sends to resume after the kill", 15*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if before == 0 {
+			before = len(acked)
+		}
+		return len(acked) > before+200 && time.Since(lastErrAt) > time.Second
+	})
+	close(stop)
+	wg.Wait()
+	mu.Lock()
+	if !lastErrAt.IsZero() {
+		resumed = lastErrAt.Sub(killedAt)
+	}
+	mu.Unlock()
+	t.Logf("killed %s (led %d of 4 shards); last failed send %v after the kill; slowest send around the kill %v; %d sends acknowledged", victim.Config.NodeID, counts[victim.Config.NodeID], resumed, slowest, len(acked))
+
+	// Nothing acknowledged is lost: drain every recipient through a survivor.
+	seen := map[int64]bool{}
+	for u := int64(300); u < 320; u++ {
+		cursor := int64(0)
+		for {
+			r, _ := http.NewRequest("GET", fmt.Sprintf("%s/v1/messages?lastSyncedMessage=%d&limit=500", survivors[0].URL(), cursor), nil)
+			r.Header.Set("Authorization", "Bearer "+tok(t, u))
+			resp, err := http.DefaultClient.Do(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var sr wire.SyncResponse
+			json.NewDecoder(resp.Body).Decode(&sr)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Fatalf("sync of %d: %d", u, resp.StatusCode)
+			}
+			for _, m := range sr.Messages {
+				if seen[m.MessageID] {
+					t.Fatalf("message %d twice", m.MessageID)
+				}
+				seen[m.MessageID] = true
+			}
+			cursor = sr.LastSyncedMessage
+			if !sr.HasMore {
+				break
+			}
+		}
+	}
+	for k, id := range acked {
+		if !seen[id] {
+			t.Fatalf("acknowledged message %v (id %d) lost after the kill", k, id)
+		}
+	}
+
+	// The killed node comes back with its data and rejoins.
+	back := startNode(t, victim.dir, victim.region, survivors[0].Members.GossipAddr())
+	waitFor(t, "the restarted node back in every shard", 30*time.Second, func() bool {
+		regionOf[back.Config.NodeID] = back.region
+		return fullyReplicated(t, survivors[0], regionOf)
+	})
+	_ = os.Getenv
+}

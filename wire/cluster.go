@@ -1,0 +1,139 @@
+package wire
+
+import (
+	"bufio"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// Node-to-node frames of the cluster's mesh (cluster/mesh carries them on
+// QUIC streams). Every frame is a uvarint length followed by that many bytes
+// of JSON; frames are at most MaxNodeFrameBytes.
+//
+//	call stream       one CallRequest, answered by one CallResponse
+//	subscribe stream  SubscribeFrames both ways for as long as it stays open
+const (
+	// NodeProtocolVersion is carried in every CallRequest.
+	NodeProtocolVersion = 1
+	// MaxNodeFrameBytes bounds one node-to-node frame (a page of 500
+	// events of 4 KiB fits).
+	MaxNodeFrameBytes = 8 << 20
+)
+
+// Call operations.
+const (
+	OpSend          = "send"
+	OpPending       = "pending"
+	OpAck           = "ack"
+	OpRead          = "read"
+	OpDeviceAdd     = "device_add"
+	OpDeviceRemove  = "device_remove"
+	OpSetLastSeen   = "set_last_seen"
+	OpGetLastSeen   = "get_last_seen"
+	OpShardProgress = "shard_progress"
+)
+
+// CallRequest is a client call forwarded to the node that leads the shard.
+type CallRequest struct {
+	Version int                `json:"v"`
+	Op      string             `json:"op"`
+	Shard   int                `json:"shard,omitempty"`
+	User    int64              `json:"user,omitempty"`
+	From    int64              `json:"from,omitempty"`
+	Send    *NewMessageRequest `json:"send,omitempty"`
+	After   int64              `json:"after,omitempty"`
+	UpTo    int64              `json:"upTo,omitempty"`
+	Limit   int                `json:"limit,omitempty"`
+	At      int64              `json:"at,omitempty"` // Unix ms
+	Device  *DeviceRequest     `json:"device,omitempty"`
+	Token   string             `json:"token,omitempty"`
+}
+
+// NodeEvent is a queued event as nodes exchange it.
+type NodeEvent struct {
+	ID         int64   `json:"id"`
+	Kind       uint8   `json:"k"`
+	From       int64   `json:"f,omitempty"`
+	To         int64   `json:"t,omitempty"`
+	Content    string  `json:"c,omitempty"`
+	CreatedAt  string  `json:"ca,omitempty"`
+	By         int64   `json:"b,omitempty"`
+	MessageIDs []int64 `json:"ids,omitempty"`
+	UpTo       int64   `json:"u,omitempty"`
+}
+
+// Failure codes of CallResponse.Err.
+const (
+	NodeErrNotLeader  = "not_leader"
+	NodeErrQueueFull  = "queue_full"
+	NodeErrReused     = "request_id_reused"
+	NodeErrClosed     = "closed"
+	NodeErrOverloaded = "overloaded"
+	NodeErrBadRequest = "bad_request"
+	NodeErrInternal   = "internal"
+)
+
+// CallResponse answers a CallRequest.
+type CallResponse struct {
+	Err     string      `json:"err,omitempty"`
+	Message string      `json:"msg,omitempty"`
+	Leader  string      `json:"leader,omitempty"` // with not_leader: the leader the callee knows
+	Events  []NodeEvent `json:"events,omitempty"`
+	Created bool        `json:"created,omitempty"`
+	More    bool        `json:"more,omitempty"`
+	N       int         `json:"n,omitempty"`
+	At      int64       `json:"at,omitempty"`
+	Found   bool        `json:"found,omitempty"`
+	Index   uint64      `json:"index,omitempty"`  // shard_progress: last applied raft index
+	Voters  []string    `json:"voters,omitempty"` // shard_progress: the shard's voters as the callee knows them
+}
+
+// Subscribe frame operations.
+const (
+	SubUser   = "sub"    // edge → leader: deliver notifications for User
+	UnsubUser = "unsub"  // edge → leader
+	SubEvents = "events" // leader → edge: User's queue has new events
+)
+
+// SubscribeFrame travels on a subscribe stream.
+type SubscribeFrame struct {
+	Op    string `json:"op"`
+	User  int64  `json:"user"`
+	Shard int    `json:"shard,omitempty"`
+}
+
+// WriteNodeFrame writes v as one frame.
+func WriteNodeFrame(w io.Writer, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	if len(b) > MaxNodeFrameBytes {
+		return fmt.Errorf("wire: node frame of %d bytes exceeds %d", len(b), MaxNodeFrameBytes)
+	}
+	buf := binary.AppendUvarint(make([]byte, 0, len(b)+binary.MaxVarintLen64), uint64(len(b)))
+	_, err = w.Write(append(buf, b...))
+	return err
+}
+
+// ErrNodeFrameTooLarge is returned for a frame longer than MaxNodeFrameBytes.
+var ErrNodeFrameTooLarge = errors.New("wire: node frame too large")
+
+// ReadNodeFrame reads one frame into v.
+func ReadNodeFrame(r *bufio.Reader, v any) error {
+	n, err := binary.ReadUvarint(r)
+	if err != nil {
+		return err
+	}
+	if n > MaxNodeFrameBytes {
+		return ErrNodeFrameTooLarge
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return err
+	}
+	return json.Unmarshal(b, v)
+}
