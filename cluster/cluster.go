@@ -102,6 +102,14 @@ func (c *Cluster) MembershipChanged() {
 // (relaylog.Options.OnEvents, besides the local hub).
 func (c *Cluster) EventsCommitted(user int64) { c.subs.committed(user) }
 
+// RemoteReceipt commits a DELIVERED receipt at the leader of sender's shard
+// (relaylog.Options.RemoteReceipt).
+func (c *Cluster) RemoteReceipt(ctx context.Context, sender, by int64, ids []int64) error {
+	_, err := c.router.route(ctx, sender, func() error { return c.log.Delivered(ctx, sender, by, ids) },
+		&wire.CallRequest{Op: wire.OpDelivered, User: sender, From: by, IDs: ids})
+	return err
+}
+
 // UserOnline and UserOffline follow the first and last local socket of a
 // user, so that the edge subscribes at the user's shard leader.
 func (c *Cluster) UserOnline(user int64)  { c.subs.want(user, true) }
@@ -221,6 +229,8 @@ func (c *Cluster) execute(ctx context.Context, req *wire.CallRequest) *wire.Call
 		resp.N, err = l.Ack(ctx, req.User, req.UpTo)
 	case wire.OpRead:
 		err = l.MarkRead(ctx, req.User, req.From, req.UpTo)
+	case wire.OpDelivered:
+		err = l.Delivered(ctx, req.User, req.From, req.IDs)
 	case wire.OpDeviceAdd:
 		if req.Device == nil {
 			return &wire.CallResponse{Err: wire.NodeErrBadRequest}

@@ -179,7 +179,17 @@ func TestThreeRegionClusterReplicatesRoutesAndSurvivesALeaderKill(t *testing.T) 
 	if _, _, err := conn.ReadMessage(); err != nil {
 		t.Fatal(err)
 	}
-	code, sent := post(t, n3, 7, recipient, 1, "across the cluster")
+	// A sender whose shard another node leads, so that the DELIVERED
+	// receipt crosses nodes too.
+	sender := int64(0)
+	rl := shardsOf(t, n1)[relaylog.ShardOf(recipient, 4)].Leader
+	for u := int64(1); u < 100; u++ {
+		if shardsOf(t, n1)[relaylog.ShardOf(u, 4)].Leader != rl {
+			sender = u
+			break
+		}
+	}
+	code, sent := post(t, n3, sender, recipient, 1, "across the cluster")
 	if code != 201 {
 		t.Fatalf("send through n3: %d", code)
 	}
@@ -194,9 +204,24 @@ func TestThreeRegionClusterReplicatesRoutesAndSurvivesALeaderKill(t *testing.T) 
 			if f.ID != sent.Message.MessageID {
 				t.Fatalf("got %d, want %d", f.ID, sent.Message.MessageID)
 			}
+			ack, _ := json.Marshal(map[string]any{"type": "ack", "payload": map[string]int64{"upTo": f.ID}})
+			conn.WriteMessage(websocket.TextMessage, ack)
 			break
 		}
 	}
+
+	waitFor(t, "the DELIVERED receipt at the sender, across nodes", 10*time.Second, func() bool {
+		r, _ := http.NewRequest("GET", n1.URL()+"/v1/messages", nil)
+		r.Header.Set("Authorization", "Bearer "+tok(t, sender))
+		resp, err := http.DefaultClient.Do(r)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var sr wire.SyncResponse
+		json.NewDecoder(resp.Body).Decode(&sr)
+		return len(sr.Receipts) == 1 && sr.Receipts[0].ByUserID == recipient && len(sr.Receipts[0].MessageIDs) == 1 && sr.Receipts[0].MessageIDs[0] == sent.Message.MessageID
+	})
 
 	// Load, then kill the node leading most shards without a goodbye.
 	counts := map[string]int{}

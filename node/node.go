@@ -236,6 +236,9 @@ func StartTuned(ctx context.Context, cfg config.Config, logger *slog.Logger, tun
 		IdempotencyWindow: cfg.IdempotencyWindow,
 		Registerer:        n.Registry,
 		HeartbeatTimeout:  tune.RaftHeartbeat,
+		RemoteReceipt: func(ctx context.Context, sender, by int64, ids []int64) error {
+			return cl.RemoteReceipt(ctx, sender, by, ids)
+		},
 		OnEvents: func(user int64) {
 			hub.NotifyEvents(user)
 			if cl != nil {

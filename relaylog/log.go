@@ -85,6 +85,10 @@ type Options struct {
 	Transport func(shard int) (raft.Transport, error)
 	// HeartbeatTimeout is raft's heartbeat and election timeout; 0 means 1s.
 	HeartbeatTimeout time.Duration
+	// RemoteReceipt commits a DELIVERED receipt (by received ids) to
+	// sender's queue when another node leads sender's shard; nil means
+	// every shard is local.
+	RemoteReceipt func(ctx context.Context, sender, by int64, ids []int64) error
 	// Join says this node joins an existing cluster: its shards start empty
 	// and wait for their leaders to add them, instead of bootstrapping a
 	// one-voter group each.
@@ -330,19 +334,40 @@ func (l *Log) Ack(ctx context.Context, user, upTo int64) (int, error) {
 	}
 	// All receipts go into their shards' next batches at once; the ack
 	// waits for every one of them to commit.
+	// Receipts for senders whose shards another node leads go through
+	// Options.RemoteReceipt, concurrently with the local ones.
 	props := make([]*proposal, 0, len(receipts))
+	var remote []command
 	var first error
 	for _, c := range receipts {
-		p, err := l.shardOf(c.user).submit(ctx, c)
+		s := l.shardOf(c.user)
+		if !s.serving.Load() && l.opts.RemoteReceipt != nil {
+			remote = append(remote, c)
+			continue
+		}
+		p, err := s.submit(ctx, c)
 		if err != nil {
 			first = err
 			break
 		}
 		props = append(props, p)
 	}
+	errs := make(chan error, len(remote))
+	if first == nil {
+		for _, c := range remote {
+			go func(c command) { errs <- l.opts.RemoteReceipt(ctx, c.user, c.from, c.ids) }(c)
+		}
+	}
 	for _, p := range props {
 		if _, err := p.wait(); err != nil && first == nil {
 			first = err
+		}
+	}
+	if first == nil {
+		for range remote {
+			if err := <-errs; err != nil && first == nil {
+				first = err
+			}
 		}
 	}
 	if first != nil {
@@ -353,6 +378,13 @@ func (l *Log) Ack(ctx context.Context, user, upTo int64) (int, error) {
 		return 0, err
 	}
 	return r.n, nil
+}
+
+// Delivered commits a DELIVERED receipt to sender: by received ids. It is
+// the remote half of Ack, run on the leader of sender's shard.
+func (l *Log) Delivered(ctx context.Context, sender, by int64, ids []int64) error {
+	_, err := l.shardOf(sender).do(ctx, command{kind: cmdDelivered, user: sender, from: by, ids: ids})
+	return err
 }
 
 // MarkRead commits a READ receipt to sender: reader has read every message

@@ -34,6 +34,7 @@ const (
 	OpSetLastSeen   = "set_last_seen"
 	OpGetLastSeen   = "get_last_seen"
 	OpShardProgress = "shard_progress"
+	OpDelivered     = "delivered" // a DELIVERED receipt for User's queue, by From, of IDs
 )
 
 // CallRequest is a client call forwarded to the node that leads the shard.
@@ -50,6 +51,7 @@ type CallRequest struct {
 	At      int64              `json:"at,omitempty"` // Unix ms
 	Device  *DeviceRequest     `json:"device,omitempty"`
 	Token   string             `json:"token,omitempty"`
+	IDs     []int64            `json:"ids,omitempty"`
 }
 
 // NodeEvent is a queued event as nodes exchange it.
