@@ -14,6 +14,7 @@ import (
 
 	"github.com/edgenode/edgenode/cluster/member"
 	"github.com/edgenode/edgenode/cluster/mesh"
+	"github.com/edgenode/edgenode/presence"
 	"github.com/edgenode/edgenode/relaylog"
 	"github.com/edgenode/edgenode/wire"
 )
@@ -112,8 +113,64 @@ func (c *Cluster) RemoteReceipt(ctx context.Context, sender, by int64, ids []int
 
 // UserOnline and UserOffline follow the first and last local socket of a
 // user, so that the edge subscribes at the user's shard leader.
-func (c *Cluster) UserOnline(user int64)  { c.subs.want(user, true) }
-func (c *Cluster) UserOffline(user int64) { c.subs.want(user, false) }
+func (c *Cluster) UserOnline(user int64) {
+	c.subs.set(user, true, true)
+	if c.IsHome(user) {
+		c.subs.localTransition(user, true)
+	}
+}
+
+func (c *Cluster) UserOffline(user int64) {
+	c.subs.set(user, true, false)
+	if c.IsHome(user) {
+		c.subs.localTransition(user, false)
+	}
+}
+
+// SetHub connects the node's presence hub (created after the cluster).
+func (c *Cluster) SetHub(h *presence.Hub) { c.subs.setHub(h) }
+
+// Presence is the cluster side of presence.Remote.
+func (c *Cluster) Presence() presence.Remote { return (*remotePresence)(c) }
+
+// IsHome reports whether this node leads user's shard.
+func (c *Cluster) IsHome(user int64) bool { return c.log.Serving(c.log.ShardFor(user)) }
+
+type remotePresence Cluster
+
+func (p *remotePresence) IsHome(user int64) bool { return (*Cluster)(p).IsHome(user) }
+
+func (p *remotePresence) Online(user int64) bool {
+	c := (*Cluster)(p)
+	if c.IsHome(user) {
+		c.subs.mu.Lock()
+		defer c.subs.mu.Unlock()
+		return len(c.subs.in[user]) > 0
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	resp, err := c.forward(ctx, c.log.ShardFor(user), &wire.CallRequest{Op: wire.OpStatus, User: user})
+	return err == nil && resp.Err == "" && resp.Found
+}
+
+func (p *remotePresence) Watch(user int64, on bool) { (*Cluster)(p).subs.set(user, false, on) }
+
+func (p *remotePresence) Typing(from, to int64, typing bool) {
+	c := (*Cluster)(p)
+	if c.IsHome(to) {
+		c.subs.fanTyping(from, to, typing, c.self)
+		return
+	}
+	home := c.subs.homeOf(to)
+	if home == "" {
+		return
+	}
+	go func() {
+		if o := c.subs.stream(home); o != nil {
+			o.send(wire.SubscribeFrame{Op: wire.SubTyping, User: to, From: from, Typing: typing, Origin: c.self})
+		}
+	}()
+}
 
 // Drain hands the leadership of every shard this node leads to another
 // voter, so that a stopping node's shards keep taking writes.
@@ -229,6 +286,15 @@ func (c *Cluster) execute(ctx context.Context, req *wire.CallRequest) *wire.Call
 		resp.N, err = l.Ack(ctx, req.User, req.UpTo)
 	case wire.OpRead:
 		err = l.MarkRead(ctx, req.User, req.From, req.UpTo)
+	case wire.OpStatus:
+		if err = l.CheckServing(req.User); err == nil {
+			c.subs.mu.Lock()
+			resp.Found = c.subs.onlineLocked(req.User)
+			c.subs.mu.Unlock()
+			if t, ok := l.LastConnected(req.User); ok {
+				resp.At = t.UnixMilli()
+			}
+		}
 	case wire.OpDelivered:
 		err = l.Delivered(ctx, req.User, req.From, req.IDs)
 	case wire.OpDeviceAdd:

@@ -8,25 +8,37 @@ import (
 	"time"
 
 	"github.com/edgenode/edgenode/cluster/mesh"
+	"github.com/edgenode/edgenode/presence"
 	"github.com/edgenode/edgenode/wire"
 )
 
-// subscriptions carries delivery wake-ups across nodes, in both roles:
+// subscriptions carries soft state between edges and homes (the node that
+// leads a user's shard), in both roles:
 //
-//   - as an edge, it keeps, for every user with a local socket whose shard
-//     is led elsewhere, a subscription at that leader, over one stream per
-//     leader node (out);
-//   - as a leader, it remembers which streams subscribed to which users and
-//     writes "events" to them after each commit (in).
+//   - as an edge, for every user with a local socket or a local watcher
+//     whose home is elsewhere, it keeps a registration at the home, over
+//     one stream per home node (out), and re-registers after a home change;
+//   - as a home, it remembers which streams hold which users' sockets and
+//     which watch them (in, watch), decides whether a user is online
+//     anywhere, and writes events, status and typing frames to them.
 type subscriptions struct {
 	c *Cluster
 
 	mu     sync.Mutex
-	wanted map[int64]string   // local online user → node its subscription is at ("" = none yet)
-	out    map[string]*outSub // leader node → stream
+	hub    *presence.Hub
+	wanted map[int64]*want
+	out    map[string]*outSub // home node → stream
 	in     map[int64]map[*inSub]struct{}
+	watch  map[int64]map[*inSub]struct{}
 
 	stop chan struct{}
+}
+
+// want is what this edge needs registered at a user's home.
+type want struct {
+	node   string // where it is registered ("" = nowhere yet, or the home is here)
+	socket bool   // a local socket of the user: deliver wake-ups here
+	watch  bool   // local watchers of the user: push status here
 }
 
 type outSub struct {
@@ -38,45 +50,89 @@ type outSub struct {
 }
 
 type inSub struct {
+	peer    string
 	conn    net.Conn
 	mu      sync.Mutex
 	pending map[int64]struct{}
+	frames  []wire.SubscribeFrame
 	wake    chan struct{}
 }
 
 func newSubscriptions(c *Cluster) *subscriptions {
 	return &subscriptions{
 		c:      c,
-		wanted: make(map[int64]string),
+		wanted: make(map[int64]*want),
 		out:    make(map[string]*outSub),
 		in:     make(map[int64]map[*inSub]struct{}),
+		watch:  make(map[int64]map[*inSub]struct{}),
 		stop:   make(chan struct{}),
 	}
 }
 
-// want records that user has (or no longer has) a local socket.
-func (s *subscriptions) want(user int64, on bool) {
+func (s *subscriptions) setHub(h *presence.Hub) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !on {
-		node, ok := s.wanted[user]
-		delete(s.wanted, user)
-		if ok && node != "" {
-			if o := s.out[node]; o != nil {
-				o.send(wire.SubscribeFrame{Op: wire.UnsubUser, User: user})
-			}
+	s.hub = h
+	s.mu.Unlock()
+}
+
+func (s *subscriptions) localCount(user int64) int {
+	s.mu.Lock()
+	h := s.hub
+	s.mu.Unlock()
+	if h == nil {
+		return 0
+	}
+	return h.Count(user)
+}
+
+// set records that this edge needs (or no longer needs) a socket or watch
+// registration for user, and registers at once.
+func (s *subscriptions) set(user int64, socket bool, on bool) {
+	s.mu.Lock()
+	w := s.wanted[user]
+	if w == nil {
+		if !on {
+			s.mu.Unlock()
+			return
 		}
+		w = &want{}
+		s.wanted[user] = w
+	}
+	if socket {
+		w.socket = on
+	} else {
+		w.watch = on
+	}
+	if !on && w.node != "" {
+		if o := s.out[w.node]; o != nil {
+			op := wire.UnsubUser
+			if !socket {
+				op = wire.SubUnwatch
+			}
+			o.send(wire.SubscribeFrame{Op: op, User: user})
+		}
+	}
+	if !w.socket && !w.watch {
+		delete(s.wanted, user)
+		s.mu.Unlock()
 		return
 	}
-	if _, ok := s.wanted[user]; !ok {
-		s.wanted[user] = ""
+	if on && w.node != "" {
+		// Already registered at the home for the other purpose.
+		if o := s.out[w.node]; o != nil {
+			op := wire.SubUser
+			if !socket {
+				op = wire.SubWatch
+			}
+			o.send(wire.SubscribeFrame{Op: op, User: user})
+		}
 	}
-	// The maintain loop subscribes within a second; do the common case now.
+	s.mu.Unlock()
 	go s.reconcileUser(user)
 }
 
-// maintain re-checks every second that each wanted subscription sits at the
-// current leader of its user's shard.
+// maintain re-checks every second that every registration sits at the
+// current home of its user.
 func (s *subscriptions) maintain() {
 	defer s.c.wg.Done()
 	t := time.NewTicker(time.Second)
@@ -99,9 +155,9 @@ func (s *subscriptions) maintain() {
 	}
 }
 
-// leaderFor is the node that leads user's shard as far as this node knows;
+// homeOf is the node that leads user's shard as far as this node knows;
 // "" if it is this node or unknown.
-func (s *subscriptions) leaderFor(user int64) string {
+func (s *subscriptions) homeOf(user int64) string {
 	c := s.c
 	shard := c.log.ShardFor(user)
 	if c.log.Serving(shard) {
@@ -116,39 +172,52 @@ func (s *subscriptions) leaderFor(user int64) string {
 }
 
 func (s *subscriptions) reconcileUser(user int64) {
-	leader := s.leaderFor(user)
+	home := s.homeOf(user)
 	s.mu.Lock()
-	cur, ok := s.wanted[user]
-	if !ok || (cur == leader && (leader == "" || s.out[leader] != nil)) {
+	w := s.wanted[user]
+	if w == nil || (w.node == home && (home == "" || s.out[home] != nil)) {
 		s.mu.Unlock()
 		return
 	}
-	if cur != "" {
-		if o := s.out[cur]; o != nil {
-			o.send(wire.SubscribeFrame{Op: wire.UnsubUser, User: user})
+	if w.node != "" {
+		if o := s.out[w.node]; o != nil {
+			if w.socket {
+				o.send(wire.SubscribeFrame{Op: wire.UnsubUser, User: user})
+			}
+			if w.watch {
+				o.send(wire.SubscribeFrame{Op: wire.SubUnwatch, User: user})
+			}
 		}
 	}
-	s.wanted[user] = leader
+	w.node = home
+	socket, watch := w.socket, w.watch
 	s.mu.Unlock()
-	if leader == "" {
-		s.c.opts.Notify(user) // served here now: the local commit hook wakes it
+	if home == "" {
+		if socket {
+			s.c.opts.Notify(user) // served here now: the local commit hook wakes it
+		}
 		return
 	}
-	o := s.stream(leader)
+	o := s.stream(home)
 	if o == nil {
 		s.mu.Lock()
-		if s.wanted[user] == leader {
-			s.wanted[user] = "" // retry on the next tick
+		if w := s.wanted[user]; w != nil && w.node == home {
+			w.node = "" // retry on the next tick
 		}
 		s.mu.Unlock()
 		return
 	}
-	o.send(wire.SubscribeFrame{Op: wire.SubUser, User: user})
-	// Events may have been committed before the subscription took effect.
-	s.c.opts.Notify(user)
+	if socket {
+		o.send(wire.SubscribeFrame{Op: wire.SubUser, User: user})
+		// Events may have been committed before the subscription took effect.
+		s.c.opts.Notify(user)
+	}
+	if watch {
+		o.send(wire.SubscribeFrame{Op: wire.SubWatch, User: user})
+	}
 }
 
-// stream returns the subscribe stream to node, opening it if needed.
+// stream returns the stream to node, opening it if needed.
 func (s *subscriptions) stream(node string) *outSub {
 	s.mu.Lock()
 	if o := s.out[node]; o != nil {
@@ -163,7 +232,7 @@ func (s *subscriptions) stream(node string) *outSub {
 		s.c.opts.Logger.Debug("subscribe stream failed", "node", node, "err", err)
 		return nil
 	}
-	o := &outSub{node: node, conn: conn, sendQ: make(chan wire.SubscribeFrame, 1024), dead: make(chan struct{})}
+	o := &outSub{node: node, conn: conn, sendQ: make(chan wire.SubscribeFrame, 4096), dead: make(chan struct{})}
 	s.mu.Lock()
 	if prev := s.out[node]; prev != nil {
 		s.mu.Unlock()
@@ -194,13 +263,26 @@ func (o *outSub) kill() {
 }
 
 func (o *outSub) writeLoop() {
+	bw := bufio.NewWriter(o.conn)
 	for {
 		select {
 		case <-o.dead:
 			return
 		case f := <-o.sendQ:
 			o.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
-			if wire.WriteNodeFrame(o.conn, f) != nil {
+			err := wire.WriteNodeFrame(bw, f)
+			for more := true; more && err == nil; {
+				select {
+				case f = <-o.sendQ:
+					err = wire.WriteNodeFrame(bw, f)
+				default:
+					more = false
+				}
+			}
+			if err == nil {
+				err = bw.Flush()
+			}
+			if err != nil {
 				o.kill()
 				return
 			}
@@ -215,22 +297,36 @@ func (s *subscriptions) readLoop(o *outSub) {
 		if err := wire.ReadNodeFrame(br, &f); err != nil {
 			break
 		}
-		if f.Op == wire.SubEvents {
+		s.mu.Lock()
+		hub := s.hub
+		s.mu.Unlock()
+		switch f.Op {
+		case wire.SubEvents:
 			s.c.opts.Notify(f.User)
+		case wire.SubStatus:
+			if hub != nil {
+				hub.PushStatus(statusOf(f))
+			}
+		case wire.SubTyping:
+			if hub != nil {
+				hub.DeliverTyping(f.From, f.User, f.Typing)
+			}
 		}
 	}
 	o.kill()
-	// Everything subscribed through this stream resubscribes on the next
-	// tick, at whichever node leads then.
+	// Everything registered through this stream re-registers on the next
+	// tick, at whichever node is home then.
 	s.mu.Lock()
 	if s.out[o.node] == o {
 		delete(s.out, o.node)
 	}
 	var lost []int64
-	for u, node := range s.wanted {
-		if node == o.node {
-			s.wanted[u] = ""
-			lost = append(lost, u)
+	for u, w := range s.wanted {
+		if w.node == o.node {
+			w.node = ""
+			if w.socket {
+				lost = append(lost, u)
+			}
 		}
 	}
 	s.mu.Unlock()
@@ -239,67 +335,193 @@ func (s *subscriptions) readLoop(o *outSub) {
 	}
 }
 
-// Leader role.
+func statusOf(f wire.SubscribeFrame) wire.ContactStatus {
+	st := wire.ContactStatus{UserID: f.User, Online: f.Online}
+	if f.LastSeen > 0 {
+		ts := wire.FormatUnixMilli(f.LastSeen)
+		st.LastConnectedAt = &ts
+	}
+	return st
+}
+
+// Home role.
+
+// onlineLocked: user has a socket here or on a registered edge.
+func (s *subscriptions) onlineLocked(user int64) bool {
+	return len(s.in[user]) > 0 || (s.hub != nil && s.hub.Count(user) > 0)
+}
 
 func (s *subscriptions) serve(conn net.Conn, from string, _ int) {
-	in := &inSub{conn: conn, pending: make(map[int64]struct{}), wake: make(chan struct{}, 1)}
+	in := &inSub{peer: from, conn: conn, pending: make(map[int64]struct{}), wake: make(chan struct{}, 1)}
 	done := make(chan struct{})
 	go in.writeLoop(done)
 	br := bufio.NewReader(conn)
-	var mine []int64
+	var subs, watches []int64
 	for {
 		var f wire.SubscribeFrame
 		if err := wire.ReadNodeFrame(br, &f); err != nil {
 			break
 		}
-		s.mu.Lock()
 		switch f.Op {
 		case wire.SubUser:
-			set := s.in[f.User]
-			if set == nil {
-				set = make(map[*inSub]struct{})
-				s.in[f.User] = set
+			s.mu.Lock()
+			was := s.onlineLocked(f.User)
+			addTo(s.in, f.User, in)
+			s.mu.Unlock()
+			subs = append(subs, f.User)
+			if !was {
+				s.announce(f.User, true)
 			}
-			set[in] = struct{}{}
-			mine = append(mine, f.User)
 		case wire.UnsubUser:
-			if set := s.in[f.User]; set != nil {
-				delete(set, in)
-				if len(set) == 0 {
-					delete(s.in, f.User)
-				}
-			}
+			s.dropSub(f.User, in)
+		case wire.SubWatch:
+			s.mu.Lock()
+			addTo(s.watch, f.User, in)
+			online := s.onlineLocked(f.User)
+			s.mu.Unlock()
+			watches = append(watches, f.User)
+			in.queue(s.statusFrame(f.User, online))
+		case wire.SubUnwatch:
+			s.mu.Lock()
+			removeFrom(s.watch, f.User, in)
+			s.mu.Unlock()
+		case wire.SubTyping:
+			s.fanTyping(f.From, f.User, f.Typing, from)
 		}
-		s.mu.Unlock()
 	}
 	close(done)
 	conn.Close()
+	for _, u := range subs {
+		s.dropSub(u, in)
+	}
 	s.mu.Lock()
-	for _, u := range mine {
-		if set := s.in[u]; set != nil {
-			delete(set, in)
-			if len(set) == 0 {
-				delete(s.in, u)
-			}
+	for _, u := range watches {
+		removeFrom(s.watch, u, in)
+	}
+	s.mu.Unlock()
+}
+
+func (s *subscriptions) dropSub(user int64, in *inSub) {
+	s.mu.Lock()
+	_, had := s.in[user][in]
+	removeFrom(s.in, user, in)
+	gone := had && !s.onlineLocked(user)
+	s.mu.Unlock()
+	if gone {
+		s.announce(user, false)
+	}
+}
+
+func addTo(m map[int64]map[*inSub]struct{}, user int64, in *inSub) {
+	set := m[user]
+	if set == nil {
+		set = make(map[*inSub]struct{})
+		m[user] = set
+	}
+	set[in] = struct{}{}
+}
+
+func removeFrom(m map[int64]map[*inSub]struct{}, user int64, in *inSub) {
+	if set := m[user]; set != nil {
+		delete(set, in)
+		if len(set) == 0 {
+			delete(m, user)
+		}
+	}
+}
+
+func (s *subscriptions) statusFrame(user int64, online bool) wire.SubscribeFrame {
+	f := wire.SubscribeFrame{Op: wire.SubStatus, User: user, Online: online}
+	if t, ok := s.c.log.LastConnected(user); ok {
+		f.LastSeen = t.UnixMilli()
+	}
+	return f
+}
+
+// announce tells every watcher of user, here and on other edges, that the
+// user came online or went offline anywhere in the cluster.
+func (s *subscriptions) announce(user int64, online bool) {
+	f := s.statusFrame(user, online)
+	if !online && f.LastSeen < time.Now().UnixMilli()-1000 {
+		f.LastSeen = time.Now().UnixMilli()
+	}
+	s.mu.Lock()
+	for in := range s.watch[user] {
+		in.queue(f)
+	}
+	hub := s.hub
+	s.mu.Unlock()
+	if hub != nil {
+		hub.PushStatus(statusOf(f))
+	}
+}
+
+// localTransition is the home's view of its own hub: user's first or last
+// socket on this node. Remote watchers hear about a cluster-wide change;
+// local watchers were told by the hub itself.
+func (s *subscriptions) localTransition(user int64, online bool) {
+	s.mu.Lock()
+	remoteOnline := len(s.in[user]) > 0
+	var f wire.SubscribeFrame
+	notify := !remoteOnline && len(s.watch[user]) > 0
+	if notify {
+		f = s.statusFrame(user, online)
+		if !online {
+			f.LastSeen = time.Now().UnixMilli()
+		}
+		for in := range s.watch[user] {
+			in.queue(f)
 		}
 	}
 	s.mu.Unlock()
 }
 
+// fanTyping sends a typing indicator to every edge holding to's sockets,
+// except origin, which delivered it itself; and to this node's own sockets.
+func (s *subscriptions) fanTyping(from, to int64, typing bool, origin string) {
+	f := wire.SubscribeFrame{Op: wire.SubTyping, User: to, From: from, Typing: typing}
+	s.mu.Lock()
+	for in := range s.in[to] {
+		if in.peer != origin {
+			in.queue(f)
+		}
+	}
+	hub := s.hub
+	s.mu.Unlock()
+	if origin != s.c.self && hub != nil {
+		hub.DeliverTyping(from, to, typing)
+	}
+}
+
 // committed wakes the remote edges subscribed to user.
 func (s *subscriptions) committed(user int64) {
 	s.mu.Lock()
-	set := s.in[user]
-	for in := range set {
+	for in := range s.in[user] {
 		in.mu.Lock()
 		in.pending[user] = struct{}{}
 		in.mu.Unlock()
-		select {
-		case in.wake <- struct{}{}:
-		default:
-		}
+		in.signal()
 	}
 	s.mu.Unlock()
+}
+
+func (in *inSub) queue(f wire.SubscribeFrame) {
+	in.mu.Lock()
+	if len(in.frames) > 10000 {
+		in.mu.Unlock()
+		in.conn.Close() // an edge this far behind re-registers from scratch
+		return
+	}
+	in.frames = append(in.frames, f)
+	in.mu.Unlock()
+	in.signal()
+}
+
+func (in *inSub) signal() {
+	select {
+	case in.wake <- struct{}{}:
+	default:
+	}
 }
 
 func (in *inSub) writeLoop(done chan struct{}) {
@@ -316,15 +538,25 @@ func (in *inSub) writeLoop(done chan struct{}) {
 			users = append(users, u)
 		}
 		clear(in.pending)
+		frames := in.frames
+		in.frames = nil
 		in.mu.Unlock()
 		in.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
-		for _, u := range users {
-			if wire.WriteNodeFrame(bw, wire.SubscribeFrame{Op: wire.SubEvents, User: u}) != nil {
-				in.conn.Close()
-				return
+		var err error
+		for _, f := range frames {
+			if err == nil {
+				err = wire.WriteNodeFrame(bw, f)
 			}
 		}
-		if bw.Flush() != nil {
+		for _, u := range users {
+			if err == nil {
+				err = wire.WriteNodeFrame(bw, wire.SubscribeFrame{Op: wire.SubEvents, User: u})
+			}
+		}
+		if err == nil {
+			err = bw.Flush()
+		}
+		if err != nil {
 			in.conn.Close()
 			return
 		}

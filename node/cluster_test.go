@@ -354,3 +354,117 @@ func TestThreeRegionClusterReplicatesRoutesAndSurvivesALeaderKill(t *testing.T) 
 	})
 	_ = os.Getenv
 }
+
+type sock struct {
+	t    *testing.T
+	conn *websocket.Conn
+}
+
+func dialSock(t *testing.T, n *testNode, user int64) *sock {
+	t.Helper()
+	hdr := http.Header{"Authorization": {"Bearer " + tok(t, user)}}
+	conn, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(n.URL(), "http")+"/v1/socket/updates", hdr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	s := &sock{t: t, conn: conn}
+	s.next(wire.TypeReady, nil)
+	return s
+}
+
+// next reads frames until one of type typ satisfies ok (nil: any).
+func (s *sock) next(typ string, ok func(json.RawMessage) bool) json.RawMessage {
+	s.t.Helper()
+	s.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		_, b, err := s.conn.ReadMessage()
+		if err != nil {
+			s.t.Fatalf("waiting for %s: %v", typ, err)
+		}
+		var f wire.Frame
+		json.Unmarshal(b, &f)
+		if f.Type == typ && (ok == nil || ok(f.Payload)) {
+			return f.Payload
+		}
+	}
+}
+
+func statusIs(user int64, online, typing bool, seen bool) func(json.RawMessage) bool {
+	return func(p json.RawMessage) bool {
+		var st wire.ContactStatus
+		json.Unmarshal(p, &st)
+		return st.UserID == user && st.Online == online && st.Typing == typing && (!seen || st.LastConnectedAt != nil)
+	}
+}
+
+func TestPresenceWatchAndTypingAcrossNodes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-node")
+	}
+	base := t.TempDir()
+	n1 := startNode(t, filepath.Join(base, "n1"), "eu")
+	waitFor(t, "n1 ready", 10*time.Second, func() bool { return n1.Log.Ready() })
+	n2 := startNode(t, filepath.Join(base, "n2"), "us", n1.Members.GossipAddr())
+	n3 := startNode(t, filepath.Join(base, "n3"), "ap", n1.Members.GossipAddr())
+	regionOf := map[string]string{n1.Config.NodeID: "eu", n2.Config.NodeID: "us", n3.Config.NodeID: "ap"}
+	waitFor(t, "replication", 30*time.Second, func() bool { return fullyReplicated(t, n1, regionOf) })
+	waitFor(t, "every node routes every shard", 10*time.Second, func() bool {
+		return n1.Cluster.Router().Ready() && n2.Cluster.Router().Ready() && n3.Cluster.Router().Ready()
+	})
+
+	waitFor(t, "leaders spread over the nodes", 20*time.Second, func() bool {
+		leaders := map[string]bool{}
+		for _, s := range shardsOf(t, n1) {
+			leaders[s.Leader] = true
+		}
+		return len(leaders) >= 2 && !leaders[""]
+	})
+	// Pick a watcher homed off n1 and a contact homed off n2, so that both
+	// the watch and the presence cross nodes.
+	shards := shardsOf(t, n1)
+	pick := func(not string, from int64) int64 {
+		for u := from; u < from+100; u++ {
+			if shards[relaylog.ShardOf(u, 4)].Leader != not {
+				return u
+			}
+		}
+		t.Fatal("no user found")
+		return 0
+	}
+	alice := pick(n1.Config.NodeID, 500)
+	bob := pick(n2.Config.NodeID, 600)
+
+	a := dialSock(t, n1, alice)
+	a.conn.WriteJSON(map[string]any{"type": "watch", "payload": map[string]any{"userIds": []int64{bob}}})
+	b := dialSock(t, n2, bob)
+	a.next(wire.TypeContactStatusUpdate, statusIs(bob, true, false, false))
+
+	// Bob types to alice through a third node's REST API.
+	body, _ := json.Marshal(map[string]bool{"typing": true})
+	r, _ := http.NewRequest("POST", fmt.Sprintf("%s/v1/conversations/%d/typing", n3.URL(), alice), bytes.NewReader(body))
+	r.Header.Set("Authorization", "Bearer "+tok(t, bob))
+	resp, err := http.DefaultClient.Do(r)
+	if err != nil || resp.StatusCode != 204 {
+		t.Fatalf("typing: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	a.next(wire.TypeContactStatusUpdate, statusIs(bob, true, true, false))
+
+	// Bob's socket closes: alice, on another node, sees him offline with a
+	// last-seen time, and any node answers the same status.
+	b.conn.Close()
+	a.next(wire.TypeContactStatusUpdate, statusIs(bob, false, false, true))
+	waitFor(t, "GET status through n3", 10*time.Second, func() bool {
+		r, _ := http.NewRequest("GET", fmt.Sprintf("%s/v1/users/%d/status", n3.URL(), bob), nil)
+		r.Header.Set("Authorization", "Bearer "+tok(t, alice))
+		resp, err := http.DefaultClient.Do(r)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var st wire.ContactStatus
+		json.NewDecoder(resp.Body).Decode(&st)
+		return resp.StatusCode == 200 && !st.Online && st.LastConnectedAt != nil
+	})
+}

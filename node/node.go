@@ -282,7 +282,9 @@ func StartTuned(ctx context.Context, cfg config.Config, logger *slog.Logger, tun
 		LastConnected:  cl.Router().LastConnected,
 		OnFirstSession: cl.UserOnline,
 		OnLastSession:  cl.UserOffline,
+		Remote:         cl.Presence(),
 	})
+	cl.SetHub(hub)
 	n.Hub = hub
 
 	n.Edge = edge.New(edge.Options{

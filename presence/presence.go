@@ -40,6 +40,27 @@ type Options struct {
 	// socket opening and last socket closing on this node (the cluster
 	// subscribes to the user's shard leader). They must not block.
 	OnFirstSession, OnLastSession func(user int64)
+	// Remote, when set, makes presence cluster-wide (see Remote).
+	Remote Remote
+}
+
+// Remote connects a hub to the rest of the cluster. Each user has a home:
+// the node that leads the user's shard. The home decides whether the user
+// is online anywhere and tells the nodes that watch the user; typing
+// indicators travel through the recipient's home to the nodes holding the
+// recipient's sockets. All methods must return quickly.
+type Remote interface {
+	// IsHome reports whether this node is user's home.
+	IsHome(user int64) bool
+	// Online reports whether user has a socket on any node (asking the
+	// home when it is elsewhere).
+	Online(user int64) bool
+	// Watch registers (on) or drops this node's interest in user's status
+	// at user's home, which then pushes changes here (PushStatus).
+	Watch(user int64, on bool)
+	// Typing relays an indicator to the nodes holding to's sockets other
+	// than this one (which delivers locally itself).
+	Typing(from, to int64, typing bool)
 }
 
 // Hub is the presence registry of one node.
@@ -97,12 +118,19 @@ func (h *Hub) Connect(s Session) {
 	if first && h.opts.OnFirstSession != nil {
 		h.opts.OnFirstSession(u)
 	}
-	if first {
+	// Elsewhere than at the user's home, the home tells watchers.
+	if first && h.decidesFor(u) {
 		st := h.status(0, u)
 		for _, w := range notify {
 			w.Status(st)
 		}
 	}
+}
+
+// decidesFor reports whether this hub announces u's presence changes: always
+// on a lone node, only at u's home on a cluster.
+func (h *Hub) decidesFor(u int64) bool {
+	return h.opts.Remote == nil || h.opts.Remote.IsHome(u)
 }
 
 // Disconnect removes s and its watch list. When it was the user's last
@@ -123,7 +151,13 @@ func (h *Hub) Disconnect(s Session, at time.Time) {
 	} else {
 		h.sessions[u] = list
 	}
-	h.unwatchLocked(s)
+	dropped := h.unwatchLocked(s)
+	var gone []int64
+	for _, w := range dropped {
+		if len(h.watchers[w]) == 0 {
+			gone = append(gone, w)
+		}
+	}
 	last := len(list) == 0
 	var notify []Session
 	var typingTo []int64
@@ -137,6 +171,11 @@ func (h *Hub) Disconnect(s Session, at time.Time) {
 		}
 	}
 	h.mu.Unlock()
+	if r := h.opts.Remote; r != nil {
+		for _, w := range gone {
+			r.Watch(w, false)
+		}
+	}
 	if !last {
 		return
 	}
@@ -145,8 +184,11 @@ func (h *Hub) Disconnect(s Session, at time.Time) {
 	}
 	ts := wire.FormatTime(at)
 	st := wire.ContactStatus{UserID: u, Online: false, LastConnectedAt: &ts}
-	for _, w := range notify {
-		w.Status(st)
+	// Offline only if no other node holds a socket of u (the home knows).
+	if h.decidesFor(u) && (h.opts.Remote == nil || !h.opts.Remote.Online(u)) {
+		for _, w := range notify {
+			w.Status(st)
+		}
 	}
 	for _, to := range typingTo {
 		for _, w := range h.sessionsOf(to) {
@@ -176,28 +218,53 @@ func (h *Hub) Watch(s Session, users []int64) []wire.ContactStatus {
 		}
 	}
 	h.mu.Lock()
-	h.unwatchLocked(s)
+	dropped := h.unwatchLocked(s)
+	var added []int64
 	for _, u := range uniq {
 		set := h.watchers[u]
 		if set == nil {
 			set = make(map[Session]struct{})
 			h.watchers[u] = set
+			added = append(added, u)
 		}
 		set[s] = struct{}{}
 	}
 	if len(uniq) > 0 {
 		h.watching[s] = uniq
 	}
+	var gone []int64
+	for _, u := range dropped {
+		if len(h.watchers[u]) == 0 {
+			gone = append(gone, u)
+		}
+	}
 	h.mu.Unlock()
-	out := make([]wire.ContactStatus, len(uniq))
-	for i, u := range uniq {
-		out[i] = h.status(s.UserID(), u)
+	out := make([]wire.ContactStatus, 0, len(uniq))
+	if r := h.opts.Remote; r != nil {
+		for _, u := range gone {
+			r.Watch(u, false)
+		}
+		for _, u := range added {
+			if !r.IsHome(u) {
+				// The home answers the registration with the current
+				// status, pushed here like any change.
+				r.Watch(u, true)
+			}
+		}
+	}
+	for _, u := range uniq {
+		if h.opts.Remote != nil && !h.opts.Remote.IsHome(u) && !h.Online(u) {
+			continue // its status arrives from its home
+		}
+		out = append(out, h.status(s.UserID(), u))
 	}
 	return out
 }
 
-func (h *Hub) unwatchLocked(s Session) {
-	for _, u := range h.watching[s] {
+// unwatchLocked drops s's watch list and returns the users it watched.
+func (h *Hub) unwatchLocked(s Session) []int64 {
+	list := h.watching[s]
+	for _, u := range list {
 		if set := h.watchers[u]; set != nil {
 			delete(set, s)
 			if len(set) == 0 {
@@ -206,6 +273,30 @@ func (h *Hub) unwatchLocked(s Session) {
 		}
 	}
 	delete(h.watching, s)
+	return list
+}
+
+// PushStatus delivers a status decided by the user's home to this node's
+// watchers of that user.
+func (h *Hub) PushStatus(st wire.ContactStatus) {
+	h.mu.RLock()
+	ws := h.watchersOf(st.UserID)
+	h.mu.RUnlock()
+	for _, w := range ws {
+		w.Status(st)
+	}
+}
+
+// Watched lists the users this node's sockets watch (the cluster
+// re-registers them after a home changes).
+func (h *Hub) Watched() []int64 {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	out := make([]int64, 0, len(h.watchers))
+	for u := range h.watchers {
+		out = append(out, u)
+	}
+	return out
 }
 
 func (h *Hub) watchersOf(u int64) []Session {
@@ -224,8 +315,17 @@ func (h *Hub) sessionsOf(u int64) []Session {
 }
 
 // SetTyping relays that from is (or stopped) typing to to. Only to's
-// sessions hear it; nothing is stored beyond the expiry timer.
+// sessions hear it, here and, on a cluster, on the nodes holding to's
+// sockets; nothing is stored beyond the expiry timer.
 func (h *Hub) SetTyping(from, to int64, typing bool) {
+	if h.opts.Remote != nil {
+		h.opts.Remote.Typing(from, to, typing)
+	}
+	h.DeliverTyping(from, to, typing)
+}
+
+// DeliverTyping delivers an indicator to to's sessions on this node only.
+func (h *Hub) DeliverTyping(from, to int64, typing bool) {
 	k := typingKey{from, to}
 	h.mu.Lock()
 	_, was := h.typing[k]
@@ -253,6 +353,9 @@ func (h *Hub) status(viewer, user int64) wire.ContactStatus {
 	online := len(h.sessions[user]) > 0
 	_, typing := h.typing[typingKey{user, viewer}]
 	h.mu.RUnlock()
+	if !online && h.opts.Remote != nil {
+		online = h.opts.Remote.Online(user)
+	}
 	st := wire.ContactStatus{UserID: user, Online: online, Typing: typing}
 	if h.opts.LastConnected != nil {
 		if t, ok := h.opts.LastConnected(user); ok {

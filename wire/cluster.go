@@ -35,6 +35,7 @@ const (
 	OpGetLastSeen   = "get_last_seen"
 	OpShardProgress = "shard_progress"
 	OpDelivered     = "delivered" // a DELIVERED receipt for User's queue, by From, of IDs
+	OpStatus        = "status"    // is User online anywhere (Found) and last seen (At)
 )
 
 // CallRequest is a client call forwarded to the node that leads the shard.
@@ -95,16 +96,25 @@ type CallResponse struct {
 
 // Subscribe frame operations.
 const (
-	SubUser   = "sub"    // edge → leader: deliver notifications for User
-	UnsubUser = "unsub"  // edge → leader
-	SubEvents = "events" // leader → edge: User's queue has new events
+	SubUser    = "sub"     // edge → leader: deliver notifications for User
+	UnsubUser  = "unsub"   // edge → leader
+	SubEvents  = "events"  // leader → edge: User's queue has new events
+	SubWatch   = "watch"   // edge → home: push User's status changes here
+	SubUnwatch = "unwatch" // edge → home
+	SubStatus  = "status"  // home → edge: User's status (Online, LastSeen)
+	SubTyping  = "typing"  // both ways: From is (Typing) typing to User; Origin already delivered it locally
 )
 
 // SubscribeFrame travels on a subscribe stream.
 type SubscribeFrame struct {
-	Op    string `json:"op"`
-	User  int64  `json:"user"`
-	Shard int    `json:"shard,omitempty"`
+	Op       string `json:"op"`
+	User     int64  `json:"user"`
+	Shard    int    `json:"shard,omitempty"`
+	From     int64  `json:"from,omitempty"`
+	Online   bool   `json:"online,omitempty"`
+	LastSeen int64  `json:"seen,omitempty"` // Unix ms; 0 = never
+	Typing   bool   `json:"typing,omitempty"`
+	Origin   string `json:"origin,omitempty"`
 }
 
 // WriteNodeFrame writes v as one frame.
