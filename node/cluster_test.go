@@ -468,3 +468,43 @@ func TestPresenceWatchAndTypingAcrossNodes(t *testing.T) {
 		return resp.StatusCode == 200 && !st.Online && st.LastConnectedAt != nil
 	})
 }
+
+// --bootstrap-expect 3: nothing serves until three nodes are up; then every
+// shard gets its three voters. Development tokens derive from the shared
+// cluster secret, so every node accepts the same token.
+func TestBootstrapExpect(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-node")
+	}
+	base := t.TempDir()
+	start := func(name, region string, join ...string) *testNode {
+		args := []string{"--data-dir", filepath.Join(base, name), "--region", region, "--http-addr", "127.0.0.1:0",
+			"--gossip-addr", "127.0.0.1:0", "--cluster-addr", "127.0.0.1:0", "--advertise-addr", "127.0.0.1",
+			"--cluster-secret", clusterSecret, "--shards", "4", "--bootstrap-expect", "3"}
+		if len(join) > 0 {
+			args = append(args, "--join", strings.Join(join, ","))
+		}
+		cfg, err := config.Load(args, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := node.StartTuned(context.Background(), cfg, nil, fastTuning)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tn := &testNode{Node: n, region: region}
+		t.Cleanup(func() { tn.Shutdown(context.Background()) })
+		return tn
+	}
+	n1 := start("a", "eu")
+	n2 := start("b", "us", n1.Members.GossipAddr())
+	if n1.Cluster.Router().Ready() || n2.Cluster.Router().Ready() {
+		t.Fatal("a shard serves before the expected nodes joined")
+	}
+	n3 := start("c", "ap", n1.Members.GossipAddr())
+	regionOf := map[string]string{n1.Config.NodeID: "eu", n2.Config.NodeID: "us", n3.Config.NodeID: "ap"}
+	waitFor(t, "3 voters per shard", 30*time.Second, func() bool { return fullyReplicated(t, n1, regionOf) })
+	if n1.Config.JWTSecret != n2.Config.JWTSecret || n1.Config.JWTSecret == "" {
+		t.Fatal("development JWT secrets differ between nodes of one cluster")
+	}
+}

@@ -7,7 +7,9 @@ package node
 
 import (
 	"context"
+	"crypto/hkdf"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"encoding/base64"
 	"encoding/hex"
@@ -65,6 +67,7 @@ type Node struct {
 	url      string
 	cancel   context.CancelFunc
 	served   chan error
+	quit     chan struct{} // closed when the node stops
 	stopOnce sync.Once
 	stopErr  error
 }
@@ -104,9 +107,15 @@ func PrepareDataDir(cfg *config.Config, logger *slog.Logger) error {
 		}
 	}
 	if cfg.JWTSecret == "" && cfg.JWTPublicKey == "" {
+		// Derived from the cluster secret, so that every node of a cluster
+		// accepts the same development tokens without a second secret.
 		path := filepath.Join(cfg.DataDir, JWTSecretFile)
 		_, statErr := os.Stat(path)
-		if cfg.JWTSecret, err = keepOrCreate(path, func() string { return randomToken(32) }); err != nil {
+		derived := func() string {
+			k, _ := hkdf.Key(sha256.New, []byte(cfg.ClusterSecret), nil, "edgenode development jwt v1", 32)
+			return base64.RawURLEncoding.EncodeToString(k)
+		}
+		if cfg.JWTSecret, err = keepOrCreate(path, derived); err != nil {
 			return err
 		}
 		if errors.Is(statErr, os.ErrNotExist) && logger != nil {
@@ -174,7 +183,7 @@ func StartTuned(ctx context.Context, cfg config.Config, logger *slog.Logger, tun
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	n := &Node{Config: cfg, Logger: logger, Registry: prometheus.NewRegistry(), served: make(chan error, 1)}
+	n := &Node{Config: cfg, Logger: logger, Registry: prometheus.NewRegistry(), served: make(chan error, 1), quit: make(chan struct{})}
 	n.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	var secret []byte
@@ -229,7 +238,7 @@ func StartTuned(ctx context.Context, cfg config.Config, logger *slog.Logger, tun
 		Dir:               filepath.Join(cfg.DataDir, "relaylog"),
 		NodeID:            cfg.NodeID,
 		Shards:            cfg.Shards,
-		Join:              len(cfg.Join) > 0,
+		Join:              len(cfg.Join) > 0 || cfg.BootstrapExpect > 1,
 		Logger:            logger,
 		MaxQueueDepth:     cfg.MaxQueueDepth,
 		Retention:         cfg.Retention,
@@ -272,6 +281,9 @@ func StartTuned(ctx context.Context, cfg config.Config, logger *slog.Logger, tun
 		return fail(fmt.Errorf("node: gossip on %s: %w", cfg.GossipAddr, err))
 	}
 	n.Members = members
+	if cfg.BootstrapExpect > 1 {
+		go n.bootstrapWhenExpected(cfg.BootstrapExpect)
+	}
 	cl = cluster.New(cluster.Options{
 		Log: n.Log, Members: members, Mesh: n.Mesh, Logger: logger,
 		Notify:    func(user int64) { hub.NotifyEvents(user) },
@@ -394,6 +406,7 @@ func (n *Node) WaitReady(ctx context.Context) error { return n.Log.WaitReady(ctx
 // so nothing acknowledged is lost however the shutdown ends.
 func (n *Node) Shutdown(ctx context.Context) error {
 	n.stopOnce.Do(func() {
+		close(n.quit)
 		n.Logger.Info("edgenode draining")
 		n.Edge.Drain(ctx)
 		// Hand this node's shards to other voters while the mesh is up, so
@@ -441,6 +454,38 @@ func (n *Node) closeParts() error {
 		n.listener.Close()
 	}
 	return first
+}
+
+// bootstrapWhenExpected waits until expect nodes are alive; then the one
+// with the smallest node id bootstraps the shards that have no state, and
+// placement spreads them to the others. Every other node stays a joiner.
+func (n *Node) bootstrapWhenExpected(expect int) {
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.quit:
+			return
+		case <-t.C:
+		}
+		alive := n.Members.Alive()
+		if len(alive) < expect {
+			continue
+		}
+		lowest := alive[0].NodeID
+		for _, m := range alive {
+			if m.NodeID < lowest {
+				lowest = m.NodeID
+			}
+		}
+		if lowest == n.Config.NodeID {
+			n.Logger.Info("bootstrap-expect reached: bootstrapping the shards", "nodes", len(alive))
+			if err := n.Log.Bootstrap(); err != nil {
+				n.Logger.Error("bootstrap failed", "err", err)
+			}
+		}
+		return
+	}
 }
 
 // edges lists every alive node for GET /v1/edges.
@@ -509,6 +554,7 @@ func (n *Node) Done() <-chan error { return n.served }
 // no socket drain, no leadership transfer, no gossip goodbye. For tests.
 func (n *Node) Kill() {
 	n.stopOnce.Do(func() {
+		close(n.quit)
 		n.Mesh.Close()
 		n.Members.Shutdown()
 		n.http.Close()

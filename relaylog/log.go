@@ -628,6 +628,19 @@ func (l *Log) Leader(shard int) string {
 // NodeID is this node's id.
 func (l *Log) NodeID() string { return l.opts.NodeID }
 
+// Bootstrap makes this node the sole voter of every shard that has no
+// state yet (a node opened with Join waiting for --bootstrap-expect nodes);
+// placement then adds the others. Shards with state are left alone.
+func (l *Log) Bootstrap() error {
+	for _, s := range l.shards {
+		conf := raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: raft.ServerID(l.opts.NodeID), Address: raft.ServerAddress(l.opts.NodeID)}}}
+		if err := s.raft.BootstrapCluster(conf).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+			return fmt.Errorf("relaylog: bootstrap shard %d: %w", s.id, err)
+		}
+	}
+	return nil
+}
+
 // CheckServing fails with a *NotLeaderError unless this node serves user's
 // shard (for reads of replicated state a follower may hold stale).
 func (l *Log) CheckServing(user int64) error { return l.shardOf(user).check() }
