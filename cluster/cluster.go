@@ -46,6 +46,8 @@ type Cluster struct {
 
 	hintMu sync.Mutex
 	hints  map[int]string // shard → last known leader
+	// lastTransfer spaces out balancing leadership transfers per shard.
+	lastTransfer map[int]time.Time
 
 	kick   chan struct{}
 	stop   chan struct{}

@@ -37,7 +37,9 @@ func (c *Cluster) reconcileAll() {
 	status := make(map[string]member.Member, len(all))
 	for _, m := range all {
 		status[m.NodeID] = m
-		if m.Status == member.StatusAlive {
+		// Suspicion is one node's missed probes, common on a busy host; only
+		// a node the cluster declared dead or gone leaves the placement.
+		if m.Status == member.StatusAlive || m.Status == member.StatusSuspect {
 			alive = append(alive, m)
 		}
 	}
@@ -190,8 +192,9 @@ func (c *Cluster) reconcileShard(shard int, r *raft.Raft, alive []member.Member,
 		}
 	}
 	// 3. Leadership goes to the preferred (highest-scoring) voter, which
-	// spreads leaders over the nodes.
-	if allTargetsVote && len(target) > 1 && target[0] != c.self && c.caughtUp(shard, r, target[0]) {
+	// spreads leaders over the nodes; at most once per shard per
+	// transferEvery, so that a flapping view cannot bounce leaders.
+	if allTargetsVote && len(target) > 1 && target[0] != c.self && c.transferAllowed(shard) && c.caughtUp(shard, r, target[0]) {
 		log.Info("transferring leadership to the preferred voter", "to", target[0])
 		_ = r.LeadershipTransferToServer(raft.ServerID(target[0]), raft.ServerAddress(target[0])).Error()
 	}
@@ -246,4 +249,20 @@ func (c *Cluster) Shards(ctx context.Context) []ShardInfo {
 		out[shard] = info
 	}
 	return out
+}
+
+// transferEvery spaces out balancing transfers of one shard.
+const transferEvery = 30 * time.Second
+
+func (c *Cluster) transferAllowed(shard int) bool {
+	c.hintMu.Lock()
+	defer c.hintMu.Unlock()
+	if c.lastTransfer == nil {
+		c.lastTransfer = make(map[int]time.Time)
+	}
+	if time.Since(c.lastTransfer[shard]) < transferEvery {
+		return false
+	}
+	c.lastTransfer[shard] = time.Now()
+	return true
 }

@@ -37,7 +37,12 @@ func (c *Cluster) candidates(shard int) []string {
 	add(c.hints[shard])
 	c.hintMu.Unlock()
 	add(c.log.Leader(shard))
-	alive := c.opts.Members.Alive()
+	var alive []member.Member
+	for _, m := range c.opts.Members.Members() {
+		if m.Status == member.StatusAlive || m.Status == member.StatusSuspect {
+			alive = append(alive, m)
+		}
+	}
 	for _, id := range Target(shard, alive) {
 		add(id)
 	}
@@ -62,8 +67,40 @@ func (c *Cluster) setHint(shard int, node string) {
 // it is answered 503.
 const noLeaderWait = 3 * time.Second
 
-// attemptTimeout bounds one forwarded attempt.
-const attemptTimeout = 1500 * time.Millisecond
+// attempt is one forwarded call to node. A leader that dies mid-call leaves
+// the stream silent until QUIC gives up, so the attempt is abandoned as soon
+// as raft names another leader for the shard or gossip declares the node
+// dead; every call is safe to repeat (sends are idempotent by requestId, the
+// rest by nature), so the caller moves on to the next leader. A slow but
+// healthy leader is waited for, up to CallTimeout: retrying it would only add
+// load where there is too much.
+func (c *Cluster) attempt(ctx context.Context, node string, shard int, req *wire.CallRequest) (*wire.CallResponse, error) {
+	actx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type result struct {
+		resp *wire.CallResponse
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		resp, err := c.rpc(actx, node, shard, req)
+		done <- result{resp, err}
+	}()
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case r := <-done:
+			return r.resp, r.err
+		case <-t.C:
+			if l := c.log.Leader(shard); l != "" && l != node {
+				cancel()
+			} else if m, ok := c.opts.Members.Get(node); ok && (m.Status == member.StatusDead || m.Status == member.StatusLeft) {
+				cancel()
+			}
+		}
+	}
+}
 
 // forward sends req to shard's leader, following not-leader hints, and
 // retries with a short backoff while the shard has no leader.
@@ -102,13 +139,7 @@ func (c *Cluster) forwardOnce(ctx context.Context, shard int, req *wire.CallRequ
 		}
 		hop++
 		tried[node] = true
-		// A leader that died mid-call leaves the stream silent until QUIC
-		// gives up; every call is safe to repeat (sends are idempotent by
-		// requestId, the rest by nature), so a short attempt timeout lets
-		// the call move on to the shard's next leader.
-		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
-		resp, err := c.rpc(actx, node, shard, req)
-		cancel()
+		resp, err := c.attempt(ctx, node, shard, req)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
