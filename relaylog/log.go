@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/edgenode/edgenode/relaylog/sharedlog"
+	"github.com/edgenode/edgenode/relaylog/walstore"
 	"github.com/edgenode/edgenode/wire"
 )
 
@@ -37,6 +38,10 @@ var (
 
 // Store kinds.
 const (
+	// StoreWAL keeps the raft logs of every shard in one append-only log
+	// whose concurrent writes share one write and one fdatasync (walstore):
+	// the default.
+	StoreWAL = "wal"
 	// StoreShared keeps the raft logs of every shard in one bbolt file whose
 	// concurrent writes share one transaction and one fsync (sharedlog).
 	StoreShared = "shared"
@@ -59,7 +64,8 @@ type Options struct {
 	// Dir, or DefaultShards for a new one. A different count than the one
 	// in Dir is an error: the count is fixed when the cluster is created.
 	Shards int
-	// Store is StoreShared (default) or StoreBoltPerShard.
+	// Store is StoreWAL, StoreShared or StoreBoltPerShard; "" means the
+	// store the data dir was created with, or StoreWAL for a new one.
 	Store string
 	// NoSync skips fsync (tests of logic only; never in production).
 	NoSync bool
@@ -99,9 +105,6 @@ type Options struct {
 }
 
 func (o *Options) setDefaults() {
-	if o.Store == "" {
-		o.Store = StoreShared
-	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -128,7 +131,7 @@ type Log struct {
 	opts   Options
 	gen    *idGen
 	shards []*shard
-	shared *sharedlog.DB
+	group  groupStore
 	closer []io.Closer
 	ackMu  [256]sync.Mutex
 	m      *metrics
@@ -160,22 +163,30 @@ func Open(opts Options) (*Log, error) {
 	}
 	opts.Shards, opts.Store = m.Shards, m.Store
 	l := &Log{opts: opts, gen: newIDGen(opts.Shards, opts.Now), stop: make(chan struct{}), m: newMetrics(opts.Registerer)}
-	if opts.Store == StoreShared {
+	switch opts.Store {
+	case StoreWAL:
+		db, err := walstore.Open(walstore.Options{Path: filepath.Join(opts.Dir, "wal"), Logger: opts.Logger, NoSync: opts.NoSync})
+		if err != nil {
+			return nil, fmt.Errorf("relaylog: open raft log: %w", err)
+		}
+		l.group = walGroup{db}
+	case StoreShared:
 		db, err := sharedlog.Open(sharedlog.Options{Path: filepath.Join(opts.Dir, "raft.db"), Logger: opts.Logger, NoSync: opts.NoSync})
 		if err != nil {
 			return nil, fmt.Errorf("relaylog: open shared log: %w", err)
 		}
-		l.shared = db
-		if opts.Registerer != nil {
-			stat := func(f func(sharedlog.Stats) uint64) func() float64 {
-				return func() float64 { return float64(f(db.Stats())) }
-			}
-			opts.Registerer.MustRegister(
-				prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "edgenode_raftlog_commits_total", Help: "bbolt transactions (fsync pairs) of the shared raft log."}, stat(func(s sharedlog.Stats) uint64 { return s.Commits })),
-				prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "edgenode_raftlog_entries_total", Help: "Raft log entries written to the shared raft log."}, stat(func(s sharedlog.Stats) uint64 { return s.Entries })),
-				prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "edgenode_raftlog_commit_seconds_total", Help: "Time spent committing (writing and fsyncing) the shared raft log."}, func() float64 { return float64(db.Stats().SyncNanos) / 1e9 }),
-			)
+		l.group = sharedGroup{db}
+	}
+	if l.group != nil && opts.Registerer != nil {
+		g := l.group
+		stat := func(i int) func() float64 {
+			return func() float64 { v := g.stats(); return float64(v[i]) }
 		}
+		opts.Registerer.MustRegister(
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "edgenode_raftlog_commits_total", Help: "Group commits (one fsync each for the WAL, two for bbolt) of the node's raft log."}, stat(0)),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "edgenode_raftlog_entries_total", Help: "Raft log entries written to the node's raft log."}, stat(1)),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "edgenode_raftlog_commit_seconds_total", Help: "Time spent committing (writing and fsyncing) the node's raft log."}, func() float64 { return float64(g.stats()[2]) / 1e9 }),
+		)
 	}
 	for i := 0; i < opts.Shards; i++ {
 		s, err := l.openShard(i)
@@ -204,7 +215,7 @@ func readOrCreateMeta(dir string, shards int, store string) (meta, error) {
 		if shards != 0 && shards != m.Shards {
 			return meta{}, fmt.Errorf("relaylog: this data dir was created with %d shards; --shards %d cannot change it", m.Shards, shards)
 		}
-		if m.Store != store {
+		if store != "" && m.Store != store {
 			return meta{}, fmt.Errorf("relaylog: this data dir uses the %q raft store, not %q", m.Store, store)
 		}
 		return m, nil
@@ -218,7 +229,10 @@ func readOrCreateMeta(dir string, shards int, store string) (meta, error) {
 	if shards < 1 || shards > MaxShards {
 		return meta{}, fmt.Errorf("relaylog: shards must be between 1 and %d", MaxShards)
 	}
-	if store != StoreShared && store != StoreBoltPerShard {
+	if store == "" {
+		store = StoreWAL
+	}
+	if store != StoreWAL && store != StoreShared && store != StoreBoltPerShard {
 		return meta{}, fmt.Errorf("relaylog: unknown raft store %q", store)
 	}
 	m := meta{Shards: shards, Store: store}
@@ -498,8 +512,8 @@ func (l *Log) Close() error {
 			first = err
 		}
 	}
-	if l.shared != nil {
-		if err := l.shared.Close(); err != nil && first == nil {
+	if l.group != nil {
+		if err := l.group.Close(); err != nil && first == nil {
 			first = err
 		}
 	}
@@ -510,9 +524,8 @@ func (l *Log) openShard(i int) (*shard, error) {
 	o := &l.opts
 	var logs raft.LogStore
 	var stable raft.StableStore
-	if o.Store == StoreShared {
-		st := l.shared.Shard(i)
-		logs, stable = st, st
+	if l.group != nil {
+		logs, stable = l.group.shard(i)
 	} else {
 		dir := filepath.Join(o.Dir, fmt.Sprintf("shard-%03d", i))
 		if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -647,3 +660,26 @@ func (l *Log) Bootstrap() error {
 // CheckServing fails with a *NotLeaderError unless this node serves user's
 // shard (for reads of replicated state a follower may hold stale).
 func (l *Log) CheckServing(user int64) error { return l.shardOf(user).check() }
+
+// groupStore is a raft log shared by every shard of the node.
+type groupStore interface {
+	shard(i int) (raft.LogStore, raft.StableStore)
+	stats() [3]uint64 // commits, entries, commit nanoseconds
+	Close() error
+}
+
+type walGroup struct{ *walstore.DB }
+
+func (g walGroup) shard(i int) (raft.LogStore, raft.StableStore) { s := g.Shard(i); return s, s }
+func (g walGroup) stats() [3]uint64 {
+	st := g.Stats()
+	return [3]uint64{st.Commits, st.Entries, st.SyncNanos}
+}
+
+type sharedGroup struct{ *sharedlog.DB }
+
+func (g sharedGroup) shard(i int) (raft.LogStore, raft.StableStore) { s := g.Shard(i); return s, s }
+func (g sharedGroup) stats() [3]uint64 {
+	st := g.Stats()
+	return [3]uint64{st.Commits, st.Entries, st.SyncNanos}
+}

@@ -40,7 +40,7 @@ func send(t *testing.T, l *relaylog.Log, from, to, req int64, content string) re
 }
 
 func TestSendPendingAckReceipt(t *testing.T) {
-	for _, store := range []string{relaylog.StoreShared, relaylog.StoreBoltPerShard} {
+	for _, store := range []string{relaylog.StoreWAL, relaylog.StoreShared, relaylog.StoreBoltPerShard} {
 		t.Run(store, func(t *testing.T) {
 			l := openLog(t, t.TempDir(), func(o *relaylog.Options) { o.Store = store })
 			defer l.Close()

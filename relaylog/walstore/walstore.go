@@ -1,0 +1,650 @@
+package walstore
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ErrClosed is returned by every call on a closed DB, and by writes that were
+// still queued when Close was called.
+var ErrClosed = errors.New("walstore: closed")
+
+// ErrKeyNotFound is returned by Get and GetUint64 for a key never Set. Its
+// message is exactly "not found" because hashicorp/raft (v1.8.0 api.go
+// HasExistingState and NewRaft, raft.go requestVote) compares
+// err.Error() == "not found" instead of using errors.Is.
+var ErrKeyNotFound = errors.New("not found")
+
+// DefaultMaxBatchBytes bounds the bytes of one group commit (one write and
+// one fdatasync) when Options.MaxBatchBytes is 0.
+const DefaultMaxBatchBytes = 8 << 20
+
+// DefaultSegmentBytes is the preallocated size of a segment file. A batch
+// that does not fit in the rest of the active segment goes to a new one.
+const DefaultSegmentBytes = 64 << 20
+
+// Options configures Open.
+type Options struct {
+	// Path of the log directory; required. Created if missing. It holds
+	// the segment files (<seq>.wal) and a LOCK file.
+	Path string
+	// Logger for write errors and recovery notes; nil discards.
+	Logger *slog.Logger
+	// NoSync skips fdatasync. Tests and benchmarks only: a crash can then
+	// lose acknowledged raft entries and votes.
+	NoSync bool
+	// MaxBatchBytes bounds the encoded bytes of one group commit; 0 means
+	// DefaultMaxBatchBytes. A single request larger than this is still
+	// written, in a commit of its own.
+	MaxBatchBytes int
+
+	// segmentBytes overrides DefaultSegmentBytes (tests).
+	segmentBytes int64
+}
+
+// Stats are cumulative counters since Open. Entries/Commits is the number of
+// raft log entries per fdatasync.
+type Stats struct {
+	Commits   uint64 // group commits (one write(2) and one fdatasync each)
+	Entries   uint64 // raft log entries written
+	Requests  uint64 // StoreLogs/StoreLog/DeleteRange/Set/SetUint64 calls committed
+	SyncNanos uint64 // total time in the write and the fdatasync of commits
+}
+
+// segment is one file of the log. Its file stays open (for GetLog) until the
+// segment is deleted or the DB is closed.
+type segment struct {
+	seq  uint64
+	path string
+	f    *os.File
+	// live counts the index entries of all shards that point into this
+	// segment. Only the committer (or Open, before it starts) touches it.
+	live int64
+}
+
+// DB is the write-ahead log shared by the stores of all shards of a node, with
+// the goroutine that commits their writes.
+type DB struct {
+	dir      string
+	log      *slog.Logger
+	maxBatch int
+	segBytes int64
+	noSync   bool
+	lockFile *os.File
+
+	mu       sync.Mutex
+	cond     sync.Cond // signalled when queue grows or closed is set
+	queue    []*request
+	closed   bool
+	isClosed atomic.Bool   // closed, for readers that do not take mu
+	stopped  chan struct{} // closed when the committer has exited
+
+	shards sync.Map // int -> *Store
+
+	// segMu guards the lifetime of segment files: GetLog holds it shared
+	// while it reads a file; deleting a segment or Close takes it
+	// exclusively before closing files. segs is written only by the
+	// committer (and Open), under segMu.
+	segMu sync.RWMutex
+	segs  map[uint64]*segment
+
+	// Committer state (Open before the committer starts).
+	active  *segment
+	off     int64 // write offset in active
+	hasData bool  // active holds a batch beyond its rotation records
+	nextSeq uint64
+	wbuf    []byte
+	failed  error // sticky: after a failed write or sync nothing more is written
+	dirty   bool  // index entries were dropped: some segment may be dead
+
+	commits, entries, requests, syncNanos atomic.Uint64
+
+	// testHookBeforeCommit, when set (only by tests, before the committer
+	// starts), runs inside the committer after a batch is assembled and
+	// before it is written.
+	testHookBeforeCommit func()
+}
+
+func segName(seq uint64) string { return fmt.Sprintf("%016x.wal", seq) }
+
+// Open opens (or creates) the log directory, recovers every shard's log and
+// stable store from its segments, starts a new segment and starts the
+// committer.
+func Open(opts Options) (*DB, error) {
+	return open(opts, nil)
+}
+
+func open(opts Options, hook func()) (*DB, error) {
+	if opts.Path == "" {
+		return nil, errors.New("walstore: Options.Path is required")
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	maxBatch := opts.MaxBatchBytes
+	if maxBatch <= 0 {
+		maxBatch = DefaultMaxBatchBytes
+	}
+	segBytes := opts.segmentBytes
+	if segBytes <= 0 {
+		segBytes = DefaultSegmentBytes
+	}
+	if err := os.MkdirAll(opts.Path, 0o700); err != nil {
+		return nil, fmt.Errorf("walstore: %w", err)
+	}
+	lf, err := lockDir(filepath.Join(opts.Path, "LOCK"))
+	if err != nil {
+		return nil, fmt.Errorf("walstore: lock %s: %w", opts.Path, err)
+	}
+	db := &DB{
+		dir:                  opts.Path,
+		log:                  logger,
+		maxBatch:             maxBatch,
+		segBytes:             segBytes,
+		noSync:               opts.NoSync,
+		lockFile:             lf,
+		stopped:              make(chan struct{}),
+		segs:                 make(map[uint64]*segment),
+		testHookBeforeCommit: hook,
+	}
+	db.cond.L = &db.mu
+	if err := db.recover(); err != nil {
+		db.closeFiles()
+		return nil, err
+	}
+	// Every Open writes into a fresh segment that starts with the full
+	// state records (see rotate), so the recovered segments are all sealed
+	// and never written again.
+	if err := db.rotate(); err != nil {
+		db.closeFiles()
+		return nil, fmt.Errorf("walstore: start segment: %w", err)
+	}
+	db.compact()
+	go db.run()
+	return db, nil
+}
+
+// recover replays all segments in sequence order.
+func (db *DB) recover() error {
+	ents, err := os.ReadDir(db.dir)
+	if err != nil {
+		return fmt.Errorf("walstore: %w", err)
+	}
+	var seqs []uint64
+	for _, e := range ents {
+		name, ok := strings.CutSuffix(e.Name(), ".wal")
+		if !ok || e.IsDir() {
+			continue
+		}
+		seq, err := strconv.ParseUint(name, 16, 64)
+		if err != nil || segName(seq) != e.Name() {
+			continue
+		}
+		seqs = append(seqs, seq)
+	}
+	slices.Sort(seqs)
+	for i, seq := range seqs {
+		if err := db.replay(seq, i == len(seqs)-1); err != nil {
+			return err
+		}
+		db.nextSeq = seq + 1
+	}
+	return nil
+}
+
+// replay applies the records of one segment. Every segment but the last must
+// end with a seal record; anything unreadable before it is corruption. In the
+// last segment the first unreadable record is where a write was cut short by
+// a crash: the segment is truncated there and sealed.
+func (db *DB) replay(seq uint64, last bool) error {
+	path := filepath.Join(db.dir, segName(seq))
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("walstore: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("walstore: %w", err)
+	}
+	sg := &segment{seq: seq, path: path, f: f}
+	db.segs[seq] = sg
+	off := 0
+	for {
+		rec, n, err := parseRecord(data[off:])
+		if err != nil {
+			if !last {
+				return fmt.Errorf("walstore: segment %s: %v at offset %d, and it is not the last segment", path, err, off)
+			}
+			if !allZero(data[off:]) {
+				db.log.Warn("walstore: dropping torn tail of the last segment",
+					"segment", path, "offset", off, "bytes", len(data)-off)
+			}
+			// Cut the tail (zeros or a partial write) and seal here, so
+			// that nothing after this point can ever be read as records.
+			if err := f.Truncate(int64(off)); err != nil {
+				return fmt.Errorf("walstore: truncate %s: %w", path, err)
+			}
+			if _, err := f.WriteAt(appendSealRecord(nil), int64(off)); err != nil {
+				return fmt.Errorf("walstore: seal %s: %w", path, err)
+			}
+			if !db.noSync {
+				if err := f.Sync(); err != nil {
+					return fmt.Errorf("walstore: sync %s: %w", path, err)
+				}
+			}
+			return nil
+		}
+		if rec.typ == recSeal {
+			return nil
+		}
+		db.applyRecord(&rec, sg, int64(off), n)
+		off += n
+	}
+}
+
+// applyRecord applies a replayed record to the in-memory state.
+func (db *DB) applyRecord(rec *record, sg *segment, off int64, n int) {
+	s := db.Shard(rec.shard)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch rec.typ {
+	case recLog:
+		s.set(rec.index, loc{seg: sg, off: off, n: uint32(n)})
+	case recDelete:
+		s.deleteRange(rec.min, rec.max)
+	case recSet:
+		s.stable[string(rec.key)] = append([]byte{}, rec.payload...)
+	}
+}
+
+// Shard returns the store of shard id, creating it on first use. Safe for
+// concurrent use; the same id always yields the same *Store.
+func (db *DB) Shard(id int) *Store {
+	if s, ok := db.shards.Load(id); ok {
+		return s.(*Store)
+	}
+	s, _ := db.shards.LoadOrStore(id, &Store{db: db, id: id, stable: make(map[string][]byte)})
+	return s.(*Store)
+}
+
+// Close stops the committer and closes the files. Writes still queued fail
+// with ErrClosed; a batch already being committed completes first and its
+// callers get its result. Later calls on the DB or its stores return
+// ErrClosed. Close is idempotent.
+func (db *DB) Close() error {
+	db.mu.Lock()
+	if db.closed {
+		db.mu.Unlock()
+		<-db.stopped
+		return nil
+	}
+	db.closed = true
+	db.isClosed.Store(true)
+	queued := db.queue
+	db.queue = nil
+	db.cond.Broadcast()
+	db.mu.Unlock()
+	for _, r := range queued {
+		r.done <- ErrClosed
+	}
+	<-db.stopped
+	return db.closeFiles()
+}
+
+func (db *DB) closeFiles() error {
+	db.isClosed.Store(true)
+	var errs []error
+	db.segMu.Lock()
+	for _, sg := range db.segs {
+		errs = append(errs, sg.f.Close())
+	}
+	db.segs = nil
+	db.segMu.Unlock()
+	errs = append(errs, db.lockFile.Close())
+	return errors.Join(errs...)
+}
+
+// Stats returns the cumulative counters.
+func (db *DB) Stats() Stats {
+	return Stats{
+		Commits:   db.commits.Load(),
+		Entries:   db.entries.Load(),
+		Requests:  db.requests.Load(),
+		SyncNanos: db.syncNanos.Load(),
+	}
+}
+
+type opKind uint8
+
+const (
+	opLogs opKind = iota
+	opDelete
+	opSet
+)
+
+// request is one write waiting for the committer. The caller frames its
+// records (header, CRC and all) into buf before enqueueing, in parallel and
+// outside the committer, which only copies buf into its write buffer.
+type request struct {
+	st   *Store
+	kind opKind
+	buf  []byte
+	// opLogs: one per entry; buf is freshly allocated and, after the
+	// commit, referenced by the shard's cache, so it is never reused.
+	ents     []entRef
+	key, val []byte // opSet, into buf
+	min, max uint64 // opDelete
+	base     int    // offset of buf in the committer's write buffer
+	done     chan error
+}
+
+// entRef locates one log entry's record in request.buf.
+type entRef struct {
+	index        uint64
+	start, end   int // the whole record
+	payloadStart int // the raft.Log encoding, which runs to end
+}
+
+var requestPool = sync.Pool{New: func() any { return &request{done: make(chan error, 1)} }}
+
+func getRequest(st *Store, kind opKind) *request {
+	r := requestPool.Get().(*request)
+	r.st, r.kind = st, kind
+	return r
+}
+
+func putRequest(r *request) {
+	if r.kind == opLogs || cap(r.buf) > 1<<16 {
+		r.buf = nil
+	}
+	r.st, r.key, r.val = nil, nil, nil
+	r.buf, r.ents = r.buf[:0], r.ents[:0]
+	requestPool.Put(r)
+}
+
+// do enqueues r, waits for the commit that contains it and recycles r.
+func (db *DB) do(r *request) error {
+	db.mu.Lock()
+	if db.closed {
+		db.mu.Unlock()
+		putRequest(r)
+		return ErrClosed
+	}
+	db.queue = append(db.queue, r)
+	if len(db.queue) == 1 {
+		db.cond.Signal()
+	}
+	db.mu.Unlock()
+	err := <-r.done
+	putRequest(r)
+	return err
+}
+
+// run is the committer: it takes every queued request (up to maxBatch
+// bytes), writes them with one write and one fdatasync, and answers them all.
+// New requests queue up meanwhile and form the next batch; there is no timer.
+func (db *DB) run() {
+	defer close(db.stopped)
+	var batch []*request
+	for {
+		db.mu.Lock()
+		for len(db.queue) == 0 && !db.closed {
+			db.cond.Wait()
+		}
+		if db.closed { // Close has failed the queue
+			db.mu.Unlock()
+			return
+		}
+		n, size := 0, 0
+		for n < len(db.queue) {
+			s := len(db.queue[n].buf)
+			if n > 0 && size+s > db.maxBatch {
+				break
+			}
+			size += s
+			n++
+		}
+		batch = append(batch[:0], db.queue[:n]...)
+		rest := copy(db.queue, db.queue[n:])
+		clear(db.queue[rest:])
+		db.queue = db.queue[:rest]
+		db.mu.Unlock()
+
+		err := db.commit(batch, size)
+		for i, r := range batch {
+			r.done <- err
+			batch[i] = nil
+		}
+	}
+}
+
+func (db *DB) fail(what string, err error) error {
+	db.failed = fmt.Errorf("walstore: %s failed, the log accepts no more writes until reopened: %w", what, err)
+	db.log.Error("walstore: write path failed", "op", what, "err", err)
+	return db.failed
+}
+
+func (db *DB) commit(batch []*request, size int) error {
+	if db.failed != nil {
+		return db.failed
+	}
+	if db.hasData && db.off+int64(size) > db.segBytes {
+		if err := db.rotate(); err != nil {
+			return db.fail("segment rotation", err)
+		}
+	}
+	wbuf := db.wbuf[:0]
+	for _, r := range batch {
+		r.base = len(wbuf)
+		wbuf = append(wbuf, r.buf...)
+	}
+	if db.testHookBeforeCommit != nil {
+		db.testHookBeforeCommit()
+	}
+	base := db.off
+	start := time.Now()
+	if _, err := db.active.f.WriteAt(wbuf, base); err != nil {
+		return db.fail("write", err)
+	}
+	if !db.noSync {
+		if err := fdatasync(db.active.f); err != nil {
+			return db.fail("fdatasync", err)
+		}
+	}
+	db.syncNanos.Add(uint64(time.Since(start)))
+	db.off += int64(len(wbuf))
+	db.hasData = true
+	entries := 0
+	for _, r := range batch {
+		entries += db.apply(r, base+int64(r.base))
+	}
+	if db.dirty {
+		db.compact()
+	}
+	db.commits.Add(1)
+	db.entries.Add(uint64(entries))
+	db.requests.Add(uint64(len(batch)))
+	if cap(wbuf) > 2*db.maxBatch {
+		wbuf = nil
+	}
+	db.wbuf = wbuf
+	return nil
+}
+
+// apply updates the in-memory state for a request whose records are durable
+// at offset base of the active segment. It returns the log entries written.
+func (db *DB) apply(r *request, base int64) int {
+	s := r.st
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch r.kind {
+	case opLogs:
+		for _, e := range r.ents {
+			l := loc{seg: db.active, off: base + int64(e.start), n: uint32(e.end - e.start)}
+			if s.set(e.index, l) {
+				db.dirty = true
+			}
+			s.cache[e.index%cacheSize] = cacheEnt{index: e.index, data: r.buf[e.payloadStart:e.end:e.end]}
+		}
+		return len(r.ents)
+	case opDelete:
+		s.deleteRange(r.min, r.max)
+		db.dirty = true
+	case opSet:
+		s.stable[string(r.key)] = append([]byte{}, r.val...)
+	}
+	return 0
+}
+
+// rotate seals the active segment (if any) and starts a new one whose first
+// records restate the whole state that is not log entries: every shard's
+// stable keys, and delete-range records covering every index that is not
+// live (below the first index, holes, above the last index). After that no
+// record of an older segment is needed except the log entries still indexed
+// into it, so a segment can be deleted as soon as its live count is 0, in any
+// order, without bringing back a deleted entry or an old stable value on
+// replay. (A delete-range record in a deleted segment may be what hid an
+// entry of an older segment still on disk; the restated ranges of every
+// later rotation hide it too.)
+func (db *DB) rotate() error {
+	if db.active != nil {
+		// Sealed and synced before the next segment exists, so that on
+		// recovery only the last segment can lack its seal.
+		if _, err := db.active.f.WriteAt(appendSealRecord(nil), db.off); err != nil {
+			return err
+		}
+		if !db.noSync {
+			if err := fdatasync(db.active.f); err != nil {
+				return err
+			}
+		}
+	}
+	seq := db.nextSeq
+	path := filepath.Join(db.dir, segName(seq))
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	// See preallocate: appends inside the file then do not change its
+	// size, so each commit's fdatasync need not write the inode.
+	if err := preallocate(f, db.segBytes); err != nil {
+		f.Close()
+		os.Remove(path)
+		return err
+	}
+	if !db.noSync {
+		// fsync, not fdatasync: the new size and allocation once, and the
+		// directory entry, before anything in the file counts.
+		if err := f.Sync(); err != nil {
+			f.Close()
+			return err
+		}
+		if err := syncDir(db.dir); err != nil {
+			f.Close()
+			return err
+		}
+	}
+	sg := &segment{seq: seq, path: path, f: f}
+	db.segMu.Lock()
+	db.segs[seq] = sg
+	db.segMu.Unlock()
+	db.nextSeq = seq + 1
+	db.active, db.off, db.hasData = sg, 0, false
+
+	buf := db.stateRecords(nil)
+	if len(buf) > 0 {
+		if _, err := f.WriteAt(buf, 0); err != nil {
+			return err
+		}
+		if !db.noSync {
+			if err := fdatasync(f); err != nil {
+				return err
+			}
+		}
+		db.off = int64(len(buf))
+	}
+	db.dirty = true // older segments may be deletable now
+	return nil
+}
+
+// stateRecords appends, for every shard, its stable keys and delete records
+// for the complement of its live indexes.
+func (db *DB) stateRecords(dst []byte) []byte {
+	db.shards.Range(func(_, v any) bool {
+		s := v.(*Store)
+		s.mu.RLock()
+		defer s.mu.RUnlock()
+		keys := make([]string, 0, len(s.stable))
+		for k := range s.stable {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			dst = appendSetRecord(dst, s.id, []byte(k), s.stable[k])
+		}
+		next := uint64(0) // lowest index not yet accounted for
+		for _, r := range s.runs {
+			if r.start > next {
+				dst = appendDeleteRecord(dst, s.id, next, r.start-1)
+			}
+			next = r.end()
+		}
+		if next != 0 || len(s.runs) == 0 {
+			dst = appendDeleteRecord(dst, s.id, next, ^uint64(0))
+		}
+		return true
+	})
+	return dst
+}
+
+// compact deletes every segment other than the active one that no index
+// entry points into any more.
+func (db *DB) compact() {
+	db.dirty = false
+	var dead []*segment
+	for _, sg := range db.segs {
+		if sg != db.active && sg.live == 0 {
+			dead = append(dead, sg)
+		}
+	}
+	if len(dead) == 0 {
+		return
+	}
+	db.segMu.Lock() // waits for reads of these files in progress
+	for _, sg := range dead {
+		delete(db.segs, sg.seq)
+	}
+	db.segMu.Unlock()
+	for _, sg := range dead {
+		if err := sg.f.Close(); err != nil {
+			db.log.Warn("walstore: close dead segment", "segment", sg.path, "err", err)
+		}
+		// No directory sync needed: a dead segment that reappears after a
+		// crash holds only records that later segments supersede.
+		if err := os.Remove(sg.path); err != nil {
+			db.log.Warn("walstore: remove dead segment", "segment", sg.path, "err", err)
+		}
+	}
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
