@@ -6,6 +6,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"crypto/hkdf"
 	"crypto/rand"
@@ -22,8 +23,10 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -231,6 +234,10 @@ func StartTuned(ctx context.Context, cfg config.Config, logger *slog.Logger, tun
 		return fail(fmt.Errorf("node: cluster mesh on %s: %w", cfg.ClusterAddr, err))
 	}
 
+	// Raft may apply entries (a restarted node catching up) before the hub
+	// and the cluster exist: the callbacks read them through atomics.
+	var hubP atomic.Pointer[presence.Hub]
+	var clP atomic.Pointer[cluster.Cluster]
 	var hub *presence.Hub
 	var cl *cluster.Cluster
 	raftLogger := hclog.New(&hclog.LoggerOptions{Name: "raft-net", Level: hclog.Error, Output: io.Discard})
@@ -246,12 +253,18 @@ func StartTuned(ctx context.Context, cfg config.Config, logger *slog.Logger, tun
 		Registerer:        n.Registry,
 		HeartbeatTimeout:  tune.RaftHeartbeat,
 		RemoteReceipt: func(ctx context.Context, sender, by int64, ids []int64) error {
-			return cl.RemoteReceipt(ctx, sender, by, ids)
+			c := clP.Load()
+			if c == nil {
+				return relaylog.ErrNoLeader
+			}
+			return c.RemoteReceipt(ctx, sender, by, ids)
 		},
 		OnEvents: func(user int64) {
-			hub.NotifyEvents(user)
-			if cl != nil {
-				cl.EventsCommitted(user)
+			if h := hubP.Load(); h != nil {
+				h.NotifyEvents(user)
+			}
+			if c := clP.Load(); c != nil {
+				c.EventsCommitted(user)
 			}
 		},
 		Transport: func(shard int) (raft.Transport, error) {
@@ -270,10 +283,13 @@ func StartTuned(ctx context.Context, cfg config.Config, logger *slog.Logger, tun
 			ClusterAddr: advertised(cfg, n.Mesh.Addr()),
 		},
 		BindAddr: cfg.GossipAddr, AdvertiseAddr: cfg.AdvertiseAddr, Secret: cfg.ClusterSecret,
-		Join: cfg.Join, Logger: logger, Tuning: tune.Member,
+		Join: joinAddrs(cfg), Logger: logger, Tuning: tune.Member,
 		OnChange: func() {
-			if cl != nil {
-				cl.MembershipChanged()
+			// clP is stored after n.Members: seeing it, this goroutine
+			// also sees the membership.
+			if c := clP.Load(); c != nil {
+				c.MembershipChanged()
+				n.peersChanged()
 			}
 		},
 	})
@@ -286,10 +302,15 @@ func StartTuned(ctx context.Context, cfg config.Config, logger *slog.Logger, tun
 	}
 	cl = cluster.New(cluster.Options{
 		Log: n.Log, Members: members, Mesh: n.Mesh, Logger: logger,
-		Notify:    func(user int64) { hub.NotifyEvents(user) },
+		Notify: func(user int64) {
+			if h := hubP.Load(); h != nil {
+				h.NotifyEvents(user)
+			}
+		},
 		DeadGrace: tune.DeadGrace, ReconcileEvery: tune.ReconcileEvery,
 	})
 	n.Cluster = cl
+	clP.Store(cl)
 	hub = presence.New(presence.Options{
 		LastConnected:  cl.Router().LastConnected,
 		OnFirstSession: cl.UserOnline,
@@ -297,7 +318,9 @@ func StartTuned(ctx context.Context, cfg config.Config, logger *slog.Logger, tun
 		Remote:         cl.Presence(),
 	})
 	cl.SetHub(hub)
+	hubP.Store(hub)
 	n.Hub = hub
+	go n.reconnectLoop()
 
 	n.Edge = edge.New(edge.Options{
 		NodeID: cfg.NodeID, Region: cfg.Region, PublicURL: n.url,
@@ -454,6 +477,90 @@ func (n *Node) closeParts() error {
 		n.listener.Close()
 	}
 	return first
+}
+
+// PeersFile remembers the gossip addresses of the cluster's members, so that
+// a node restarted with its original command (no --join on the first node)
+// finds the cluster again.
+const PeersFile = "peers.json"
+
+func joinAddrs(cfg config.Config) []string {
+	addrs := append([]string(nil), cfg.Join...)
+	b, err := os.ReadFile(filepath.Join(cfg.DataDir, PeersFile))
+	if err != nil {
+		return addrs
+	}
+	var saved []string
+	if json.Unmarshal(b, &saved) != nil {
+		return addrs
+	}
+	seen := map[string]bool{}
+	for _, a := range addrs {
+		seen[a] = true
+	}
+	for _, a := range saved {
+		if !seen[a] {
+			seen[a] = true
+			addrs = append(addrs, a)
+		}
+	}
+	return addrs
+}
+
+// peersChanged saves the other members' gossip addresses (membership
+// OnChange; cheap and rare).
+func (n *Node) peersChanged() {
+	m := n.Members
+	if m == nil {
+		return
+	}
+	var addrs []string
+	for _, mem := range m.Members() {
+		if mem.NodeID != n.Config.NodeID && mem.Status != member.StatusLeft && mem.GossipAddr != "" {
+			addrs = append(addrs, mem.GossipAddr)
+		}
+	}
+	if len(addrs) == 0 {
+		return
+	}
+	sort.Strings(addrs)
+	b, _ := json.Marshal(addrs)
+	path := filepath.Join(n.Config.DataDir, PeersFile)
+	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, b) {
+		return
+	}
+	tmp := path + ".tmp"
+	if os.WriteFile(tmp, b, 0o600) == nil {
+		os.Rename(tmp, path)
+	}
+}
+
+// reconnectLoop contacts dead members every few seconds: memberlist never
+// probes them again, so after a partition heals the two sides would stay
+// apart (each listing the other as dead) until one reached out.
+func (n *Node) reconnectLoop() {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.quit:
+			return
+		case <-t.C:
+		}
+		var dead []string
+		for _, m := range n.Members.Members() {
+			if m.Status == member.StatusDead && m.GossipAddr != "" {
+				dead = append(dead, m.GossipAddr)
+			}
+		}
+		if len(dead) > 0 {
+			if k, err := n.Members.Rejoin(dead); k > 0 {
+				n.Logger.Info("reconnected to members declared dead", "contacted", k)
+			} else if err != nil {
+				n.Logger.Debug("reconnect to dead members failed", "err", err)
+			}
+		}
+	}
 }
 
 // bootstrapWhenExpected waits until expect nodes are alive; then the one

@@ -613,6 +613,22 @@ func (m *Membership) joinLoop(ctx context.Context, addrs []string) {
 	}
 }
 
+// Rejoin contacts addrs (gossip addresses) and merges their view of the
+// cluster with this one. Memberlist never probes a node it declared dead, so
+// after a partition heals, or after this node restarts with no --join, the
+// two sides stay apart until one of them contacts the other: the node calls
+// this periodically with the addresses of dead and remembered members.
+func (m *Membership) Rejoin(addrs []string) (int, error) {
+	if len(addrs) == 0 {
+		return 0, nil
+	}
+	n, err := m.list.Join(addrs)
+	if n > 0 {
+		m.joined.Store(true)
+	}
+	return n, err
+}
+
 // gossipKey derives the memberlist encryption key from the cluster secret.
 func gossipKey(secret string) ([]byte, error) {
 	key, err := hkdf.Key(sha256.New, []byte(secret), nil, gossipKeyInfo, gossipKeyLength)
