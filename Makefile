@@ -41,3 +41,15 @@ bench:
 
 clean:
 	rm -rf bin data
+
+# Multi-process and Docker end-to-end tests of the real binary (e2e/): three
+# and five nodes under load, SIGKILL, SIGSTOP, SIGTERM, restart, and a
+# Docker network partition (skipped when Docker is not usable; E2E_DOCKER=0
+# skips it too). `make test` runs the short form of the same tests; `soak`
+# keeps the load running 2 minutes after every fault.
+.PHONY: test-cluster
+test-cluster:
+	$(GO) test -tags $(TAGS) -count=1 -timeout 20m -v ./e2e/
+
+soak:
+	E2E_SOAK=1 $(GO) test -tags $(TAGS) -count=1 -timeout 60m -v ./e2e/
