@@ -2,55 +2,86 @@ package sharedlog
 
 import (
 	"fmt"
-	"io"
-	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"github.com/edgenode/edgenode/relaylog/storetest"
 )
 
-// BenchmarkRaftApply runs S single-voter raft groups in one process, all
-// logging to one shared bolt file ("shared") or each to its own raft-boltdb
-// file ("boltdb", the reference), fsync on, and C goroutines that each call
-// Apply with a 250-byte command on the next shard (round-robin over a global
-// counter) and wait for the future. One op is one Apply. The groups are
-// started once per sub-benchmark and reused across its b.N rounds; only the
-// applies are timed.
-//
-// Metrics: applies/s, entries/commit (log entries per fsync pair: DB.Stats
-// for shared, entries per StoreLogs call for boltdb), p50-ms and p99-ms of
-// Apply-to-future latency.
+// BenchmarkRaftApply compares one shared bolt file ("shared") with one
+// raft-boltdb file per shard ("boltdb", the reference); see
+// storetest.BenchRaftApply. For boltdb, entries/commit is entries per
+// StoreLogs call (one bolt transaction, one fsync pair each).
 func BenchmarkRaftApply(b *testing.B) {
-	for _, store := range []string{"shared", "boltdb"} {
-		for _, shards := range []int{1, 8, 32, 64} {
-			for _, conc := range []int{256, 1024} {
-				var env *benchEnv
-				b.Run(fmt.Sprintf("store=%s/shards=%d/C=%d", store, shards, conc), func(b *testing.B) {
-					if env == nil {
-						env = newBenchEnv(b, store, shards)
-					}
-					env.run(b, conc)
-				})
-				if env != nil {
-					env.close(b)
-				}
-			}
-		}
-	}
+	storetest.BenchRaftApply(b, []int{1, 8, 32, 64}, []int{256, 1024}, target, boltdbTarget)
 }
 
-type benchEnv struct {
-	dir     string
-	rafts   []*raft.Raft
-	shared  *DB
-	boltdbs []*countingBoltStore
+// BenchmarkStoreLogs measures the store's own cost per call (no raft, no
+// fsync); see storetest.BenchStoreLogs.
+func BenchmarkStoreLogs(b *testing.B) { storetest.BenchStoreLogs(b, target) }
+
+// BenchmarkGetLog measures one read of a 250-byte entry.
+func BenchmarkGetLog(b *testing.B) { storetest.BenchGetLog(b, target) }
+
+// boltdbTarget is one raft-boltdb file per shard, opened on first use.
+var boltdbTarget = storetest.Target{
+	Name: "boltdb",
+	Open: func(tb testing.TB, dir string, _ storetest.Options) (storetest.DB, error) {
+		return &boltdbPerShard{tb: tb, dir: dir, shards: make(map[int]*countingBoltStore)}, nil
+	},
+}
+
+type boltdbPerShard struct {
+	tb     testing.TB
+	dir    string
+	mu     sync.Mutex
+	shards map[int]*countingBoltStore
+}
+
+func (d *boltdbPerShard) Shard(id int) storetest.Store {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if s, ok := d.shards[id]; ok {
+		return s
+	}
+	bs, err := raftboltdb.NewBoltStore(filepath.Join(d.dir, fmt.Sprintf("shard-%d.db", id)))
+	if err != nil {
+		d.tb.Fatal(err)
+	}
+	s := &countingBoltStore{BoltStore: bs}
+	d.shards[id] = s
+	return s
+}
+
+func (d *boltdbPerShard) Stats() storetest.Stats {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var st storetest.Stats
+	for _, s := range d.shards {
+		st.Commits += s.calls.Load()
+		st.Requests += s.calls.Load()
+		st.Entries += s.entries.Load()
+	}
+	return st
+}
+
+func (d *boltdbPerShard) QueueLen() int { return 0 }
+
+func (d *boltdbPerShard) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var firstErr error
+	for _, s := range d.shards {
+		if err := s.Close(); err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
+	return firstErr
 }
 
 // countingBoltStore counts StoreLogs calls (one bolt transaction, one fsync
@@ -68,239 +99,4 @@ func (c *countingBoltStore) StoreLogs(logs []*raft.Log) error {
 
 func (c *countingBoltStore) StoreLog(l *raft.Log) error {
 	return c.StoreLogs([]*raft.Log{l})
-}
-
-type nopFSM struct{ n atomic.Uint64 }
-
-func (f *nopFSM) Apply(*raft.Log) any                 { f.n.Add(1); return nil }
-func (f *nopFSM) Snapshot() (raft.FSMSnapshot, error) { return nopSnap{}, nil }
-func (f *nopFSM) Restore(rc io.ReadCloser) error      { return rc.Close() }
-
-type nopSnap struct{}
-
-func (nopSnap) Persist(sink raft.SnapshotSink) error { return sink.Close() }
-func (nopSnap) Release()                             {}
-
-func benchConfig(id string) *raft.Config {
-	conf := raft.DefaultConfig()
-	conf.LocalID = raft.ServerID(id)
-	// "tuned" of MEASURED.md.
-	conf.MaxAppendEntries = 512
-	conf.BatchApplyCh = true
-	conf.CommitTimeout = 50 * time.Millisecond
-	conf.SnapshotThreshold = 1 << 40 // no snapshot during the benchmark
-	conf.TrailingLogs = 8192
-	// Only to elect the single voter quickly at start; a one-voter group
-	// sends no heartbeats, so these do not affect throughput.
-	conf.HeartbeatTimeout = 100 * time.Millisecond
-	conf.ElectionTimeout = 100 * time.Millisecond
-	conf.LeaderLeaseTimeout = 100 * time.Millisecond
-	conf.Logger = hclog.New(&hclog.LoggerOptions{Output: io.Discard, Level: hclog.Error})
-	return conf
-}
-
-func newBenchEnv(b *testing.B, store string, shards int) *benchEnv {
-	b.Helper()
-	dir, err := os.MkdirTemp("", "sharedlog-bench-")
-	if err != nil {
-		b.Fatal(err)
-	}
-	env := &benchEnv{dir: dir}
-	if store == "shared" {
-		env.shared, err = Open(Options{Path: filepath.Join(dir, "shared.db")})
-		if err != nil {
-			b.Fatal(err)
-		}
-	}
-	for i := 0; i < shards; i++ {
-		var logs raft.LogStore
-		var stable raft.StableStore
-		if store == "shared" {
-			s := env.shared.Shard(i)
-			logs, stable = s, s
-		} else {
-			bs, err := raftboltdb.NewBoltStore(filepath.Join(dir, fmt.Sprintf("shard-%d.db", i)))
-			if err != nil {
-				b.Fatal(err)
-			}
-			cs := &countingBoltStore{BoltStore: bs}
-			env.boltdbs = append(env.boltdbs, cs)
-			logs, stable = cs, bs
-		}
-		snapDir := filepath.Join(dir, fmt.Sprintf("snap-%d", i))
-		snaps, err := raft.NewFileSnapshotStore(snapDir, 1, io.Discard)
-		if err != nil {
-			b.Fatal(err)
-		}
-		id := fmt.Sprintf("s%d", i)
-		addr, trans := raft.NewInmemTransport(raft.ServerAddress(id))
-		r, err := raft.NewRaft(benchConfig(id), &nopFSM{}, logs, stable, snaps, trans)
-		if err != nil {
-			b.Fatal(err)
-		}
-		cfg := raft.Configuration{Servers: []raft.Server{{ID: raft.ServerID(id), Address: addr}}}
-		if err := r.BootstrapCluster(cfg).Error(); err != nil {
-			b.Fatal(err)
-		}
-		env.rafts = append(env.rafts, r)
-	}
-	for _, r := range env.rafts {
-		waitFor(b, 30*time.Second, "leader", func() bool { return r.State() == raft.Leader })
-	}
-	return env
-}
-
-// commits returns fsync-pair commits and log entries written so far.
-func (env *benchEnv) commits() (commits, entries uint64) {
-	if env.shared != nil {
-		st := env.shared.Stats()
-		return st.Commits, st.Entries
-	}
-	for _, c := range env.boltdbs {
-		commits += c.calls.Load()
-		entries += c.entries.Load()
-	}
-	return commits, entries
-}
-
-func (env *benchEnv) run(b *testing.B, conc int) {
-	cmd := make([]byte, 250) // read-only, shared by all applies
-	for i := range cmd {
-		cmd[i] = byte('a' + i%26)
-	}
-	n := b.N
-	lat := make([]time.Duration, n)
-	c0, e0 := env.commits()
-	var s0 uint64
-	if env.shared != nil {
-		s0 = env.shared.Stats().SyncNanos
-	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	b.ResetTimer()
-	start := time.Now()
-	for g := 0; g < conc; g++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := next.Add(1) - 1
-				if i >= int64(n) {
-					return
-				}
-				r := env.rafts[int(i)%len(env.rafts)]
-				t0 := time.Now()
-				if err := r.Apply(cmd, 30*time.Second).Error(); err != nil {
-					b.Error(err)
-					return
-				}
-				lat[i] = time.Since(t0)
-			}
-		}()
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	b.StopTimer()
-	c1, e1 := env.commits()
-	slices.Sort(lat)
-	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-	b.ReportMetric(float64(n)/elapsed.Seconds(), "applies/s")
-	if c1 > c0 {
-		b.ReportMetric(float64(e1-e0)/float64(c1-c0), "entries/commit")
-		b.ReportMetric(float64(c1-c0)/elapsed.Seconds(), "commits/s")
-		if env.shared != nil {
-			b.ReportMetric(float64(env.shared.Stats().SyncNanos-s0)/1e3/float64(c1-c0), "commit-us")
-		}
-	}
-	b.ReportMetric(ms(lat[n/2]), "p50-ms")
-	b.ReportMetric(ms(lat[n*99/100]), "p99-ms")
-}
-
-func (env *benchEnv) close(b *testing.B) {
-	var wg sync.WaitGroup
-	for _, r := range env.rafts {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := r.Shutdown().Error(); err != nil {
-				b.Error(err)
-			}
-		}()
-	}
-	wg.Wait()
-	if env.shared != nil {
-		if err := env.shared.Close(); err != nil {
-			b.Error(err)
-		}
-	}
-	for _, c := range env.boltdbs {
-		if err := c.Close(); err != nil {
-			b.Error(err)
-		}
-	}
-	if err := os.RemoveAll(env.dir); err != nil {
-		b.Error(err)
-	}
-}
-
-// BenchmarkStoreLogs measures the store's own cost per call (no raft, no
-// fsync): 64 entries of 250 bytes per StoreLogs, as a raft leader batches.
-// allocs/op here are the store's allocations for 64 entries.
-func BenchmarkStoreLogs(b *testing.B) {
-	db, err := Open(Options{Path: filepath.Join(b.TempDir(), "s.db"), NoSync: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer db.Close()
-	s := db.Shard(0)
-	logs := make([]*raft.Log, 64)
-	now := time.Now()
-	for i := range logs {
-		logs[i] = &raft.Log{Term: 1, Data: make([]byte, 250), AppendedAt: now}
-	}
-	idx := uint64(0)
-	b.ReportAllocs()
-	b.ResetTimer()
-	for b.Loop() {
-		for _, l := range logs {
-			idx++
-			l.Index = idx
-		}
-		if err := s.StoreLogs(logs); err != nil {
-			b.Fatal(err)
-		}
-		// Keep the bucket small, as raft's compaction does.
-		if idx%8192 == 0 {
-			if err := s.DeleteRange(0, idx-4096); err != nil {
-				b.Fatal(err)
-			}
-		}
-	}
-	b.ReportMetric(float64(b.N*len(logs))/b.Elapsed().Seconds(), "entries/s")
-}
-
-// BenchmarkGetLog measures one read of a 250-byte entry.
-func BenchmarkGetLog(b *testing.B) {
-	db, err := Open(Options{Path: filepath.Join(b.TempDir(), "s.db"), NoSync: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer db.Close()
-	s := db.Shard(0)
-	logs := make([]*raft.Log, 1024)
-	for i := range logs {
-		logs[i] = &raft.Log{Index: uint64(i + 1), Term: 1, Data: make([]byte, 250), AppendedAt: time.Now()}
-	}
-	if err := s.StoreLogs(logs); err != nil {
-		b.Fatal(err)
-	}
-	var l raft.Log
-	i := 0
-	b.ReportAllocs()
-	for b.Loop() {
-		i++
-		if err := s.GetLog(uint64(i%1024+1), &l); err != nil {
-			b.Fatal(err)
-		}
-	}
 }

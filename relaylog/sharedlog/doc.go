@@ -54,7 +54,7 @@
 // Shard n has two top-level buckets: "logs/n" with keys the big-endian uint64
 // log index (so cursor order is index order and FirstIndex/LastIndex are one
 // cursor step) and values in a compact binary encoding of raft.Log (see
-// appendLog), and "stable/n" for the raft.StableStore keys. Buckets are created
+// relaylog/logcodec), and "stable/n" for the raft.StableStore keys. Buckets are created
 // by the first write of a shard; reads of a shard never written see an empty
 // store.
 package sharedlog

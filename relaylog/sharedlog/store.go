@@ -1,12 +1,15 @@
 package sharedlog
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
 
 	"github.com/hashicorp/raft"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/edgenode/edgenode/relaylog/logcodec"
 )
 
 // Store is one shard's raft.LogStore and raft.StableStore inside a DB. Writes
@@ -76,8 +79,8 @@ func (s *Store) GetLog(index uint64, log *raft.Log) error {
 	if v == nil {
 		return raft.ErrLogNotFound
 	}
-	if err := decodeLog(index, v, log); err != nil {
-		return fmt.Errorf("%w: shard %d index %d", err, s.id, index)
+	if err := logcodec.DecodeLog(index, v, log); err != nil {
+		return fmt.Errorf("sharedlog: shard %d index %d: %w", s.id, index, err)
 	}
 	return nil
 }
@@ -97,14 +100,14 @@ func (s *Store) StoreLogs(logs []*raft.Log) error {
 	r := getRequest(s, opLogs)
 	n := 0
 	for _, l := range logs {
-		n += 8 + encodedLogSize(l)
+		n += 8 + logcodec.MaxSize(l)
 	}
 	r.buf = slices.Grow(r.buf[:0], n)
 	for _, l := range logs {
 		var key [8]byte
 		putUint64(key[:], l.Index)
 		r.buf = append(r.buf, key[:]...)
-		r.buf = appendLog(r.buf, l)
+		r.buf = logcodec.AppendLog(r.buf, l)
 		r.ends = append(r.ends, len(r.buf))
 	}
 	return s.db.do(r)
@@ -173,3 +176,8 @@ func (s *Store) GetUint64(key []byte) (uint64, error) {
 	}
 	return getUint64(v), nil
 }
+
+// Log keys are big-endian, so that bolt's key order is index order.
+func putUint64(b []byte, v uint64) { binary.BigEndian.PutUint64(b, v) }
+
+func getUint64(b []byte) uint64 { return binary.BigEndian.Uint64(b) }

@@ -14,7 +14,7 @@
 // (see preallocate for why), and a LOCK file (flock) against a second
 // process. Records are framed as [len u32][crc32c u32][type u8][shard
 // varint][payload] (see record.go): a raft log entry (index, then the
-// sharedlog binary encoding of raft.Log), a delete-range (min, max) or a
+// relaylog/logcodec binary encoding of raft.Log, as sharedlog), a delete-range (min, max) or a
 // stable-store set (key, value). A segment that is not the last ends with a
 // seal record.
 //

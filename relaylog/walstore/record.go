@@ -14,7 +14,7 @@ import (
 //	  byte     type
 //	  varint   shard id (zigzag, shard ids may be negative)
 //	  ...      type-specific fields:
-//	    recLog:    uvarint index, then the raft.Log encoding of appendLog
+//	    recLog:    uvarint index, then the raft.Log encoding of logcodec.AppendLog
 //	    recDelete: uvarint min, uvarint max (inclusive)
 //	    recSet:    uvarint len(key), key, value (the rest of the body)
 //	    recSeal:   nothing (shard 0); the segment ends here

@@ -9,6 +9,8 @@ import (
 	"sync"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/edgenode/edgenode/relaylog/logcodec"
 )
 
 // cacheSize is the number of most recently written entries per shard whose
@@ -190,8 +192,8 @@ func (s *Store) GetLog(index uint64, log *raft.Log) error {
 	l := s.runs[i].locs[index-s.runs[i].start]
 	if c := s.cache[index%cacheSize]; c.index == index && c.data != nil {
 		s.mu.RUnlock()
-		if err := decodeLog(index, c.data, log); err != nil {
-			return fmt.Errorf("%w: shard %d index %d", err, s.id, index)
+		if err := logcodec.DecodeLog(index, c.data, log); err != nil {
+			return fmt.Errorf("walstore: shard %d index %d: %w", s.id, index, err)
 		}
 		return nil
 	}
@@ -214,8 +216,8 @@ func (s *Store) GetLog(index uint64, log *raft.Log) error {
 	if err != nil || rec.typ != recLog || rec.shard != s.id || rec.index != index {
 		return fmt.Errorf("walstore: corrupt record for shard %d index %d in %s at offset %d", s.id, index, l.seg.path, l.off)
 	}
-	if err := decodeLog(index, rec.payload, log); err != nil {
-		return fmt.Errorf("%w: shard %d index %d", err, s.id, index)
+	if err := logcodec.DecodeLog(index, rec.payload, log); err != nil {
+		return fmt.Errorf("walstore: shard %d index %d: %w", s.id, index, err)
 	}
 	return nil
 }
@@ -236,7 +238,7 @@ func (s *Store) StoreLogs(logs []*raft.Log) error {
 	r := getRequest(s, opLogs)
 	n := 0
 	for _, l := range logs {
-		n += maxRecordOverhead + encodedLogSize(l)
+		n += maxRecordOverhead + logcodec.MaxSize(l)
 	}
 	// A fresh buffer: after the commit the shard's cache points into it.
 	buf := make([]byte, 0, n)
@@ -245,7 +247,7 @@ func (s *Store) StoreLogs(logs []*raft.Log) error {
 		buf, st = beginRecord(buf, recLog, s.id)
 		buf = binary.AppendUvarint(buf, l.Index)
 		p := len(buf)
-		buf = appendLog(buf, l)
+		buf = logcodec.AppendLog(buf, l)
 		finishRecord(buf, st)
 		r.ents = append(r.ents, entRef{index: l.Index, start: st, end: len(buf), payloadStart: p})
 	}

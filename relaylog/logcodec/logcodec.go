@@ -1,17 +1,12 @@
-package walstore
-
-import (
-	"encoding/binary"
-	"errors"
-	"time"
-
-	"github.com/hashicorp/raft"
-)
-
-// Log value encoding, copied from relaylog/sharedlog (the index is in the
-// record header, not repeated here):
+// Package logcodec is the binary encoding of a raft.Log used by the shared
+// log stores of relaylog (sharedlog as bolt values, walstore as the payload
+// of its log records). The encoding is part of their on-disk formats: it must
+// not change, except by a new format version byte that both still decode.
 //
-//	byte     format version (logFormatV1)
+// Encoding (the index is not included: both stores keep it in their own key
+// or record header and pass it to DecodeLog):
+//
+//	byte     format version (1)
 //	uvarint  Term
 //	byte     Type
 //	byte     flags: bit0 AppendedAt is non-zero
@@ -25,22 +20,34 @@ import (
 // AppendedAt keeps its instant to the nanosecond and decodes in the Local
 // location, like time.Now(); its monotonic clock reading cannot be stored (no
 // encoding can), so a decoded log equals the original with AppendedAt.Round(0).
-const logFormatV1 = 1
+package logcodec
+
+import (
+	"encoding/binary"
+	"errors"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+const formatV1 = 1
 
 const flagAppendedAt = 1
 
-var errCorrupt = errors.New("walstore: corrupt log entry")
+// ErrCorrupt is returned by DecodeLog for input that is not a valid encoding.
+var ErrCorrupt = errors.New("logcodec: corrupt log entry")
 
-// maxEncodedHeader bounds everything but the Data and Extensions bytes.
-const maxEncodedHeader = 1 + binary.MaxVarintLen64 + 1 + 1 + binary.MaxVarintLen64 + binary.MaxVarintLen32 + 2*binary.MaxVarintLen64
+// maxHeader bounds everything but the Data and Extensions bytes.
+const maxHeader = 1 + binary.MaxVarintLen64 + 1 + 1 + binary.MaxVarintLen64 + binary.MaxVarintLen32 + 2*binary.MaxVarintLen64
 
-func encodedLogSize(l *raft.Log) int {
-	return maxEncodedHeader + len(l.Data) + len(l.Extensions)
+// MaxSize returns an upper bound of the encoded size of l, for sizing buffers.
+func MaxSize(l *raft.Log) int {
+	return maxHeader + len(l.Data) + len(l.Extensions)
 }
 
-// appendLog appends the encoding of l to dst.
-func appendLog(dst []byte, l *raft.Log) []byte {
-	dst = append(dst, logFormatV1)
+// AppendLog appends the encoding of l (all fields but Index) to dst.
+func AppendLog(dst []byte, l *raft.Log) []byte {
+	dst = append(dst, formatV1)
 	dst = binary.AppendUvarint(dst, l.Term)
 	dst = append(dst, byte(l.Type))
 	if l.AppendedAt.IsZero() {
@@ -63,20 +70,24 @@ func appendBytes(dst, b []byte) []byte {
 	return append(dst, b...)
 }
 
-// decodeLog decodes v (which may be a reused read buffer) into l, copying Data
-// and Extensions into one new allocation.
-func decodeLog(index uint64, v []byte, l *raft.Log) error {
-	if len(v) < 1 || v[0] != logFormatV1 {
-		return errCorrupt
+// DecodeLog decodes v, the whole of one encoding, into l with the given
+// index. It does not retain v (which may live in an mmap or a reused read
+// buffer): Data and Extensions are copied into one new allocation, with
+// their capacities clipped so that an append to one cannot overwrite the
+// other. Nil and empty Data and Extensions are told apart. It returns
+// ErrCorrupt if v is truncated, has trailing bytes or an unknown version.
+func DecodeLog(index uint64, v []byte, l *raft.Log) error {
+	if len(v) < 1 || v[0] != formatV1 {
+		return ErrCorrupt
 	}
 	p := 1
 	term, n := binary.Uvarint(v[p:])
 	if n <= 0 {
-		return errCorrupt
+		return ErrCorrupt
 	}
 	p += n
 	if len(v) < p+2 {
-		return errCorrupt
+		return ErrCorrupt
 	}
 	typ := raft.LogType(v[p])
 	flags := v[p+1]
@@ -85,23 +96,23 @@ func decodeLog(index uint64, v []byte, l *raft.Log) error {
 	if flags&flagAppendedAt != 0 {
 		sec, n := binary.Varint(v[p:])
 		if n <= 0 {
-			return errCorrupt
+			return ErrCorrupt
 		}
 		p += n
 		nsec, n := binary.Uvarint(v[p:])
 		if n <= 0 || nsec >= 1e9 {
-			return errCorrupt
+			return ErrCorrupt
 		}
 		p += n
 		at = time.Unix(sec, int64(nsec))
 	}
 	data, dataNil, p, ok := readBytes(v, p)
 	if !ok {
-		return errCorrupt
+		return ErrCorrupt
 	}
 	ext, extNil, p, ok := readBytes(v, p)
 	if !ok || p != len(v) {
-		return errCorrupt
+		return ErrCorrupt
 	}
 
 	// One allocation for both byte slices; the capacity of each is clipped
