@@ -47,6 +47,20 @@ func readBody(w http.ResponseWriter, r *http.Request) (*[]byte, *wire.Error) {
 	return bp, nil
 }
 
+// decodeBody reads the request body into a pooled buffer and decodes it.
+// Decoders copy what they keep (encoding/json copies strings), so the buffer
+// goes back to the pool at once.
+func decodeBody[T any](w http.ResponseWriter, r *http.Request, decode func([]byte) (T, *wire.Error)) (T, *wire.Error) {
+	bp, werr := readBody(w, r)
+	if werr != nil {
+		var zero T
+		return zero, werr
+	}
+	v, werr := decode(*bp)
+	bodyPool.Put(bp)
+	return v, werr
+}
+
 func pathID(r *http.Request, name string) (int64, *wire.Error) {
 	v := r.PathValue(name)
 	id, err := strconv.ParseInt(v, 10, 64)
@@ -65,12 +79,9 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request, user int64) 
 		s.m.sends.WithLabelValues("rate_limited").Inc()
 		return &wire.Error{Code: wire.CodeRateLimited, Message: "too many messages; slow down", RetryAfter: wait}
 	}
-	bp, werr := readBody(w, r)
-	if werr != nil {
-		return werr
-	}
-	req, werr := wire.DecodeNewMessageRequest(*bp, s.opts.MaxContentBytes)
-	bodyPool.Put(bp)
+	req, werr := decodeBody(w, r, func(b []byte) (wire.NewMessageRequest, *wire.Error) {
+		return wire.DecodeNewMessageRequest(b, s.opts.MaxContentBytes)
+	})
 	if werr != nil {
 		s.m.sends.WithLabelValues("invalid").Inc()
 		return werr
@@ -183,12 +194,7 @@ func (s *Server) handleRead(w http.ResponseWriter, r *http.Request, user int64) 
 	if werr != nil {
 		return werr
 	}
-	bp, werr := readBody(w, r)
-	if werr != nil {
-		return werr
-	}
-	req, werr := wire.DecodeReadRequest(*bp)
-	bodyPool.Put(bp)
+	req, werr := decodeBody(w, r, wire.DecodeReadRequest)
 	if werr != nil {
 		return werr
 	}
@@ -206,12 +212,7 @@ func (s *Server) handleTyping(w http.ResponseWriter, r *http.Request, user int64
 	if werr != nil {
 		return werr
 	}
-	bp, werr := readBody(w, r)
-	if werr != nil {
-		return werr
-	}
-	req, werr := wire.DecodeTypingRequest(*bp)
-	bodyPool.Put(bp)
+	req, werr := decodeBody(w, r, wire.DecodeTypingRequest)
 	if werr != nil {
 		return werr
 	}
@@ -230,12 +231,7 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request, user int64
 }
 
 func (s *Server) handleDeviceAdd(w http.ResponseWriter, r *http.Request, user int64) *wire.Error {
-	bp, werr := readBody(w, r)
-	if werr != nil {
-		return werr
-	}
-	req, werr := wire.DecodeDeviceRequest(*bp)
-	bodyPool.Put(bp)
+	req, werr := decodeBody(w, r, wire.DecodeDeviceRequest)
 	if werr != nil {
 		return werr
 	}
