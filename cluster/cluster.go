@@ -48,6 +48,9 @@ type Cluster struct {
 	hints  map[int]string // shard → last known leader
 	// lastTransfer spaces out balancing leadership transfers per shard.
 	lastTransfer map[int]time.Time
+	// draining holds nodes that announced their shutdown, with when: no
+	// leadership is handed to them meanwhile.
+	draining map[string]time.Time
 
 	kick   chan struct{}
 	stop   chan struct{}
@@ -175,28 +178,58 @@ func (p *remotePresence) Typing(from, to int64, typing bool) {
 }
 
 // Drain hands the leadership of every shard this node leads to another
-// voter, so that a stopping node's shards keep taking writes.
+// voter, so that a stopping node's shards keep taking writes. It first tells
+// every member, so that their placement does not hand a shard straight back
+// (gossip's "left" arrives too late for that), then repeats the transfers
+// until this node leads nothing or ctx ends.
 func (c *Cluster) Drain(ctx context.Context) {
 	var wg sync.WaitGroup
-	for shard := 0; shard < c.log.Shards(); shard++ {
-		r := c.log.Raft(shard)
-		if r.State() != raft.Leader || len(c.voters(shard)) < 2 {
+	for _, m := range c.opts.Members.Alive() {
+		if m.NodeID == c.self {
 			continue
 		}
 		wg.Add(1)
-		go func(shard int, r *raft.Raft) {
+		go func(node string) {
 			defer wg.Done()
-			if err := r.LeadershipTransfer().Error(); err != nil {
-				c.opts.Logger.Warn("leadership transfer failed", "shard", shard, "err", err)
+			actx, cancel := context.WithTimeout(ctx, time.Second)
+			defer cancel()
+			_, _ = c.rpc(actx, node, 0, &wire.CallRequest{Op: wire.OpDraining})
+		}(m.NodeID)
+	}
+	wg.Wait()
+	for {
+		leading := 0
+		for shard := 0; shard < c.log.Shards(); shard++ {
+			r := c.log.Raft(shard)
+			if r.State() != raft.Leader || len(c.voters(shard)) < 2 {
+				continue
 			}
-		}(shard, r)
+			leading++
+			wg.Add(1)
+			go func(shard int, r *raft.Raft) {
+				defer wg.Done()
+				if err := r.LeadershipTransfer().Error(); err != nil {
+					c.opts.Logger.Warn("leadership transfer failed", "shard", shard, "err", err)
+				}
+			}(shard, r)
+		}
+		wg.Wait()
+		if leading == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-	}
+}
+
+func (c *Cluster) isDraining(node string) bool {
+	c.hintMu.Lock()
+	defer c.hintMu.Unlock()
+	at, ok := c.draining[node]
+	return ok && time.Since(at) < time.Minute
 }
 
 // Close stops the cluster's loops.
@@ -259,7 +292,18 @@ func (c *Cluster) serveCall(s net.Conn, from string, shard int) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.opts.CallTimeout)
 	defer cancel()
-	resp := c.execute(ctx, &req)
+	var resp *wire.CallResponse
+	if req.Op == wire.OpDraining {
+		c.hintMu.Lock()
+		if c.draining == nil {
+			c.draining = make(map[string]time.Time)
+		}
+		c.draining[from] = time.Now()
+		c.hintMu.Unlock()
+		resp = &wire.CallResponse{}
+	} else {
+		resp = c.execute(ctx, &req)
+	}
 	_ = wire.WriteNodeFrame(s, resp)
 }
 

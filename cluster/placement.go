@@ -166,7 +166,7 @@ func (c *Cluster) reconcileShard(shard int, r *raft.Raft, alive []member.Member,
 		for _, id := range surplus {
 			if id == c.self {
 				// Hand over first; the next leader removes this node.
-				if next := firstVoter(target, voters, c.self); next != "" {
+				if next := firstVoter(target, voters, c.self); next != "" && !c.isDraining(next) {
 					log.Info("leaving shard: transferring leadership", "to", next)
 					_ = r.LeadershipTransferToServer(raft.ServerID(next), raft.ServerAddress(next)).Error()
 				}
@@ -194,7 +194,7 @@ func (c *Cluster) reconcileShard(shard int, r *raft.Raft, alive []member.Member,
 	// 3. Leadership goes to the preferred (highest-scoring) voter, which
 	// spreads leaders over the nodes; at most once per shard per
 	// transferEvery, so that a flapping view cannot bounce leaders.
-	if allTargetsVote && len(target) > 1 && target[0] != c.self && c.transferAllowed(shard) && c.caughtUp(shard, r, target[0]) {
+	if allTargetsVote && len(target) > 1 && target[0] != c.self && !c.isDraining(target[0]) && c.transferAllowed(shard) && c.caughtUp(shard, r, target[0]) {
 		log.Info("transferring leadership to the preferred voter", "to", target[0])
 		_ = r.LeadershipTransferToServer(raft.ServerID(target[0]), raft.ServerAddress(target[0])).Error()
 	}

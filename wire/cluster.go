@@ -36,6 +36,7 @@ const (
 	OpShardProgress = "shard_progress"
 	OpDelivered     = "delivered" // a DELIVERED receipt for User's queue, by From, of IDs
 	OpStatus        = "status"    // is User online anywhere (Found) and last seen (At)
+	OpDraining      = "draining"  // the calling node is shutting down: hand it no leadership
 )
 
 // CallRequest is a client call forwarded to the node that leads the shard.
