@@ -34,6 +34,10 @@ type Config struct {
 	BootstrapExpect int      // --bootstrap-expect: nodes to wait for before forming a new cluster
 	Shards          int      // --shards: shard count of a new cluster; 0 = the store's built-in default
 	ClusterSecret   string   // --cluster-secret: "" = generated on first start; else at least 32 bytes
+	GossipProfile   string   // --gossip-profile: "lan" or "wan" memberlist timings
+	ClusterCA       string   // --cluster-ca: PEM CA of the mesh instead of the one derived from the secret
+	ClusterCert     string   // --cluster-cert: this node's mesh certificate (node id as CN or DNS SAN)
+	ClusterKey      string   // --cluster-key: its private key
 
 	// Client authentication.
 	JWTSecret    string // --jwt-secret: HS256 secret, at least 32 bytes
@@ -111,6 +115,7 @@ func Defaults() Config {
 		ClusterAddr:           ":7947",
 		DataDir:               "./data",
 		Region:                "default",
+		GossipProfile:         "lan",
 		BootstrapExpect:       1,
 		PingInterval:          25 * time.Second,
 		APNSURL:               "https://api.push.apple.com",
@@ -330,6 +335,14 @@ var options = func() []*option {
 			integer(func(c *Config) *int { return &c.Shards })),
 		secret(o(gCluster, "cluster-secret", "SECRET", fmt.Sprintf("secret shared by every node, at least %d bytes; empty = generated on first start (see edgenode join-token)", MinSecretBytes),
 			str(func(c *Config) *string { return &c.ClusterSecret }))),
+		o(gCluster, "gossip-profile", "PROFILE", "membership timings: lan (default) or wan (slower probes and suspicion, for nodes across regions over the internet)",
+			oneOf(func(c *Config) *string { return &c.GossipProfile }, "lan", "wan")),
+		o(gCluster, "cluster-ca", "FILE", "PEM CA certificate for the node-to-node mesh, instead of the CA derived from the cluster secret (with --cluster-cert and --cluster-key)",
+			str(func(c *Config) *string { return &c.ClusterCA })),
+		o(gCluster, "cluster-cert", "FILE", "this node's PEM certificate for the mesh, naming its node id (CN or DNS SAN)",
+			str(func(c *Config) *string { return &c.ClusterCert })),
+		o(gCluster, "cluster-key", "FILE", "the PEM private key of --cluster-cert",
+			str(func(c *Config) *string { return &c.ClusterKey })),
 
 		secret(o(gAuth, "jwt-secret", "SECRET", fmt.Sprintf("HS256 secret for client tokens, at least %d bytes; prefer the environment variable", MinSecretBytes),
 			str(func(c *Config) *string { return &c.JWTSecret }))),

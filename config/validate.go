@@ -79,6 +79,9 @@ func (c *Config) problems() []problem {
 	if c.Shards < 0 || c.Shards > MaxShards {
 		add("shards", "%d is not between 0 (the default) and %d", c.Shards, MaxShards)
 	}
+	if n := btoi(c.ClusterCA != "") + btoi(c.ClusterCert != "") + btoi(c.ClusterKey != ""); n != 0 && n != 3 {
+		add("cluster-ca", "give --cluster-ca, --cluster-cert and --cluster-key together")
+	}
 	if c.ClusterSecret != "" && len(c.ClusterSecret) < MinSecretBytes {
 		add("cluster-secret", "is %d bytes; it must be at least %d (or empty to generate one)", len(c.ClusterSecret), MinSecretBytes)
 	}
@@ -250,4 +253,11 @@ func checkOrigin(o string) error {
 		return fmt.Errorf("%q is not an origin like https://app.example (scheme and host, no path or trailing slash)", o)
 	}
 	return nil
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

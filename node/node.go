@@ -219,6 +219,7 @@ func StartTuned(ctx context.Context, cfg config.Config, logger *slog.Logger, tun
 	}
 	n.Mesh, err = mesh.New(mesh.Options{
 		NodeID: cfg.NodeID, ListenAddr: cfg.ClusterAddr, Secret: cfg.ClusterSecret, Shards: meshShards, Logger: logger,
+		CAFile: cfg.ClusterCA, CertFile: cfg.ClusterCert, KeyFile: cfg.ClusterKey,
 		Resolve: func(id string) (string, bool) {
 			if members == nil {
 				return "", false
@@ -282,7 +283,7 @@ func StartTuned(ctx context.Context, cfg config.Config, logger *slog.Logger, tun
 			NodeID: cfg.NodeID, Region: cfg.Region, HTTPURL: n.url,
 			ClusterAddr: advertised(cfg, n.Mesh.Addr()),
 		},
-		BindAddr: cfg.GossipAddr, AdvertiseAddr: cfg.AdvertiseAddr, Secret: cfg.ClusterSecret,
+		BindAddr: cfg.GossipAddr, AdvertiseAddr: cfg.AdvertiseAddr, Secret: cfg.ClusterSecret, Profile: cfg.GossipProfile,
 		Join: joinAddrs(cfg), Logger: logger, Tuning: tune.Member,
 		OnChange: func() {
 			// clP is stored after n.Members: seeing it, this goroutine
