@@ -252,7 +252,7 @@ func (c *Cluster) Shards(ctx context.Context) []ShardInfo {
 }
 
 // transferEvery spaces out balancing transfers of one shard.
-const transferEvery = 30 * time.Second
+const transferEvery = 10 * time.Second
 
 func (c *Cluster) transferAllowed(shard int) bool {
 	c.hintMu.Lock()

@@ -49,9 +49,17 @@ type testNode struct {
 
 func startNode(t *testing.T, dir, region string, join ...string) *testNode {
 	t.Helper()
+	return startNodeWith(t, dir, region, []string{"--jwt-secret", jwtSecret}, join...)
+}
+
+// startNodeWith starts a node on loopback ports with fast test timings and
+// extra flags.
+func startNodeWith(t *testing.T, dir, region string, extra []string, join ...string) *testNode {
+	t.Helper()
 	args := []string{"--data-dir", dir, "--region", region, "--http-addr", "127.0.0.1:0",
 		"--gossip-addr", "127.0.0.1:0", "--cluster-addr", "127.0.0.1:0", "--advertise-addr", "127.0.0.1",
-		"--cluster-secret", clusterSecret, "--jwt-secret", jwtSecret, "--shards", "4", "--send-rate", "1000", "--send-burst", "1000"}
+		"--cluster-secret", clusterSecret, "--shards", "4", "--send-rate", "1000", "--send-burst", "1000"}
+	args = append(args, extra...)
 	if len(join) > 0 {
 		args = append(args, "--join", strings.Join(join, ","))
 	}
@@ -478,23 +486,7 @@ func TestBootstrapExpect(t *testing.T) {
 	}
 	base := t.TempDir()
 	start := func(name, region string, join ...string) *testNode {
-		args := []string{"--data-dir", filepath.Join(base, name), "--region", region, "--http-addr", "127.0.0.1:0",
-			"--gossip-addr", "127.0.0.1:0", "--cluster-addr", "127.0.0.1:0", "--advertise-addr", "127.0.0.1",
-			"--cluster-secret", clusterSecret, "--shards", "4", "--bootstrap-expect", "3"}
-		if len(join) > 0 {
-			args = append(args, "--join", strings.Join(join, ","))
-		}
-		cfg, err := config.Load(args, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		n, err := node.StartTuned(context.Background(), cfg, nil, fastTuning)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tn := &testNode{Node: n, region: region}
-		t.Cleanup(func() { tn.Shutdown(context.Background()) })
-		return tn
+		return startNodeWith(t, filepath.Join(base, name), region, []string{"--bootstrap-expect", "3"}, join...)
 	}
 	n1 := start("a", "eu")
 	n2 := start("b", "us", n1.Members.GossipAddr())
