@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -197,24 +198,29 @@ func (c *Cluster) Drain(ctx context.Context) {
 		}(m.NodeID)
 	}
 	wg.Wait()
+	// Bounded whatever ctx says: with no other voter alive there is nobody
+	// to hand a shard to, and a stopping node must still stop.
+	deadline := time.Now().Add(drainLimit)
 	for {
-		leading := 0
+		var leading, moved atomic.Int32
 		for shard := 0; shard < c.log.Shards(); shard++ {
 			r := c.log.Raft(shard)
 			if r.State() != raft.Leader || len(c.voters(shard)) < 2 {
 				continue
 			}
-			leading++
+			leading.Add(1)
 			wg.Add(1)
 			go func(shard int, r *raft.Raft) {
 				defer wg.Done()
 				if err := r.LeadershipTransfer().Error(); err != nil {
 					c.opts.Logger.Warn("leadership transfer failed", "shard", shard, "err", err)
+					return
 				}
+				moved.Add(1)
 			}(shard, r)
 		}
 		wg.Wait()
-		if leading == 0 {
+		if leading.Load() == 0 || moved.Load() == 0 || time.Now().After(deadline) {
 			return
 		}
 		select {
@@ -224,6 +230,9 @@ func (c *Cluster) Drain(ctx context.Context) {
 		}
 	}
 }
+
+// drainLimit bounds Drain's repeated transfers.
+const drainLimit = 10 * time.Second
 
 func (c *Cluster) isDraining(node string) bool {
 	c.hintMu.Lock()
