@@ -208,9 +208,9 @@ func (s *subscriptions) reconcileUser(user int64) {
 		return
 	}
 	if socket {
+		// The home answers with a wake-up once the registration holds,
+		// which covers events committed before it took effect.
 		o.send(wire.SubscribeFrame{Op: wire.SubUser, User: user})
-		// Events may have been committed before the subscription took effect.
-		s.c.opts.Notify(user)
 	}
 	if watch {
 		o.send(wire.SubscribeFrame{Op: wire.SubWatch, User: user})
@@ -369,6 +369,9 @@ func (s *subscriptions) serve(conn net.Conn, from string, _ int) {
 			addTo(s.in, f.User, in)
 			s.mu.Unlock()
 			subs = append(subs, f.User)
+			// Events committed before this registration woke nobody
+			// there: wake the subscriber once now that it is registered.
+			in.queue(wire.SubscribeFrame{Op: wire.SubEvents, User: f.User})
 			if !was {
 				s.announce(f.User, true)
 			}

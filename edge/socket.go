@@ -83,6 +83,10 @@ func (s *Server) handleSocket(w http.ResponseWriter, r *http.Request) {
 	s.connMu.Unlock()
 	s.m.sockets.Inc()
 	s.m.socketOpens.Inc()
+	// The hub knows the socket before the writer's first pull: an event
+	// committed after that pull wakes the writer instead of waiting for the
+	// next one.
+	s.hub.Connect(sk)
 	s.wg.Add(2)
 	// Returning from the handler lets net/http drop its buffers for this
 	// connection; the socket lives on in its own goroutines.
@@ -166,7 +170,6 @@ func (sk *socket) readLoop() {
 		return sk.conn.SetReadDeadline(time.Now().Add(timeout))
 	})
 	sk.conn.SetCloseHandler(func(int, string) error { return nil })
-	s.hub.Connect(sk)
 	ctx := context.Background()
 	go func() {
 		c, cancel := context.WithTimeout(ctx, s.opts.CallTimeout)
