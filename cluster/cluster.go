@@ -28,6 +28,10 @@ type Options struct {
 	Logger  *slog.Logger
 	// Notify wakes the local sockets of user (presence.Hub.NotifyEvents).
 	Notify func(user int64)
+	// OnOffline is called on the user's home (the leader of its shard)
+	// when the user's last socket anywhere in the cluster closed or its
+	// presence expired. It must not block.
+	OnOffline func(user int64)
 	// DeadGrace is how long a voter must be dead before it is replaced; 0
 	// means 30s.
 	DeadGrace time.Duration
@@ -75,6 +79,9 @@ func New(opts Options) *Cluster {
 	}
 	if opts.Notify == nil {
 		opts.Notify = func(int64) {}
+	}
+	if opts.OnOffline == nil {
+		opts.OnOffline = func(int64) {}
 	}
 	c := &Cluster{
 		opts:  opts,

@@ -81,3 +81,86 @@ func Target(shard int, alive []member.Member) []string {
 	sort.Slice(out, func(i, j int) bool { return score(shard, out[i]) > score(shard, out[j]) })
 	return out
 }
+
+// Leaders names the preferred leader of every shard: one of the shard's
+// Target voters, chosen so that leadership spreads evenly over the nodes.
+// Rendezvous scores alone leave it to chance (with 3 nodes and 4 shards, one
+// node is everyone's favourite one time in 27); instead shards are taken in
+// order and each goes to the voter leading the fewest shards so far, ties
+// to the higher score. Every node computes the same answer from the same
+// view. Nodes for which skip is true (draining) lead nothing.
+func Leaders(shards int, alive []member.Member, skip func(node string) bool) []string {
+	out := make([]string, shards)
+	cands := make([][]string, shards)
+	load := make(map[string]int, len(alive))
+	for shard := range out {
+		best := ""
+		for _, id := range Target(shard, alive) { // best score first
+			if skip != nil && skip(id) {
+				continue
+			}
+			cands[shard] = append(cands[shard], id)
+			if best == "" || load[id] < load[best] {
+				best = id
+			}
+		}
+		if best != "" {
+			load[best]++
+		}
+		out[shard] = best
+	}
+	// Greedy order can leave a node two or more shards above another.
+	// Shift leadership along a chain of shards (A's shard to B, one of B's
+	// to C, ...) from a node to one leading at least two fewer, while such a
+	// chain exists; each shift lowers the sum of squared loads, so this ends.
+	for rebalance(out, cands, load) {
+	}
+	return out
+}
+
+// rebalance finds one chain of leadership moves from a most loaded node to
+// a node leading at least two fewer shards, applies it and reports whether
+// it found one (a breadth-first search over "node leads a shard of which
+// that node is also a voter").
+func rebalance(out []string, cands [][]string, load map[string]int) bool {
+	nodes := make([]string, 0, len(load))
+	for id := range load {
+		nodes = append(nodes, id)
+	}
+	sort.Strings(nodes) // every node must find the same chain
+	for _, src := range nodes {
+		l := load[src]
+		type step struct {
+			from  string
+			shard int
+		}
+		prev := map[string]step{src: {from: "", shard: -1}}
+		queue := []string{src}
+		for len(queue) > 0 {
+			n := queue[0]
+			queue = queue[1:]
+			if load[n] <= l-2 {
+				for cur := n; cur != src; {
+					st := prev[cur]
+					out[st.shard] = cur
+					cur = st.from
+				}
+				load[src]--
+				load[n]++
+				return true
+			}
+			for shard, leader := range out {
+				if leader != n {
+					continue
+				}
+				for _, id := range cands[shard] {
+					if _, seen := prev[id]; !seen {
+						prev[id] = step{from: n, shard: shard}
+						queue = append(queue, id)
+					}
+				}
+			}
+		}
+	}
+	return false
+}

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/edgenode/edgenode/cluster/member"
@@ -83,5 +84,57 @@ func TestTargetMovesLittleWhenANodeJoins(t *testing.T) {
 	}
 	if moved > 256 {
 		t.Fatalf("%d voter moves for one joining node across 256 shards", moved)
+	}
+}
+
+// Leaders spreads leadership evenly whatever the node ids hash to, names only
+// voters of the shard, and skips draining nodes.
+func TestLeadersAreBalanced(t *testing.T) {
+	for _, tc := range []struct {
+		regions []string
+		shards  int
+		maxDiff int
+	}{
+		{[]string{"eu", "us", "ap"}, 4, 1},
+		{[]string{"eu", "us", "ap"}, 16, 1},
+		{[]string{"eu", "us", "ap", "eu", "us"}, 16, 1},
+		{[]string{"eu", "us", "ap", "eu", "us", "ap"}, 256, 1},
+	} {
+		for seed := 0; seed < 50; seed++ {
+			ms := make([]member.Member, len(tc.regions))
+			for i, r := range tc.regions {
+				ms[i] = member.Member{Meta: member.Meta{NodeID: fmt.Sprintf("n%d-%d", seed, i), Region: r}}
+			}
+			leaders := Leaders(tc.shards, ms, nil)
+			rev := append([]member.Member(nil), ms...)
+			slices.Reverse(rev)
+			if again := Leaders(tc.shards, rev, nil); !slices.Equal(again, leaders) {
+				t.Fatalf("leaders depend on the order of the member list")
+			}
+			load := map[string]int{}
+			for shard, id := range leaders {
+				in := false
+				for _, v := range Target(shard, ms) {
+					in = in || v == id
+				}
+				if !in {
+					t.Fatalf("shard %d: leader %q is not one of its voters %v", shard, id, Target(shard, ms))
+				}
+				load[id]++
+			}
+			lo, hi := tc.shards, 0
+			for _, m := range ms {
+				lo, hi = min(lo, load[m.NodeID]), max(hi, load[m.NodeID])
+			}
+			if hi-lo > tc.maxDiff {
+				t.Fatalf("%d nodes, %d shards, seed %d: leaders per node %v", len(ms), tc.shards, seed, load)
+			}
+			skip := ms[0].NodeID
+			for shard, id := range Leaders(tc.shards, ms, func(n string) bool { return n == skip }) {
+				if id == skip || id == "" {
+					t.Fatalf("shard %d led by %q while %s drains", shard, id, skip)
+				}
+			}
+		}
 	}
 }

@@ -43,6 +43,7 @@ func (c *Cluster) reconcileAll() {
 			alive = append(alive, m)
 		}
 	}
+	leaders := Leaders(c.log.Shards(), alive, c.isDraining)
 	for shard := 0; shard < c.log.Shards(); shard++ {
 		select {
 		case <-c.stop:
@@ -51,7 +52,7 @@ func (c *Cluster) reconcileAll() {
 		}
 		r := c.log.Raft(shard)
 		if r.State() == raft.Leader {
-			c.reconcileShard(shard, r, alive, status)
+			c.reconcileShard(shard, r, alive, status, leaders[shard])
 		} else if c.log.Leader(shard) == "" {
 			c.discoverLeader(shard, alive)
 		}
@@ -83,7 +84,7 @@ func (c *Cluster) discoverLeader(shard int, alive []member.Member) {
 
 // reconcileShard moves shard's configuration one step toward its target.
 // Steps are small and idempotent; the loop repeats them every period.
-func (c *Cluster) reconcileShard(shard int, r *raft.Raft, alive []member.Member, status map[string]member.Member) {
+func (c *Cluster) reconcileShard(shard int, r *raft.Raft, alive []member.Member, status map[string]member.Member, preferred string) {
 	f := r.GetConfiguration()
 	if f.Error() != nil {
 		return
@@ -191,12 +192,12 @@ func (c *Cluster) reconcileShard(shard int, r *raft.Raft, alive []member.Member,
 			return
 		}
 	}
-	// 3. Leadership goes to the preferred (highest-scoring) voter, which
-	// spreads leaders over the nodes; at most once per shard per
+	// 3. Leadership goes to the preferred voter (Leaders), which spreads
+	// leaders evenly over the nodes; at most once per shard per
 	// transferEvery, so that a flapping view cannot bounce leaders.
-	if allTargetsVote && len(target) > 1 && target[0] != c.self && !c.isDraining(target[0]) && c.transferAllowed(shard) && c.caughtUp(shard, r, target[0]) {
-		log.Info("transferring leadership to the preferred voter", "to", target[0])
-		_ = r.LeadershipTransferToServer(raft.ServerID(target[0]), raft.ServerAddress(target[0])).Error()
+	if allTargetsVote && len(target) > 1 && preferred != "" && preferred != c.self && voters[preferred] && c.transferAllowed(shard) && c.caughtUp(shard, r, preferred) {
+		log.Info("transferring leadership to the preferred voter", "to", preferred)
+		_ = r.LeadershipTransferToServer(raft.ServerID(preferred), raft.ServerAddress(preferred)).Error()
 	}
 }
 

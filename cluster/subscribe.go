@@ -412,6 +412,7 @@ func (s *subscriptions) dropSub(user int64, in *inSub) {
 	s.mu.Unlock()
 	if gone {
 		s.announce(user, false)
+		s.c.opts.OnOffline(user)
 	}
 }
 
@@ -477,6 +478,9 @@ func (s *subscriptions) localTransition(user int64, online bool) {
 		}
 	}
 	s.mu.Unlock()
+	if !online && !remoteOnline {
+		s.c.opts.OnOffline(user)
+	}
 }
 
 // fanTyping sends a typing indicator to every edge holding to's sockets,

@@ -24,6 +24,7 @@ const (
 	cmdDeviceRemove  cmdKind = 6
 	cmdLastConnected cmdKind = 7
 	cmdExpire        cmdKind = 8 // upTo=retention cutoff id, at=idempotency cutoff id
+	cmdPushed        cmdKind = 9 // user was alerted by push of its messages up to upTo
 )
 
 type command struct {
@@ -82,6 +83,9 @@ func encodeCommand(e *enc, c *command) {
 	case cmdExpire:
 		e.varint(c.upTo)
 		e.varint(c.at)
+	case cmdPushed:
+		e.varint(c.user)
+		e.varint(c.upTo)
 	}
 }
 
@@ -122,6 +126,9 @@ func decodeCommand(d *dec) command {
 	case cmdExpire:
 		c.upTo = d.varint()
 		c.at = d.varint()
+	case cmdPushed:
+		c.user = d.varint()
+		c.upTo = d.varint()
 	default:
 		d.fail()
 	}

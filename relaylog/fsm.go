@@ -48,7 +48,8 @@ type readKey struct{ sender, reader int64 }
 // a new slice.
 type queue struct {
 	events []Event
-	msgs   int // events of KindMessage, bounded by the depth limit
+	msgs   int   // events of KindMessage, bounded by the depth limit
+	pushed int64 // the user's devices were alerted of messages up to this id
 }
 
 func newFSM(shard, shards int, notify func(int64)) *fsm {
@@ -211,9 +212,23 @@ func (f *fsm) apply(c *command, touched *[]int64) result {
 		f.tokens[d.Token] = c.user
 		return result{created: true}
 	case cmdDeviceRemove:
-		if f.tokens[c.device.Token] == c.user {
-			f.removeToken(c.device.Token)
-			return result{n: 1}
+		if f.tokens[c.device.Token] != c.user {
+			return result{}
+		}
+		// at > 0 removes the token only if it was not registered again
+		// since at (push removing a token the provider rejected).
+		if c.at > 0 {
+			for _, d := range f.devices[c.user] {
+				if d.Token == c.device.Token && d.RegisteredAt > c.at {
+					return result{}
+				}
+			}
+		}
+		f.removeToken(c.device.Token)
+		return result{n: 1}
+	case cmdPushed:
+		if q := f.queues[c.user]; q != nil && c.upTo > q.pushed {
+			q.pushed = c.upTo
 		}
 		return result{}
 	case cmdLastConnected:
@@ -334,6 +349,45 @@ func (f *fsm) devicesOf(user int64) []Device {
 	return append([]Device(nil), f.devices[user]...)
 }
 
+// pushState is what a push alert for user needs: the messages waiting, the
+// newest of them, and how far the user was already alerted.
+func (f *fsm) pushState(user int64) (unread int, latest Event, pushed int64) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	q := f.queues[user]
+	if q == nil {
+		return 0, Event{}, 0
+	}
+	for i := len(q.events) - 1; i >= 0; i-- {
+		if q.events[i].Kind == KindMessage {
+			latest = q.events[i]
+			break
+		}
+	}
+	return q.msgs, latest, q.pushed
+}
+
+// awaitingPush lists the users with a message newer than their last push.
+func (f *fsm) awaitingPush() []int64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	var out []int64
+	for u, q := range f.queues {
+		if q.msgs == 0 {
+			continue
+		}
+		for i := len(q.events) - 1; i >= 0; i-- {
+			if q.events[i].Kind == KindMessage {
+				if q.events[i].ID > q.pushed {
+					out = append(out, u)
+				}
+				break
+			}
+		}
+	}
+	return out
+}
+
 func (f *fsm) maxID() int64 {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
@@ -342,7 +396,9 @@ func (f *fsm) maxID() int64 {
 
 // Snapshots.
 
-const snapshotVersion = 1
+// Version 2 added the push marks of queues after the read marks; version 1
+// snapshots still restore.
+const snapshotVersion = 2
 
 type fsmSnapshot struct {
 	lastID   int64
@@ -461,6 +517,19 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 			return err
 		}
 	}
+	var marked int
+	for i := range s.queues {
+		if s.queues[i].pushed > 0 {
+			marked++
+		}
+	}
+	e.uvarint(uint64(marked))
+	for i, u := range s.users {
+		if p := s.queues[i].pushed; p > 0 {
+			e.varint(u)
+			e.varint(p)
+		}
+	}
 	if _, err := w.Write(e.b); err != nil {
 		sink.Cancel()
 		return err
@@ -520,8 +589,9 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		return fmt.Errorf("relaylog: shard %d restore: %w", f.shard, err)
 	}
 	d := dec{b: data}
-	if d.u8() != snapshotVersion {
-		return fmt.Errorf("relaylog: shard %d restore: unknown snapshot version", f.shard)
+	version := d.u8()
+	if version != 1 && version != snapshotVersion {
+		return fmt.Errorf("relaylog: shard %d restore: unknown snapshot version %d", f.shard, version)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -563,6 +633,14 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	for n := d.count(3); n > 0 && d.err == nil; n-- {
 		k := readKey{sender: d.varint(), reader: d.varint()}
 		f.lastRead[k] = d.varint()
+	}
+	if version >= 2 {
+		for n := d.count(2); n > 0 && d.err == nil; n-- {
+			u, p := d.varint(), d.varint()
+			if q := f.queues[u]; q != nil {
+				q.pushed = p
+			}
+		}
 	}
 	if d.err != nil {
 		return fmt.Errorf("relaylog: shard %d restore: %w", f.shard, d.err)

@@ -84,6 +84,10 @@ type Options struct {
 	// node's copy of the queue. It runs on raft's apply goroutine and must
 	// not block.
 	OnEvents func(user int64)
+	// OnServing is called when this node starts (true) or stops (false)
+	// serving shard as its leader. It runs on the shard's leadership
+	// goroutine and must not block.
+	OnServing func(shard int, serving bool)
 	// Registerer receives the log's metrics; nil means none.
 	Registerer prometheus.Registerer
 	// Transport makes the raft transport of a shard; nil means an in-memory
@@ -424,6 +428,42 @@ func (l *Log) UnregisterDevice(ctx context.Context, user int64, token string) er
 	_, err := l.shardOf(user).do(ctx, command{kind: cmdDeviceRemove, user: user, device: Device{Token: token}})
 	return err
 }
+
+// RemoveDeviceIfUnchanged forgets user's push token unless it was
+// registered again after registeredAt (Device.RegisteredAt): push removes a
+// token the provider rejected without racing a fresh registration.
+func (l *Log) RemoveDeviceIfUnchanged(ctx context.Context, user int64, token string, registeredAt int64) error {
+	if registeredAt <= 0 {
+		registeredAt = 1
+	}
+	_, err := l.shardOf(user).do(ctx, command{kind: cmdDeviceRemove, user: user, device: Device{Token: token}, at: registeredAt})
+	return err
+}
+
+// PushState is what a push alert for a user needs, read on the leader of
+// the user's shard.
+type PushState struct {
+	Unread int   // messages waiting in the queue
+	Latest Event // the newest of them (zero if none)
+	Pushed int64 // the user's devices were alerted of messages up to this id
+}
+
+// PushState returns user's push state from this node's copy of the shard.
+func (l *Log) PushState(user int64) PushState {
+	n, ev, p := l.shardOf(user).fsm.pushState(user)
+	return PushState{Unread: n, Latest: ev, Pushed: p}
+}
+
+// MarkPushed records that user's devices were alerted of the messages up
+// to upTo, so that a new leader of the shard does not alert them again.
+func (l *Log) MarkPushed(ctx context.Context, user, upTo int64) error {
+	_, err := l.shardOf(user).do(ctx, command{kind: cmdPushed, user: user, upTo: upTo})
+	return err
+}
+
+// AwaitingPush lists the users of shard with a message newer than their
+// last push alert (from this node's copy of the shard).
+func (l *Log) AwaitingPush(shard int) []int64 { return l.shards[shard].fsm.awaitingPush() }
 
 // Devices returns user's registered push devices.
 func (l *Log) Devices(user int64) []Device { return l.shardOf(user).fsm.devicesOf(user) }

@@ -87,7 +87,9 @@ func (s *shard) leadershipLoop(ch <-chan bool) {
 			return
 		case leader := <-ch:
 			if !leader {
-				s.serving.Store(false)
+				if s.serving.Swap(false) && s.log.opts.OnServing != nil {
+					s.log.opts.OnServing(s.id, false)
+				}
 				continue
 			}
 			if err := s.raft.Barrier(30 * time.Second).Error(); err != nil {
@@ -95,7 +97,9 @@ func (s *shard) leadershipLoop(ch <-chan bool) {
 			}
 			if s.raft.State() == raft.Leader {
 				s.log.gen.observe(s.fsm.maxID())
-				s.serving.Store(true)
+				if !s.serving.Swap(true) && s.log.opts.OnServing != nil {
+					s.log.opts.OnServing(s.id, true)
+				}
 			}
 		}
 	}

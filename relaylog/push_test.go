@@ -1,0 +1,87 @@
+package relaylog_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+
+	"github.com/edgenode/edgenode/relaylog"
+)
+
+// Push marks say which messages a user was already alerted of; they survive
+// restarts and snapshots so that a new leader does not alert again.
+func TestPushMarksSurviveRestart(t *testing.T) {
+	for _, snap := range []bool{false, true} {
+		t.Run(fmt.Sprintf("snapshot=%v", snap), func(t *testing.T) {
+			dir := t.TempDir()
+			l := openLog(t, dir, nil)
+			ctx := context.Background()
+			a1 := send(t, l, 1, 10, 1, "one")
+			a2 := send(t, l, 1, 10, 2, "two")
+			b1 := send(t, l, 1, 11, 3, "three")
+			if st := l.PushState(10); st.Unread != 2 || st.Latest.ID != a2.ID || st.Latest.Content != "two" || st.Pushed != 0 {
+				t.Fatalf("push state = %+v", st)
+			}
+			if err := l.MarkPushed(ctx, 10, a2.ID); err != nil {
+				t.Fatal(err)
+			}
+			// An older mark does not move it back.
+			if err := l.MarkPushed(ctx, 10, a1.ID); err != nil {
+				t.Fatal(err)
+			}
+			if snap {
+				if err := l.Snapshot(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			l.Close()
+			l = openLog(t, dir, func(o *relaylog.Options) { o.Shards = 0 })
+			defer l.Close()
+			if st := l.PushState(10); st.Pushed != a2.ID || st.Unread != 2 {
+				t.Fatalf("after restart push state = %+v", st)
+			}
+			if got := awaiting(l); !slices.Equal(got, []int64{11}) {
+				t.Fatalf("awaiting push = %v, want [11] (b1 %d)", got, b1.ID)
+			}
+			// A new message makes the user await a push again.
+			send(t, l, 2, 10, 1, "four")
+			if got := awaiting(l); !slices.Equal(got, []int64{10, 11}) {
+				t.Fatalf("awaiting push = %v, want [10 11]", got)
+			}
+		})
+	}
+}
+
+func awaiting(l *relaylog.Log) []int64 {
+	var out []int64
+	for s := 0; s < l.Shards(); s++ {
+		out = append(out, l.AwaitingPush(s)...)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// A token the provider rejected is removed only if it was not registered
+// again since the push that found it dead.
+func TestRemoveDeviceIfUnchanged(t *testing.T) {
+	l := openLog(t, t.TempDir(), nil)
+	defer l.Close()
+	ctx := context.Background()
+	if err := l.RegisterDevice(ctx, 5, relaylog.Device{Platform: "fcm", Token: "t1"}); err != nil {
+		t.Fatal(err)
+	}
+	old := l.Devices(5)[0].RegisteredAt
+	if err := l.RemoveDeviceIfUnchanged(ctx, 5, "t1", old-1); err != nil {
+		t.Fatal(err)
+	}
+	if len(l.Devices(5)) != 1 {
+		t.Fatal("a token registered after the push was removed")
+	}
+	if err := l.RemoveDeviceIfUnchanged(ctx, 5, "t1", old); err != nil {
+		t.Fatal(err)
+	}
+	if d := l.Devices(5); len(d) != 0 {
+		t.Fatalf("dead token kept: %+v", d)
+	}
+}
