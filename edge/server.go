@@ -127,6 +127,7 @@ type Server struct {
 	connMu   sync.Mutex
 	conns    map[int64]int // sockets per user, reserved before upgrade
 	sockets  map[*socket]struct{}
+	poller   *poller // nil: every socket reads with a goroutine
 	draining atomic.Bool
 	wg       sync.WaitGroup
 }
@@ -143,6 +144,7 @@ func New(opts Options) *Server {
 		origins: make(map[string]bool),
 		conns:   make(map[int64]int),
 		sockets: make(map[*socket]struct{}),
+		poller:  newPoller(),
 	}
 	for _, o := range opts.AllowedOrigins {
 		o = strings.TrimRight(strings.TrimSpace(o), "/")
@@ -153,11 +155,11 @@ func New(opts Options) *Server {
 		}
 	}
 	s.upgrader = websocket.Upgrader{
-		// Own small read buffer and pooled write buffers: an idle socket
-		// then holds neither net/http's 4 KiB hijacked buffers nor a write
-		// buffer.
-		ReadBufferSize:   1024,
-		WriteBufferSize:  4096,
+		// gorilla only does the handshake: the socket then reads and
+		// writes frames itself (socket.go), so its buffers stay minimal
+		// and become garbage with its Conn.
+		ReadBufferSize:   64,
+		WriteBufferSize:  64,
 		WriteBufferPool:  &sync.Pool{},
 		HandshakeTimeout: 10 * time.Second,
 		CheckOrigin:      s.checkOrigin,
@@ -353,7 +355,7 @@ func (s *Server) Drain(ctx context.Context) {
 	}
 	s.connMu.Unlock()
 	for _, sk := range all {
-		sk.closeWith(websocket.CloseServiceRestart, "node restarting; reconnect")
+		sk.closeWith(closeRestart, "node restarting; reconnect", "drain")
 	}
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()

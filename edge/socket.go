@@ -2,49 +2,95 @@ package edge
 
 import (
 	"context"
+	"encoding/binary"
+	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
-
-	"github.com/gorilla/websocket"
+	"unicode/utf8"
 
 	"github.com/edgenode/edgenode/wire"
 )
 
-// A socket has two goroutines. The reader owns the connection's read side:
-// it decodes client frames and keeps the read deadline (two ping intervals)
-// moving. The writer owns the write side: it writes the ready frame, then
-// pulls the user's queue from the relay log past the last id it wrote, and
-// writes status updates and pings. Nothing is buffered per socket beyond a
-// small status channel: a slow socket simply falls behind in the queue, and
-// one that cannot take a write within WriteTimeout is closed with its events
-// still queued. At most MaxUnacked events are in flight unacknowledged.
+// A socket costs no goroutine while it is idle; what it holds then is this
+// struct, the kernel's connection and one ping timer (a few hundred bytes,
+// docs/PERFORMANCE.md).
+//
+// Reading: on Linux the server's poller (one epoll instance, one goroutine)
+// watches every plain-TCP socket; when a socket has bytes to read, a
+// goroutine drains them without blocking, handles the complete frames, keeps
+// a partial frame for later and goes away. Elsewhere, and on TLS sockets
+// (where the bytes must go through crypto/tls), a goroutine per socket reads.
+//
+// Writing: a writer goroutine runs only while there is something to write.
+// Notify (new events in the user's queue), a status update, an error, a pong
+// or a ping start it if it is not running; it writes the ready frame first,
+// then pulls the user's queue from the relay log past the last id it wrote,
+// a batch of frames per system call, and leaves when nothing is left. At
+// most one writer runs, so it is the only goroutine that writes. At most
+// MaxUnacked events are in flight unacknowledged; a socket that cannot take
+// a write within WriteTimeout is closed with its events still queued.
 type socket struct {
 	srv  *Server
 	user int64
-	conn *websocket.Conn
+	nc   net.Conn
+	rc   syscall.RawConn // nil unless nc is a plain TCP connection
+	tok  int32           // poller registration
 
-	notify chan struct{}           // queue has new events, or acks moved the window
-	status chan wire.ContactStatus // contact_status_update and error frames to write
-	errs   chan *wire.Error
-	watch  chan []wire.ContactStatus // answers to watch frames, written in one go
-	pongs  chan string               // client pings to answer
-	done   chan struct{}
-	once   sync.Once
+	// Read side, touched by one read burst at a time.
+	partial  []byte // an incomplete frame kept between bursts
+	message  []byte // a fragmented message being assembled
+	msgOp    byte
+	lastRead atomic.Int64 // Unix ns of the last bytes received
+
+	// Write side and lifecycle, under mu.
+	mu         sync.Mutex
+	writing    bool // a writer goroutine runs
+	again      bool // work arrived while it ran
+	reading    bool // a read burst runs
+	statuses   []wire.ContactStatus
+	watchAns   []wire.ContactStatus
+	hasWatch   bool
+	errs       []*wire.Error
+	pong       []byte
+	hasPong    bool
+	ping       bool
+	closing    bool // the writer sends the close frame and ends the socket
+	closeCode  int
+	closeText  string
+	reason     string // metric label of the close
+	writerDone bool   // the connection is closed
+	cleaned    bool
+
+	// Writer-only state.
+	readySent    bool
+	window       idRing
+	retryPending atomic.Bool
+	pingTimer    *time.Timer
 
 	sent       atomic.Int64 // highest queue id written to the socket
 	clientAck  atomic.Int64 // highest id the client acknowledged
 	pendingAck atomic.Int64 // highest ack not yet committed to the relay log
 	durableAck atomic.Int64 // highest ack committed
 	ackRunning atomic.Bool
-
-	closeCode int
-	closeText string
 }
 
-const statusQueue = 64
+const (
+	statusQueue = 64 // status updates a socket may have waiting before it counts as too slow
+	maxErrs     = 4  // error frames waiting; more are dropped
+
+	// WebSocket close codes (RFC 6455, section 7.4.1).
+	closeNormal        = 1000
+	closeProtocolError = 1002
+	closeInvalidData   = 1007
+	closePolicy        = 1008
+	closeTooBig        = 1009
+	closeRestart       = 1012
+)
 
 func (s *Server) handleSocket(w http.ResponseWriter, r *http.Request) {
 	user, werr := s.authenticate(r, true)
@@ -69,29 +115,35 @@ func (s *Server) handleSocket(w http.ResponseWriter, r *http.Request) {
 		s.release(user)
 		return // the upgrader already answered
 	}
-	sk := &socket{
-		srv: s, user: user, conn: conn,
-		notify: make(chan struct{}, 1),
-		status: make(chan wire.ContactStatus, statusQueue),
-		errs:   make(chan *wire.Error, 4),
-		watch:  make(chan []wire.ContactStatus, 1),
-		pongs:  make(chan string, 1),
-		done:   make(chan struct{}),
+	sk := &socket{srv: s, user: user, nc: conn.NetConn()}
+	sk.window.max = s.opts.MaxUnacked
+	if tc, ok := sk.nc.(*net.TCPConn); ok {
+		sk.rc, _ = tc.SyscallConn()
 	}
+	sk.lastRead.Store(time.Now().UnixNano())
+	sk.pingTimer = time.AfterFunc(s.opts.PingInterval, sk.onPingTimer)
 	s.connMu.Lock()
 	s.sockets[sk] = struct{}{}
 	s.connMu.Unlock()
 	s.m.sockets.Inc()
 	s.m.socketOpens.Inc()
+	s.wg.Add(1)
 	// The hub knows the socket before the writer's first pull: an event
 	// committed after that pull wakes the writer instead of waiting for the
 	// next one.
 	s.hub.Connect(sk)
-	s.wg.Add(2)
+	go func() {
+		c, cancel := context.WithTimeout(context.Background(), s.opts.CallTimeout)
+		defer cancel()
+		_ = s.log.SetLastConnected(c, sk.user, s.opts.Now())
+	}()
+	sk.kick() // the ready frame, then whatever is queued
 	// Returning from the handler lets net/http drop its buffers for this
-	// connection; the socket lives on in its own goroutines.
-	go sk.readLoop()
-	go sk.writeLoop()
+	// connection; gorilla's Conn is dropped too, its job (the handshake)
+	// done.
+	if sk.rc == nil || !s.poller.add(sk) {
+		go sk.readLoop()
+	}
 }
 
 func (s *Server) reserve(user int64) bool {
@@ -117,110 +169,261 @@ func (s *Server) release(user int64) {
 // UserID, Notify and Status make socket a presence.Session.
 func (sk *socket) UserID() int64 { return sk.user }
 
-func (sk *socket) Notify() {
-	select {
-	case sk.notify <- struct{}{}:
-	default:
-	}
-}
+// Notify says the user's queue has new events (or that acks opened the
+// window): the writer pulls.
+func (sk *socket) Notify() { sk.kick() }
 
 func (sk *socket) Status(st wire.ContactStatus) {
-	select {
-	case sk.status <- st:
-	case <-sk.done:
-	default:
+	sk.mu.Lock()
+	if sk.closing {
+		sk.mu.Unlock()
+		return
+	}
+	if len(sk.statuses) >= statusQueue {
+		sk.mu.Unlock()
 		// A socket that cannot take a handful of status updates is not
 		// keeping up; it reconnects and loses nothing durable.
-		sk.closeWith(websocket.ClosePolicyViolation, "too slow")
+		sk.closeWith(closePolicy, "too slow", "too slow")
+		return
 	}
+	sk.statuses = append(sk.statuses, st)
+	sk.mu.Unlock()
+	sk.kick()
 }
 
 func (sk *socket) sendError(e *wire.Error) {
-	select {
-	case sk.errs <- e:
-	default:
+	sk.mu.Lock()
+	if sk.closing || len(sk.errs) >= maxErrs {
+		sk.mu.Unlock()
+		return
 	}
+	sk.errs = append(sk.errs, e)
+	sk.mu.Unlock()
+	sk.kick()
 }
 
-// closeWith ends the socket once. The writer goroutine, the only one that
-// writes to the connection, sends the close frame and closes it.
-func (sk *socket) closeWith(code int, text string) {
-	sk.once.Do(func() {
-		sk.closeCode, sk.closeText = code, text
-		close(sk.done)
-	})
+// closeWith ends the socket once: the writer sends a close frame with code
+// and text, closes the connection and cleans up.
+func (sk *socket) closeWith(code int, text, reason string) {
+	sk.mu.Lock()
+	if sk.closing {
+		sk.mu.Unlock()
+		return
+	}
+	sk.closing = true
+	sk.closeCode, sk.closeText, sk.reason = code, text, reason
+	sk.mu.Unlock()
+	sk.kick()
 }
 
-func (sk *socket) readLoop() {
+// onPingTimer runs every ping interval: a client silent for two and a half
+// intervals (it answers pings with pongs) is gone; otherwise it gets a ping.
+func (sk *socket) onPingTimer() {
 	s := sk.srv
-	defer s.wg.Done()
 	timeout := 2*s.opts.PingInterval + s.opts.PingInterval/2
-	sk.conn.SetReadLimit(wire.MaxFrameBytes)
-	sk.conn.SetReadDeadline(time.Now().Add(timeout))
-	sk.conn.SetPongHandler(func(string) error {
-		return sk.conn.SetReadDeadline(time.Now().Add(timeout))
-	})
-	// gorilla would answer pings and close frames from this goroutine; the
-	// writer answers them instead, so that it stays the only writer.
-	sk.conn.SetPingHandler(func(data string) error {
-		select {
-		case sk.pongs <- data:
-		default:
+	if time.Since(time.Unix(0, sk.lastRead.Load())) > timeout {
+		sk.closeWith(closeNormal, "", "missed pings")
+		return
+	}
+	sk.mu.Lock()
+	if sk.closing {
+		sk.mu.Unlock()
+		return
+	}
+	sk.ping = true
+	sk.mu.Unlock()
+	sk.kick()
+	sk.pingTimer.Reset(s.opts.PingInterval)
+}
+
+// kick starts the writer unless it runs; if it runs, it looks again before
+// it leaves.
+func (sk *socket) kick() {
+	sk.mu.Lock()
+	if sk.writing || sk.writerDone {
+		sk.again = true
+		sk.mu.Unlock()
+		return
+	}
+	sk.writing = true
+	sk.mu.Unlock()
+	go sk.writeRun()
+}
+
+var writeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+// writeRun is the writer: it writes what is waiting and leaves when nothing
+// is, unless the socket is closing, which it finishes.
+func (sk *socket) writeRun() {
+	s := sk.srv
+	bp := writeBufs.Get().(*[]byte)
+	defer func() {
+		if cap(*bp) <= 64<<10 {
+			*bp = (*bp)[:0]
+			writeBufs.Put(bp)
 		}
-		return sk.conn.SetReadDeadline(time.Now().Add(timeout))
-	})
-	sk.conn.SetCloseHandler(func(int, string) error { return nil })
-	ctx := context.Background()
-	go func() {
-		c, cancel := context.WithTimeout(ctx, s.opts.CallTimeout)
-		defer cancel()
-		_ = s.log.SetLastConnected(c, sk.user, s.opts.Now())
 	}()
-	reason := "client closed"
 	for {
-		typ, data, err := sk.conn.ReadMessage()
+		sk.mu.Lock()
+		sk.again = false
+		if sk.closing {
+			sk.mu.Unlock()
+			sk.finish()
+			return
+		}
+		statuses, watch, hasWatch, errs := sk.statuses, sk.watchAns, sk.hasWatch, sk.errs
+		pong, hasPong, ping := sk.pong, sk.hasPong, sk.ping
+		sk.statuses, sk.watchAns, sk.hasWatch, sk.errs = nil, nil, false, nil
+		sk.pong, sk.hasPong, sk.ping = nil, false, false
+		sk.mu.Unlock()
+
+		buf := (*bp)[:0]
+		if !sk.readySent {
+			sk.readySent = true
+			ready := wire.EncodeEvent(wire.TypeReady, wire.Ready{
+				UserID: sk.user, NodeID: s.opts.NodeID, Region: s.opts.Region,
+				HeartbeatMs: s.opts.PingInterval.Milliseconds(),
+			})
+			buf = frame(buf, func(b []byte) []byte { return append(b, ready...) })
+		}
+		for i := range statuses {
+			buf = frame(buf, func(b []byte) []byte { return wire.AppendContactStatusEvent(b, &statuses[i]) })
+		}
+		if hasWatch {
+			for i := range watch {
+				buf = frame(buf, func(b []byte) []byte { return wire.AppendContactStatusEvent(b, &watch[i]) })
+			}
+		}
+		for _, e := range errs {
+			ev := wire.EncodeEvent(wire.TypeError, wire.ErrorDetail{Code: e.Code, Message: e.Message})
+			buf = frame(buf, func(b []byte) []byte { return append(b, ev...) })
+		}
+		if hasPong {
+			buf = controlFrame(buf, 0x8A, pong)
+		}
+		if ping {
+			buf = controlFrame(buf, 0x89, nil)
+		}
+		var err error
+		if len(buf) > 0 {
+			err = sk.write(buf)
+		}
+		if err == nil {
+			buf, err = sk.deliver(buf[:0])
+		}
+		*bp = buf[:0]
 		if err != nil {
-			switch {
-			case websocket.IsCloseError(err, websocket.CloseMessageTooBig) || err == websocket.ErrReadLimit:
-				reason = "frame too large"
-				sk.closeWith(websocket.CloseMessageTooBig, "frame larger than "+strconv.Itoa(wire.MaxFrameBytes)+" bytes")
-			case isTimeout(err):
-				reason = "missed pings"
-			}
-			break
-		}
-		sk.conn.SetReadDeadline(time.Now().Add(timeout))
-		if typ != websocket.TextMessage {
-			sk.sendError(wire.Invalid("frames must be JSON text frames"))
+			sk.closeWith(closeNormal, "", "write failed")
 			continue
 		}
-		f, werr := wire.DecodeClientFrame(data)
-		if werr != nil {
-			sk.sendError(werr)
-			continue
+		sk.mu.Lock()
+		if !sk.again && !sk.closing {
+			sk.writing = false
+			sk.mu.Unlock()
+			return
 		}
-		switch f.Type {
-		case wire.TypeAck:
-			sk.ack(f.Ack.UpTo)
-		case wire.TypeRead:
-			c, cancel := context.WithTimeout(ctx, s.opts.CallTimeout)
-			if err := s.log.MarkRead(c, sk.user, f.Read.UserID, f.Read.UpToMessageID); err != nil {
-				sk.sendError(apiError(err))
+		sk.mu.Unlock()
+	}
+}
+
+// deliver writes everything the window allows from the user's queue, a
+// batch of frames per write.
+func (sk *socket) deliver(buf []byte) ([]byte, error) {
+	s := sk.srv
+	const (
+		pageSize  = 256
+		batchSize = 64 << 10 // bytes written per system call at most
+	)
+	for {
+		sk.window.popUpTo(sk.clientAck.Load())
+		room := sk.window.free()
+		if room <= 0 {
+			return buf, nil // an ack reopens the window (and kicks)
+		}
+		if room > pageSize {
+			room = pageSize
+		}
+		evs, more, err := s.log.Pending(context.Background(), sk.user, sk.sent.Load(), room)
+		if err != nil {
+			// The shard is between leaders: try again shortly; the events
+			// stay queued meanwhile.
+			if sk.retryPending.CompareAndSwap(false, true) {
+				time.AfterFunc(250*time.Millisecond, func() {
+					sk.retryPending.Store(false)
+					sk.kick()
+				})
 			}
-			cancel()
-		case wire.TypeTyping:
-			s.hub.SetTyping(sk.user, f.Typing.ToUserID, f.Typing.Typing)
-		case wire.TypeWatch:
-			// Up to 1000 statuses answer a watch; they bypass the small
-			// status queue, and a client sending watches faster than they
-			// are written simply waits.
-			select {
-			case sk.watch <- s.hub.Watch(sk, f.Watch.UserIDs):
-			case <-sk.done:
+			return buf, nil
+		}
+		if len(evs) == 0 {
+			return buf, nil
+		}
+		now := time.Now()
+		buf = buf[:0]
+		for i := range evs {
+			msg, rc := toWire(&evs[i])
+			var at int
+			buf, at = beginFrame(buf)
+			if msg != nil {
+				buf = wire.AppendNewMessageEvent(buf, msg)
+			} else {
+				buf = wire.AppendReceiptEvent(buf, rc)
 			}
+			buf = endFrame(buf, at)
+			sk.window.push(evs[i].ID)
+			s.m.deliverySecs.Observe(now.Sub(evs[i].Time()).Seconds())
+			if len(buf) >= batchSize || i == len(evs)-1 {
+				if err := sk.write(buf); err != nil {
+					return buf, err
+				}
+				buf = buf[:0]
+				sk.sent.Store(evs[i].ID)
+			}
+		}
+		s.m.deliveries.WithLabelValues("socket").Add(float64(len(evs)))
+		if !more {
+			return buf, nil
 		}
 	}
-	sk.closeWith(websocket.CloseNormalClosure, "")
+}
+
+// write sends b, which holds one or more complete frames, in one system
+// call. Server frames are unmasked (RFC 6455), so the server frames them
+// itself.
+func (sk *socket) write(b []byte) error {
+	sk.nc.SetWriteDeadline(time.Now().Add(sk.srv.opts.WriteTimeout))
+	_, err := sk.nc.Write(b)
+	return err
+}
+
+// finish sends the close frame, closes the connection and, once no read
+// burst runs, cleans up. It runs on the writer, which stays marked running
+// so that no other writer starts.
+func (sk *socket) finish() {
+	s := sk.srv
+	sk.pingTimer.Stop()
+	payload := make([]byte, 2, 2+len(sk.closeText))
+	binary.BigEndian.PutUint16(payload, uint16(sk.closeCode))
+	payload = append(payload, sk.closeText...)
+	sk.nc.SetWriteDeadline(time.Now().Add(time.Second))
+	_, _ = sk.nc.Write(controlFrame(nil, 0x88, payload))
+	if sk.rc != nil {
+		s.poller.remove(sk)
+	}
+	_ = sk.nc.Close()
+	sk.mu.Lock()
+	sk.writerDone = true
+	last := !sk.reading && !sk.cleaned
+	sk.cleaned = sk.cleaned || last
+	sk.mu.Unlock()
+	if last {
+		sk.cleanup()
+	}
+}
+
+// cleanup runs once, after the connection closed and no reader runs.
+func (sk *socket) cleanup() {
+	s := sk.srv
 	at := s.opts.Now()
 	s.hub.Disconnect(sk, at)
 	s.connMu.Lock()
@@ -228,16 +431,272 @@ func (sk *socket) readLoop() {
 	s.connMu.Unlock()
 	s.release(sk.user)
 	s.m.sockets.Dec()
-	s.m.socketCloses.WithLabelValues(reason).Inc()
-	c, cancel := context.WithTimeout(ctx, s.opts.CallTimeout)
+	s.m.socketCloses.WithLabelValues(sk.reason).Inc()
+	c, cancel := context.WithTimeout(context.Background(), s.opts.CallTimeout)
 	_ = s.log.SetLastConnected(c, sk.user, at)
 	cancel()
+	s.wg.Done()
 }
 
-func isTimeout(err error) bool {
-	type timeout interface{ Timeout() bool }
-	t, ok := err.(timeout)
-	return ok && t.Timeout()
+// beginRead marks a read burst running; false if the socket is done or a
+// burst already runs.
+func (sk *socket) beginRead() bool {
+	sk.mu.Lock()
+	defer sk.mu.Unlock()
+	if sk.writerDone || sk.reading {
+		return false
+	}
+	sk.reading = true
+	return true
+}
+
+// endRead ends a read burst; it reports whether the socket still reads.
+func (sk *socket) endRead() bool {
+	sk.mu.Lock()
+	sk.reading = false
+	last := sk.writerDone && !sk.cleaned
+	sk.cleaned = sk.cleaned || last
+	alive := !sk.closing
+	sk.mu.Unlock()
+	if last {
+		sk.cleanup()
+	}
+	return alive
+}
+
+var readBufs = sync.Pool{New: func() any { b := make([]byte, 16<<10); return &b }}
+
+// readLoop reads with a goroutine of its own: TLS sockets, systems without
+// the poller, or a poller that could not take the socket.
+func (sk *socket) readLoop() {
+	if !sk.beginRead() {
+		return
+	}
+	buf := make([]byte, 4096)
+	for {
+		n, err := sk.nc.Read(buf)
+		if n > 0 {
+			sk.lastRead.Store(time.Now().UnixNano())
+			if !sk.feed(buf[:n]) {
+				break
+			}
+		}
+		if err != nil {
+			sk.closeWith(closeNormal, "", "client closed")
+			break
+		}
+	}
+	sk.endRead()
+}
+
+// readBurst drains what the kernel holds for the socket without blocking,
+// handles the complete frames and re-arms the poller.
+func (sk *socket) readBurst() {
+	if !sk.beginRead() {
+		return
+	}
+	bp := readBufs.Get().(*[]byte)
+	for {
+		n, err := rawRead(sk.rc, *bp)
+		if err == syscall.EAGAIN {
+			break
+		}
+		if n > 0 {
+			sk.lastRead.Store(time.Now().UnixNano())
+			if !sk.feed((*bp)[:n]) {
+				break
+			}
+		}
+		if err != nil || n == 0 {
+			sk.closeWith(closeNormal, "", "client closed")
+			break
+		}
+	}
+	readBufs.Put(bp)
+	if sk.endRead() {
+		sk.srv.poller.rearm(sk)
+	}
+}
+
+// clientFrame is one parsed client frame.
+type clientFrame struct {
+	fin     bool
+	op      byte
+	payload []byte // unmasked in place
+}
+
+// protocolError closes the socket with a WebSocket close code.
+type protocolError struct {
+	code   int
+	text   string
+	reason string
+}
+
+// parseFrame parses one client frame at the start of b and unmasks its
+// payload in place. n is 0 while b holds only part of the frame. Limits are
+// checked from the header, before any payload is buffered.
+func parseFrame(b []byte) (f clientFrame, n int, perr *protocolError) {
+	if len(b) < 2 {
+		return f, 0, nil
+	}
+	f.fin, f.op = b[0]&0x80 != 0, b[0]&0x0f
+	if b[0]&0x70 != 0 {
+		return f, 0, &protocolError{closeProtocolError, "reserved bits set", "protocol error"}
+	}
+	if b[1]&0x80 == 0 {
+		return f, 0, &protocolError{closeProtocolError, "client frames must be masked", "protocol error"}
+	}
+	length, hl := uint64(b[1]&0x7f), 2
+	switch length {
+	case 126:
+		if len(b) < 4 {
+			return f, 0, nil
+		}
+		length, hl = uint64(binary.BigEndian.Uint16(b[2:])), 4
+	case 127:
+		if len(b) < 10 {
+			return f, 0, nil
+		}
+		length, hl = binary.BigEndian.Uint64(b[2:]), 10
+	}
+	switch f.op {
+	case 0x0, 0x1, 0x2:
+	case 0x8, 0x9, 0xA:
+		if length > 125 || !f.fin {
+			return f, 0, &protocolError{closeProtocolError, "bad control frame", "protocol error"}
+		}
+	default:
+		return f, 0, &protocolError{closeProtocolError, "unknown opcode", "protocol error"}
+	}
+	if length > wire.MaxFrameBytes {
+		return f, 0, &protocolError{closeTooBig, "frame larger than " + strconv.Itoa(wire.MaxFrameBytes) + " bytes", "frame too large"}
+	}
+	end := hl + 4 + int(length)
+	if len(b) < end {
+		return f, 0, nil
+	}
+	mask := b[hl : hl+4]
+	f.payload = b[hl+4 : end]
+	for i := range f.payload {
+		f.payload[i] ^= mask[i&3]
+	}
+	return f, end, nil
+}
+
+// feed parses the frames in data, after any partial frame kept from the
+// previous read, and handles every complete one. It reports false once the
+// socket is closing.
+func (sk *socket) feed(data []byte) bool {
+	if len(sk.partial) > 0 {
+		sk.partial = append(sk.partial, data...)
+		data = sk.partial
+	}
+	for {
+		f, n, perr := parseFrame(data)
+		if perr != nil {
+			sk.partial = nil
+			sk.closeWith(perr.code, perr.text, perr.reason)
+			return false
+		}
+		if n == 0 {
+			break
+		}
+		if !sk.handleFrame(f) {
+			sk.partial = nil
+			return false
+		}
+		data = data[n:]
+	}
+	switch {
+	case len(data) == 0:
+		sk.partial = nil
+	case len(sk.partial) > 0 && &data[0] == &sk.partial[len(sk.partial)-len(data)]:
+		sk.partial = append(sk.partial[:0], data...) // overlapping copy to the front is safe
+	default:
+		sk.partial = append([]byte(nil), data...)
+	}
+	return true
+}
+
+func (sk *socket) handleFrame(f clientFrame) bool {
+	switch f.op {
+	case 0x9: // ping: the writer answers
+		sk.mu.Lock()
+		sk.pong, sk.hasPong = append([]byte(nil), f.payload...), true
+		sk.mu.Unlock()
+		sk.kick()
+		return true
+	case 0xA: // pong: its arrival moved lastRead
+		return true
+	case 0x8: // close: answer it and end
+		sk.closeWith(closeNormal, "", "client closed")
+		return false
+	case 0x1, 0x2:
+		if sk.msgOp != 0 {
+			sk.closeWith(closeProtocolError, "new message inside a fragmented one", "protocol error")
+			return false
+		}
+		if f.fin {
+			return sk.handleMessage(f.op, f.payload)
+		}
+		sk.msgOp, sk.message = f.op, append([]byte(nil), f.payload...)
+		return true
+	default: // continuation
+		if sk.msgOp == 0 {
+			sk.closeWith(closeProtocolError, "continuation without a message", "protocol error")
+			return false
+		}
+		if len(sk.message)+len(f.payload) > wire.MaxFrameBytes {
+			sk.closeWith(closeTooBig, "frame larger than "+strconv.Itoa(wire.MaxFrameBytes)+" bytes", "frame too large")
+			return false
+		}
+		sk.message = append(sk.message, f.payload...)
+		if !f.fin {
+			return true
+		}
+		op, msg := sk.msgOp, sk.message
+		sk.msgOp, sk.message = 0, nil
+		return sk.handleMessage(op, msg)
+	}
+}
+
+// handleMessage acts on one complete client message.
+func (sk *socket) handleMessage(op byte, data []byte) bool {
+	s := sk.srv
+	if op != 0x1 {
+		sk.sendError(wire.Invalid("frames must be JSON text frames"))
+		return true
+	}
+	if !utf8.Valid(data) {
+		sk.closeWith(closeInvalidData, "text frame is not valid UTF-8", "protocol error")
+		return false
+	}
+	f, werr := wire.DecodeClientFrame(data)
+	if werr != nil {
+		sk.sendError(werr)
+		return true
+	}
+	switch f.Type {
+	case wire.TypeAck:
+		sk.ack(f.Ack.UpTo)
+	case wire.TypeRead:
+		c, cancel := context.WithTimeout(context.Background(), s.opts.CallTimeout)
+		if err := s.log.MarkRead(c, sk.user, f.Read.UserID, f.Read.UpToMessageID); err != nil {
+			sk.sendError(apiError(err))
+		}
+		cancel()
+	case wire.TypeTyping:
+		s.hub.SetTyping(sk.user, f.Typing.ToUserID, f.Typing.Typing)
+	case wire.TypeWatch:
+		// Up to 1000 statuses answer a watch; a newer watch's answer
+		// replaces one not yet written (it covers the new list).
+		sts := s.hub.Watch(sk, f.Watch.UserIDs)
+		sk.mu.Lock()
+		sk.watchAns, sk.hasWatch = sts, true
+		sk.mu.Unlock()
+		sk.kick()
+	}
+	return true
 }
 
 // ack records the client's acknowledgement and commits it in the
@@ -251,7 +710,7 @@ func (sk *socket) ack(upTo int64) {
 	}
 	raiseTo(&sk.clientAck, upTo)
 	raiseTo(&sk.pendingAck, upTo)
-	sk.Notify() // the window may have opened
+	sk.kick() // the window may have opened
 	if sk.ackRunning.CompareAndSwap(false, true) {
 		go sk.commitAcks()
 	}
@@ -293,17 +752,37 @@ func (sk *socket) commitAcks() {
 	}
 }
 
-// write sends b, which holds one or more complete frames, in one system
-// call. Server frames are unmasked (RFC 6455), so the writer frames events
-// itself and writes a whole batch at once instead of one syscall per event
-// through gorilla's per-message writer. gorilla itself writes only when a
-// client breaks the protocol (oversized or malformed frames), just before the
-// connection closes.
-func (sk *socket) write(b []byte) error {
-	nc := sk.conn.NetConn()
-	nc.SetWriteDeadline(time.Now().Add(sk.srv.opts.WriteTimeout))
-	_, err := nc.Write(b)
-	return err
+// controlFrame appends an unmasked control frame (close 0x88, ping 0x89,
+// pong 0x8A) with a payload of at most 125 bytes.
+func controlFrame(b []byte, op byte, payload []byte) []byte {
+	if len(payload) > 125 {
+		payload = payload[:125]
+	}
+	b = append(b, op, byte(len(payload)))
+	return append(b, payload...)
+}
+
+// rawRead reads what the kernel holds without blocking: EAGAIN when
+// nothing, io.EOF when the peer closed.
+func rawRead(rc syscall.RawConn, b []byte) (n int, err error) {
+	cerr := rc.Read(func(fd uintptr) bool {
+		for {
+			n, err = syscall.Read(int(fd), b)
+			if err != syscall.EINTR {
+				return true // never wait: EAGAIN ends the burst
+			}
+		}
+	})
+	if cerr != nil {
+		return 0, cerr
+	}
+	if n < 0 {
+		n = 0
+	}
+	if err == nil && n == 0 {
+		err = io.EOF
+	}
+	return n, err
 }
 
 // beginFrame reserves room for a text frame header at the end of b; endFrame
@@ -341,117 +820,6 @@ func endFrame(b []byte, at int) []byte {
 func frame(b []byte, fill func([]byte) []byte) []byte {
 	b, at := beginFrame(b)
 	return endFrame(fill(b), at)
-}
-
-func (sk *socket) writeLoop() {
-	s := sk.srv
-	defer s.wg.Done()
-	defer func() {
-		sk.closeWith(websocket.CloseNormalClosure, "")
-		_ = sk.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(sk.closeCode, sk.closeText), time.Now().Add(time.Second))
-		_ = sk.conn.Close()
-	}()
-	ready := wire.EncodeEvent(wire.TypeReady, wire.Ready{
-		UserID: sk.user, NodeID: s.opts.NodeID, Region: s.opts.Region,
-		HeartbeatMs: s.opts.PingInterval.Milliseconds(),
-	})
-	if sk.write(frame(nil, func(b []byte) []byte { return append(b, ready...) })) != nil {
-		return
-	}
-	ping := time.NewTicker(s.opts.PingInterval)
-	defer ping.Stop()
-	retry := time.NewTimer(time.Hour)
-	retry.Stop()
-	defer retry.Stop()
-	window := newIDRing(s.opts.MaxUnacked)
-	var buf []byte
-	const (
-		pageSize  = 256
-		batchSize = 64 << 10 // bytes written per system call at most
-	)
-	for {
-		// Deliver everything the window allows, a batch of frames per write.
-		for {
-			window.popUpTo(sk.clientAck.Load())
-			room := window.free()
-			if room == 0 {
-				break
-			}
-			if room > pageSize {
-				room = pageSize
-			}
-			evs, more, err := s.log.Pending(context.Background(), sk.user, sk.sent.Load(), room)
-			if err != nil {
-				// The shard is between leaders: try again shortly; the
-				// events stay queued meanwhile.
-				retry.Reset(250 * time.Millisecond)
-				break
-			}
-			if len(evs) == 0 {
-				break
-			}
-			now := time.Now()
-			buf = buf[:0]
-			for i := range evs {
-				msg, rc := toWire(&evs[i])
-				var at int
-				buf, at = beginFrame(buf)
-				if msg != nil {
-					buf = wire.AppendNewMessageEvent(buf, msg)
-				} else {
-					buf = wire.AppendReceiptEvent(buf, rc)
-				}
-				buf = endFrame(buf, at)
-				window.push(evs[i].ID)
-				s.m.deliverySecs.Observe(now.Sub(evs[i].Time()).Seconds())
-				if len(buf) >= batchSize || i == len(evs)-1 {
-					if sk.write(buf) != nil {
-						return
-					}
-					buf = buf[:0]
-					sk.sent.Store(evs[i].ID)
-				}
-			}
-			s.m.deliveries.WithLabelValues("socket").Add(float64(len(evs)))
-			if !more {
-				break
-			}
-		}
-		if cap(buf) > 2*batchSize {
-			buf = nil // do not keep a large buffer on an idle socket
-		}
-		select {
-		case <-sk.done:
-			return
-		case <-sk.notify:
-		case <-retry.C:
-		case st := <-sk.status:
-			if sk.write(frame(buf[:0], func(b []byte) []byte { return wire.AppendContactStatusEvent(b, &st) })) != nil {
-				return
-			}
-		case sts := <-sk.watch:
-			buf = buf[:0]
-			for i := range sts {
-				buf = frame(buf, func(b []byte) []byte { return wire.AppendContactStatusEvent(b, &sts[i]) })
-			}
-			if sk.write(buf) != nil {
-				return
-			}
-		case e := <-sk.errs:
-			ev := wire.EncodeEvent(wire.TypeError, wire.ErrorDetail{Code: e.Code, Message: e.Message})
-			if sk.write(frame(buf[:0], func(b []byte) []byte { return append(b, ev...) })) != nil {
-				return
-			}
-		case data := <-sk.pongs:
-			if sk.conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(s.opts.WriteTimeout)) != nil {
-				return
-			}
-		case <-ping.C:
-			if sk.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(s.opts.WriteTimeout)) != nil {
-				return
-			}
-		}
-	}
 }
 
 // idRing remembers the ids written and not yet acknowledged, oldest first,

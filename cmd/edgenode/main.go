@@ -13,6 +13,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -27,6 +28,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	gometrics "github.com/hashicorp/go-metrics"
 
 	"github.com/edgenode/edgenode/auth"
 	"github.com/edgenode/edgenode/config"
@@ -132,7 +135,21 @@ func serve(args []string, stderr io.Writer) error {
 	}
 	if cfg.DebugAddr != "" {
 		// net/http/pprof registers on http.DefaultServeMux, which serves
-		// nothing else in this process.
+		// nothing else in this process. hashicorp/raft's own timings
+		// (commit time, store and replication latencies, FSM apply) are
+		// kept in memory and served as JSON at /debug/raft-metrics.
+		sink := gometrics.NewInmemSink(10*time.Second, time.Minute)
+		if _, err := gometrics.NewGlobal(gometrics.DefaultConfig("edgenode"), sink); err == nil {
+			http.HandleFunc("/debug/raft-metrics", func(w http.ResponseWriter, r *http.Request) {
+				data, err := sink.DisplayMetrics(w, r)
+				if err != nil {
+					http.Error(w, err.Error(), http.StatusInternalServerError)
+					return
+				}
+				w.Header().Set("Content-Type", "application/json")
+				_ = json.NewEncoder(w).Encode(data)
+			})
+		}
 		go func() {
 			logger.Info("pprof serving", "addr", cfg.DebugAddr)
 			if err := http.ListenAndServe(cfg.DebugAddr, nil); err != nil {
