@@ -63,14 +63,18 @@ type Config struct {
 	IdempotencyWindow     time.Duration // --idempotency-window: how long a requestId is remembered
 
 	// Push notifications.
-	APNSKeyFile        string // --apns-key-file: APNs token signing key (.p8)
-	APNSKeyID          string // --apns-key-id
-	APNSTeamID         string // --apns-team-id
-	APNSTopic          string // --apns-topic: default topic (bundle id) for devices registered without one
-	APNSURL            string // --apns-url
-	FCMCredentialsFile string // --fcm-credentials-file: service-account JSON
-	FCMURL             string // --fcm-url
-	PushPreview        string // --push-preview: PreviewFull, PreviewFixed or PreviewNone
+	APNSKeyFile        string        // --apns-key-file: APNs token signing key (.p8)
+	APNSKeyID          string        // --apns-key-id
+	APNSTeamID         string        // --apns-team-id
+	APNSTopic          string        // --apns-topic: default topic (bundle id) for devices registered without one
+	APNSURL            string        // --apns-url
+	APNSSandboxURL     string        // --apns-sandbox-url: for devices registered with "sandbox": true
+	FCMCredentialsFile string        // --fcm-credentials-file: service-account JSON
+	FCMURL             string        // --fcm-url
+	PushPreview        string        // --push-preview: PreviewFull, PreviewFixed or PreviewNone
+	PushDebounce       time.Duration // --push-debounce: wait after a user's first unalerted message
+	PushAckTimeout     time.Duration // --push-ack-timeout: an online user is alerted of a message unacknowledged this long
+	PushCAFile         string        // --push-ca-file: PEM roots trusted for the push services besides the system's; "" = system only
 
 	// Process.
 	LogLevel   slog.Level // --log-level
@@ -119,6 +123,7 @@ func Defaults() Config {
 		BootstrapExpect:       1,
 		PingInterval:          25 * time.Second,
 		APNSURL:               "https://api.push.apple.com",
+		APNSSandboxURL:        "https://api.sandbox.push.apple.com",
 		FCMURL:                "https://fcm.googleapis.com",
 		LogLevel:              slog.LevelInfo,
 		LogFormat:             LogText,
@@ -132,6 +137,8 @@ func Defaults() Config {
 		WriteTimeout:          10 * time.Second,
 		MaxUnacked:            1024,
 		PushPreview:           PreviewFull,
+		PushDebounce:          time.Second,
+		PushAckTimeout:        15 * time.Second,
 	}
 }
 
@@ -391,12 +398,20 @@ var options = func() []*option {
 			str(func(c *Config) *string { return &c.APNSTopic })),
 		o(gPush, "apns-url", "URL", "APNs endpoint; https://api.sandbox.push.apple.com for development, or a test server",
 			str(func(c *Config) *string { return &c.APNSURL })),
+		o(gPush, "apns-sandbox-url", "URL", "APNs endpoint for devices registered with \"sandbox\": true",
+			str(func(c *Config) *string { return &c.APNSSandboxURL })),
 		o(gPush, "fcm-credentials-file", "FILE", "FCM service-account JSON (its token_uri is honoured); enables FCM",
 			str(func(c *Config) *string { return &c.FCMCredentialsFile })),
 		o(gPush, "fcm-url", "URL", "FCM HTTP v1 endpoint, overridable for tests",
 			str(func(c *Config) *string { return &c.FCMURL })),
 		o(gPush, "push-preview", "MODE", "what a notification shows: full (sender and content), fixed (sender and a fixed text), none (badge only)",
 			oneOf(func(c *Config) *string { return &c.PushPreview }, PreviewFull, PreviewFixed, PreviewNone)),
+		o(gPush, "push-debounce", "DURATION", "wait after a user's first message not yet alerted before the alert, so a burst gives one",
+			duration(func(c *Config) *time.Duration { return &c.PushDebounce })),
+		o(gPush, "push-ack-timeout", "DURATION", "a user with a live socket is alerted of a message still unacknowledged after this long",
+			duration(func(c *Config) *time.Duration { return &c.PushAckTimeout })),
+		o(gPush, "push-ca-file", "FILE", "PEM certificates trusted for the push services besides the system roots (a proxy's, or a test server's)",
+			str(func(c *Config) *string { return &c.PushCAFile })),
 
 		o(gProc, "log-level", "LEVEL", "least severe log level written: debug, info, warn or error",
 			level),

@@ -51,6 +51,8 @@ func TestDefaults(t *testing.T) {
 		"send-burst": 200, "max-connections-per-user": 10, "max-queue-depth": 10000,
 		"retention": 720 * time.Hour, "idempotency-window": 24 * time.Hour, "write-timeout": 10 * time.Second,
 		"max-unacked": 1024, "gomaxprocs": 0, "debug-addr": "", "push-preview": "full",
+		"apns-sandbox-url": "https://api.sandbox.push.apple.com", "push-debounce": time.Second,
+		"push-ack-timeout": 15 * time.Second, "push-ca-file": "",
 	}
 	for name, w := range want {
 		if got := field(d, name); !reflect.DeepEqual(got, w) {
@@ -97,7 +99,8 @@ var fieldName = map[string]string{
 	"max-queue-depth": "MaxQueueDepth", "retention": "Retention", "idempotency-window": "IdempotencyWindow",
 	"apns-key-file": "APNSKeyFile", "apns-key-id": "APNSKeyID", "apns-team-id": "APNSTeamID",
 	"apns-topic": "APNSTopic", "apns-url": "APNSURL", "fcm-credentials-file": "FCMCredentialsFile",
-	"fcm-url": "FCMURL", "push-preview": "PushPreview", "log-level": "LogLevel", "log-format": "LogFormat",
+	"fcm-url": "FCMURL", "push-preview": "PushPreview", "apns-sandbox-url": "APNSSandboxURL",
+	"push-debounce": "PushDebounce", "push-ack-timeout": "PushAckTimeout", "push-ca-file": "PushCAFile", "log-level": "LogLevel", "log-format": "LogFormat",
 	"gomaxprocs": "GOMAXPROCS", "debug-addr": "DebugAddr",
 }
 
@@ -152,6 +155,10 @@ func TestEveryFlag(t *testing.T) {
 		{"fcm-credentials-file", "/fcm/sa.json", "/fcm/sa.json", nil},
 		{"fcm-url", "http://127.0.0.1:9443", "http://127.0.0.1:9443", nil},
 		{"push-preview", "fixed", "fixed", nil},
+		{"apns-sandbox-url", "https://127.0.0.1:8444", "https://127.0.0.1:8444", nil},
+		{"push-debounce", "250ms", 250 * time.Millisecond, nil},
+		{"push-ack-timeout", "1m", time.Minute, nil},
+		{"push-ca-file", "/etc/edgenode/push-ca.pem", "/etc/edgenode/push-ca.pem", nil},
 		{"log-level", "debug", slog.LevelDebug, nil},
 		{"log-format", "json", "json", nil},
 		{"gomaxprocs", "2", 2, nil},
@@ -374,6 +381,9 @@ func TestErrors(t *testing.T) {
 		{"origin without scheme", []string{"--allowed-origins", "app.example"}, nil, "", []string{"--allowed-origins"}},
 		{"apns partial", []string{"--apns-key-file", "k.p8"}, nil, "", []string{"--apns-key-id", "--apns-team-id"}},
 		{"apns url with path", []string{"--apns-url", "https://api.push.apple.com/3/device"}, nil, "", []string{"--apns-url", "path"}},
+		{"apns sandbox url", []string{"--apns-sandbox-url", "ftp://sandbox"}, nil, "", []string{"--apns-sandbox-url", "http"}},
+		{"push debounce zero", []string{"--push-debounce", "0s"}, nil, "", []string{"--push-debounce", "not positive"}},
+		{"push ack timeout negative", []string{"--push-ack-timeout", "-1s"}, nil, "", []string{"--push-ack-timeout", "not positive"}},
 		{"fcm url not http", []string{"--fcm-url", "ftp://fcm"}, nil, "", []string{"--fcm-url"}},
 
 		// Config file syntax, with file and line.

@@ -145,8 +145,17 @@ func (c *Config) problems() []problem {
 	if err := checkURL(c.APNSURL, true); err != nil {
 		add("apns-url", "%v", err)
 	}
+	if err := checkURL(c.APNSSandboxURL, true); err != nil {
+		add("apns-sandbox-url", "%v", err)
+	}
 	if err := checkURL(c.FCMURL, true); err != nil {
 		add("fcm-url", "%v", err)
+	}
+	if c.PushDebounce <= 0 {
+		add("push-debounce", "%v is not positive", c.PushDebounce)
+	}
+	if c.PushAckTimeout <= 0 {
+		add("push-ack-timeout", "%v is not positive", c.PushAckTimeout)
 	}
 	switch c.PushPreview {
 	case PreviewFull, PreviewFixed, PreviewNone:

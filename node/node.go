@@ -42,6 +42,7 @@ import (
 	"github.com/edgenode/edgenode/config"
 	"github.com/edgenode/edgenode/edge"
 	"github.com/edgenode/edgenode/presence"
+	"github.com/edgenode/edgenode/push"
 	"github.com/edgenode/edgenode/relaylog"
 	"github.com/edgenode/edgenode/wire"
 )
@@ -64,6 +65,7 @@ type Node struct {
 	Mesh     *mesh.Mesh
 	Members  *member.Membership
 	Cluster  *cluster.Cluster
+	Push     *push.Dispatcher // nil when neither APNs nor FCM is configured
 
 	http     *http.Server
 	listener net.Listener
@@ -197,6 +199,10 @@ func StartTuned(ctx context.Context, cfg config.Config, logger *slog.Logger, tun
 	if err != nil {
 		return nil, err
 	}
+	pushOpts, pushOn, err := pushOptions(cfg, logger, n.Registry)
+	if err != nil {
+		return nil, err
+	}
 
 	// The client listener comes first: its address is this node's public
 	// URL, which membership gossips.
@@ -239,6 +245,7 @@ func StartTuned(ctx context.Context, cfg config.Config, logger *slog.Logger, tun
 	// and the cluster exist: the callbacks read them through atomics.
 	var hubP atomic.Pointer[presence.Hub]
 	var clP atomic.Pointer[cluster.Cluster]
+	var pushP atomic.Pointer[push.Dispatcher]
 	var hub *presence.Hub
 	var cl *cluster.Cluster
 	raftLogger := hclog.New(&hclog.LoggerOptions{Name: "raft-net", Level: hclog.Error, Output: io.Discard})
@@ -266,6 +273,14 @@ func StartTuned(ctx context.Context, cfg config.Config, logger *slog.Logger, tun
 			}
 			if c := clP.Load(); c != nil {
 				c.EventsCommitted(user)
+			}
+			if d := pushP.Load(); d != nil {
+				d.Queued(user)
+			}
+		},
+		OnServing: func(shard int, serving bool) {
+			if d := pushP.Load(); d != nil {
+				d.Serving(shard, serving)
 			}
 		},
 		Transport: func(shard int) (raft.Transport, error) {
@@ -308,6 +323,11 @@ func StartTuned(ctx context.Context, cfg config.Config, logger *slog.Logger, tun
 				h.NotifyEvents(user)
 			}
 		},
+		OnOffline: func(user int64) {
+			if d := pushP.Load(); d != nil {
+				d.Offline(user)
+			}
+		},
 		DeadGrace: tune.DeadGrace, ReconcileEvery: tune.ReconcileEvery,
 	})
 	n.Cluster = cl
@@ -321,6 +341,12 @@ func StartTuned(ctx context.Context, cfg config.Config, logger *slog.Logger, tun
 	cl.SetHub(hub)
 	hubP.Store(hub)
 	n.Hub = hub
+	if pushOn {
+		remote := cl.Presence()
+		d := n.startPush(pushOpts, func(user int64) bool { return hub.Online(user) || remote.Online(user) })
+		pushP.Store(d)
+		n.pushServing(d)
+	}
 	go n.reconnectLoop()
 
 	n.Edge = edge.New(edge.Options{
@@ -461,6 +487,9 @@ func (n *Node) closeParts() error {
 		if err != nil && first == nil {
 			first = err
 		}
+	}
+	if n.Push != nil {
+		n.Push.Close()
 	}
 	if n.Cluster != nil {
 		n.Cluster.Close()

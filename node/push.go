@@ -1,0 +1,75 @@
+package node
+
+import (
+	"fmt"
+	"log/slog"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/edgenode/edgenode/config"
+	"github.com/edgenode/edgenode/push"
+)
+
+// pushOptions reads the push configuration: the provider clients and the
+// dispatcher's settings, without the store and presence the node adds once
+// they exist. ok is false when neither APNs nor FCM is configured.
+func pushOptions(cfg config.Config, logger *slog.Logger, reg prometheus.Registerer) (opts push.Options, ok bool, err error) {
+	if cfg.APNSKeyFile == "" && cfg.FCMCredentialsFile == "" {
+		return push.Options{}, false, nil
+	}
+	client, err := push.NewHTTPClient(cfg.PushCAFile)
+	if err != nil {
+		return push.Options{}, false, fmt.Errorf("node: %w", err)
+	}
+	opts = push.Options{
+		Debounce: cfg.PushDebounce, AckTimeout: cfg.PushAckTimeout, Preview: cfg.PushPreview,
+		Logger: logger.With("component", "push"), Registerer: reg,
+	}
+	if cfg.APNSKeyFile != "" {
+		key, err := push.LoadAPNSKey(cfg.APNSKeyFile)
+		if err != nil {
+			return push.Options{}, false, fmt.Errorf("node: --apns-key-file: %w", err)
+		}
+		c, err := push.NewAPNS(push.APNSOptions{
+			Key: key, KeyID: cfg.APNSKeyID, TeamID: cfg.APNSTeamID, Topic: cfg.APNSTopic,
+			URL: cfg.APNSURL, SandboxURL: cfg.APNSSandboxURL, Client: client,
+		})
+		if err != nil {
+			return push.Options{}, false, fmt.Errorf("node: %w", err)
+		}
+		opts.APNS = c
+	}
+	if cfg.FCMCredentialsFile != "" {
+		sa, err := push.LoadServiceAccount(cfg.FCMCredentialsFile)
+		if err != nil {
+			return push.Options{}, false, fmt.Errorf("node: --fcm-credentials-file: %w", err)
+		}
+		c, err := push.NewFCM(push.FCMOptions{Account: sa, URL: cfg.FCMURL, Client: client})
+		if err != nil {
+			return push.Options{}, false, fmt.Errorf("node: --fcm-credentials-file: %w", err)
+		}
+		opts.FCM = c
+	}
+	return opts, true, nil
+}
+
+// startPush starts the dispatcher on the node's relay log, with online
+// telling whether a user has a socket anywhere in the cluster.
+func (n *Node) startPush(opts push.Options, online func(user int64) bool) *push.Dispatcher {
+	opts.Store = n.Log
+	opts.Online = online
+	d := push.New(opts)
+	n.Push = d
+	return d
+}
+
+// pushServing hands a new dispatcher the shards this node already leads:
+// their leadership began before the dispatcher existed, and users awaiting
+// an alert there must not wait for the next leader change.
+func (n *Node) pushServing(d *push.Dispatcher) {
+	for s := 0; s < n.Log.Shards(); s++ {
+		if n.Log.Serving(s) {
+			d.Serving(s, true)
+		}
+	}
+}

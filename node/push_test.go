@@ -1,0 +1,291 @@
+package node_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edgenode/edgenode/config"
+	"github.com/edgenode/edgenode/node"
+	"github.com/edgenode/edgenode/push"
+	"github.com/edgenode/edgenode/push/pushtest"
+	"github.com/edgenode/edgenode/relaylog"
+	"github.com/edgenode/edgenode/wire"
+)
+
+const (
+	pushTopic = "com.example.chat"
+	iosToken  = "5b2a0c7e4d9f13a8b6e1c0d2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f1a2"
+	gcmToken  = "dGVzdC1mY20tdG9rZW4:APA91bFake-Android-Device"
+)
+
+// pushFakes are the fake providers a node's push flags point at.
+type pushFakes struct {
+	apns  *pushtest.APNS
+	fcm   *pushtest.FCM
+	flags []string
+}
+
+func newPushFakes(t *testing.T, extra ...string) *pushFakes {
+	t.Helper()
+	f := &pushFakes{apns: pushtest.NewAPNS(), fcm: pushtest.NewFCM()}
+	t.Cleanup(f.apns.Close)
+	t.Cleanup(f.fcm.Close)
+	dir := t.TempDir()
+	key, creds, ca := filepath.Join(dir, "AuthKey.p8"), filepath.Join(dir, "service-account.json"), filepath.Join(dir, "ca.pem")
+	for _, err := range []error{f.apns.WriteKey(key), f.fcm.WriteCredentials(creds), f.apns.WriteCert(ca)} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.flags = append([]string{
+		"--jwt-secret", jwtSecret,
+		"--apns-key-file", key, "--apns-key-id", f.apns.KeyID, "--apns-team-id", f.apns.TeamID,
+		"--apns-topic", pushTopic, "--apns-url", f.apns.URL, "--apns-sandbox-url", f.apns.SandboxURL,
+		"--fcm-credentials-file", creds, "--fcm-url", f.fcm.URL,
+		"--push-ca-file", ca, "--push-debounce", "200ms", "--push-ack-timeout", "1m",
+	}, extra...)
+	return f
+}
+
+func registerDevice(t *testing.T, n *testNode, user int64, platform, token string, sandbox bool) {
+	t.Helper()
+	body, _ := json.Marshal(map[string]any{"platform": platform, "token": token, "sandbox": sandbox})
+	r, _ := http.NewRequest("POST", n.URL()+"/v1/devices", bytes.NewReader(body))
+	r.Header.Set("Authorization", "Bearer "+tok(t, user))
+	resp, err := http.DefaultClient.Do(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("register device: %d", resp.StatusCode)
+	}
+}
+
+func mustPost(t *testing.T, n *testNode, from, to, req int64, content string) wire.Message {
+	t.Helper()
+	status, resp := post(t, n, from, to, req, content)
+	if status != http.StatusCreated {
+		t.Fatalf("send: %d", status)
+	}
+	return resp.Message
+}
+
+// pushCounter reads a push metric of a node.
+func pushCounter(t *testing.T, n *node.Node, name, label, value string) float64 {
+	mfs, err := n.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == label && lp.GetValue() == value {
+					sum += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return sum
+}
+
+func startPushNode(t *testing.T, fakes *pushFakes) *testNode {
+	t.Helper()
+	n := startNodeWith(t, t.TempDir(), "eu", fakes.flags)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := n.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n.Push == nil {
+		t.Fatal("push not started")
+	}
+	return n
+}
+
+// A burst to a user who never connected gives one APNs request (to the
+// sandbox, as registered) and one FCM request, with the unread count.
+func TestPushOfflineUser(t *testing.T) {
+	fakes := newPushFakes(t)
+	n := startPushNode(t, fakes)
+	const alice, bob = 1, 2
+	registerDevice(t, n, bob, "apns", iosToken, true)
+	registerDevice(t, n, bob, "fcm", gcmToken, false)
+	first := mustPost(t, n, alice, bob, 1, "hi Bob")
+	mustPost(t, n, alice, bob, 2, "are you there?")
+	last := mustPost(t, n, alice, bob, 3, "call me")
+	if !fakes.apns.Wait(5*time.Second, func(r []pushtest.APNSRequest) bool { return len(r) >= 1 }) ||
+		!fakes.fcm.Wait(5*time.Second, func(r []pushtest.FCMRequest) bool { return len(r) >= 1 }) {
+		t.Fatal("no alert within 5 s")
+	}
+	waitFor(t, "the push mark", 5*time.Second, func() bool { return n.Log.PushState(bob).Pushed == last.MessageID })
+	a, f := fakes.apns.Requests(), fakes.fcm.Requests()
+	if len(a) != 1 || len(f) != 1 || a[0].Status != 200 || f[0].Status != 200 {
+		t.Fatalf("%d APNs and %d FCM requests (%v %v), want one accepted each", len(a), len(f), a, f)
+	}
+	if !a[0].Sandbox || a[0].Token != iosToken || a[0].Header.Get("apns-topic") != pushTopic {
+		t.Fatalf("APNs request: sandbox %v token %s topic %s", a[0].Sandbox, a[0].Token, a[0].Header.Get("apns-topic"))
+	}
+	aps := a[0].Payload["aps"].(map[string]any)
+	alert, _ := aps["alert"].(map[string]any)
+	if aps["badge"] != 3.0 || alert["body"] != "call me" || alert["title"] != "User 1" {
+		t.Fatalf("APNs payload %s", a[0].Body)
+	}
+	android, _ := f[0].Message["android"].(map[string]any)
+	an, _ := android["notification"].(map[string]any)
+	if f[0].Token != gcmToken || an["notification_count"] != 3.0 {
+		t.Fatalf("FCM message %s", f[0].Body)
+	}
+	debounceEnd := relaylog.IDTime(first.MessageID).Add(200 * time.Millisecond)
+	t.Logf("debounce end to request: APNs %v, FCM %v", a[0].At.Sub(debounceEnd), f[0].At.Sub(debounceEnd))
+	if a[0].At.After(debounceEnd.Add(2*time.Second)) || f[0].At.After(debounceEnd.Add(2*time.Second)) {
+		t.Fatal("alert later than 2 s after the debounce")
+	}
+	for _, p := range []string{"apns", "fcm"} {
+		if pushCounter(t, n.Node, "edgenode_push_requests_total", "provider", p) != 1 {
+			t.Fatalf("%s requests metric", p)
+		}
+	}
+}
+
+// A user whose socket takes and acknowledges the message gets no alert.
+func TestPushConnectedUserGetsNone(t *testing.T) {
+	fakes := newPushFakes(t)
+	n := startPushNode(t, fakes)
+	const alice, bob = 1, 2
+	registerDevice(t, n, bob, "apns", iosToken, false)
+	registerDevice(t, n, bob, "fcm", gcmToken, false)
+	s := dialSock(t, n, bob)
+	msg := mustPost(t, n, alice, bob, 1, "hi")
+	s.next(wire.TypeNewMessage, nil)
+	if err := s.conn.WriteJSON(map[string]any{"type": wire.TypeAck, "payload": map[string]int64{"upTo": msg.MessageID}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the check after the debounce", 5*time.Second, func() bool {
+		return pushCounter(t, n.Node, "edgenode_push_checks_total", "decision", push.DecisionNothing) >= 1
+	})
+	if k := len(fakes.apns.Requests()) + len(fakes.fcm.Requests()); k != 0 {
+		t.Fatalf("%d alerts to a connected user", k)
+	}
+}
+
+// A socket that stops answering pings loses its presence; the message it
+// did not acknowledge is alerted then, long before the ack timeout.
+func TestPushPresenceExpiry(t *testing.T) {
+	fakes := newPushFakes(t, "--ping-interval", "200ms")
+	n := startPushNode(t, fakes)
+	const alice, bob = 1, 2
+	registerDevice(t, n, bob, "apns", iosToken, false)
+	dialSock(t, n, bob) // reads "ready", then nothing: pings go unanswered
+	sent := time.Now()
+	mustPost(t, n, alice, bob, 1, "hi")
+	waitFor(t, "a check deferred while the socket looked alive", 5*time.Second, func() bool {
+		return pushCounter(t, n.Node, "edgenode_push_checks_total", "decision", push.DecisionDeferred) >= 1
+	})
+	if len(fakes.apns.Requests()) != 0 {
+		t.Fatal("alerted while the socket was alive")
+	}
+	if !fakes.apns.Wait(10*time.Second, func(r []pushtest.APNSRequest) bool { return len(r) == 1 }) {
+		t.Fatal("no alert after the presence expired")
+	}
+	if d := fakes.apns.Requests()[0].At.Sub(sent); d > 10*time.Second {
+		t.Fatalf("alert %v after the message", d)
+	}
+}
+
+// A push due when the leader of the user's shard dies is sent by the next
+// leader.
+func TestPushDueDuringLeaderChange(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-node")
+	}
+	fakes := newPushFakes(t, "--push-debounce", "1500ms")
+	base := t.TempDir()
+	n1 := startNodeWith(t, filepath.Join(base, "n1"), "eu", fakes.flags)
+	waitFor(t, "n1 ready", 10*time.Second, func() bool { return n1.Log.Ready() })
+	n2 := startNodeWith(t, filepath.Join(base, "n2"), "us", fakes.flags, n1.Members.GossipAddr())
+	n3 := startNodeWith(t, filepath.Join(base, "n3"), "ap", fakes.flags, n1.Members.GossipAddr())
+	nodes := map[string]*testNode{n1.Config.NodeID: n1, n2.Config.NodeID: n2, n3.Config.NodeID: n3}
+	regionOf := map[string]string{n1.Config.NodeID: "eu", n2.Config.NodeID: "us", n3.Config.NodeID: "ap"}
+	waitFor(t, "replication", 30*time.Second, func() bool { return fullyReplicated(t, n1, regionOf) })
+	waitFor(t, "every node routes every shard", 10*time.Second, func() bool {
+		return n1.Cluster.Router().Ready() && n2.Cluster.Router().Ready() && n3.Cluster.Router().Ready()
+	})
+	const alice, bob = 1, 2
+	leaderID := shardsOf(t, n1)[relaylog.ShardOf(bob, 4)].Leader
+	leader := nodes[leaderID]
+	var other *testNode
+	for id, n := range nodes {
+		if id != leaderID {
+			other = n
+		}
+	}
+	registerDevice(t, other, bob, "apns", iosToken, false)
+	registerDevice(t, other, bob, "fcm", gcmToken, false)
+	msg := mustPost(t, other, alice, bob, 1, "before the crash")
+	leader.Kill()
+	killed := time.Now()
+	if !fakes.apns.Wait(20*time.Second, func(r []pushtest.APNSRequest) bool { return len(r) >= 1 }) ||
+		!fakes.fcm.Wait(20*time.Second, func(r []pushtest.FCMRequest) bool { return len(r) >= 1 }) {
+		t.Fatalf("the due alert was lost with leader %s", leaderID)
+	}
+	a, f := fakes.apns.Requests(), fakes.fcm.Requests()
+	if a[0].At.Before(killed) || f[0].At.Before(killed) {
+		t.Fatal("the old leader sent the alert before it died: the test proves nothing")
+	}
+	if aps := a[0].Payload["aps"].(map[string]any); aps["badge"] != 1.0 || a[0].Status != 200 || f[0].Status != 200 {
+		t.Fatalf("alert %s (%d), FCM %d", a[0].Body, a[0].Status, f[0].Status)
+	}
+	t.Logf("alert %v after the leader was killed", a[0].At.Sub(killed))
+	waitFor(t, "the new leader's push mark", 10*time.Second, func() bool {
+		for id, n := range nodes {
+			if id != leaderID && n.Log.CheckServing(bob) == nil {
+				return n.Log.PushState(bob).Pushed == msg.MessageID
+			}
+		}
+		return false
+	})
+	// A leadership move while the alert was in flight may repeat it (the
+	// mark was not committed yet); the device merges repeats by collapse id.
+	for _, r := range fakes.apns.Requests() {
+		if r.Header.Get("apns-collapse-id") != a[0].Header.Get("apns-collapse-id") {
+			t.Fatalf("alerts with different collapse ids: %q, %q", r.Header.Get("apns-collapse-id"), a[0].Header.Get("apns-collapse-id"))
+		}
+	}
+}
+
+// A push key that cannot be read stops the node at start, not at the first
+// alert.
+func TestPushBadKeyFileFailsStart(t *testing.T) {
+	fakes := newPushFakes(t)
+	flags := append([]string(nil), fakes.flags...)
+	for i, f := range flags {
+		if f == "--apns-key-file" {
+			flags[i+1] = filepath.Join(t.TempDir(), "missing.p8")
+		}
+	}
+	args := append([]string{"--data-dir", t.TempDir(), "--http-addr", "127.0.0.1:0", "--gossip-addr", "127.0.0.1:0",
+		"--cluster-addr", "127.0.0.1:0", "--advertise-addr", "127.0.0.1"}, flags...)
+	cfg, err := config.Load(args, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := node.Start(context.Background(), cfg, nil)
+	if err == nil {
+		n.Shutdown(context.Background())
+		t.Fatal("a node started with a missing APNs key")
+	}
+	if !strings.Contains(err.Error(), "--apns-key-file") {
+		t.Fatalf("err = %v", err)
+	}
+}
