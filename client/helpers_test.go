@@ -1,0 +1,295 @@
+package client_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+
+	"github.com/edgenode/edgenode/auth"
+	"github.com/edgenode/edgenode/client"
+	"github.com/edgenode/edgenode/config"
+	"github.com/edgenode/edgenode/node"
+)
+
+const jwtSecret = "jwt-secret-for-client-tests-0123456789"
+const clusterSecret = "cluster-secret-for-client-tests-0123456789"
+
+var fastTuning = node.Tuning{
+	Member: func(c *memberlist.Config) {
+		c.ProbeInterval = 200 * time.Millisecond
+		c.ProbeTimeout = 100 * time.Millisecond
+		c.SuspicionMult = 2
+		c.GossipInterval = 50 * time.Millisecond
+		c.PushPullInterval = time.Second
+	},
+	DeadGrace:      time.Second,
+	ReconcileEvery: 300 * time.Millisecond,
+	RaftHeartbeat:  300 * time.Millisecond,
+}
+
+// startNode starts a real edgenode on loopback. httpAddr "" picks a port.
+func startNode(t testing.TB, dir, httpAddr, region string, join ...string) *node.Node {
+	t.Helper()
+	if httpAddr == "" {
+		httpAddr = "127.0.0.1:0"
+	}
+	args := []string{"--data-dir", dir, "--region", region, "--http-addr", httpAddr,
+		"--gossip-addr", "127.0.0.1:0", "--cluster-addr", "127.0.0.1:0", "--advertise-addr", "127.0.0.1",
+		"--cluster-secret", clusterSecret, "--jwt-secret", jwtSecret, "--shards", "2",
+		"--send-rate", "1000", "--send-burst", "1000", "--ping-interval", "1s"}
+	if len(join) > 0 {
+		args = append(args, "--join", strings.Join(join, ","))
+	}
+	cfg, err := config.Load(args, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := node.StartTuned(context.Background(), cfg, nil, fastTuning)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Kill() })
+	if len(join) == 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		if err := n.WaitReady(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return n
+}
+
+func token(t testing.TB, user int64) string {
+	s, err := auth.Issue([]byte(jwtSecret), user, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// recorder is a Listener that counts notifications, for waiting on them.
+type recorder struct {
+	mu       sync.Mutex
+	convs    map[int64]int
+	statuses []client.ContactInfo
+	states   []string
+}
+
+func (r *recorder) OnConversationChanged(id int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.convs == nil {
+		r.convs = map[int64]int{}
+	}
+	r.convs[id]++
+}
+
+func (r *recorder) OnContactStatus(ci *client.ContactInfo) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.statuses = append(r.statuses, *ci)
+}
+
+func (r *recorder) OnConnectionChanged(s string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.states = append(r.states, s)
+}
+
+func (r *recorder) changes(id int64) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.convs[id]
+}
+
+func (r *recorder) sawStatus(f func(client.ContactInfo) bool) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, s := range r.statuses {
+		if f(s) {
+			return true
+		}
+	}
+	return false
+}
+
+type testClient struct {
+	*client.Client
+	rec *recorder
+	cfg client.Config
+}
+
+// newClient opens a client for user on a real SQLite file in dir.
+func newClient(t testing.TB, dir, server string, user int64, tweak ...func(*client.Config)) *testClient {
+	t.Helper()
+	cfg := client.Config{ServerURL: server, Token: token(t, user), DBPath: filepath.Join(dir, fmt.Sprintf("user%d", user), "chats.db"),
+		RetryBaseMillis: 100, RetryMaxMillis: 1000, ReconnectBaseMillis: 50, ReconnectMaxMillis: 500, SendTimeoutMillis: 3000}
+	for _, f := range tweak {
+		f(&cfg)
+	}
+	c, err := client.Open(&cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{}
+	c.SetListener(rec)
+	t.Cleanup(func() { c.Close() })
+	return &testClient{Client: c, rec: rec, cfg: cfg}
+}
+
+func waitFor(t testing.TB, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func history(t testing.TB, c *testClient, contact int64) []client.Message {
+	t.Helper()
+	var all []client.Message
+	before := int64(0)
+	for {
+		page, err := c.History(contact, before, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(page.Messages(), all...)
+		if !page.HasMore {
+			return all
+		}
+		before = page.NextBefore
+	}
+}
+
+func contents(ms []client.Message) string {
+	var parts []string
+	for _, m := range ms {
+		parts = append(parts, m.Content)
+	}
+	return strings.Join(parts, ",")
+}
+
+func statuses(ms []client.Message) string {
+	var parts []string
+	for _, m := range ms {
+		parts = append(parts, m.Status)
+	}
+	return strings.Join(parts, ",")
+}
+
+// freeAddr reserves a loopback port, for a node restarted on the same
+// address.
+func freeAddr(t testing.TB) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// cutProxy forwards TCP to a backend and can drop every response, which
+// looks to the client like a server that died after committing.
+type cutProxy struct {
+	ln      net.Listener
+	backend string
+	mu      sync.Mutex
+	drop    bool
+	hang    bool
+	conns   []net.Conn
+}
+
+func newCutProxy(t testing.TB, backend string) *cutProxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &cutProxy{ln: ln, backend: backend}
+	t.Cleanup(func() { ln.Close(); p.closeAll() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go p.serve(c)
+		}
+	}()
+	return p
+}
+
+func (p *cutProxy) url() string { return "http://" + p.ln.Addr().String() }
+
+func (p *cutProxy) setDrop(d bool) {
+	p.mu.Lock()
+	p.drop = d
+	p.mu.Unlock()
+}
+
+// setHang makes answers vanish without closing the connection: a call in
+// flight hangs until the client gives up.
+func (p *cutProxy) setHang(h bool) {
+	p.mu.Lock()
+	p.hang = h
+	p.mu.Unlock()
+}
+
+func (p *cutProxy) closeAll() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+func (p *cutProxy) serve(c net.Conn) {
+	b, err := net.Dial("tcp", p.backend)
+	if err != nil {
+		c.Close()
+		return
+	}
+	p.mu.Lock()
+	p.conns = append(p.conns, c, b)
+	p.mu.Unlock()
+	go func() { io.Copy(b, c); b.Close() }()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := b.Read(buf)
+		if n > 0 {
+			p.mu.Lock()
+			drop, hang := p.drop, p.hang
+			p.mu.Unlock()
+			if hang {
+				continue
+			}
+			if drop {
+				// The request went through; its answer never arrives.
+				c.Close()
+				b.Close()
+				return
+			}
+			if _, werr := c.Write(buf[:n]); werr != nil {
+				b.Close()
+				return
+			}
+		}
+		if err != nil {
+			c.Close()
+			return
+		}
+	}
+}

@@ -1,0 +1,459 @@
+package client
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/edgenode/edgenode/wire"
+)
+
+func formatTime(t time.Time) string { return wire.FormatTime(t) }
+
+// newRequestID is a random id in [1, 2^53-1]: unique per device without
+// coordination, and a valid idempotency key for the server.
+func newRequestID() int64 {
+	var b [8]byte
+	rand.Read(b[:])
+	return int64(binary.LittleEndian.Uint64(b[:])%wire.MaxID) + 1
+}
+
+// Send stores a message to toUserID as a PENDING request and returns it at
+// once, as the conversation shows it; the scheduler delivers it in the
+// background (or Flush does). The returned Message has RequestID set and
+// MessageID 0.
+func (c *Client) Send(toUserID int64, content string) (*Message, error) {
+	return c.store1(context.Background(), toUserID, content, RequestPending)
+}
+
+// SaveDraft stores a message that is not to be sent yet; SendDraft queues it.
+func (c *Client) SaveDraft(toUserID int64, content string) (*Message, error) {
+	return c.store1(context.Background(), toUserID, content, RequestDraft)
+}
+
+func (c *Client) store1(ctx context.Context, to int64, content, status string) (*Message, error) {
+	if strings.TrimSpace(content) == "" {
+		return nil, ErrEmptyContent
+	}
+	if to <= 0 || to > wire.MaxID {
+		return nil, fmt.Errorf("client: invalid user id %d", to)
+	}
+	now := c.now()
+	m := &Message{FromUserID: c.me, ToUserID: to, Content: content, Status: StatusPending, CreatedAt: formatTime(now), RequestID: newRequestID()}
+	var next any
+	if status == RequestPending {
+		next = now.UnixMilli()
+	}
+	err := c.store.write(ctx, func(tx *sql.Tx) error {
+		if err := ensureUser(ctx, tx, to); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO MessageRequests(request_id, to_user_id, content, status, last_modified_at, fail_count, created_at, next_attempt_at, seq)
+			VALUES (?, ?, ?, ?, ?, 0, ?, ?, (SELECT coalesce(max(seq), 0) + 1 FROM MessageRequests))`, m.RequestID, to, content, status, m.CreatedAt, m.CreatedAt, next)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("client: store message: %w", err)
+	}
+	c.notify.conversation(to)
+	if status == RequestPending {
+		c.wake()
+	}
+	return m, nil
+}
+
+// SendDraft queues a draft for sending.
+func (c *Client) SendDraft(requestID int64) error {
+	return c.requeue(requestID, RequestDraft)
+}
+
+// Resend queues a message that failed for good again, with a fresh retry
+// budget. It keeps its requestId and createdAt, so that the server answers
+// with the original message if an earlier attempt did reach it (within the
+// server's 24 h idempotency window).
+func (c *Client) Resend(requestID int64) error {
+	return c.requeue(requestID, RequestFailed)
+}
+
+func (c *Client) requeue(requestID int64, from string) error {
+	ctx := context.Background()
+	var to int64
+	err := c.store.write(ctx, func(tx *sql.Tx) error {
+		err := tx.QueryRowContext(ctx, `UPDATE MessageRequests SET status = 'PENDING', fail_count = 0, next_attempt_at = ?, last_modified_at = ?
+			WHERE request_id = ? AND status = ? RETURNING to_user_id`, c.now().UnixMilli(), c.nowString(), requestID, from).Scan(&to)
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrNotRetryable
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	c.notify.conversation(to)
+	c.wake()
+	return nil
+}
+
+// DeleteRequest removes a message the server has not accepted (a draft, or
+// a failed one the user gives up on). A request in flight may still reach
+// the recipient.
+func (c *Client) DeleteRequest(requestID int64) error {
+	ctx := context.Background()
+	var to int64
+	err := c.store.write(ctx, func(tx *sql.Tx) error {
+		err := tx.QueryRowContext(ctx, `DELETE FROM MessageRequests WHERE request_id = ? RETURNING to_user_id`, requestID).Scan(&to)
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrNotFound
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	c.notify.conversation(to)
+	return nil
+}
+
+// History returns a page of the conversation with contactID, oldest first,
+// from the local database only (it works offline). beforeID 0 gives the
+// newest page: the last limit accepted messages followed by every request
+// not accepted yet; pass the page's NextBefore to get the page before it.
+// limit <= 0 means 50.
+func (c *Client) History(contactID, beforeID int64, limit int) (*MessageList, error) {
+	return c.history(context.Background(), contactID, beforeID, limit)
+}
+
+func (c *Client) history(ctx context.Context, contact, before int64, limit int) (*MessageList, error) {
+	if limit <= 0 {
+		limit = 50
+	}
+	if before <= 0 {
+		before = wire.MaxID + 1
+	}
+	rows, err := c.store.db.QueryContext(ctx, `SELECT id, from_user_id, to_user_id, content, status, created_at
+		FROM Messages WHERE contact_id = ? AND id < ? ORDER BY id DESC LIMIT ?`, contact, before, limit+1)
+	if err != nil {
+		return nil, fmt.Errorf("client: history: %w", err)
+	}
+	out := &MessageList{items: make([]Message, 0, limit)}
+	for rows.Next() {
+		var m Message
+		if err := rows.Scan(&m.MessageID, &m.FromUserID, &m.ToUserID, &m.Content, &m.Status, &m.CreatedAt); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		out.items = append(out.items, m)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if len(out.items) > limit {
+		out.items, out.HasMore = out.items[:limit], true
+	}
+	slices.Reverse(out.items)
+	if len(out.items) > 0 {
+		out.NextBefore = out.items[0].MessageID
+	}
+	if before > wire.MaxID {
+		reqs, err := c.requests(ctx, contact)
+		if err != nil {
+			return nil, err
+		}
+		out.items = append(out.items, reqs...)
+	}
+	return out, nil
+}
+
+// requests are the conversation's requests not accepted yet, as Messages,
+// by createdAt (seed: pending messages come last, by createdAt).
+func (c *Client) requests(ctx context.Context, contact int64) ([]Message, error) {
+	rows, err := c.store.db.QueryContext(ctx, `SELECT request_id, content, status, created_at, fail_count, next_attempt_at IS NULL
+		FROM MessageRequests WHERE to_user_id = ? ORDER BY created_at, seq`, contact)
+	if err != nil {
+		return nil, fmt.Errorf("client: pending: %w", err)
+	}
+	defer rows.Close()
+	var out []Message
+	for rows.Next() {
+		m := Message{FromUserID: c.me, ToUserID: contact}
+		var status string
+		var stopped bool
+		if err := rows.Scan(&m.RequestID, &m.Content, &status, &m.CreatedAt, &m.FailCount, &stopped); err != nil {
+			return nil, err
+		}
+		m.Status = viewStatus(status, stopped)
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+// viewStatus maps a request's status to the Message status the UI shows:
+// FAILED only when no retry is scheduled (the app offers resend and
+// delete); a request that waits for its next retry is still PENDING.
+func viewStatus(reqStatus string, stopped bool) string {
+	if reqStatus == RequestFailed && stopped {
+		return StatusFailed
+	}
+	return StatusPending
+}
+
+// MessageRequest is a message the server has not accepted yet, with the
+// scheduler's bookkeeping (seed, "Sending messages").
+type MessageRequest struct {
+	RequestID      int64  `json:"requestId"`
+	ToUserID       int64  `json:"toUserId"`
+	Content        string `json:"content"`
+	Status         string `json:"status"`
+	CreatedAt      string `json:"createdAt"`
+	LastModifiedAt string `json:"lastModifiedAt"`
+	LastSentAt     string `json:"lastSentAt"`
+	FailCount      int    `json:"failCount"`
+}
+
+// Request returns the stored request with that id.
+func (c *Client) Request(requestID int64) (*MessageRequest, error) {
+	var r MessageRequest
+	var sent sql.NullString
+	err := c.store.db.QueryRow(`SELECT request_id, to_user_id, content, status, created_at, last_modified_at, last_sent_at, fail_count
+		FROM MessageRequests WHERE request_id = ?`, requestID).Scan(&r.RequestID, &r.ToUserID, &r.Content, &r.Status, &r.CreatedAt, &r.LastModifiedAt, &sent, &r.FailCount)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	r.LastSentAt = sent.String
+	return &r, nil
+}
+
+// MarkRead marks every message received from contactID as read, locally at
+// once, and sends the READ receipt: in the background on a started client,
+// before returning otherwise; a mark the server did not get is sent again
+// by the scheduler, or by the next Flush.
+func (c *Client) MarkRead(contactID int64) error {
+	ctx := context.Background()
+	changed := false
+	err := c.store.write(ctx, func(tx *sql.Tx) error {
+		var upTo sql.NullInt64
+		if err := tx.QueryRowContext(ctx, `SELECT max(id) FROM Messages WHERE contact_id = ? AND from_user_id = ?`, contactID, contactID).Scan(&upTo); err != nil {
+			return err
+		}
+		if !upTo.Valid {
+			return nil
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE Users SET read_up_to = ? WHERE id = ? AND read_up_to < ?`, upTo.Int64, contactID, upTo.Int64)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n > 0 {
+			changed = true
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE Messages SET status = 'READ' WHERE contact_id = ? AND from_user_id = ? AND id <= ? AND status != 'READ'`, contactID, contactID, upTo.Int64)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("client: mark read: %w", err)
+	}
+	if changed {
+		c.notify.conversation(contactID)
+	}
+	c.mu.Lock()
+	started := c.started
+	c.mu.Unlock()
+	if started {
+		// The scheduler sends it off the caller's thread, and again
+		// until the server has it.
+		c.wake()
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(c.cfg.SendTimeoutMillis)*time.Millisecond)
+	defer cancel()
+	if err := c.flushReadMarks(ctx); err != nil {
+		c.log.Debug("read mark not sent yet", "contact", contactID, "err", err)
+	}
+	return nil
+}
+
+// flushReadMarks sends every READ mark the server does not have yet.
+func (c *Client) flushReadMarks(ctx context.Context) error {
+	rows, err := c.store.db.QueryContext(ctx, `SELECT id, read_up_to FROM Users WHERE read_up_to > read_sent_up_to`)
+	if err != nil {
+		return err
+	}
+	type mark struct{ contact, upTo int64 }
+	var marks []mark
+	for rows.Next() {
+		var m mark
+		if err := rows.Scan(&m.contact, &m.upTo); err != nil {
+			rows.Close()
+			return err
+		}
+		marks = append(marks, m)
+	}
+	rows.Close()
+	for _, m := range marks {
+		if err := c.remote.markRead(ctx, m.contact, m.upTo); err != nil {
+			return err
+		}
+		err := c.store.write(ctx, func(tx *sql.Tx) error {
+			_, err := tx.ExecContext(ctx, `UPDATE Users SET read_sent_up_to = max(read_sent_up_to, ?) WHERE id = ?`, m.upTo, m.contact)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// applied is what a batch of server events changed.
+type applied struct {
+	contacts []int64
+	maxID    int64
+}
+
+func (a *applied) touch(id int64) {
+	if !slices.Contains(a.contacts, id) {
+		a.contacts = append(a.contacts, id)
+	}
+}
+
+// applyEvents stores messages and receipts from the server (sync page or
+// socket frames) and advances the cursor, in the caller's transaction.
+// Duplicates are dropped by id; statuses only move forward.
+func (c *Client) applyEvents(ctx context.Context, tx *sql.Tx, msgs []wire.Message, receipts []wire.Receipt, cursor int64, a *applied) error {
+	for i := range msgs {
+		m := &msgs[i]
+		if err := c.insertMessage(ctx, tx, m, a); err != nil {
+			return err
+		}
+		a.maxID = max(a.maxID, m.MessageID)
+	}
+	for i := range receipts {
+		r := &receipts[i]
+		if err := c.applyReceipt(ctx, tx, r, a); err != nil {
+			return err
+		}
+		a.maxID = max(a.maxID, r.ID)
+	}
+	cursor = max(cursor, a.maxID)
+	if cursor > 0 {
+		return setStateMax(ctx, tx, stateCursor, cursor)
+	}
+	return nil
+}
+
+func (c *Client) insertMessage(ctx context.Context, tx *sql.Tx, m *wire.Message, a *applied) error {
+	contact := m.FromUserID
+	if contact == c.me {
+		contact = m.ToUserID
+	}
+	if err := ensureUser(ctx, tx, m.FromUserID); err != nil {
+		return err
+	}
+	if err := ensureUser(ctx, tx, m.ToUserID); err != nil {
+		return err
+	}
+	status := m.Status
+	if m.FromUserID == c.me {
+		// Receipts may have overtaken the 201 that carries the message.
+		var delivered, read int64
+		if err := tx.QueryRowContext(ctx, `SELECT their_delivered_up_to, their_read_up_to FROM Users WHERE id = ?`, contact).Scan(&delivered, &read); err != nil {
+			return err
+		}
+		switch {
+		case m.MessageID <= read:
+			status = StatusRead
+		case m.MessageID <= delivered && status == StatusSynced:
+			status = StatusDelivered
+		}
+	} else {
+		var readUpTo int64
+		if err := tx.QueryRowContext(ctx, `SELECT read_up_to FROM Users WHERE id = ?`, contact).Scan(&readUpTo); err != nil {
+			return err
+		}
+		if m.MessageID <= readUpTo {
+			status = StatusRead
+		}
+	}
+	if status != StatusSynced && status != StatusDelivered && status != StatusRead {
+		status = StatusSynced
+	}
+	res, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO Messages(id, from_user_id, to_user_id, content, status, created_at, contact_id)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`, m.MessageID, m.FromUserID, m.ToUserID, m.Content, status, m.CreatedAt, contact)
+	if err != nil {
+		return fmt.Errorf("client: store message %d: %w", m.MessageID, err)
+	}
+	if n, _ := res.RowsAffected(); n > 0 {
+		a.touch(contact)
+	}
+	return nil
+}
+
+func (c *Client) applyReceipt(ctx context.Context, tx *sql.Tx, r *wire.Receipt, a *applied) error {
+	by := r.ByUserID
+	if err := ensureUser(ctx, tx, by); err != nil {
+		return err
+	}
+	var res sql.Result
+	var err error
+	switch r.Status {
+	case wire.StatusDelivered:
+		if len(r.MessageIDs) == 0 {
+			return nil
+		}
+		// The recipient acknowledges its queue in order, so every earlier
+		// message of mine to it was delivered too.
+		if _, err = tx.ExecContext(ctx, `UPDATE Users SET their_delivered_up_to = max(their_delivered_up_to, ?) WHERE id = ?`, slices.Max(r.MessageIDs), by); err != nil {
+			return err
+		}
+		ph := strings.Repeat(",?", len(r.MessageIDs))[1:]
+		args := []any{by, c.me}
+		for _, id := range r.MessageIDs {
+			args = append(args, id)
+		}
+		res, err = tx.ExecContext(ctx, `UPDATE Messages SET status = 'DELIVERED' WHERE contact_id = ? AND from_user_id = ? AND status = 'SYNCED' AND id IN (`+ph+`)`, args...)
+	case wire.StatusRead:
+		if _, err = tx.ExecContext(ctx, `UPDATE Users SET their_read_up_to = max(their_read_up_to, ?) WHERE id = ?`, r.UpToMessageID, by); err != nil {
+			return err
+		}
+		res, err = tx.ExecContext(ctx, `UPDATE Messages SET status = 'READ' WHERE contact_id = ? AND from_user_id = ? AND id <= ? AND status != 'READ'`, by, c.me, r.UpToMessageID)
+	default:
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("client: receipt %d: %w", r.ID, err)
+	}
+	if n, _ := res.RowsAffected(); n > 0 {
+		a.touch(by)
+	}
+	return nil
+}
+
+// accept replaces a request by the message the server made of it, in one
+// transaction (seed: no SUCCEEDED status; the request becomes a Message).
+func (c *Client) accept(ctx context.Context, requestID int64, resp wire.NewMessageResponse) error {
+	var a applied
+	err := c.store.write(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM MessageRequests WHERE request_id = ?`, requestID); err != nil {
+			return err
+		}
+		m := resp.Message
+		if m.Status == "" {
+			m.Status = StatusSynced
+		}
+		return c.insertMessage(ctx, tx, &m, &a)
+	})
+	if err != nil {
+		return err
+	}
+	c.notify.conversation(resp.Message.ToUserID)
+	return nil
+}

@@ -1,0 +1,138 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/edgenode/edgenode/wire"
+)
+
+// APIError is a non-2xx answer of the server.
+type APIError struct {
+	Status     int
+	Code       string
+	Message    string
+	RetryAfter time.Duration
+}
+
+func (e *APIError) Error() string {
+	return fmt.Sprintf("client: server answered %d %s: %s", e.Status, e.Code, e.Message)
+}
+
+// permanent reports whether retrying the same request cannot succeed.
+func (e *APIError) permanent() bool {
+	switch e.Status {
+	case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusForbidden, http.StatusNotFound:
+		return true
+	}
+	return false
+}
+
+// remote is the Messages Remote DataSource of the seed: the REST calls, on
+// whichever edge the edge set says is current.
+type remote struct {
+	http  *http.Client
+	token string
+	edges *edgeSet
+}
+
+func (r *remote) do(ctx context.Context, method, path string, body, out any) error {
+	base := r.edges.current()
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, base+path, rd)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+r.token)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := r.http.Do(req)
+	if err != nil {
+		if ctx.Err() == nil {
+			// The edge did not answer: the next call tries the next one.
+			r.edges.failed(base)
+		}
+		return fmt.Errorf("client: %s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	if err != nil {
+		return fmt.Errorf("client: %s %s: %w", method, path, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		e := &APIError{Status: resp.StatusCode}
+		var eb wire.ErrorBody
+		if json.Unmarshal(b, &eb) == nil {
+			e.Code, e.Message = eb.Error.Code, eb.Error.Message
+		}
+		if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil {
+			e.RetryAfter = time.Duration(s) * time.Second
+		}
+		if resp.StatusCode == http.StatusServiceUnavailable {
+			r.edges.failed(base)
+		}
+		return e
+	}
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			return fmt.Errorf("client: %s %s: decode: %w", method, path, err)
+		}
+	}
+	return nil
+}
+
+func (r *remote) postMessage(ctx context.Context, req wire.NewMessageRequest) (wire.NewMessageResponse, error) {
+	var out wire.NewMessageResponse
+	err := r.do(ctx, http.MethodPost, "/v1/messages", req, &out)
+	return out, err
+}
+
+func (r *remote) sync(ctx context.Context, cursor int64, limit int) (wire.SyncResponse, error) {
+	var out wire.SyncResponse
+	err := r.do(ctx, http.MethodGet, fmt.Sprintf("/v1/messages?lastSyncedMessage=%d&limit=%d", cursor, limit), nil, &out)
+	return out, err
+}
+
+func (r *remote) markRead(ctx context.Context, contact, upTo int64) error {
+	return r.do(ctx, http.MethodPost, fmt.Sprintf("/v1/conversations/%d/read", contact), wire.ReadRequest{UpToMessageID: upTo}, nil)
+}
+
+func (r *remote) typing(ctx context.Context, contact int64, typing bool) error {
+	return r.do(ctx, http.MethodPost, fmt.Sprintf("/v1/conversations/%d/typing", contact), wire.TypingRequest{Typing: typing}, nil)
+}
+
+func (r *remote) status(ctx context.Context, user int64) (wire.ContactStatus, error) {
+	var out wire.ContactStatus
+	err := r.do(ctx, http.MethodGet, fmt.Sprintf("/v1/users/%d/status", user), nil, &out)
+	return out, err
+}
+
+func (r *remote) registerDevice(ctx context.Context, d wire.DeviceRequest) error {
+	return r.do(ctx, http.MethodPost, "/v1/devices", d, nil)
+}
+
+func (r *remote) unregisterDevice(ctx context.Context, token string) error {
+	return r.do(ctx, http.MethodDelete, "/v1/devices/"+url.PathEscape(token), nil, nil)
+}
+
+func isAPIError(err error) (*APIError, bool) {
+	var e *APIError
+	ok := errors.As(err, &e)
+	return e, ok
+}

@@ -1,0 +1,290 @@
+package client
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"time"
+
+	"github.com/edgenode/edgenode/wire"
+)
+
+// The Messages Scheduler, the Pending Messages Provider and the Messages
+// Timeout Controller of the seed's Figure 12.
+
+// due is a request the scheduler may send.
+type due struct {
+	id        int64
+	to        int64
+	content   string
+	createdAt string
+	fails     int
+	nextAt    int64
+}
+
+// pendingRequests is the Pending Messages Provider: every request with a
+// scheduled attempt, in the order they were written (createdAt, then id).
+func (c *Client) pendingRequests(ctx context.Context) ([]due, error) {
+	rows, err := c.store.db.QueryContext(ctx, `SELECT request_id, to_user_id, content, created_at, fail_count, next_attempt_at
+		FROM MessageRequests WHERE next_attempt_at IS NOT NULL ORDER BY created_at, seq`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []due
+	for rows.Next() {
+		var d due
+		if err := rows.Scan(&d.id, &d.to, &d.content, &d.createdAt, &d.fails, &d.nextAt); err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+// expireSent is the timeout controller: a request SENT longer than the
+// send timeout ago got no answer (the process died, or the call hangs) and
+// becomes FAILED, so that it is retried with the same requestId.
+func (c *Client) expireSent(ctx context.Context) (int, error) {
+	cutoff := c.now().Add(-time.Duration(c.cfg.SendTimeoutMillis) * time.Millisecond)
+	var ids []int64
+	var tos []int64
+	err := c.store.write(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT request_id, to_user_id, fail_count FROM MessageRequests WHERE status = 'SENT' AND last_sent_at < ?`, formatTime(cutoff))
+		if err != nil {
+			return err
+		}
+		type r struct {
+			id, to int64
+			fails  int
+		}
+		var rs []r
+		for rows.Next() {
+			var x r
+			if err := rows.Scan(&x.id, &x.to, &x.fails); err != nil {
+				rows.Close()
+				return err
+			}
+			rs = append(rs, x)
+		}
+		rows.Close()
+		for _, x := range rs {
+			if err := c.markFailed(ctx, tx, x.id, x.fails+1, false, 0); err != nil {
+				return err
+			}
+			ids, tos = append(ids, x.id), append(tos, x.to)
+		}
+		return nil
+	})
+	if len(tos) > 0 {
+		c.notify.conversation(tos...)
+	}
+	return len(ids), err
+}
+
+// markFailed records a failed attempt: FAILED with a retry scheduled after
+// the backoff, or FAILED for good (no next attempt) when the attempts are
+// used up or retrying cannot help.
+func (c *Client) markFailed(ctx context.Context, tx *sql.Tx, id int64, fails int, permanent bool, atLeast time.Duration) error {
+	var next any
+	if !permanent && fails < c.cfg.MaxAttempts {
+		d := backoff(fails, time.Duration(c.cfg.RetryBaseMillis)*time.Millisecond, time.Duration(c.cfg.RetryMaxMillis)*time.Millisecond)
+		d = max(d, atLeast)
+		next = c.now().Add(d).UnixMilli()
+	}
+	_, err := tx.ExecContext(ctx, `UPDATE MessageRequests SET status = 'FAILED', fail_count = ?, next_attempt_at = ?, last_modified_at = ? WHERE request_id = ?`,
+		fails, next, c.nowString(), id)
+	return err
+}
+
+// attempt sends one request and records the outcome. It returns the send
+// error, nil when the server accepted the message.
+func (c *Client) attempt(ctx context.Context, d due) error {
+	now := c.nowString()
+	err := c.store.write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `UPDATE MessageRequests SET status = 'SENT', last_sent_at = ?, last_modified_at = ?, next_attempt_at = NULL WHERE request_id = ?`, now, now, d.id)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	sctx, cancel := context.WithTimeout(ctx, time.Duration(c.cfg.SendTimeoutMillis)*time.Millisecond)
+	resp, sendErr := c.remote.postMessage(sctx, wire.NewMessageRequest{RequestID: d.id, ToUserID: d.to, Content: d.content, CreatedAt: d.createdAt})
+	cancel()
+	if sendErr == nil {
+		if err := c.accept(context.WithoutCancel(ctx), d.id, resp); err != nil {
+			return err
+		}
+		return nil
+	}
+	if ctx.Err() != nil {
+		// Shutting down: leave it SENT, as a crash would; the timeout
+		// controller makes it FAILED later and it is retried with the same
+		// requestId.
+		return sendErr
+	}
+	permanent := false
+	var wait time.Duration
+	if ae, ok := isAPIError(sendErr); ok {
+		permanent = ae.permanent()
+		wait = ae.RetryAfter
+	}
+	c.log.Debug("send failed", "requestId", d.id, "fails", d.fails+1, "err", sendErr)
+	err = c.store.write(context.WithoutCancel(ctx), func(tx *sql.Tx) error {
+		return c.markFailed(ctx, tx, d.id, d.fails+1, permanent, wait)
+	})
+	c.notify.conversation(d.to)
+	if err != nil {
+		return err
+	}
+	return sendErr
+}
+
+// sendDue sends every request whose time has come. Requests to one
+// recipient go one at a time in the order they were written, and a
+// recipient whose oldest request waits for a retry holds the later ones
+// back, so that the server assigns ids in the order the user typed. With
+// ignoreBackoff (Flush) every scheduled request is due, and the first
+// network failure ends the pass.
+func (c *Client) sendDue(ctx context.Context, ignoreBackoff bool) error {
+	c.flushMu.Lock()
+	defer c.flushMu.Unlock()
+	reqs, err := c.pendingRequests(ctx)
+	if err != nil {
+		return err
+	}
+	held := map[int64]bool{}
+	var firstErr error
+	for _, d := range reqs {
+		if held[d.to] {
+			continue
+		}
+		if !ignoreBackoff && d.nextAt > c.now().UnixMilli() {
+			held[d.to] = true
+			continue
+		}
+		if err := c.attempt(ctx, d); err != nil {
+			held[d.to] = true
+			if firstErr == nil {
+				firstErr = err
+			}
+			if ctx.Err() != nil {
+				return err
+			}
+			if _, isAPI := isAPIError(err); !isAPI && ignoreBackoff {
+				return err // unreachable: no point trying the others now
+			}
+		}
+	}
+	return firstErr
+}
+
+// nextDue is when the scheduler next has work: the earliest retry time of
+// the oldest request of each recipient (zero time when nothing is queued).
+func (c *Client) nextDue(ctx context.Context) (time.Time, error) {
+	reqs, err := c.pendingRequests(ctx)
+	if err != nil {
+		return time.Time{}, err
+	}
+	seen := map[int64]bool{}
+	var next time.Time
+	for _, d := range reqs {
+		if seen[d.to] {
+			continue
+		}
+		seen[d.to] = true
+		if at := time.UnixMilli(d.nextAt); next.IsZero() || at.Before(next) {
+			next = at
+		}
+	}
+	return next, nil
+}
+
+// Flush tries now to send every queued message (ignoring retry delays) and
+// the READ marks the server does not have, within timeoutMillis. It is for
+// short-lived programs; a started client does this in the background. It
+// returns the first error; messages that could not be sent stay queued.
+func (c *Client) Flush(timeoutMillis int64) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(timeoutMillis)*time.Millisecond)
+	defer cancel()
+	return c.FlushContext(ctx)
+}
+
+// FlushContext is Flush with a context (Go only).
+func (c *Client) FlushContext(ctx context.Context) error {
+	if _, err := c.expireSent(ctx); err != nil {
+		return err
+	}
+	err := c.sendDue(ctx, true)
+	if rerr := c.flushReadMarks(ctx); err == nil {
+		err = rerr
+	}
+	return err
+}
+
+// PendingCount is the number of messages not accepted by the server yet
+// (drafts excluded), failed ones included.
+func (c *Client) PendingCount() (int, error) {
+	var n int
+	err := c.store.db.QueryRow(`SELECT count(*) FROM MessageRequests WHERE status != 'DRAFT'`).Scan(&n)
+	return n, err
+}
+
+// retryNow makes every retry scheduled for later due now: the network came
+// back, so waiting out the backoff only delays the messages.
+func (c *Client) retryNow(ctx context.Context) error {
+	return c.store.write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `UPDATE MessageRequests SET next_attempt_at = ? WHERE next_attempt_at > ?`, c.now().UnixMilli(), c.now().UnixMilli())
+		return err
+	})
+}
+
+// schedulerLoop is the Messages Scheduler: it sends what is due, runs the
+// timeout controller and resends READ marks, then sleeps until the next
+// retry is due or something is queued.
+func (c *Client) schedulerLoop(ctx context.Context) {
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	readRetry := time.Duration(0)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		case <-c.kick:
+		}
+		if _, err := c.expireSent(ctx); err != nil && ctx.Err() == nil {
+			c.log.Warn("timeout controller", "err", err)
+		}
+		err := c.sendDue(ctx, false)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil && !errors.Is(err, context.Canceled) {
+			c.log.Debug("scheduler pass", "err", err)
+		}
+		next, err := c.nextDue(ctx)
+		if err != nil && ctx.Err() == nil {
+			c.log.Warn("scheduler", "err", err)
+		}
+		wait := time.Duration(c.cfg.SendTimeoutMillis) * time.Millisecond // timeout controller period
+		if !next.IsZero() {
+			wait = min(wait, max(next.Sub(c.now()), 0))
+		}
+		rctx, cancel := context.WithTimeout(ctx, time.Duration(c.cfg.SendTimeoutMillis)*time.Millisecond)
+		if err := c.flushReadMarks(rctx); err != nil {
+			readRetry = min(max(2*readRetry, time.Second), time.Minute)
+			wait = min(wait, readRetry)
+		} else {
+			readRetry = 0
+		}
+		cancel()
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		timer.Reset(wait)
+	}
+}

@@ -1,0 +1,645 @@
+// Command edgechat is a terminal chat app on the edgenode client SDK
+// (package client): the reference for what an app built on it does.
+//
+//	edgechat [flags] send USER TEXT...          store a message and try to deliver it
+//	edgechat [flags] sync                       fetch and store what waits on the server
+//	edgechat [flags] chats                      the chat list, newest first, with unread counts
+//	edgechat [flags] history USER [--before ID] [--limit N]
+//	edgechat [flags] read USER                  mark the conversation read (sends the READ receipt)
+//	edgechat [flags] devices add --platform apns|fcm [--topic T] [--sandbox] TOKEN
+//	edgechat [flags] devices rm TOKEN
+//	edgechat [flags] [chat [USER]]              interactive mode
+//
+// Flags: --server URL (EDGECHAT_SERVER), --token JWT (EDGECHAT_TOKEN),
+// --db PATH (EDGECHAT_DB, default chats-USERID.db), --json.
+//
+// Messages live in the local database: history and chats work offline.
+// send stores first and tries to deliver for a few seconds at most; what it
+// could not deliver stays queued, and every later command first retries it.
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/edgenode/edgenode/client"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.Getenv))
+}
+
+// options are the parsed command line.
+type options struct {
+	server, token, db string
+	json              bool
+	before            int64
+	limit             int
+	platform, topic   string
+	sandbox           bool
+	args              []string
+}
+
+var valueFlags = map[string]bool{"server": true, "token": true, "db": true, "before": true, "limit": true, "platform": true, "topic": true}
+var boolFlags = map[string]bool{"json": true, "sandbox": true, "help": true, "h": true}
+
+// parse reads flags anywhere on the line (before or after the subcommand
+// and its arguments); "--" ends them.
+func parse(args []string, getenv func(string) string) (options, error) {
+	o := options{server: getenv("EDGECHAT_SERVER"), token: getenv("EDGECHAT_TOKEN"), db: getenv("EDGECHAT_DB"), limit: 50}
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			o.args = append(o.args, args[i+1:]...)
+			break
+		}
+		if !strings.HasPrefix(a, "-") || a == "-" {
+			o.args = append(o.args, a)
+			continue
+		}
+		name, val, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		switch {
+		case boolFlags[name]:
+			if name == "help" || name == "h" {
+				return o, errHelp
+			}
+			b := true
+			if hasVal {
+				var err error
+				if b, err = strconv.ParseBool(val); err != nil {
+					return o, fmt.Errorf("--%s: %v", name, err)
+				}
+			}
+			switch name {
+			case "json":
+				o.json = b
+			case "sandbox":
+				o.sandbox = b
+			}
+		case valueFlags[name]:
+			if !hasVal {
+				if i+1 >= len(args) {
+					return o, fmt.Errorf("--%s needs a value", name)
+				}
+				i++
+				val = args[i]
+			}
+			var err error
+			switch name {
+			case "server":
+				o.server = val
+			case "token":
+				o.token = val
+			case "db":
+				o.db = val
+			case "before":
+				o.before, err = strconv.ParseInt(val, 10, 64)
+			case "limit":
+				o.limit, err = strconv.Atoi(val)
+			case "platform":
+				o.platform = val
+			case "topic":
+				o.topic = val
+			}
+			if err != nil {
+				return o, fmt.Errorf("--%s: %v", name, err)
+			}
+		default:
+			return o, fmt.Errorf("unknown flag %s", a)
+		}
+	}
+	return o, nil
+}
+
+var errHelp = errors.New("help")
+
+const usage = `edgechat: a terminal chat on edgenode
+
+  edgechat [flags] send USER TEXT...
+  edgechat [flags] sync
+  edgechat [flags] chats
+  edgechat [flags] history USER [--before ID] [--limit N]
+  edgechat [flags] read USER
+  edgechat [flags] devices add --platform apns|fcm [--topic T] [--sandbox] TOKEN
+  edgechat [flags] devices rm TOKEN
+  edgechat [flags] [chat [USER]]      interactive
+
+flags:
+  --server URL   any edge node (env EDGECHAT_SERVER)
+  --token JWT    your token, e.g. from "edgenode token --user ID" (env EDGECHAT_TOKEN)
+  --db PATH      local database (env EDGECHAT_DB; default chats-USERID.db)
+  --json         print JSON (the SDK's Message and ConversationPreview models)
+`
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
+	o, err := parse(args, getenv)
+	if errors.Is(err, errHelp) {
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	if err == nil {
+		err = dispatch(o, stdin, stdout, stderr)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "edgechat:", err)
+		return 1
+	}
+	return 0
+}
+
+func open(o options) (*client.Client, error) {
+	if o.server == "" {
+		return nil, errors.New("no server: pass --server URL or set EDGECHAT_SERVER")
+	}
+	if o.token == "" {
+		return nil, errors.New("no token: pass --token JWT or set EDGECHAT_TOKEN")
+	}
+	uid := client.UserIDFromToken(o.token)
+	if uid <= 0 {
+		return nil, errors.New("the token has no numeric sub claim")
+	}
+	if o.db == "" {
+		o.db = fmt.Sprintf("chats-%d.db", uid)
+	}
+	return client.Open(&client.Config{ServerURL: o.server, Token: o.token, DBPath: o.db, MaxAttempts: 20})
+}
+
+// Time budgets of the scriptable commands: a few seconds at most.
+const (
+	sendBudget  = 5000
+	retryBudget = 2000
+	syncBudget  = 3 * time.Second
+)
+
+func dispatch(o options, stdin io.Reader, stdout, stderr io.Writer) error {
+	sub := "chat"
+	args := o.args
+	if len(args) > 0 {
+		sub, args = args[0], args[1:]
+	}
+	if sub == "help" {
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	c, err := open(o)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	switch sub {
+	case "send":
+		return cmdSend(c, o, args, stdout, stderr)
+	case "sync":
+		return cmdSync(c, o, stdout, stderr)
+	case "chats":
+		return cmdChats(c, o, stdout, stderr)
+	case "history":
+		return cmdHistory(c, o, args, stdout, stderr)
+	case "read":
+		return cmdRead(c, o, args, stdout, stderr)
+	case "devices":
+		return cmdDevices(c, o, args, stdout, stderr)
+	case "chat":
+		var open int64
+		if len(args) > 0 {
+			if open, err = userArg(args[0]); err != nil {
+				return err
+			}
+		}
+		return interactive(c, open, stdin, stdout)
+	}
+	return fmt.Errorf("unknown command %q (see edgechat --help)", sub)
+}
+
+func userArg(s string) (int64, error) {
+	id, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || id <= 0 {
+		return 0, fmt.Errorf("bad user id %q", s)
+	}
+	return id, nil
+}
+
+// catchUp retries what is pending and fetches what waits, within a short
+// budget; offline, the command goes on with the local data.
+func catchUp(c *client.Client, stderr io.Writer) {
+	ferr := c.Flush(retryBudget)
+	serr := func() error {
+		done := make(chan error, 1)
+		go func() { done <- c.Sync() }()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(syncBudget):
+			return errors.New("sync timed out")
+		}
+	}()
+	if ferr != nil || serr != nil {
+		n, _ := c.PendingCount()
+		fmt.Fprintf(stderr, "edgechat: server unreachable, showing local data (%d message(s) queued)\n", n)
+	}
+}
+
+func cmdSend(c *client.Client, o options, args []string, stdout, stderr io.Writer) error {
+	if len(args) < 2 {
+		return errors.New("usage: send USER TEXT...")
+	}
+	to, err := userArg(args[0])
+	if err != nil {
+		return err
+	}
+	m, err := c.Send(to, strings.Join(args[1:], " "))
+	if err != nil {
+		return err
+	}
+	// Earlier queued messages go first, in order, then this one.
+	ferr := c.Flush(sendBudget)
+	r, rerr := c.Request(m.RequestID)
+	var out client.Message
+	if errors.Is(rerr, client.ErrNotFound) {
+		// Accepted: it is a Message now, the newest of ours in the chat.
+		h, err := c.History(to, 0, 50)
+		if err != nil {
+			return err
+		}
+		for i := h.Len() - 1; i >= 0; i-- {
+			if x := h.Get(i); !x.Pending() && x.FromUserID == c.UserID() && x.Content == m.Content && x.CreatedAt == m.CreatedAt {
+				out = *x
+				break
+			}
+		}
+	} else {
+		out = *m
+		if r != nil {
+			out.FailCount = r.FailCount
+			if r.Status == client.RequestFailed && ferr != nil {
+				if _, ok := ferr.(*client.APIError); ok {
+					out.Status = client.StatusFailed
+				}
+			}
+		}
+		fmt.Fprintf(stderr, "edgechat: not delivered yet, queued: %v\n", ferr)
+	}
+	if o.json {
+		return printJSON(stdout, out)
+	}
+	fmt.Fprintln(stdout, formatMessage(&out, c.UserID()))
+	return nil
+}
+
+func cmdSync(c *client.Client, o options, stdout, stderr io.Writer) error {
+	ferr := c.Flush(retryBudget)
+	if err := c.Sync(); err != nil {
+		return fmt.Errorf("sync: %w", err)
+	}
+	pending, _ := c.PendingCount()
+	chats, err := c.Chats()
+	if err != nil {
+		return err
+	}
+	unread := 0
+	for i := 0; i < chats.Len(); i++ {
+		unread += chats.Get(i).UnreadCount
+	}
+	if o.json {
+		return printJSON(stdout, map[string]int{"conversations": chats.Len(), "unread": unread, "pending": pending})
+	}
+	if ferr != nil {
+		fmt.Fprintf(stderr, "edgechat: %d message(s) still queued: %v\n", pending, ferr)
+	}
+	fmt.Fprintf(stdout, "synced: %d conversation(s), %d unread, %d queued\n", chats.Len(), unread, pending)
+	return nil
+}
+
+func cmdChats(c *client.Client, o options, stdout, stderr io.Writer) error {
+	catchUp(c, stderr)
+	chats, err := c.Chats()
+	if err != nil {
+		return err
+	}
+	if o.json {
+		list := chats.Conversations()
+		if list == nil {
+			list = []client.ConversationPreview{}
+		}
+		return printJSON(stdout, list)
+	}
+	printChats(stdout, chats)
+	return nil
+}
+
+func cmdHistory(c *client.Client, o options, args []string, stdout, stderr io.Writer) error {
+	if len(args) != 1 {
+		return errors.New("usage: history USER [--before ID] [--limit N]")
+	}
+	with, err := userArg(args[0])
+	if err != nil {
+		return err
+	}
+	catchUp(c, stderr)
+	page, err := c.History(with, o.before, o.limit)
+	if err != nil {
+		return err
+	}
+	if o.json {
+		list := page.Messages()
+		if list == nil {
+			list = []client.Message{}
+		}
+		return printJSON(stdout, list)
+	}
+	for i := 0; i < page.Len(); i++ {
+		fmt.Fprintln(stdout, formatMessage(page.Get(i), c.UserID()))
+	}
+	if page.HasMore {
+		fmt.Fprintf(stdout, "(older: --before %d)\n", page.NextBefore)
+	}
+	return nil
+}
+
+func cmdRead(c *client.Client, o options, args []string, stdout, stderr io.Writer) error {
+	if len(args) != 1 {
+		return errors.New("usage: read USER")
+	}
+	with, err := userArg(args[0])
+	if err != nil {
+		return err
+	}
+	catchUp(c, stderr)
+	if err := c.MarkRead(with); err != nil {
+		return err
+	}
+	n, _ := c.UnreadCount(with)
+	if o.json {
+		return printJSON(stdout, map[string]any{"userId": with, "unreadCount": n})
+	}
+	fmt.Fprintf(stdout, "conversation with %d marked read\n", with)
+	return nil
+}
+
+func cmdDevices(c *client.Client, o options, args []string, stdout, stderr io.Writer) error {
+	if len(args) != 2 || (args[0] != "add" && args[0] != "rm") {
+		return errors.New("usage: devices add --platform apns|fcm [--topic T] [--sandbox] TOKEN | devices rm TOKEN")
+	}
+	tok := args[1]
+	var err error
+	if args[0] == "add" {
+		if o.platform != "apns" && o.platform != "fcm" {
+			return errors.New("devices add needs --platform apns or fcm")
+		}
+		err = c.RegisterDevice(o.platform, tok, o.topic, o.sandbox)
+	} else {
+		err = c.UnregisterDevice(tok)
+	}
+	if err != nil {
+		return err
+	}
+	if o.json {
+		return printJSON(stdout, map[string]string{"token": tok, "action": args[0]})
+	}
+	fmt.Fprintf(stdout, "device %s: %s\n", map[string]string{"add": "registered", "rm": "removed"}[args[0]], tok)
+	return nil
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// mark is the status mark of one of my messages.
+func mark(status string) string {
+	switch status {
+	case client.StatusPending:
+		return "…"
+	case client.StatusFailed:
+		return "! failed"
+	case client.StatusSynced:
+		return "✓"
+	case client.StatusDelivered:
+		return "✓✓"
+	case client.StatusRead:
+		return "✓✓ read"
+	}
+	return status
+}
+
+func shortTime(ts string) string {
+	t, err := time.Parse(time.RFC3339Nano, ts)
+	if err != nil {
+		return ts
+	}
+	t = t.Local()
+	if time.Since(t) < 20*time.Hour {
+		return t.Format("15:04")
+	}
+	return t.Format("Jan 2 15:04")
+}
+
+func formatMessage(m *client.Message, me int64) string {
+	if m.FromUserID == me {
+		return fmt.Sprintf("%s  me: %s  %s", shortTime(m.CreatedAt), m.Content, mark(m.Status))
+	}
+	return fmt.Sprintf("%s  %d: %s", shortTime(m.CreatedAt), m.FromUserID, m.Content)
+}
+
+func contactName(u *client.User) string {
+	if u.Name != "" {
+		return fmt.Sprintf("%s (%d)", u.Name, u.ID)
+	}
+	return strconv.FormatInt(u.ID, 10)
+}
+
+func printChats(w io.Writer, chats *client.ConversationList) {
+	if chats.Len() == 0 {
+		fmt.Fprintln(w, "no conversations yet")
+		return
+	}
+	for i := 0; i < chats.Len(); i++ {
+		p := chats.Get(i)
+		unread := ""
+		if p.UnreadCount > 0 {
+			unread = fmt.Sprintf(" [%d unread]", p.UnreadCount)
+		}
+		summary := p.LastMessageSummary
+		if p.LastMessageFromMe {
+			summary = "me: " + summary + "  " + mark(p.LastMessageStatus)
+		}
+		fmt.Fprintf(w, "%-20s %6s%s  %s\n", contactName(p.GetContact()), shortTime(p.LastMessageTimestamp), unread, summary)
+	}
+}
+
+// interactive is the chat list and conversation screens of the seed, on a
+// line terminal: the screen is redrawn when the SDK reports a change.
+func interactive(c *client.Client, open int64, stdin io.Reader, stdout io.Writer) error {
+	changes := make(chan struct{}, 1)
+	l := &uiListener{changes: changes}
+	c.SetListener(l)
+	if err := c.Start(); err != nil {
+		return err
+	}
+	lines := make(chan string)
+	go func() {
+		sc := bufio.NewScanner(stdin)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	ui := &screen{c: c, w: stdout, current: open, state: client.ConnConnecting}
+	ui.enter(open)
+	// Leaving, give what was just typed a moment to go out; what cannot
+	// stays queued for the next run.
+	defer c.Flush(retryBudget)
+	for {
+		select {
+		case line, ok := <-lines:
+			if !ok {
+				return nil
+			}
+			if quit := ui.input(strings.TrimSpace(line)); quit {
+				return nil
+			}
+		case <-changes:
+			l.drainInto(ui)
+			ui.draw()
+		}
+	}
+}
+
+type uiListener struct {
+	changes chan struct{}
+	mu      sync.Mutex
+	state   string
+}
+
+func (l *uiListener) signal() {
+	select {
+	case l.changes <- struct{}{}:
+	default:
+	}
+}
+
+func (l *uiListener) OnConversationChanged(int64)         { l.signal() }
+func (l *uiListener) OnContactStatus(*client.ContactInfo) { l.signal() }
+func (l *uiListener) OnConnectionChanged(state string) {
+	l.mu.Lock()
+	l.state = state
+	l.mu.Unlock()
+	l.signal()
+}
+
+func (l *uiListener) drainInto(s *screen) {
+	l.mu.Lock()
+	if l.state != "" {
+		s.state = l.state
+	}
+	l.mu.Unlock()
+}
+
+type screen struct {
+	c       *client.Client
+	w       io.Writer
+	current int64 // 0: the chat list
+	state   string
+}
+
+func (s *screen) enter(contact int64) {
+	s.current = contact
+	if contact != 0 {
+		s.c.WatchIDs([]int64{contact})
+		s.c.MarkRead(contact)
+	} else {
+		if chats, err := s.c.Chats(); err == nil {
+			var ids []int64
+			for i := 0; i < chats.Len() && i < 1000; i++ {
+				ids = append(ids, chats.Get(i).Contact.ID)
+			}
+			s.c.WatchIDs(ids)
+		}
+	}
+	s.draw()
+}
+
+func (s *screen) draw() {
+	fmt.Fprint(s.w, "\033[H\033[2J")
+	if s.current == 0 {
+		fmt.Fprintf(s.w, "== Chats (%s) ==\n", s.state)
+		chats, err := s.c.Chats()
+		if err != nil {
+			fmt.Fprintln(s.w, "error:", err)
+			return
+		}
+		printChats(s.w, chats)
+		fmt.Fprintln(s.w, "\nopen a chat: USER id · /new USER · /quit")
+		return
+	}
+	info := s.c.ContactInfo(s.current)
+	status := info.OnlineStatus()
+	if info.Typing {
+		status += ", typing…"
+	}
+	fmt.Fprintf(s.w, "== %d — %s (%s) ==\n", s.current, status, s.state)
+	page, err := s.c.History(s.current, 0, 30)
+	if err != nil {
+		fmt.Fprintln(s.w, "error:", err)
+		return
+	}
+	for i := 0; i < page.Len(); i++ {
+		m := page.Get(i)
+		line := formatMessage(m, s.c.UserID())
+		if m.Status == client.StatusFailed {
+			line += fmt.Sprintf("  (/resend %d · /delete %d)", m.RequestID, m.RequestID)
+		}
+		fmt.Fprintln(s.w, line)
+	}
+	fmt.Fprintln(s.w, "\ntype a message and Enter · /back · /typing · /quit")
+	if s.current != 0 {
+		s.c.MarkRead(s.current)
+	}
+}
+
+// input handles one line; it reports whether to quit.
+func (s *screen) input(line string) bool {
+	if line == "/quit" {
+		return true
+	}
+	switch {
+	case line == "":
+	case line == "/back":
+		s.enter(0)
+	case strings.HasPrefix(line, "/new "), s.current == 0:
+		id, err := userArg(strings.TrimSpace(strings.TrimPrefix(line, "/new ")))
+		if err != nil {
+			fmt.Fprintln(s.w, err)
+			return false
+		}
+		s.enter(id)
+	case line == "/typing":
+		s.c.SetTyping(s.current, true)
+	case strings.HasPrefix(line, "/resend "), strings.HasPrefix(line, "/delete "):
+		id, err := strconv.ParseInt(strings.TrimSpace(line[8:]), 10, 64)
+		if err == nil {
+			if line[1] == 'r' {
+				err = s.c.Resend(id)
+			} else {
+				err = s.c.DeleteRequest(id)
+			}
+		}
+		if err != nil {
+			fmt.Fprintln(s.w, err)
+		}
+	default:
+		if _, err := s.c.Send(s.current, line); err != nil {
+			fmt.Fprintln(s.w, err)
+		}
+	}
+	return false
+}

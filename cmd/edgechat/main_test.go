@@ -1,0 +1,157 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edgenode/edgenode/auth"
+	"github.com/edgenode/edgenode/client"
+	"github.com/edgenode/edgenode/config"
+	"github.com/edgenode/edgenode/node"
+)
+
+const jwtSecret = "jwt-secret-for-edgechat-tests-0123456789"
+
+func startNode(t *testing.T, dir, addr string) *node.Node {
+	t.Helper()
+	cfg, err := config.Load([]string{"--data-dir", dir, "--http-addr", addr, "--gossip-addr", "127.0.0.1:0",
+		"--cluster-addr", "127.0.0.1:0", "--advertise-addr", "127.0.0.1", "--jwt-secret", jwtSecret, "--shards", "2"}, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := node.Start(context.Background(), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Kill() })
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := n.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// user runs edgechat as one person, with its own database.
+type user struct {
+	t   *testing.T
+	env map[string]string
+}
+
+func newUser(t *testing.T, dir, server string, id int64) *user {
+	tok, err := auth.Issue([]byte(jwtSecret), id, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &user{t: t, env: map[string]string{"EDGECHAT_SERVER": server, "EDGECHAT_TOKEN": tok, "EDGECHAT_DB": filepath.Join(dir, tok[len(tok)-8:]+".db")}}
+}
+
+func (u *user) run(args ...string) (code int, stdout, stderr string) {
+	var out, errb bytes.Buffer
+	code = run(args, strings.NewReader(""), &out, &errb, func(k string) string { return u.env[k] })
+	return code, out.String(), errb.String()
+}
+
+func (u *user) ok(args ...string) string {
+	u.t.Helper()
+	code, out, errs := u.run(args...)
+	if code != 0 {
+		u.t.Fatalf("edgechat %v: exit %d: %s", args, code, errs)
+	}
+	return out
+}
+
+func (u *user) history(with string) []client.Message {
+	u.t.Helper()
+	var ms []client.Message
+	out := u.ok("history", with, "--json")
+	if err := json.Unmarshal([]byte(out), &ms); err != nil {
+		u.t.Fatalf("history --json: %v: %s", err, out)
+	}
+	return ms
+}
+
+func TestTwoPeopleChatThroughTheNetworkCut(t *testing.T) {
+	dir := t.TempDir()
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close()
+	n := startNode(t, filepath.Join(dir, "node"), addr)
+	alice := newUser(t, dir, n.URL(), 1)
+	bob := newUser(t, dir, n.URL(), 2)
+
+	if out := alice.ok("send", "2", "hello", "bob"); !strings.Contains(out, "me: hello bob  ✓") {
+		t.Fatalf("send printed %q", out)
+	}
+	h := bob.history("1")
+	if len(h) != 1 || h[0].Content != "hello bob" || h[0].Status != "DELIVERED" || h[0].FromUserID != 1 {
+		t.Fatalf("bob's history %+v", h)
+	}
+	var chats []client.ConversationPreview
+	if err := json.Unmarshal([]byte(bob.ok("chats", "--json")), &chats); err != nil {
+		t.Fatal(err)
+	}
+	if len(chats) != 1 || chats[0].Contact.ID != 1 || chats[0].UnreadCount != 1 || chats[0].LastMessageSummary != "hello bob" {
+		t.Fatalf("bob's chats %+v", chats)
+	}
+	bob.ok("read", "1")
+	if h := alice.history("2"); len(h) != 1 || h[0].Status != "READ" {
+		t.Fatalf("alice after bob read %+v", h)
+	}
+	if out := bob.ok("--json", "chats"); !strings.Contains(out, `"unreadCount": 0`) {
+		t.Fatalf("chats after read %s", out)
+	}
+
+	// The network is cut: alice's message is stored and queued.
+	n.Shutdown(context.Background())
+	code, out, errs := alice.run("send", "2", "are you there?")
+	if code != 0 || !strings.Contains(errs, "queued") || !strings.Contains(out, "…") {
+		t.Fatalf("offline send: %d %q %q", code, out, errs)
+	}
+	h = alice.history("2")
+	if len(h) != 2 || h[1].Status != "PENDING" || h[1].MessageID != 0 || h[1].RequestID == 0 {
+		t.Fatalf("offline history %+v", h)
+	}
+	// Restored: any command delivers what is queued, once.
+	n2 := startNode(t, filepath.Join(dir, "node"), addr)
+	_ = n2
+	alice.ok("sync")
+	alice.ok("chats")
+	h = bob.history("1")
+	if len(h) != 2 || h[1].Content != "are you there?" {
+		t.Fatalf("bob after the cut %+v", h)
+	}
+	if out := bob.ok("history", "1"); !strings.Contains(out, "1: are you there?") {
+		t.Fatalf("plain history %q", out)
+	}
+
+	if out := alice.ok("devices", "add", "--platform", "fcm", "tok-123"); !strings.Contains(out, "registered") {
+		t.Fatalf("devices add %q", out)
+	}
+	alice.ok("devices", "rm", "tok-123")
+	if code, _, _ := alice.run("devices", "add", "tok"); code == 0 {
+		t.Fatal("devices add without --platform succeeded")
+	}
+}
+
+func TestParseFlagsAnywhere(t *testing.T) {
+	o, err := parse([]string{"--server=http://x", "history", "7", "--before", "99", "--limit", "5", "--json"}, func(string) string { return "env" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.server != "http://x" || o.token != "env" || o.before != 99 || o.limit != 5 || !o.json || strings.Join(o.args, " ") != "history 7" {
+		t.Fatalf("%+v", o)
+	}
+	if _, err := parse([]string{"--limit"}, func(string) string { return "" }); err == nil {
+		t.Fatal("missing value accepted")
+	}
+	if _, err := parse([]string{"--nope"}, func(string) string { return "" }); err == nil {
+		t.Fatal("unknown flag accepted")
+	}
+}
