@@ -53,3 +53,18 @@ test-cluster:
 
 soak:
 	E2E_SOAK=1 $(GO) test -tags $(TAGS) -count=1 -timeout 60m -v ./e2e/
+
+# The container image: the static binary FROM scratch, built on this host so
+# that no registry is needed (deploy/docker/Dockerfile.prebuilt).
+IMAGE ?= edgenode:local
+.PHONY: image deploy-test
+image:
+	GO=$(GO) VERSION=$(VERSION) deploy/docker/build-image.sh $(IMAGE)
+
+# deploy/ for real: builds the image, brings up the three-region compose
+# cluster (deploy/compose), sends across regions, kills a region, restarts
+# every node under load, checks nothing acknowledged is lost, tears down.
+# Also checks the systemd unit, the Kubernetes manifests, the alert rules and
+# the dashboard. Needs Docker and docker-compose.
+deploy-test:
+	EDGENODE_DEPLOY_TEST=1 $(GO) test -tags $(TAGS) -count=1 -timeout 15m -v ./deploy/

@@ -235,11 +235,20 @@ func (c *Cluster) Shards(ctx context.Context) []ShardInfo {
 	for shard := range out {
 		info := ShardInfo{Shard: shard, Leader: c.log.Leader(shard), Voters: c.voters(shard)}
 		if len(info.Voters) == 0 || info.Leader == "" {
+			// A node removed from the shard keeps its last configuration and
+			// knows no leader: take the first answer that names one, else
+			// the first that names voters.
 			for _, node := range c.candidates(shard) {
 				resp, err := c.rpc(ctx, node, shard, &wire.CallRequest{Op: wire.OpShardProgress})
-				if err == nil && resp.Err == "" && len(resp.Voters) > 0 {
+				if err != nil || resp.Err != "" || len(resp.Voters) == 0 {
+					continue
+				}
+				if resp.Leader != "" {
 					info.Voters, info.Leader = resp.Voters, resp.Leader
 					break
+				}
+				if len(info.Voters) == 0 {
+					info.Voters = resp.Voters
 				}
 			}
 		}

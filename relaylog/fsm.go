@@ -7,6 +7,7 @@ import (
 	"io"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hashicorp/raft"
 )
@@ -30,6 +31,7 @@ type fsm struct {
 	tokens   map[string]int64 // device token → user, so a token moves between users
 	lastConn map[int64]int64  // user → Unix ms
 	lastRead map[readKey]int64
+	queued   atomic.Int64 // messages in all queues (metrics read it without the lock)
 }
 
 type idemKey struct{ from, reqID int64 }
@@ -67,6 +69,7 @@ func (f *fsm) reset() {
 	f.tokens = make(map[string]int64)
 	f.lastConn = make(map[int64]int64)
 	f.lastRead = make(map[readKey]int64)
+	f.queued.Store(0)
 }
 
 // result is what applying one command answers to its proposer.
@@ -159,6 +162,7 @@ func (f *fsm) apply(c *command, touched *[]int64) result {
 		q = f.queue(c.user)
 		q.events = append(q.events, ev)
 		q.msgs++
+		f.queued.Add(1)
 		rec := idemRec{from: c.from, reqID: c.reqID, id: ev.ID, fp: fp}
 		f.idem[k] = rec
 		f.idemFIFO = append(f.idemFIFO, rec)
@@ -265,6 +269,7 @@ func (f *fsm) dropPrefix(user int64, q *queue, n int) {
 	for i := 0; i < n; i++ {
 		if q.events[i].Kind == KindMessage {
 			q.msgs--
+			f.queued.Add(-1)
 		}
 	}
 	if n == len(q.events) {
@@ -606,6 +611,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 				q.msgs++
 			}
 		}
+		f.queued.Add(int64(q.msgs))
 		if len(q.events) > 0 {
 			f.queues[u] = q
 		}

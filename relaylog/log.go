@@ -204,6 +204,37 @@ func Open(opts Options) (*Log, error) {
 	for _, s := range l.shards {
 		l.gen.observe(s.fsm.maxID())
 	}
+	if opts.Registerer != nil {
+		opts.Registerer.MustRegister(
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "edgenode_shards_led", Help: "Shards this node leads and serves."}, func() float64 {
+				n := 0
+				for _, s := range l.shards {
+					if s.serving.Load() {
+						n++
+					}
+				}
+				return float64(n)
+			}),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "edgenode_shards_without_leader", Help: "Shards this node is a member of that know no leader (elections under way, or no quorum)."}, func() float64 {
+				n := 0
+				for _, s := range l.shards {
+					if s.raft.State() != raft.Shutdown && len(s.raft.GetConfiguration().Configuration().Servers) > 0 && l.Leader(s.id) == "" {
+						n++
+					}
+				}
+				return float64(n)
+			}),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "edgenode_queued_messages", Help: "Messages waiting for their recipients in the queues of the shards this node leads."}, func() float64 {
+				var n int64
+				for _, s := range l.shards {
+					if s.serving.Load() {
+						n += s.fsm.queued.Load()
+					}
+				}
+				return float64(n)
+			}),
+		)
+	}
 	l.wg.Add(1)
 	go l.expireLoop()
 	return l, nil

@@ -87,3 +87,51 @@ func shardsTable(w io.Writer, body []byte) error {
 	}
 	return tw.Flush()
 }
+
+// health probes a running node's /readyz (or --path) and succeeds only on
+// 200: the health check of images that have no shell or curl.
+func health(args []string, stdout io.Writer) error {
+	addr, args, err := extract(args, "addr")
+	if err != nil {
+		return err
+	}
+	path, args, err := extract(args, "path")
+	if err != nil {
+		return err
+	}
+	timeoutArg, args, err := extract(args, "timeout")
+	if err != nil {
+		return err
+	}
+	if len(args) > 0 {
+		return fmt.Errorf("unknown argument %q", args[0])
+	}
+	if addr == "" {
+		addr = "127.0.0.1:8080"
+	}
+	if path == "" {
+		path = "/readyz"
+	}
+	timeout := 3 * time.Second
+	if timeoutArg != "" {
+		if timeout, err = time.ParseDuration(timeoutArg); err != nil {
+			return fmt.Errorf("--timeout: %w", err)
+		}
+	}
+	base := addr
+	if !strings.Contains(base, "://") {
+		base = "http://" + base
+	}
+	client := &http.Client{Timeout: timeout}
+	resp, err := client.Get(strings.TrimRight(base, "/") + "/" + strings.TrimLeft(path, "/"))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s answered %s: %s", addr, resp.Status, strings.TrimSpace(string(body)))
+	}
+	_, err = fmt.Fprintln(stdout, strings.TrimSpace(string(body)))
+	return err
+}

@@ -66,6 +66,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = inspect(args, stdout, "/v1/cluster/members", membersTable)
 	case "shards":
 		err = inspect(args, stdout, "/v1/cluster/shards", shardsTable)
+	case "health":
+		err = health(args, stdout)
 	case "version":
 		fmt.Fprintln(stdout, "edgenode", versionString(), runtime.Version())
 	case "help":
@@ -89,6 +91,8 @@ Usage:
   edgenode join-token [--data-dir DIR]    print the cluster secret
   edgenode members [--addr HOST:PORT] [--json]   cluster members as a running node sees them
   edgenode shards [--addr HOST:PORT] [--json]    every shard's leader and voters
+  edgenode health [--addr HOST:PORT] [--path /readyz] [--timeout 3s]
+                                          exit 0 only if the node answers 200 (container health checks)
   edgenode version                        print the version
 
 `)

@@ -182,6 +182,23 @@ func TestStartsWithNoFlags(t *testing.T) {
 	if err != nil || !strings.HasPrefix(string(out), "edgenode ") {
 		t.Fatalf("version: %q %v", out, err)
 	}
+	// The health check of scratch images: 0 on a ready node, 1 otherwise.
+	if out, err := exec.Command(binary, "health", "--addr", p.url).CombinedOutput(); err != nil || !strings.Contains(string(out), "ready") {
+		t.Fatalf("health of a ready node: %q %v", out, err)
+	}
+	if out, err := exec.Command(binary, "health", "--addr", p.url, "--path", "/no-such-path").CombinedOutput(); err == nil {
+		t.Fatalf("health of a 404 path succeeded: %q", out)
+	}
+	// Operators' gauges exist from the start.
+	_, metrics, err := p.request("GET", "/metrics", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []string{"edgenode_shards_led 16", "edgenode_shards_without_leader 0", "edgenode_queued_messages 1"} {
+		if !strings.Contains(string(metrics), "\n"+m+"\n") {
+			t.Errorf("metrics lack %q", m)
+		}
+	}
 }
 
 // SIGKILL while messages flow: after a restart every message answered 201 is
