@@ -28,6 +28,10 @@ type Options struct {
 	Logger  *slog.Logger
 	// Notify wakes the local sockets of user (presence.Hub.NotifyEvents).
 	Notify func(user int64)
+	// Offer hands the local sockets of user the events its home pushed:
+	// every event of the user's queue with an id above after. nil means
+	// Notify (the sockets pull).
+	Offer func(user, after int64, evs []relaylog.Event)
 	// OnOffline is called on the user's home (the leader of its shard)
 	// when the user's last socket anywhere in the cluster closed or its
 	// presence expired. It must not block.
@@ -56,6 +60,9 @@ type Cluster struct {
 	// draining holds nodes that announced their shutdown, with when: no
 	// leadership is handed to them meanwhile.
 	draining map[string]time.Time
+
+	callsMu sync.Mutex
+	calls   map[*inflightCall]struct{} // forwarded calls in progress
 
 	kick   chan struct{}
 	stop   chan struct{}
@@ -88,6 +95,7 @@ func New(opts Options) *Cluster {
 		log:   opts.Log,
 		self:  opts.Log.NodeID(),
 		hints: make(map[int]string),
+		calls: make(map[*inflightCall]struct{}),
 		kick:  make(chan struct{}, 1),
 		stop:  make(chan struct{}),
 	}
@@ -95,8 +103,9 @@ func New(opts Options) *Cluster {
 	c.subs = newSubscriptions(c)
 	opts.Mesh.Handle(mesh.KindCall, c.serveCall)
 	opts.Mesh.Handle(mesh.KindSubscribe, c.subs.serve)
-	c.wg.Add(2)
+	c.wg.Add(3)
 	go c.placementLoop()
+	go c.watchCalls()
 	go c.subs.maintain()
 	return c
 }
@@ -284,6 +293,9 @@ func (c *Cluster) rpc(ctx context.Context, node string, shard int, req *wire.Cal
 		return nil, fmt.Errorf("%w: open to %s: %v", errRemote, node, err)
 	}
 	defer s.Close()
+	// A cancelled call (attempt abandons calls to a former leader) must not
+	// wait for the stream's deadline.
+	defer context.AfterFunc(ctx, func() { s.SetDeadline(time.Now()) })()
 	if dl, ok := ctx.Deadline(); ok {
 		s.SetDeadline(dl)
 	}
@@ -293,7 +305,7 @@ func (c *Cluster) rpc(ctx context.Context, node string, shard int, req *wire.Cal
 		return nil, fmt.Errorf("%w: write to %s: %v", errRemote, node, err)
 	}
 	var resp wire.CallResponse
-	if err := wire.ReadNodeFrame(bufio.NewReader(s), &resp); err != nil {
+	if err := wire.ReadNodeFrame(bufio.NewReaderSize(s, 1024), &resp); err != nil {
 		return nil, fmt.Errorf("%w: read from %s: %v", errRemote, node, err)
 	}
 	return &resp, nil
@@ -303,7 +315,7 @@ func (c *Cluster) serveCall(s net.Conn, from string, shard int) {
 	defer s.Close()
 	s.SetDeadline(time.Now().Add(c.opts.CallTimeout + time.Second))
 	var req wire.CallRequest
-	if err := wire.ReadNodeFrame(bufio.NewReader(s), &req); err != nil {
+	if err := wire.ReadNodeFrame(bufio.NewReaderSize(s, 1024), &req); err != nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.opts.CallTimeout)

@@ -52,6 +52,25 @@ func (c *Cluster) candidates(shard int) []string {
 	return out
 }
 
+// likelyLeaders is the start of candidates: the hint and raft's leader.
+func (c *Cluster) likelyLeaders(shard int) []string {
+	c.hintMu.Lock()
+	h := c.hints[shard]
+	c.hintMu.Unlock()
+	l := c.log.Leader(shard)
+	out := make([]string, 0, 2)
+	for _, id := range [2]string{h, l} {
+		if id == "" || id == c.self || (len(out) > 0 && out[0] == id) {
+			continue
+		}
+		if m, ok := c.opts.Members.Get(id); ok && (m.Status == member.StatusDead || m.Status == member.StatusLeft) {
+			continue
+		}
+		out = append(out, id)
+	}
+	return out
+}
+
 func (c *Cluster) setHint(shard int, node string) {
 	c.hintMu.Lock()
 	if node == "" {
@@ -77,28 +96,53 @@ const noLeaderWait = 3 * time.Second
 func (c *Cluster) attempt(ctx context.Context, node string, shard int, req *wire.CallRequest) (*wire.CallResponse, error) {
 	actx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	type result struct {
-		resp *wire.CallResponse
-		err  error
-	}
-	done := make(chan result, 1)
-	go func() {
-		resp, err := c.rpc(actx, node, shard, req)
-		done <- result{resp, err}
+	call := &inflightCall{node: node, shard: shard, cancel: cancel}
+	c.callsMu.Lock()
+	c.calls[call] = struct{}{}
+	c.callsMu.Unlock()
+	defer func() {
+		c.callsMu.Lock()
+		delete(c.calls, call)
+		c.callsMu.Unlock()
 	}()
+	return c.rpc(actx, node, shard, req)
+}
+
+// inflightCall is a forwarded call in progress, for watchCalls.
+type inflightCall struct {
+	node   string
+	shard  int
+	cancel context.CancelFunc
+}
+
+// watchCalls abandons, every 100 ms, the forwarded calls whose node no
+// longer leads their shard or is dead (see attempt): one goroutine for all
+// calls rather than a timer per call.
+func (c *Cluster) watchCalls() {
+	defer c.wg.Done()
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
+	var calls []*inflightCall
 	for {
 		select {
-		case r := <-done:
-			return r.resp, r.err
+		case <-c.stop:
+			return
 		case <-t.C:
-			if l := c.log.Leader(shard); l != "" && l != node {
-				cancel()
-			} else if m, ok := c.opts.Members.Get(node); ok && (m.Status == member.StatusDead || m.Status == member.StatusLeft) {
-				cancel()
+		}
+		calls = calls[:0]
+		c.callsMu.Lock()
+		for call := range c.calls {
+			calls = append(calls, call)
+		}
+		c.callsMu.Unlock()
+		for _, call := range calls {
+			if l := c.log.Leader(call.shard); l != "" && l != call.node {
+				call.cancel()
+			} else if m, ok := c.opts.Members.Get(call.node); ok && (m.Status == member.StatusDead || m.Status == member.StatusLeft) {
+				call.cancel()
 			}
 		}
+		clear(calls)
 	}
 }
 
@@ -128,10 +172,20 @@ func (c *Cluster) forward(ctx context.Context, shard int, req *wire.CallRequest)
 var errServeLocally = errors.New("cluster: shard is now served here")
 
 func (c *Cluster) forwardOnce(ctx context.Context, shard int, req *wire.CallRequest) (*wire.CallResponse, error) {
-	cands := c.candidates(shard)
+	// The known leader first; the full candidate list (which ranks every
+	// member) only if it fails.
+	cands := c.likelyLeaders(shard)
+	full := false
 	tried := map[string]bool{}
 	var last error = &relaylog.NotLeaderError{Shard: shard}
-	for hop := 0; hop < maxHops && len(cands) > 0; {
+	for hop := 0; hop < maxHops; {
+		if len(cands) == 0 {
+			if full {
+				break
+			}
+			cands, full = c.candidates(shard), true
+			continue
+		}
 		node := cands[0]
 		cands = cands[1:]
 		if tried[node] || node == c.self {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/edgenode/edgenode/cluster/mesh"
 	"github.com/edgenode/edgenode/presence"
+	"github.com/edgenode/edgenode/relaylog"
 	"github.com/edgenode/edgenode/wire"
 )
 
@@ -50,10 +51,12 @@ type outSub struct {
 }
 
 type inSub struct {
+	s       *subscriptions
 	peer    string
 	conn    net.Conn
 	mu      sync.Mutex
 	pending map[int64]struct{}
+	reset   map[int64]struct{} // users (re)subscribed or gone: forget their cursors
 	frames  []wire.SubscribeFrame
 	wake    chan struct{}
 }
@@ -302,7 +305,15 @@ func (s *subscriptions) readLoop(o *outSub) {
 		s.mu.Unlock()
 		switch f.Op {
 		case wire.SubEvents:
-			s.c.opts.Notify(f.User)
+			if len(f.Events) > 0 && s.c.opts.Offer != nil {
+				evs := make([]relaylog.Event, len(f.Events))
+				for i := range f.Events {
+					evs[i] = fromNode(&f.Events[i])
+				}
+				s.c.opts.Offer(f.User, f.After, evs)
+			} else {
+				s.c.opts.Notify(f.User)
+			}
 		case wire.SubStatus:
 			if hub != nil {
 				hub.PushStatus(statusOf(f))
@@ -352,7 +363,7 @@ func (s *subscriptions) onlineLocked(user int64) bool {
 }
 
 func (s *subscriptions) serve(conn net.Conn, from string, _ int) {
-	in := &inSub{peer: from, conn: conn, pending: make(map[int64]struct{}), wake: make(chan struct{}, 1)}
+	in := &inSub{s: s, peer: from, conn: conn, pending: make(map[int64]struct{}), reset: make(map[int64]struct{}), wake: make(chan struct{}, 1)}
 	done := make(chan struct{})
 	go in.writeLoop(done)
 	br := bufio.NewReader(conn)
@@ -370,13 +381,20 @@ func (s *subscriptions) serve(conn net.Conn, from string, _ int) {
 			s.mu.Unlock()
 			subs = append(subs, f.User)
 			// Events committed before this registration woke nobody
-			// there: wake the subscriber once now that it is registered.
-			in.queue(wire.SubscribeFrame{Op: wire.SubEvents, User: f.User})
+			// there: wake the subscriber once now that it is registered
+			// (a wake without events: it pulls, and later wakes carry
+			// what follows).
+			in.resetCursor(f.User)
+			in.mu.Lock()
+			in.pending[f.User] = struct{}{}
+			in.mu.Unlock()
+			in.signal()
 			if !was {
 				s.announce(f.User, true)
 			}
 		case wire.UnsubUser:
 			s.dropSub(f.User, in)
+			in.resetCursor(f.User)
 		case wire.SubWatch:
 			s.mu.Lock()
 			addTo(s.watch, f.User, in)
@@ -531,8 +549,27 @@ func (in *inSub) signal() {
 	}
 }
 
+func (in *inSub) resetCursor(user int64) {
+	in.mu.Lock()
+	in.reset[user] = struct{}{}
+	in.mu.Unlock()
+}
+
+// pushPage bounds the events one wake carries; beyond it the edge pulls.
+const pushPage = 64
+
+// writeLoop writes the stream's frames and its wakes. A wake carries the
+// user's new events when it can: cursors (owned by this goroutine) hold,
+// per user, the id up to which this edge was sent the queue; a wake then
+// carries every event past it (wire.SubscribeFrame.Events), which spares
+// the edge a pull from this leader per event. The first wake after a
+// subscription, a page too long, or a shard no longer led here sends a
+// plain wake, and the edge pulls.
 func (in *inSub) writeLoop(done chan struct{}) {
 	bw := bufio.NewWriter(in.conn)
+	log := in.s.c.log
+	cursors := make(map[int64]int64)
+	var nodeEvs []wire.NodeEvent
 	for {
 		select {
 		case <-done:
@@ -545,6 +582,10 @@ func (in *inSub) writeLoop(done chan struct{}) {
 			users = append(users, u)
 		}
 		clear(in.pending)
+		for u := range in.reset {
+			delete(cursors, u)
+		}
+		clear(in.reset)
 		frames := in.frames
 		in.frames = nil
 		in.mu.Unlock()
@@ -556,9 +597,33 @@ func (in *inSub) writeLoop(done chan struct{}) {
 			}
 		}
 		for _, u := range users {
-			if err == nil {
-				err = wire.WriteNodeFrame(bw, wire.SubscribeFrame{Op: wire.SubEvents, User: u})
+			if err != nil {
+				break
 			}
+			wake := wire.SubscribeFrame{Op: wire.SubEvents, User: u}
+			after, known := cursors[u]
+			if !known {
+				cursors[u] = log.LastEventID(u)
+				err = wire.WriteNodeFrame(bw, wake)
+				continue
+			}
+			evs, more, perr := log.Pending(context.Background(), u, after, pushPage)
+			switch {
+			case perr != nil:
+				delete(cursors, u)
+			case more:
+				cursors[u] = evs[len(evs)-1].ID
+			case len(evs) == 0:
+				continue // acknowledged meanwhile: nothing to tell
+			default:
+				nodeEvs = nodeEvs[:0]
+				for i := range evs {
+					nodeEvs = append(nodeEvs, toNode(&evs[i]))
+				}
+				wake.After, wake.Events = after, nodeEvs
+				cursors[u] = evs[len(evs)-1].ID
+			}
+			err = wire.WriteNodeFrame(bw, wake)
 		}
 		if err == nil {
 			err = bw.Flush()

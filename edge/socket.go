@@ -13,6 +13,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/edgenode/edgenode/relaylog"
 	"github.com/edgenode/edgenode/wire"
 )
 
@@ -59,7 +60,9 @@ type socket struct {
 	pong       []byte
 	hasPong    bool
 	ping       bool
-	closing    bool // the writer sends the close frame and ends the socket
+	pull       bool    // the queue may hold events past sent: pull it
+	offers     []offer // events pushed by the user's home, to write without a pull
+	closing    bool    // the writer sends the close frame and ends the socket
 	closeCode  int
 	closeText  string
 	reason     string // metric label of the close
@@ -67,6 +70,7 @@ type socket struct {
 	cleaned    bool
 
 	// Writer-only state.
+	blocked      atomic.Bool // the window was full: an ack must pull again
 	readySent    bool
 	window       idRing
 	retryPending atomic.Bool
@@ -171,7 +175,33 @@ func (sk *socket) UserID() int64 { return sk.user }
 
 // Notify says the user's queue has new events (or that acks opened the
 // window): the writer pulls.
-func (sk *socket) Notify() { sk.kick() }
+func (sk *socket) Notify() {
+	sk.mu.Lock()
+	sk.pull = true
+	sk.mu.Unlock()
+	sk.kick()
+}
+
+// offer is a push from the user's home (cluster.Options.Offer): every event
+// of the queue with an id above after.
+type offer struct {
+	after int64
+	evs   []relaylog.Event
+}
+
+// Offer hands the socket events its user's home pushed. The writer writes
+// them if it has written everything up to after; otherwise, or if too many
+// wait, it pulls instead.
+func (sk *socket) Offer(after int64, evs []relaylog.Event) {
+	sk.mu.Lock()
+	if len(sk.offers) >= 16 {
+		sk.offers, sk.pull = nil, true
+	} else {
+		sk.offers = append(sk.offers, offer{after, evs})
+	}
+	sk.mu.Unlock()
+	sk.kick()
+}
 
 func (sk *socket) Status(st wire.ContactStatus) {
 	sk.mu.Lock()
@@ -273,8 +303,10 @@ func (sk *socket) writeRun() {
 		}
 		statuses, watch, hasWatch, errs := sk.statuses, sk.watchAns, sk.hasWatch, sk.errs
 		pong, hasPong, ping := sk.pong, sk.hasPong, sk.ping
+		pull, offers := sk.pull || !sk.readySent, sk.offers
 		sk.statuses, sk.watchAns, sk.hasWatch, sk.errs = nil, nil, false, nil
 		sk.pong, sk.hasPong, sk.ping = nil, false, false
+		sk.pull, sk.offers = false, nil
 		sk.mu.Unlock()
 
 		buf := (*bp)[:0]
@@ -308,7 +340,19 @@ func (sk *socket) writeRun() {
 		if len(buf) > 0 {
 			err = sk.write(buf)
 		}
-		if err == nil {
+		for _, o := range offers {
+			if err != nil {
+				break
+			}
+			if o.after > sk.sent.Load() {
+				pull = true // events before these were not written yet
+				continue
+			}
+			var full bool
+			buf, full, err = sk.writeEvents(buf[:0], o.evs)
+			pull = pull || full
+		}
+		if err == nil && pull {
 			buf, err = sk.deliver(buf[:0])
 		}
 		*bp = buf[:0]
@@ -326,19 +370,21 @@ func (sk *socket) writeRun() {
 	}
 }
 
-// deliver writes everything the window allows from the user's queue, a
-// batch of frames per write.
+// deliver pulls the user's queue past the last id written and writes
+// everything the window allows, a batch of frames per write.
 func (sk *socket) deliver(buf []byte) ([]byte, error) {
 	s := sk.srv
-	const (
-		pageSize  = 256
-		batchSize = 64 << 10 // bytes written per system call at most
-	)
 	for {
 		sk.window.popUpTo(sk.clientAck.Load())
 		room := sk.window.free()
 		if room <= 0 {
-			return buf, nil // an ack reopens the window (and kicks)
+			sk.blocked.Store(true) // an ack reopens the window and pulls
+			// An ack that came before the flag was set did not pull.
+			sk.window.popUpTo(sk.clientAck.Load())
+			if sk.window.free() > 0 && sk.blocked.CompareAndSwap(true, false) {
+				continue
+			}
+			return buf, nil
 		}
 		if room > pageSize {
 			room = pageSize
@@ -350,41 +396,63 @@ func (sk *socket) deliver(buf []byte) ([]byte, error) {
 			if sk.retryPending.CompareAndSwap(false, true) {
 				time.AfterFunc(250*time.Millisecond, func() {
 					sk.retryPending.Store(false)
-					sk.kick()
+					sk.Notify()
 				})
 			}
 			return buf, nil
 		}
-		if len(evs) == 0 {
-			return buf, nil
-		}
-		now := time.Now()
-		buf = buf[:0]
-		for i := range evs {
-			msg, rc := toWire(&evs[i])
-			var at int
-			buf, at = beginFrame(buf)
-			if msg != nil {
-				buf = wire.AppendNewMessageEvent(buf, msg)
-			} else {
-				buf = wire.AppendReceiptEvent(buf, rc)
-			}
-			buf = endFrame(buf, at)
-			sk.window.push(evs[i].ID)
-			s.m.deliverySecs.Observe(now.Sub(evs[i].Time()).Seconds())
-			if len(buf) >= batchSize || i == len(evs)-1 {
-				if err := sk.write(buf); err != nil {
-					return buf, err
-				}
-				buf = buf[:0]
-				sk.sent.Store(evs[i].ID)
-			}
-		}
-		s.m.deliveries.WithLabelValues("socket").Add(float64(len(evs)))
-		if !more {
-			return buf, nil
+		var full bool
+		if buf, full, err = sk.writeEvents(buf[:0], evs); err != nil || full || !more {
+			return buf, err
 		}
 	}
+}
+
+const (
+	pageSize  = 256      // events pulled at a time
+	batchSize = 64 << 10 // bytes written per system call at most
+)
+
+// writeEvents writes the events of evs past the last id written, in order,
+// as far as the window allows; full reports that the window stopped it.
+func (sk *socket) writeEvents(buf []byte, evs []relaylog.Event) (_ []byte, full bool, _ error) {
+	s := sk.srv
+	sent := sk.sent.Load()
+	for len(evs) > 0 && evs[0].ID <= sent {
+		evs = evs[1:]
+	}
+	sk.window.popUpTo(sk.clientAck.Load())
+	if room := sk.window.free(); len(evs) > room {
+		evs, full = evs[:max(room, 0)], true
+		sk.blocked.Store(true)
+	}
+	if len(evs) == 0 {
+		return buf, full, nil
+	}
+	now := time.Now()
+	buf = buf[:0]
+	for i := range evs {
+		msg, rc := toWire(&evs[i])
+		var at int
+		buf, at = beginFrame(buf)
+		if msg != nil {
+			buf = wire.AppendNewMessageEvent(buf, msg)
+		} else {
+			buf = wire.AppendReceiptEvent(buf, rc)
+		}
+		buf = endFrame(buf, at)
+		sk.window.push(evs[i].ID)
+		s.m.deliverySecs.Observe(now.Sub(evs[i].Time()).Seconds())
+		if len(buf) >= batchSize || i == len(evs)-1 {
+			if err := sk.write(buf); err != nil {
+				return buf, full, err
+			}
+			buf = buf[:0]
+			sk.sent.Store(evs[i].ID)
+		}
+	}
+	s.m.deliveries.WithLabelValues("socket").Add(float64(len(evs)))
+	return buf, full, nil
 }
 
 // write sends b, which holds one or more complete frames, in one system
@@ -710,7 +778,9 @@ func (sk *socket) ack(upTo int64) {
 	}
 	raiseTo(&sk.clientAck, upTo)
 	raiseTo(&sk.pendingAck, upTo)
-	sk.kick() // the window may have opened
+	if sk.blocked.CompareAndSwap(true, false) {
+		sk.Notify() // the window was full: pull what waits
+	}
 	if sk.ackRunning.CompareAndSwap(false, true) {
 		go sk.commitAcks()
 	}

@@ -47,14 +47,14 @@ type testNode struct {
 	region string
 }
 
-func startNode(t *testing.T, dir, region string, join ...string) *testNode {
+func startNode(t testing.TB, dir, region string, join ...string) *testNode {
 	t.Helper()
 	return startNodeWith(t, dir, region, []string{"--jwt-secret", jwtSecret}, join...)
 }
 
 // startNodeWith starts a node on loopback ports with fast test timings and
 // extra flags.
-func startNodeWith(t *testing.T, dir, region string, extra []string, join ...string) *testNode {
+func startNodeWith(t testing.TB, dir, region string, extra []string, join ...string) *testNode {
 	t.Helper()
 	args := []string{"--data-dir", dir, "--region", region, "--http-addr", "127.0.0.1:0",
 		"--gossip-addr", "127.0.0.1:0", "--cluster-addr", "127.0.0.1:0", "--advertise-addr", "127.0.0.1",
@@ -76,7 +76,7 @@ func startNodeWith(t *testing.T, dir, region string, extra []string, join ...str
 	return tn
 }
 
-func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
+func waitFor(t testing.TB, what string, d time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for !cond() {
@@ -110,14 +110,14 @@ func post(t *testing.T, n *testNode, from, to, req int64, content string) (int, 
 	return resp.StatusCode, out
 }
 
-func shardsOf(t *testing.T, n *testNode) []cluster.ShardInfo {
+func shardsOf(t testing.TB, n *testNode) []cluster.ShardInfo {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	return n.Cluster.Shards(ctx)
 }
 
 // fullyReplicated: every shard has 3 voters in 3 regions and a leader.
-func fullyReplicated(t *testing.T, n *testNode, regionOf map[string]string) bool {
+func fullyReplicated(t testing.TB, n *testNode, regionOf map[string]string) bool {
 	for _, s := range shardsOf(t, n) {
 		if s.Leader == "" || len(s.Voters) != 3 {
 			return false

@@ -323,6 +323,21 @@ func StartTuned(ctx context.Context, cfg config.Config, logger *slog.Logger, tun
 				h.NotifyEvents(user)
 			}
 		},
+		Offer: func(user, after int64, evs []relaylog.Event) {
+			h := hubP.Load()
+			if h == nil {
+				return
+			}
+			for _, sess := range h.Sessions(user) {
+				if o, ok := sess.(interface {
+					Offer(after int64, evs []relaylog.Event)
+				}); ok {
+					o.Offer(after, evs)
+				} else {
+					sess.Notify()
+				}
+			}
+		},
 		OnOffline: func(user int64) {
 			if d := pushP.Load(); d != nil {
 				d.Offline(user)

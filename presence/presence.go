@@ -308,6 +308,9 @@ func (h *Hub) watchersOf(u int64) []Session {
 	return out
 }
 
+// Sessions returns user's sessions on this node.
+func (h *Hub) Sessions(user int64) []Session { return h.sessionsOf(user) }
+
 func (h *Hub) sessionsOf(u int64) []Session {
 	h.mu.RLock()
 	defer h.mu.RUnlock()

@@ -393,6 +393,16 @@ func (f *fsm) awaitingPush() []int64 {
 	return out
 }
 
+// lastEvent is the id of the newest event in user's queue, 0 if it is empty.
+func (f *fsm) lastEvent(user int64) int64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if q := f.queues[user]; q != nil && len(q.events) > 0 {
+		return q.events[len(q.events)-1].ID
+	}
+	return 0
+}
+
 func (f *fsm) maxID() int64 {
 	f.mu.RLock()
 	defer f.mu.RUnlock()

@@ -349,6 +349,10 @@ func (l *Log) Pending(ctx context.Context, user, after int64, limit int) ([]Even
 	return evs, more, nil
 }
 
+// LastEventID is the id of the newest event in user's queue on this node's
+// copy of the shard, 0 if the queue is empty.
+func (l *Log) LastEventID(user int64) int64 { return l.shardOf(user).fsm.lastEvent(user) }
+
 // Depth is how many messages wait for user.
 func (l *Log) Depth(user int64) int { return l.shardOf(user).fsm.depth(user) }
 

@@ -7,11 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 )
 
 // Node-to-node frames of the cluster's mesh (cluster/mesh carries them on
 // QUIC streams). Every frame is a uvarint length followed by that many bytes
-// of JSON; frames are at most MaxNodeFrameBytes.
+// of payload, in the binary form of nodecodec.go (or JSON, the protocol's
+// first form, still read); frames are at most MaxNodeFrameBytes.
 //
 //	call stream       one CallRequest, answered by one CallResponse
 //	subscribe stream  SubscribeFrames both ways for as long as it stays open
@@ -99,7 +101,7 @@ type CallResponse struct {
 const (
 	SubUser    = "sub"     // edge → leader: deliver notifications for User
 	UnsubUser  = "unsub"   // edge → leader
-	SubEvents  = "events"  // leader → edge: User's queue has new events
+	SubEvents  = "events"  // leader → edge: User's queue has new events (with Events: all of them past After)
 	SubWatch   = "watch"   // edge → home: push User's status changes here
 	SubUnwatch = "unwatch" // edge → home
 	SubStatus  = "status"  // home → edge: User's status (Online, LastSeen)
@@ -116,21 +118,62 @@ type SubscribeFrame struct {
 	LastSeen int64  `json:"seen,omitempty"` // Unix ms; 0 = never
 	Typing   bool   `json:"typing,omitempty"`
 	Origin   string `json:"origin,omitempty"`
+	// SubEvents may carry the events themselves: then Events holds every
+	// event of User's queue with an id above After, so that an edge that
+	// wrote everything up to After to the user's socket writes these
+	// without asking the leader. Without Events the edge pulls.
+	After  int64       `json:"after,omitempty"`
+	Events []NodeEvent `json:"events,omitempty"`
 }
 
-// WriteNodeFrame writes v as one frame.
+// WriteNodeFrame writes v as one frame: CallRequest, CallResponse and
+// SubscribeFrame (or pointers to them) in the binary form of nodecodec.go,
+// anything else as JSON.
 func WriteNodeFrame(w io.Writer, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
+	bp := frameBufs.Get().(*[]byte)
+	defer func() {
+		if cap(*bp) <= 64<<10 {
+			frameBufs.Put(bp)
+		}
+	}()
+	// Room for the longest length prefix; the payload follows it and the
+	// prefix is moved next to the payload once its length is known.
+	const room = binary.MaxVarintLen64
+	buf := append((*bp)[:0], make([]byte, room)...)
+	switch f := v.(type) {
+	case *CallRequest:
+		buf = appendCallRequest(buf, f)
+	case CallRequest:
+		buf = appendCallRequest(buf, &f)
+	case *CallResponse:
+		buf = appendCallResponse(buf, f)
+	case CallResponse:
+		buf = appendCallResponse(buf, &f)
+	case *SubscribeFrame:
+		buf = appendSubscribeFrame(buf, f)
+	case SubscribeFrame:
+		buf = appendSubscribeFrame(buf, &f)
+	default:
+		b, err := json.Marshal(v)
+		if err != nil {
+			return err
+		}
+		buf = append(buf, b...)
 	}
-	if len(b) > MaxNodeFrameBytes {
-		return fmt.Errorf("wire: node frame of %d bytes exceeds %d", len(b), MaxNodeFrameBytes)
+	*bp = buf
+	n := len(buf) - room
+	if n > MaxNodeFrameBytes {
+		return fmt.Errorf("wire: node frame of %d bytes exceeds %d", n, MaxNodeFrameBytes)
 	}
-	buf := binary.AppendUvarint(make([]byte, 0, len(b)+binary.MaxVarintLen64), uint64(len(b)))
-	_, err = w.Write(append(buf, b...))
+	var hdr [binary.MaxVarintLen64]byte
+	h := binary.PutUvarint(hdr[:], uint64(n))
+	start := room - h
+	copy(buf[start:], hdr[:h])
+	_, err := w.Write(buf[start:])
 	return err
 }
+
+var frameBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
 // ErrNodeFrameTooLarge is returned for a frame longer than MaxNodeFrameBytes.
 var ErrNodeFrameTooLarge = errors.New("wire: node frame too large")
@@ -147,6 +190,23 @@ func ReadNodeFrame(r *bufio.Reader, v any) error {
 	b := make([]byte, n)
 	if _, err := io.ReadFull(r, b); err != nil {
 		return err
+	}
+	if len(b) >= 2 && b[0] == nodeBinaryTag {
+		switch f := v.(type) {
+		case *CallRequest:
+			if b[1] == 'q' {
+				return decodeCallRequest(b[2:], f)
+			}
+		case *CallResponse:
+			if b[1] == 'r' {
+				return decodeCallResponse(b[2:], f)
+			}
+		case *SubscribeFrame:
+			if b[1] == 's' {
+				return decodeSubscribeFrame(b[2:], f)
+			}
+		}
+		return errNodeFrame
 	}
 	return json.Unmarshal(b, v)
 }

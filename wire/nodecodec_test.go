@@ -1,0 +1,98 @@
+package wire
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"reflect"
+	"testing"
+)
+
+func nodeFrames() []any {
+	return []any{
+		&CallRequest{Version: NodeProtocolVersion, Op: OpSend, Shard: 7, From: 42,
+			Send: &NewMessageRequest{RequestID: 9, ToUserID: 43, Content: "héllo ✓", CreatedAt: "2026-11-27T10:20:08.123Z"}},
+		&CallRequest{Version: 1, Op: OpDeviceAdd, User: -1, Device: &DeviceRequest{Platform: "apns", Token: "t", Topic: "app", Sandbox: true}, IDs: []int64{1, -2, 1 << 52}},
+		&CallRequest{Op: OpPending, User: 5, After: 123, Limit: 256},
+		&CallResponse{Err: NodeErrNotLeader, Leader: "n2", Message: "m"},
+		&CallResponse{Events: []NodeEvent{
+			{ID: 1, Kind: 1, From: 2, To: 3, Content: "x", CreatedAt: "c"},
+			{ID: 4, Kind: 2, By: 5, MessageIDs: []int64{1, 2}},
+			{ID: 6, Kind: 3, By: 7, UpTo: 8},
+		}, Created: true, More: true, N: 3, At: -4, Found: true, Index: 1 << 40, Voters: []string{"a", "b"}},
+		&SubscribeFrame{Op: SubStatus, User: 1, Shard: 2, From: 3, Online: true, LastSeen: 4, Typing: true, Origin: "n1"},
+		&SubscribeFrame{Op: SubEvents, User: 5, After: 77, Events: []NodeEvent{{ID: 78, Kind: 1, From: 2, To: 5, Content: "hi", CreatedAt: "c"}, {ID: 79, Kind: 2, By: 9, MessageIDs: []int64{3}}}},
+	}
+}
+
+// Every node frame survives the binary form unchanged.
+func TestNodeFramesRoundTrip(t *testing.T) {
+	for _, f := range nodeFrames() {
+		var buf bytes.Buffer
+		if err := WriteNodeFrame(&buf, f); err != nil {
+			t.Fatal(err)
+		}
+		if buf.Bytes()[1] != nodeBinaryTag {
+			t.Fatalf("%T not written in binary form", f)
+		}
+		got := reflect.New(reflect.TypeOf(f).Elem()).Interface()
+		if err := ReadNodeFrame(bufio.NewReader(&buf), got); err != nil {
+			t.Fatalf("%T: %v", f, err)
+		}
+		if !reflect.DeepEqual(got, f) {
+			t.Fatalf("round trip\n got %+v\nwant %+v", got, f)
+		}
+	}
+}
+
+// JSON frames, the protocol's first form, are still read.
+func TestNodeFramesReadJSON(t *testing.T) {
+	want := CallRequest{Version: 1, Op: OpAck, User: 3, UpTo: 99}
+	b, _ := json.Marshal(want)
+	var buf bytes.Buffer
+	buf.WriteByte(byte(len(b)))
+	buf.Write(b)
+	var got CallRequest
+	if err := ReadNodeFrame(bufio.NewReader(&buf), &got); err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %+v, %v", got, err)
+	}
+}
+
+// A frame cut short or padded is an error, never a panic or a silent
+// partial decode; a frame of one kind is not read as another.
+func TestNodeFramesRejectDamage(t *testing.T) {
+	for _, f := range nodeFrames() {
+		var buf bytes.Buffer
+		WriteNodeFrame(&buf, f)
+		payload := buf.Bytes()[1:]
+		for cut := 2; cut < len(payload); cut++ {
+			got := reflect.New(reflect.TypeOf(f).Elem()).Interface()
+			if err := ReadNodeFrame(bufio.NewReader(bytes.NewReader(append([]byte{byte(cut)}, payload[:cut]...))), got); err == nil {
+				t.Fatalf("%T cut to %d bytes decoded", f, cut)
+			}
+		}
+		padded := append(append([]byte{byte(len(payload) + 1)}, payload...), 0)
+		got := reflect.New(reflect.TypeOf(f).Elem()).Interface()
+		if err := ReadNodeFrame(bufio.NewReader(bytes.NewReader(padded)), got); err == nil {
+			t.Fatalf("%T with a trailing byte decoded", f)
+		}
+	}
+	var buf bytes.Buffer
+	WriteNodeFrame(&buf, &SubscribeFrame{Op: SubUser, User: 1})
+	if err := ReadNodeFrame(bufio.NewReader(&buf), &CallRequest{}); err == nil {
+		t.Fatal("a subscribe frame decoded as a call request")
+	}
+}
+
+func FuzzReadNodeFrameKinds(f *testing.F) {
+	for _, fr := range nodeFrames() {
+		var buf bytes.Buffer
+		WriteNodeFrame(&buf, fr)
+		f.Add(buf.Bytes())
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		for _, v := range []any{&CallRequest{}, &CallResponse{}, &SubscribeFrame{}} {
+			_ = ReadNodeFrame(bufio.NewReader(bytes.NewReader(b)), v)
+		}
+	})
+}
