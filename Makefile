@@ -7,7 +7,7 @@ GOFLAGS_BUILD := -tags $(TAGS) -trimpath
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: run build test test-race vet fuzz bench soak clean
+.PHONY: run build test test-race vet fuzz bench perf soak clean
 
 run:
 	$(GO) build $(GOFLAGS_BUILD) -o bin/edgenode ./cmd/edgenode
@@ -34,10 +34,18 @@ fuzz:
 	$(GO) test -tags $(TAGS) -run XXX -fuzz FuzzDecodeClientFrame -fuzztime 30s ./wire
 	$(GO) test -tags $(TAGS) -run XXX -fuzz FuzzDecodeEntry -fuzztime 30s ./relaylog
 	$(GO) test -tags $(TAGS) -run XXX -fuzz FuzzVerify -fuzztime 30s ./auth
+	$(GO) test -tags $(TAGS) -run XXX -fuzz FuzzReadNodeFrameKinds -fuzztime 30s ./wire
 
-# Go benchmarks of the per-message hot paths (short).
+# A short version of docs/PERFORMANCE.md's table (scripts/perf.sh short:
+# one node, three nodes, idle sockets, connect storm) and the Go benchmarks
+# of the per-message hot paths; under two minutes. `make perf` runs the full
+# table.
 bench:
-	$(GO) test -tags $(TAGS) -run XXX -bench . -benchmem -benchtime 1s ./wire ./relaylog ./auth ./edge
+	$(GO) test -tags $(TAGS) -run XXX -bench . -benchmem -benchtime 100ms ./wire ./relaylog ./auth
+	GO=$(GO) scripts/perf.sh short
+
+perf:
+	GO=$(GO) scripts/perf.sh
 
 clean:
 	rm -rf bin data

@@ -63,6 +63,8 @@ type Cluster struct {
 
 	callsMu sync.Mutex
 	calls   map[*inflightCall]struct{} // forwarded calls in progress
+	muxMu   sync.Mutex
+	muxes   map[string]*callMux // by peer node id
 
 	kick   chan struct{}
 	stop   chan struct{}
@@ -96,12 +98,14 @@ func New(opts Options) *Cluster {
 		self:  opts.Log.NodeID(),
 		hints: make(map[int]string),
 		calls: make(map[*inflightCall]struct{}),
+		muxes: make(map[string]*callMux),
 		kick:  make(chan struct{}, 1),
 		stop:  make(chan struct{}),
 	}
 	c.router = &Router{c: c}
 	c.subs = newSubscriptions(c)
 	opts.Mesh.Handle(mesh.KindCall, c.serveCall)
+	opts.Mesh.Handle(mesh.KindCallMux, c.serveCallMux)
 	opts.Mesh.Handle(mesh.KindSubscribe, c.subs.serve)
 	c.wg.Add(3)
 	go c.placementLoop()
@@ -262,6 +266,7 @@ func (c *Cluster) Close() {
 	c.closed.Do(func() {
 		close(c.stop)
 		c.subs.close()
+		c.closeMuxes()
 		c.wg.Wait()
 	})
 }
@@ -288,29 +293,22 @@ var errRemote = errors.New("cluster: forwarded call failed")
 func (c *Cluster) rpc(ctx context.Context, node string, shard int, req *wire.CallRequest) (*wire.CallResponse, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.opts.CallTimeout)
 	defer cancel()
-	s, err := c.opts.Mesh.Open(ctx, node, mesh.KindCall, shard)
+	m, err := c.muxTo(ctx, node)
 	if err != nil {
 		return nil, fmt.Errorf("%w: open to %s: %v", errRemote, node, err)
 	}
-	defer s.Close()
-	// A cancelled call (attempt abandons calls to a former leader) must not
-	// wait for the stream's deadline.
-	defer context.AfterFunc(ctx, func() { s.SetDeadline(time.Now()) })()
-	if dl, ok := ctx.Deadline(); ok {
-		s.SetDeadline(dl)
+	r := *req
+	r.Version = wire.NodeProtocolVersion
+	r.Shard = shard
+	resp, err := m.call(ctx, &r)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", errRemote, node, err)
 	}
-	req.Version = wire.NodeProtocolVersion
-	req.Shard = shard
-	if err := wire.WriteNodeFrame(s, req); err != nil {
-		return nil, fmt.Errorf("%w: write to %s: %v", errRemote, node, err)
-	}
-	var resp wire.CallResponse
-	if err := wire.ReadNodeFrame(bufio.NewReaderSize(s, 1024), &resp); err != nil {
-		return nil, fmt.Errorf("%w: read from %s: %v", errRemote, node, err)
-	}
-	return &resp, nil
+	return resp, nil
 }
 
+// serveCall answers one call on a stream of its own (KindCall, the
+// protocol's first form; nodes now multiplex calls, see callMux).
 func (c *Cluster) serveCall(s net.Conn, from string, shard int) {
 	defer s.Close()
 	s.SetDeadline(time.Now().Add(c.opts.CallTimeout + time.Second))
@@ -318,9 +316,11 @@ func (c *Cluster) serveCall(s net.Conn, from string, shard int) {
 	if err := wire.ReadNodeFrame(bufio.NewReaderSize(s, 1024), &req); err != nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), c.opts.CallTimeout)
-	defer cancel()
-	var resp *wire.CallResponse
+	_ = wire.WriteNodeFrame(s, c.handleCall(from, &req))
+}
+
+// handleCall runs a call forwarded by node from.
+func (c *Cluster) handleCall(from string, req *wire.CallRequest) *wire.CallResponse {
 	if req.Op == wire.OpDraining {
 		c.hintMu.Lock()
 		if c.draining == nil {
@@ -328,11 +328,11 @@ func (c *Cluster) serveCall(s net.Conn, from string, shard int) {
 		}
 		c.draining[from] = time.Now()
 		c.hintMu.Unlock()
-		resp = &wire.CallResponse{}
-	} else {
-		resp = c.execute(ctx, &req)
+		return &wire.CallResponse{}
 	}
-	_ = wire.WriteNodeFrame(s, resp)
+	ctx, cancel := context.WithTimeout(context.Background(), c.opts.CallTimeout)
+	defer cancel()
+	return c.execute(ctx, req)
 }
 
 // execute runs a forwarded call against the local log.

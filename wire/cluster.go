@@ -129,7 +129,13 @@ type SubscribeFrame struct {
 // WriteNodeFrame writes v as one frame: CallRequest, CallResponse and
 // SubscribeFrame (or pointers to them) in the binary form of nodecodec.go,
 // anything else as JSON.
-func WriteNodeFrame(w io.Writer, v any) error {
+func WriteNodeFrame(w io.Writer, v any) error { return writeFrame(w, false, 0, v) }
+
+// WriteTaggedFrame writes v as one frame whose payload starts with id (a
+// uvarint): calls multiplexed on one stream carry their request's id.
+func WriteTaggedFrame(w io.Writer, id uint64, v any) error { return writeFrame(w, true, id, v) }
+
+func writeFrame(w io.Writer, tagged bool, id uint64, v any) error {
 	bp := frameBufs.Get().(*[]byte)
 	defer func() {
 		if cap(*bp) <= 64<<10 {
@@ -140,6 +146,9 @@ func WriteNodeFrame(w io.Writer, v any) error {
 	// prefix is moved next to the payload once its length is known.
 	const room = binary.MaxVarintLen64
 	buf := append((*bp)[:0], make([]byte, room)...)
+	if tagged {
+		buf = binary.AppendUvarint(buf, id)
+	}
 	switch f := v.(type) {
 	case *CallRequest:
 		buf = appendCallRequest(buf, f)
@@ -180,33 +189,50 @@ var ErrNodeFrameTooLarge = errors.New("wire: node frame too large")
 
 // ReadNodeFrame reads one frame into v.
 func ReadNodeFrame(r *bufio.Reader, v any) error {
+	_, err := readFrame(r, false, v)
+	return err
+}
+
+// ReadTaggedFrame reads one frame written by WriteTaggedFrame into v and
+// returns its id.
+func ReadTaggedFrame(r *bufio.Reader, v any) (uint64, error) { return readFrame(r, true, v) }
+
+func readFrame(r *bufio.Reader, tagged bool, v any) (uint64, error) {
 	n, err := binary.ReadUvarint(r)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if n > MaxNodeFrameBytes {
-		return ErrNodeFrameTooLarge
+		return 0, ErrNodeFrameTooLarge
 	}
 	b := make([]byte, n)
 	if _, err := io.ReadFull(r, b); err != nil {
-		return err
+		return 0, err
+	}
+	var id uint64
+	if tagged {
+		var k int
+		if id, k = binary.Uvarint(b); k <= 0 {
+			return 0, errNodeFrame
+		}
+		b = b[k:]
 	}
 	if len(b) >= 2 && b[0] == nodeBinaryTag {
 		switch f := v.(type) {
 		case *CallRequest:
 			if b[1] == 'q' {
-				return decodeCallRequest(b[2:], f)
+				return id, decodeCallRequest(b[2:], f)
 			}
 		case *CallResponse:
 			if b[1] == 'r' {
-				return decodeCallResponse(b[2:], f)
+				return id, decodeCallResponse(b[2:], f)
 			}
 		case *SubscribeFrame:
 			if b[1] == 's' {
-				return decodeSubscribeFrame(b[2:], f)
+				return id, decodeSubscribeFrame(b[2:], f)
 			}
 		}
-		return errNodeFrame
+		return id, errNodeFrame
 	}
-	return json.Unmarshal(b, v)
+	return id, json.Unmarshal(b, v)
 }

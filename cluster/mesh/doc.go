@@ -37,6 +37,7 @@
 //	kind   KindRaft      = 1: one raft NetworkTransport connection of the shard
 //	       KindCall      = 2: a client call forwarded to the shard's leader
 //	       KindSubscribe = 3: deliveries from a queue owner to an edge
+//	       KindCallMux   = 4: every forwarded call from one node to another, tagged by id
 //	shard  0..MaxShard (2^31-1), encoding/binary uvarint
 //	id     the opener's node id; the receiver resets the stream unless it
 //	       equals the node id in the peer's TLS certificate

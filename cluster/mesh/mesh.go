@@ -24,6 +24,9 @@ const (
 	KindCall Kind = 2
 	// KindSubscribe carries deliveries from a queue owner to an edge.
 	KindSubscribe Kind = 3
+	// KindCallMux carries every forwarded call from one node to another,
+	// each frame tagged with its call's id.
+	KindCallMux Kind = 4
 )
 
 func (k Kind) String() string {
@@ -34,6 +37,8 @@ func (k Kind) String() string {
 		return "call"
 	case KindSubscribe:
 		return "subscribe"
+	case KindCallMux:
+		return "callmux"
 	}
 	return fmt.Sprintf("kind(%d)", byte(k))
 }

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# The performance table of docs/PERFORMANCE.md, measured with the project's
+# own tools on this machine (nodes and load generator on the same host).
+#
+#   scripts/perf.sh          the full table (about 6 minutes)
+#   scripts/perf.sh short    a short version of every row (make bench, < 2 min)
+#
+# Every row starts fresh nodes on loopback in a temporary directory and
+# prints edgeload's summary; JSON results are kept in $OUT (default
+# ./perf-results). Rows:
+#   1. one node, maximum accepted sends (closed loop, 512 in flight)
+#   2. one node, latency at a fixed offered rate (open loop)
+#   3. three nodes (three processes), maximum accepted sends, every 201
+#      fsynced on a majority of the shard's replicas
+#   4. three nodes, latency at a fixed offered rate
+#   5. idle sockets on one node: server memory per socket
+#   6. connect storm: sockets opened within 10 s, time to ready
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MODE=${1:-full}
+OUT=${OUT:-perf-results}
+GO=${GO:-go}
+mkdir -p bin "$OUT"
+$GO build -tags hashicorpmetrics -o bin/edgenode ./cmd/edgenode
+$GO build -tags hashicorpmetrics -o bin/edgeload ./cmd/edgeload
+
+if [ "$MODE" = short ]; then
+  WIN=5s; WARM=1s; USERS=2000; IDLE=5000; STORM=3000; STORM_RATE=1000
+else
+  WIN=20s; WARM=3s; USERS=2000; IDLE=19000; STORM=10000; STORM_RATE=1000
+fi
+RATE1=${RATE1:-2000}   # row 2
+RATE3=${RATE3:-2000}   # row 4
+SECRET=perf-jwt-secret-0123456789abcdef0123456789
+CSECRET=perf-cluster-secret-0123456789abcdef012345
+TMP=$(mktemp -d /tmp/edgenode-perf.XXXXXX)
+PIDS=()
+cleanup() { for p in "${PIDS[@]:-}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$TMP"; }
+trap cleanup EXIT
+
+# node NAME PORTBASE REGION [JOIN]: starts a node, prints its pid.
+node() {
+  local name=$1 base=$2 region=$3 join=${4:-}
+  local args=(--data-dir "$TMP/$name" --http-addr 127.0.0.1:$base --gossip-addr 127.0.0.1:$((base+1))
+    --cluster-addr 127.0.0.1:$((base+2)) --region "$region" --cluster-secret "$CSECRET" --jwt-secret "$SECRET"
+    --send-rate 1000 --send-burst 1000 --log-level warn)
+  [ -n "$join" ] && args+=(--join "$join")
+  bin/edgenode "${args[@]}" >"$TMP/$name.log" 2>&1 &
+  PIDS+=($!)
+  echo $!
+}
+
+wait_ready() { # URL...
+  for u in "$@"; do
+    for _ in $(seq 1 100); do curl -fs "$u/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
+  done
+}
+
+# wait_balanced URL: every shard has 3 voters and leaders are spread evenly.
+wait_balanced() {
+  for _ in $(seq 1 90); do
+    if bin/edgenode shards --addr "$1" --json 2>/dev/null | python3 -c '
+import json,sys,collections
+s=json.load(sys.stdin)
+c=collections.Counter(x["leader"] for x in s)
+ok=all(len(x["voters"])==3 and x["leader"] for x in s) and len(c)==3 and max(c.values())-min(c.values())<=1
+sys.exit(0 if ok else 1)'; then return 0; fi
+    sleep 1
+  done
+  echo "cluster did not balance" >&2; return 1
+}
+
+load() { # NAME TARGETS extra-flags...
+  local name=$1 targets=$2; shift 2
+  echo "== $name"
+  bin/edgeload --targets "$targets" --jwt-secret "$SECRET" --json "$OUT/$name.json" "$@" 2>&1 | sed -n '/^edgeload/,$p'
+}
+
+# 1-2: one node
+P=$(node one 18800 eu); wait_ready http://127.0.0.1:18800
+load one-node-max http://127.0.0.1:18800 --users $USERS --senders 1.0 --rate 0 --concurrency 512 --warmup $WARM --duration $WIN --server-pid $P
+load one-node-rate http://127.0.0.1:18800 --users $USERS --senders 1.0 --rate $RATE1 --warmup $WARM --duration $WIN --server-pid $P
+kill -9 $P
+
+# 3-4: three nodes, three regions
+N1=$(node n1 18810 eu); wait_ready http://127.0.0.1:18810
+N2=$(node n2 18820 us 127.0.0.1:18811); N3=$(node n3 18830 ap 127.0.0.1:18811)
+wait_ready http://127.0.0.1:18820 http://127.0.0.1:18830
+wait_balanced 127.0.0.1:18810
+T3=http://127.0.0.1:18810,http://127.0.0.1:18820,http://127.0.0.1:18830
+load three-node-max $T3 --users $USERS --senders 1.0 --rate 0 --concurrency 512 --warmup $WARM --duration $WIN
+load three-node-rate $T3 --users $USERS --senders 1.0 --rate $RATE3 --warmup $WARM --duration $WIN
+kill -9 $N1 $N2 $N3
+
+# 5: idle sockets (spread over processes: 20,000 open files per process here)
+P=$(node idle 18840 eu); wait_ready http://127.0.0.1:18840
+load idle-sockets http://127.0.0.1:18840 --idle --users $IDLE --procs 2 --connect-rate 2000 --duration 5s --server-pid $P
+kill -9 $P
+
+# 6: connect storm
+P=$(node storm 18850 eu); wait_ready http://127.0.0.1:18850
+load connect-storm http://127.0.0.1:18850 --idle --users $STORM --procs 2 --connect-rate $STORM_RATE --duration 2s --server-pid $P
+kill -9 $P
