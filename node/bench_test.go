@@ -19,10 +19,13 @@ func BenchmarkForwardedCall(b *testing.B) {
 	n1 := startNode(b, filepath.Join(base, "n1"), "eu")
 	waitFor(b, "n1 ready", 10*time.Second, func() bool { return n1.Log.Ready() })
 	n2 := startNode(b, filepath.Join(base, "n2"), "us", n1.Members.GossipAddr())
+	n3 := startNode(b, filepath.Join(base, "n3"), "ap", n1.Members.GossipAddr())
+	regionOf := map[string]string{n1.Config.NodeID: "eu", n2.Config.NodeID: "us", n3.Config.NodeID: "ap"}
+	waitFor(b, "replication", 60*time.Second, func() bool { return fullyReplicated(b, n1, regionOf) })
 	waitFor(b, "n2 routes every shard", 30*time.Second, func() bool { return n2.Cluster.Router().Ready() })
 	// A user whose shard n2 does not lead.
 	var user int64
-	waitFor(b, "a shard led by n1", 30*time.Second, func() bool {
+	waitFor(b, "a shard led by n1 and not n2", 30*time.Second, func() bool {
 		for u := int64(1); u < 100; u++ {
 			if l := n1.Log.Leader(relaylog.ShardOf(u, n1.Log.Shards())); l == n1.Config.NodeID && !n2.Log.Serving(n2.Log.ShardFor(u)) {
 				user = u
