@@ -444,11 +444,14 @@ func (sk *socket) writeEvents(buf []byte, evs []relaylog.Event) (_ []byte, full 
 		sk.window.push(evs[i].ID)
 		s.m.deliverySecs.Observe(now.Sub(evs[i].Time()).Seconds())
 		if len(buf) >= batchSize || i == len(evs)-1 {
+			// sent moves first: the client may acknowledge these events
+			// before write returns, and an ack is capped at sent. (If the
+			// write fails, the socket closes and no ack comes.)
+			sk.sent.Store(evs[i].ID)
 			if err := sk.write(buf); err != nil {
 				return buf, full, err
 			}
 			buf = buf[:0]
-			sk.sent.Store(evs[i].ID)
 		}
 	}
 	s.m.deliveries.WithLabelValues("socket").Add(float64(len(evs)))
