@@ -11,6 +11,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/edgenode/edgenode/relaylog/internal/groupcommit"
 )
 
 // ErrClosed is returned by every call on a closed DB, and by writes that were
@@ -57,14 +59,10 @@ type Stats struct {
 // DB is one bolt file shared by the stores of all shards of a node, with the
 // goroutine that commits their writes.
 type DB struct {
-	bolt     *bolt.DB
-	log      *slog.Logger
-	maxBatch int
+	bolt *bolt.DB
+	log  *slog.Logger
 
-	mu      sync.Mutex
-	cond    sync.Cond // signalled when queue grows or closed is set
-	queue   []*request
-	closed  bool
+	queue   *groupcommit.Queue[*request]
 	stopped chan struct{} // closed when the committer has exited
 
 	shards sync.Map // int -> *Store
@@ -123,11 +121,10 @@ func open(opts Options, hook func()) (*DB, error) {
 	db := &DB{
 		bolt:                 bdb,
 		log:                  logger,
-		maxBatch:             maxBatch,
 		stopped:              make(chan struct{}),
+		queue:                groupcommit.New(maxBatch, func(r *request) int { return r.size() }),
 		testHookBeforeCommit: hook,
 	}
-	db.cond.L = &db.mu
 	go db.run()
 	return db, nil
 }
@@ -154,18 +151,11 @@ func (db *DB) Shard(id int) *Store {
 // its callers get its result. Later calls on the DB or its stores return
 // ErrClosed. Close is idempotent.
 func (db *DB) Close() error {
-	db.mu.Lock()
-	if db.closed {
-		db.mu.Unlock()
+	queued, already := db.queue.Close()
+	if already {
 		<-db.stopped
 		return nil
 	}
-	db.closed = true
-	queued := db.queue
-	db.queue = nil
-	db.cond.Broadcast()
-	db.mu.Unlock()
-	// Fail the queued writes now rather than after the commit in progress.
 	for _, r := range queued {
 		r.done <- ErrClosed
 	}
@@ -239,17 +229,10 @@ func (r *request) size() int {
 
 // do enqueues r, waits for the transaction that contains it and recycles r.
 func (db *DB) do(r *request) error {
-	db.mu.Lock()
-	if db.closed {
-		db.mu.Unlock()
+	if !db.queue.Put(r) {
 		putRequest(r)
 		return ErrClosed
 	}
-	db.queue = append(db.queue, r)
-	if len(db.queue) == 1 {
-		db.cond.Signal()
-	}
-	db.mu.Unlock()
 	err := <-r.done
 	putRequest(r)
 	return err
@@ -262,28 +245,10 @@ func (db *DB) run() {
 	defer close(db.stopped)
 	var batch []*request
 	for {
-		db.mu.Lock()
-		for len(db.queue) == 0 && !db.closed {
-			db.cond.Wait()
+		var ok bool
+		if batch, _, ok = db.queue.Next(batch); !ok {
+			return // Close has failed the queue
 		}
-		if db.closed { // Close has failed the queue
-			db.mu.Unlock()
-			return
-		}
-		n, size := 0, 0
-		for n < len(db.queue) {
-			s := db.queue[n].size()
-			if n > 0 && size+s > db.maxBatch {
-				break
-			}
-			size += s
-			n++
-		}
-		batch = append(batch[:0], db.queue[:n]...)
-		rest := copy(db.queue, db.queue[n:])
-		clear(db.queue[rest:])
-		db.queue = db.queue[:rest]
-		db.mu.Unlock()
 
 		err := db.commit(batch)
 		for i, r := range batch {

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/edgenode/edgenode/relaylog/internal/groupcommit"
 )
 
 // ErrClosed is returned by every call on a closed DB, and by writes that were
@@ -81,10 +83,7 @@ type DB struct {
 	noSync   bool
 	lockFile *os.File
 
-	mu       sync.Mutex
-	cond     sync.Cond // signalled when queue grows or closed is set
-	queue    []*request
-	closed   bool
+	queue    *groupcommit.Queue[*request]
 	isClosed atomic.Bool   // closed, for readers that do not take mu
 	stopped  chan struct{} // closed when the committer has exited
 
@@ -154,10 +153,10 @@ func open(opts Options, hook func()) (*DB, error) {
 		noSync:               opts.NoSync,
 		lockFile:             lf,
 		stopped:              make(chan struct{}),
+		queue:                groupcommit.New(maxBatch, func(r *request) int { return len(r.buf) }),
 		segs:                 make(map[uint64]*segment),
 		testHookBeforeCommit: hook,
 	}
-	db.cond.L = &db.mu
 	if err := db.recover(); err != nil {
 		db.closeFiles()
 		return nil, err
@@ -282,18 +281,12 @@ func (db *DB) Shard(id int) *Store {
 // callers get its result. Later calls on the DB or its stores return
 // ErrClosed. Close is idempotent.
 func (db *DB) Close() error {
-	db.mu.Lock()
-	if db.closed {
-		db.mu.Unlock()
+	queued, already := db.queue.Close()
+	if already {
 		<-db.stopped
 		return nil
 	}
-	db.closed = true
 	db.isClosed.Store(true)
-	queued := db.queue
-	db.queue = nil
-	db.cond.Broadcast()
-	db.mu.Unlock()
 	for _, r := range queued {
 		r.done <- ErrClosed
 	}
@@ -374,17 +367,10 @@ func putRequest(r *request) {
 
 // do enqueues r, waits for the commit that contains it and recycles r.
 func (db *DB) do(r *request) error {
-	db.mu.Lock()
-	if db.closed {
-		db.mu.Unlock()
+	if !db.queue.Put(r) {
 		putRequest(r)
 		return ErrClosed
 	}
-	db.queue = append(db.queue, r)
-	if len(db.queue) == 1 {
-		db.cond.Signal()
-	}
-	db.mu.Unlock()
 	err := <-r.done
 	putRequest(r)
 	return err
@@ -397,28 +383,11 @@ func (db *DB) run() {
 	defer close(db.stopped)
 	var batch []*request
 	for {
-		db.mu.Lock()
-		for len(db.queue) == 0 && !db.closed {
-			db.cond.Wait()
+		var size int
+		var ok bool
+		if batch, size, ok = db.queue.Next(batch); !ok {
+			return // Close has failed the queue
 		}
-		if db.closed { // Close has failed the queue
-			db.mu.Unlock()
-			return
-		}
-		n, size := 0, 0
-		for n < len(db.queue) {
-			s := len(db.queue[n].buf)
-			if n > 0 && size+s > db.maxBatch {
-				break
-			}
-			size += s
-			n++
-		}
-		batch = append(batch[:0], db.queue[:n]...)
-		rest := copy(db.queue, db.queue[n:])
-		clear(db.queue[rest:])
-		db.queue = db.queue[:rest]
-		db.mu.Unlock()
 
 		err := db.commit(batch, size)
 		for i, r := range batch {

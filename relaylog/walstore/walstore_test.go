@@ -16,11 +16,7 @@ type testDB struct{ *DB }
 func (d testDB) Shard(id int) storetest.Store { return d.DB.Shard(id) }
 func (d testDB) Stats() storetest.Stats       { return storetest.Stats(d.DB.Stats()) }
 
-func (d testDB) QueueLen() int {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return len(d.queue)
-}
+func (d testDB) QueueLen() int { return d.queue.Len() }
 
 var target = storetest.Target{
 	Name: "wal",
