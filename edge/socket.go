@@ -582,6 +582,12 @@ func (sk *socket) readBurst() {
 			sk.closeWith(closeNormal, "", "client closed")
 			break
 		}
+		if n < len(*bp) {
+			// Most likely drained. The poller is level-triggered: if
+			// more bytes came meanwhile, re-arming reports them at once,
+			// so the read that would answer EAGAIN is not needed.
+			break
+		}
 	}
 	readBufs.Put(bp)
 	if sk.endRead() {
