@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gorilla/websocket"
+
 	"github.com/edgenode/edgenode/wire"
 )
 
@@ -198,5 +200,22 @@ func TestSocketBatchesAndLargeContent(t *testing.T) {
 		if i%50 == 0 && msg.Content != big {
 			t.Fatalf("event %d: large content corrupted (%d bytes)", i, len(msg.Content))
 		}
+	}
+}
+
+// A client that acknowledges each event the moment it arrives (before the
+// server's write has even returned) empties its queue: an ack is never
+// capped below an event the socket already sent. Each round checks one ack.
+func TestImmediateAcksEmptyTheQueue(t *testing.T) {
+	h := start(t, nil)
+	bob := h.dial(2)
+	for i := 0; i < 100; i++ {
+		h.send(1, 2, fmt.Sprintf("m%d", i))
+		id, _ := bob.nextMessage()
+		ack, _ := json.Marshal(map[string]any{"type": "ack", "payload": map[string]int64{"upTo": id}})
+		if err := bob.conn.WriteMessage(websocket.TextMessage, ack); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, fmt.Sprintf("bob's queue to empty after ack %d", i), func() bool { return h.log.Depth(2) == 0 })
 	}
 }
