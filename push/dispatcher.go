@@ -32,6 +32,7 @@ const (
 	DefaultRetryBase       = 500 * time.Millisecond
 	DefaultRetryMax        = 30 * time.Second
 	DefaultRetryBudget     = 2 * time.Minute
+	DefaultRetryLater      = 5 * time.Minute
 	DefaultExpiration      = 24 * time.Hour
 	DefaultFixedText       = "New message"
 	DefaultMaxPreviewBytes = 256
@@ -98,6 +99,11 @@ type Options struct {
 	// included; an attempt that would start later is not made. 0 means
 	// DefaultRetryBudget.
 	RetryBudget time.Duration
+	// RetryLater is when an alert that failed for now on every device
+	// (provider down, throttled past the budget) is tried again, unless a
+	// new message or the user's return settles it first; 0 means
+	// DefaultRetryLater.
+	RetryLater time.Duration
 	// Logger receives structured logs; nil discards them.
 	Logger *slog.Logger
 	// Registerer receives the metrics; nil means none.
@@ -146,6 +152,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.RetryMax <= 0 {
 		o.RetryMax = DefaultRetryMax
+	}
+	if o.RetryLater <= 0 {
+		o.RetryLater = DefaultRetryLater
 	}
 	if o.RetryBudget <= 0 {
 		o.RetryBudget = DefaultRetryBudget
@@ -460,10 +469,11 @@ func (d *Dispatcher) check(user int64, since time.Time) (recheck time.Time, sett
 	default:
 		d.m.checks.WithLabelValues(DecisionFailed).Inc()
 	}
-	// When every device failed for now, the mark stays behind: the next
-	// message, or the next leader, tries again.
+	// When every device failed for now, the mark stays behind and the
+	// alert is tried again later (or by the next message, or the next
+	// leader, whichever comes first).
 	if !sent && temporary {
-		return time.Time{}, true
+		return time.Now().Add(d.opts.RetryLater), false
 	}
 	ctx, cancel := context.WithTimeout(d.ctx, 10*time.Second)
 	defer cancel()

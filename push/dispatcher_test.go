@@ -417,6 +417,24 @@ func TestRetriesAreBounded(t *testing.T) {
 	waitFor(t, "the push mark", 5*time.Second, func() bool { return h.log.PushState(bob).Pushed == ev.ID })
 }
 
+// An alert that failed for now on every device is tried again by itself,
+// without waiting for another message.
+func TestFailedAlertIsRetriedLater(t *testing.T) {
+	h := newHarness(t, func(o *push.Options) { o.MaxAttempts = 2; o.RetryLater = 300 * time.Millisecond })
+	h.register(bob, "fcm", fcmToken)
+	for range 2 {
+		h.fcm.Script(fcmToken, pushtest.Response{Status: 503})
+	}
+	ev := h.send(alice, bob, "hi")
+	if !h.fcm.Wait(10*time.Second, func(r []pushtest.FCMRequest) bool { return len(r) == 3 && r[2].Status == 200 }) {
+		t.Fatalf("no retry after the failed alert: %d requests", len(h.fcm.Requests()))
+	}
+	waitFor(t, "the push mark", 5*time.Second, func() bool { return h.log.PushState(bob).Pushed == ev.ID })
+	if h.checks(push.DecisionFailed) != 1 || h.checks(push.DecisionAlerted) != 1 {
+		t.Fatalf("checks: failed %v, alerted %v", h.checks(push.DecisionFailed), h.checks(push.DecisionAlerted))
+	}
+}
+
 func TestPreviewSettings(t *testing.T) {
 	for _, tc := range []struct {
 		preview     string
