@@ -256,9 +256,18 @@ const drainLimit = 10 * time.Second
 
 func (c *Cluster) isDraining(node string) bool {
 	c.hintMu.Lock()
-	defer c.hintMu.Unlock()
 	at, ok := c.draining[node]
-	return ok && time.Since(at) < time.Minute
+	c.hintMu.Unlock()
+	if !ok || time.Since(at) >= time.Minute {
+		return false
+	}
+	// A node that announced its shutdown and is alive again since (a
+	// rolling restart) is back: it may lead again at once rather than when
+	// the mark expires.
+	if m, ok := c.opts.Members.Get(node); ok && m.Status == member.StatusAlive && m.Since.After(at) {
+		return false
+	}
+	return true
 }
 
 // Close stops the cluster's loops.
