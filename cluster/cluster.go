@@ -59,7 +59,7 @@ type Cluster struct {
 	lastTransfer map[int]time.Time
 	// draining holds nodes that announced their shutdown, with when: no
 	// leadership is handed to them meanwhile.
-	draining map[string]time.Time
+	draining map[string]drainMark
 
 	callsMu sync.Mutex
 	calls   map[*inflightCall]struct{} // forwarded calls in progress
@@ -256,18 +256,24 @@ const drainLimit = 10 * time.Second
 
 func (c *Cluster) isDraining(node string) bool {
 	c.hintMu.Lock()
-	at, ok := c.draining[node]
+	d, ok := c.draining[node]
 	c.hintMu.Unlock()
-	if !ok || time.Since(at) >= time.Minute {
+	if !ok || time.Since(d.at) >= time.Minute {
 		return false
 	}
-	// A node that announced its shutdown and is alive again since (a
-	// rolling restart) is back: it may lead again at once rather than when
-	// the mark expires.
-	if m, ok := c.opts.Members.Get(node); ok && m.Status == member.StatusAlive && m.Since.After(at) {
+	// A node that announced its shutdown and has started again since (a
+	// rolling restart: it gossips a new boot id) may lead again at once
+	// rather than when the mark expires.
+	if boot, ok := c.opts.Members.Boot(node); ok && d.boot != "" && boot != d.boot {
 		return false
 	}
 	return true
+}
+
+// drainMark is a node's announcement that it is shutting down.
+type drainMark struct {
+	at   time.Time
+	boot string // the boot id it gossiped then
 }
 
 // Close stops the cluster's loops.
@@ -331,11 +337,12 @@ func (c *Cluster) serveCall(s net.Conn, from string, shard int) {
 // handleCall runs a call forwarded by node from.
 func (c *Cluster) handleCall(from string, req *wire.CallRequest) *wire.CallResponse {
 	if req.Op == wire.OpDraining {
+		boot, _ := c.opts.Members.Boot(from)
 		c.hintMu.Lock()
 		if c.draining == nil {
-			c.draining = make(map[string]time.Time)
+			c.draining = make(map[string]drainMark)
 		}
-		c.draining[from] = time.Now()
+		c.draining[from] = drainMark{at: time.Now(), boot: boot}
 		c.hintMu.Unlock()
 		return &wire.CallResponse{}
 	}

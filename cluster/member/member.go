@@ -352,6 +352,17 @@ func (m *Membership) Get(nodeID string) (Member, bool) {
 	return Member{}, false
 }
 
+// Boot returns the boot id nodeID gossips. It changes at every start of the
+// node, so a different one means the node restarted.
+func (m *Membership) Boot(nodeID string) (string, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if e := m.members[nodeID]; e != nil {
+		return e.boot, true
+	}
+	return "", false
+}
+
 // GossipAddr is the address the gossip listeners are bound to, with the
 // actual port when BindAddr asked for port 0. The address other nodes dial is
 // LocalNode().GossipAddr.
