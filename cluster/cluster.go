@@ -1,12 +1,10 @@
 package cluster
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -104,7 +102,6 @@ func New(opts Options) *Cluster {
 	}
 	c.router = &Router{c: c}
 	c.subs = newSubscriptions(c)
-	opts.Mesh.Handle(mesh.KindCall, c.serveCall)
 	opts.Mesh.Handle(mesh.KindCallMux, c.serveCallMux)
 	opts.Mesh.Handle(mesh.KindSubscribe, c.subs.serve)
 	c.wg.Add(3)
@@ -320,18 +317,6 @@ func (c *Cluster) rpc(ctx context.Context, node string, shard int, req *wire.Cal
 		return nil, fmt.Errorf("%w: %s: %v", errRemote, node, err)
 	}
 	return resp, nil
-}
-
-// serveCall answers one call on a stream of its own (KindCall, the
-// protocol's first form; nodes now multiplex calls, see callMux).
-func (c *Cluster) serveCall(s net.Conn, from string, shard int) {
-	defer s.Close()
-	s.SetDeadline(time.Now().Add(c.opts.CallTimeout + time.Second))
-	var req wire.CallRequest
-	if err := wire.ReadNodeFrame(bufio.NewReaderSize(s, 1024), &req); err != nil {
-		return
-	}
-	_ = wire.WriteNodeFrame(s, c.handleCall(from, &req))
 }
 
 // handleCall runs a call forwarded by node from.

@@ -35,7 +35,7 @@
 //	+--------+-----------------+------------------+------------------+
 //
 //	kind   KindRaft      = 1: one raft NetworkTransport connection of the shard
-//	       KindCall      = 2: a client call forwarded to the shard's leader
+//	       KindCall      = 2: one call on a stream of its own (first form; unused by the cluster now)
 //	       KindSubscribe = 3: deliveries from a queue owner to an edge
 //	       KindCallMux   = 4: every forwarded call from one node to another, tagged by id
 //	shard  0..MaxShard (2^31-1), encoding/binary uvarint

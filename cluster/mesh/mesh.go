@@ -20,7 +20,8 @@ type Kind byte
 const (
 	// KindRaft carries one raft NetworkTransport connection of a shard.
 	KindRaft Kind = 1
-	// KindCall carries a client call forwarded to a shard leader.
+	// KindCall carries one call on a stream of its own (the first form of
+	// forwarding; the cluster now multiplexes calls on KindCallMux).
 	KindCall Kind = 2
 	// KindSubscribe carries deliveries from a queue owner to an edge.
 	KindSubscribe Kind = 3
