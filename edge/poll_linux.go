@@ -97,7 +97,7 @@ func (p *poller) loop() {
 		p.mu.Lock()
 		for i := 0; i < n; i++ {
 			if sk := p.socks[events[i].Fd]; sk != nil {
-				go sk.readBurst()
+				runTask(task{sk, taskRead})
 			}
 		}
 		p.mu.Unlock()

@@ -277,7 +277,7 @@ func (sk *socket) kick() {
 	}
 	sk.writing = true
 	sk.mu.Unlock()
-	go sk.writeRun()
+	runTask(task{sk, taskWrite})
 }
 
 var writeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
@@ -791,7 +791,7 @@ func (sk *socket) ack(upTo int64) {
 		sk.Notify() // the window was full: pull what waits
 	}
 	if sk.ackRunning.CompareAndSwap(false, true) {
-		go sk.commitAcks()
+		runTask(task{sk, taskAck})
 	}
 }
 

@@ -79,6 +79,15 @@ func ValidContent(content string, maxBytes int) *Error {
 // DecodeNewMessageRequest decodes and validates a POST /v1/messages body.
 // maxContent is the node's content limit (0 means the default).
 func DecodeNewMessageRequest(data []byte, maxContent int) (NewMessageRequest, *Error) {
+	if req, ok := decodeNewMessageFast(data); ok {
+		return validNewMessage(req, maxContent)
+	}
+	return decodeNewMessageJSON(data, maxContent)
+}
+
+// decodeNewMessageJSON is DecodeNewMessageRequest with encoding/json, for
+// every body.
+func decodeNewMessageJSON(data []byte, maxContent int) (NewMessageRequest, *Error) {
 	var req struct {
 		RequestID *int64  `json:"requestId"`
 		ToUserID  *int64  `json:"toUserId"`
@@ -101,6 +110,10 @@ func DecodeNewMessageRequest(data []byte, maxContent int) (NewMessageRequest, *E
 		return NewMessageRequest{}, Invalid("createdAt is required")
 	}
 	out := NewMessageRequest{RequestID: *req.RequestID, ToUserID: *req.ToUserID, Content: *req.Content, CreatedAt: *req.CreatedAt}
+	return validNewMessage(out, maxContent)
+}
+
+func validNewMessage(out NewMessageRequest, maxContent int) (NewMessageRequest, *Error) {
 	if err := ValidID("requestId", out.RequestID); err != nil {
 		return NewMessageRequest{}, err
 	}
@@ -184,6 +197,15 @@ func ValidDeviceToken(token string) *Error {
 
 // DecodeClientFrame decodes and validates one client→server WebSocket frame.
 func DecodeClientFrame(data []byte) (ClientFrame, *Error) {
+	if upTo, ok := decodeAckFast(data); ok {
+		return ClientFrame{Type: TypeAck, Ack: &Ack{UpTo: upTo}}, nil
+	}
+	return decodeClientFrameJSON(data)
+}
+
+// decodeClientFrameJSON is DecodeClientFrame with encoding/json, for every
+// frame.
+func decodeClientFrameJSON(data []byte) (ClientFrame, *Error) {
 	var f struct {
 		Type    string          `json:"type"`
 		Payload json.RawMessage `json:"payload"`
@@ -269,4 +291,172 @@ func DecodeClientFrame(data []byte) (ClientFrame, *Error) {
 		return ClientFrame{}, Invalid("unknown frame type %q", f.Type)
 	}
 	return out, nil
+}
+
+// decodeAckFast recognises the frame clients send most, an ack written as
+// {"type":"ack","payload":{"upTo":N}} (JSON whitespace between tokens,
+// either key order) with a valid id, without encoding/json. Anything else
+// (other spellings, extra fields, escapes, an invalid id) is left to the
+// general decoder, which accepts a superset of this and decides.
+func decodeAckFast(b []byte) (upTo int64, ok bool) {
+	sc := scanner{b: b}
+	if !sc.lit("{") {
+		return 0, false
+	}
+	var seenType, seenPayload bool
+	for i := 0; i < 2; i++ {
+		if i == 1 && !sc.lit(",") {
+			return 0, false
+		}
+		switch {
+		case !seenType && sc.lit(`"type"`):
+			if !sc.lit(":") || !sc.lit(`"ack"`) {
+				return 0, false
+			}
+			seenType = true
+		case !seenPayload && sc.lit(`"payload"`):
+			if !sc.lit(":") || !sc.lit("{") || !sc.lit(`"upTo"`) || !sc.lit(":") {
+				return 0, false
+			}
+			if upTo, ok = sc.id(); !ok || !sc.lit("}") {
+				return 0, false
+			}
+			seenPayload = true
+		default:
+			return 0, false
+		}
+	}
+	if !sc.lit("}") {
+		return 0, false
+	}
+	sc.ws()
+	return upTo, sc.p == len(b)
+}
+
+// decodeNewMessageFast reads the body every client sends, a flat object of
+// exactly requestId, toUserId, content and createdAt (any order, JSON
+// whitespace between tokens), when its ids are plain positive integers and
+// its strings hold no escapes or control characters, without
+// encoding/json. Anything else is left to the general decoder, which
+// accepts a superset of this and decides. Validation is the caller's.
+func decodeNewMessageFast(b []byte) (req NewMessageRequest, ok bool) {
+	sc := scanner{b: b}
+	if !sc.lit("{") {
+		return req, false
+	}
+	var seen uint8
+	for i := 0; i < 4; i++ {
+		if i > 0 && !sc.lit(",") {
+			return req, false
+		}
+		var bit uint8
+		switch {
+		case sc.lit(`"requestId"`):
+			bit = 1
+		case sc.lit(`"toUserId"`):
+			bit = 2
+		case sc.lit(`"content"`):
+			bit = 4
+		case sc.lit(`"createdAt"`):
+			bit = 8
+		default:
+			return req, false
+		}
+		if seen&bit != 0 || !sc.lit(":") {
+			return req, false
+		}
+		seen |= bit
+		switch bit {
+		case 1, 2:
+			n, ok := sc.id()
+			if !ok {
+				return req, false
+			}
+			if bit == 1 {
+				req.RequestID = n
+			} else {
+				req.ToUserID = n
+			}
+		case 4, 8:
+			v, ok := sc.plainString()
+			if !ok {
+				return req, false
+			}
+			if bit == 4 {
+				req.Content = v
+			} else {
+				req.CreatedAt = v
+			}
+		}
+	}
+	if !sc.lit("}") {
+		return req, false
+	}
+	sc.ws()
+	return req, sc.p == len(b)
+}
+
+// scanner reads the few JSON shapes of the decoders' fast paths.
+type scanner struct {
+	b []byte
+	p int
+}
+
+func (s *scanner) ws() {
+	for s.p < len(s.b) && (s.b[s.p] == ' ' || s.b[s.p] == '\t' || s.b[s.p] == '\n' || s.b[s.p] == '\r') {
+		s.p++
+	}
+}
+
+// lit skips whitespace and then lit, if it is next.
+func (s *scanner) lit(lit string) bool {
+	s.ws()
+	if len(s.b)-s.p < len(lit) || string(s.b[s.p:s.p+len(lit)]) != lit {
+		return false
+	}
+	s.p += len(lit)
+	return true
+}
+
+// id reads a valid id written as plain digits (no sign, fraction,
+// exponent or leading zero).
+func (s *scanner) id() (int64, bool) {
+	s.ws()
+	start := s.p
+	var n int64
+	for s.p < len(s.b) && s.b[s.p] >= '0' && s.b[s.p] <= '9' && s.p-start < 17 {
+		n = n*10 + int64(s.b[s.p]-'0')
+		s.p++
+	}
+	if s.p == start || s.b[start] == '0' || s.p-start > 16 || n > MaxID {
+		return 0, false
+	}
+	return n, true
+}
+
+// plainString reads a string without escapes or control characters whose
+// bytes are valid UTF-8: its value is its bytes.
+func (s *scanner) plainString() (string, bool) {
+	if !s.lit(`"`) {
+		return "", false
+	}
+	start := s.p
+	ascii := true
+	for ; s.p < len(s.b); s.p++ {
+		c := s.b[s.p]
+		switch {
+		case c == '"':
+			v := s.b[start:s.p]
+			s.p++
+			if !ascii && !utf8.Valid(v) {
+				return "", false
+			}
+			return string(v), true
+		case c == '\\' || c < 0x20:
+			return "", false
+		case c >= 0x80:
+			ascii = false
+		}
+	}
+	return "", false
 }

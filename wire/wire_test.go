@@ -186,3 +186,117 @@ func FuzzReadNodeFrame(f *testing.F) {
 		}
 	})
 }
+
+// The ack fast path must agree with encoding/json on every frame it takes.
+func FuzzAckFastPathAgrees(f *testing.F) {
+	for _, s := range []string{
+		`{"type":"ack","payload":{"upTo":5}}`,
+		` { "payload" : { "upTo" : 9007199254740991 } , "type" : "ack" } `,
+		`{"type":"ack","payload":{"upTo":9007199254740992}}`,
+		`{"type":"ack","payload":{"upTo":05}}`,
+		`{"type":"ack","payload":{"upTo":5.0}}`,
+		`{"type":"ack","type":"ack","payload":{"upTo":5}}`,
+		`{"type":"ack","payload":{"upTo":5,"x":1}}`,
+		`{"type":"ack","payload":{"upTo":5}}x`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		upTo, ok := decodeAckFast(b)
+		if !ok {
+			return
+		}
+		fr, err := decodeClientFrameJSON(b)
+		if err != nil {
+			t.Fatalf("fast path took %q, encoding/json rejects it: %v", b, err)
+		}
+		if fr.Type != TypeAck || fr.Ack == nil || fr.Ack.UpTo != upTo {
+			t.Fatalf("fast path read %q as ack %d, encoding/json as %+v", b, upTo, fr)
+		}
+	})
+}
+
+func TestAckFastPath(t *testing.T) {
+	for s, want := range map[string]int64{
+		`{"type":"ack","payload":{"upTo":5}}`:                                  1,
+		"{\n \"payload\": {\"upTo\": 9007199254740991},\t\"type\": \"ack\"}\n": 1,
+		`{"type":"ack","payload":{"upTo":9007199254740992}}`:                   0,
+		`{"type":"ack","payload":{"upTo":0}}`:                                  0,
+		`{"type":"ack","payload":{"upTo":-1}}`:                                 0,
+		`{"type":"ack","payload":{"upTo":05}}`:                                 0,
+		`{"type":"ack","payload":{"upTo":5e0}}`:                                0,
+		`{"type":"ack","type":"ack","payload":{"upTo":5}}`:                     0,
+		`{"type":"ack","payload":{"upTo":5,"x":1}}`:                            0,
+		`{"type":"ack","payload":{"upTo":5}}}`:                                 0,
+		`{"type":"ack"}`:                                                       0,
+		`{"type":"read","payload":{"upTo":5}}`:                                 0,
+	} {
+		_, ok := decodeAckFast([]byte(s))
+		if ok != (want == 1) {
+			t.Errorf("decodeAckFast(%q) ok = %v, want %v", s, ok, want == 1)
+		}
+		// Whatever the path, DecodeClientFrame answers as encoding/json does.
+		a, aerr := DecodeClientFrame([]byte(s))
+		b, berr := decodeClientFrameJSON([]byte(s))
+		if (aerr == nil) != (berr == nil) || (a.Ack == nil) != (b.Ack == nil) || (a.Ack != nil && a.Ack.UpTo != b.Ack.UpTo) {
+			t.Errorf("%q: DecodeClientFrame %+v %v, encoding/json %+v %v", s, a, aerr, b, berr)
+		}
+	}
+}
+
+// The send fast path must agree with encoding/json on every body it takes.
+func FuzzNewMessageFastPathAgrees(f *testing.F) {
+	for _, s := range []string{
+		`{"requestId":1,"toUserId":2,"content":"hi","createdAt":"2026-11-27T10:00:00Z"}`,
+		` {"createdAt" : "2026-11-27T10:00:00.123Z", "content":"héllo 👋", "toUserId":9007199254740991,"requestId":7} `,
+		`{"requestId":1,"toUserId":2,"content":"a\"b","createdAt":"2026-11-27T10:00:00Z"}`,
+		`{"requestId":1,"toUserId":2,"content":"a\u00e9","createdAt":"2026-11-27T10:00:00Z"}`,
+		`{"requestId":1,"toUserId":2,"content":"x","content":"y","createdAt":"2026-11-27T10:00:00Z"}`,
+		`{"requestId":1.5,"toUserId":2,"content":"x","createdAt":"2026-11-27T10:00:00Z"}`,
+		"{\"requestId\":1,\"toUserId\":2,\"content\":\"\xff\",\"createdAt\":\"2026-11-27T10:00:00Z\"}",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fast, ok := decodeNewMessageFast(b)
+		if !ok {
+			return
+		}
+		slow, err := decodeNewMessageJSON(b, 1<<20)
+		_, ferr := validNewMessage(fast, 1<<20)
+		if (err == nil) != (ferr == nil) {
+			t.Fatalf("%q: fast path error %v, encoding/json error %v", b, ferr, err)
+		}
+		if err == nil && fast != slow {
+			t.Fatalf("%q: fast path %+v, encoding/json %+v", b, fast, slow)
+		}
+	})
+}
+
+func TestNewMessageFastPath(t *testing.T) {
+	const ts = `"createdAt":"2026-11-27T10:00:00Z"`
+	for s, want := range map[string]bool{
+		`{"requestId":1,"toUserId":2,"content":"hi",` + ts + `}`:                     true,
+		"{\n\"content\": \"héllo 👋\",\t" + ts + ", \"toUserId\":3, \"requestId\":4}": true,
+		`{"requestId":1,"toUserId":2,"content":"a\"b",` + ts + `}`:                   false,
+		`{"requestId":1,"toUserId":2,"content":"x","content":"y",` + ts + `}`:        false,
+		`{"requestId":1,"toUserId":2,"content":"x",` + ts + `,"extra":1}`:            false,
+		`{"requestId":1,"toUserId":2,"content":"x"}`:                                 false,
+		`{"requestId":-1,"toUserId":2,"content":"x",` + ts + `}`:                     false,
+		`{"requestId":1,"toUserId":2,"content":"` + "\xff" + `",` + ts + `}`:         false,
+		`{"requestId":1,"toUserId":2,"content":"x",` + ts + `}{}`:                    false,
+	} {
+		req, ok := decodeNewMessageFast([]byte(s))
+		if ok != want {
+			t.Errorf("decodeNewMessageFast(%q) ok = %v, want %v", s, ok, want)
+		}
+		a, aerr := DecodeNewMessageRequest([]byte(s), 4096)
+		b, berr := decodeNewMessageJSON([]byte(s), 4096)
+		if (aerr == nil) != (berr == nil) || a != b {
+			t.Errorf("%q: DecodeNewMessageRequest %+v %v, encoding/json %+v %v", s, a, aerr, b, berr)
+		}
+		if ok && req.Content == "" {
+			t.Errorf("%q: no content read", s)
+		}
+	}
+}

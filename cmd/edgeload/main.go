@@ -101,6 +101,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -138,6 +139,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		<-ctx.Done()
 		stop() // a second Ctrl-C kills
 	}()
+	if path := os.Getenv("EDGELOAD_CPUPROFILE"); path != "" {
+		// Profiling the load generator itself (it shares the box with the
+		// node): EDGELOAD_CPUPROFILE=file writes a CPU profile of the run.
+		if f, err := os.Create(path); err == nil {
+			if pprof.StartCPUProfile(f) == nil {
+				defer func() { pprof.StopCPUProfile(); f.Close() }()
+			}
+		}
+	}
 	spawn := loadgen.InProcess
 	if cfg.Procs > 1 {
 		spawn = subprocess
