@@ -363,12 +363,22 @@ func parseUserID(s string) (int64, error) {
 // iat and exp. It is for development and tests (`edgenode token`); production
 // tokens come from the operator's login service.
 func Issue(secret []byte, userID int64, ttl time.Duration, now time.Time) (string, error) {
+	return IssueFor(secret, userID, ttl, now, "", "")
+}
+
+// IssueFor is Issue with an iss and an aud claim ("" = none), for a node
+// started with --jwt-issuer or --jwt-audience.
+func IssueFor(secret []byte, userID int64, ttl time.Duration, now time.Time, issuer, audience string) (string, error) {
 	if len(secret) == 0 {
 		return "", errors.New("auth: issue: no secret")
 	}
 	claims, err := issueClaims(userID, ttl, now)
 	if err != nil {
 		return "", err
+	}
+	claims.Issuer = issuer
+	if audience != "" {
+		claims.Audience = jwt.ClaimStrings{audience}
 	}
 	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(secret)
 	if err != nil {

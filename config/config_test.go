@@ -356,6 +356,7 @@ func TestErrors(t *testing.T) {
 		{"shards too many", []string{"--shards", "5000"}, nil, "", []string{"--shards", "256"}},
 		{"bootstrap-expect 0", []string{"--bootstrap-expect", "0"}, nil, "", []string{"--bootstrap-expect (flag)"}},
 		{"zero ping", []string{"--ping-interval", "0s"}, nil, "", []string{"--ping-interval (flag)", "not positive"}},
+		{"ping too short", []string{"--ping-interval", "1ms"}, nil, "", []string{"--ping-interval (flag)", "below 100ms"}},
 		{"negative retention", []string{"--retention", "-1h"}, nil, "", []string{"--retention"}},
 		{"zero idempotency", []string{"--idempotency-window", "0"}, nil, "", []string{"--idempotency-window"}},
 		{"zero write timeout", []string{"--write-timeout", "0"}, nil, "", []string{"--write-timeout"}},
@@ -455,6 +456,34 @@ func TestValidateHandBuilt(t *testing.T) {
 	for _, w := range []string{"--tls-cert", "--cluster-secret", "--log-level", "--log-format", "--push-preview"} {
 		if !strings.Contains(err.Error(), w) {
 			t.Errorf("error %q does not name %s", err, w)
+		}
+	}
+}
+
+func TestCheckFiles(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(good, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := Defaults()
+	c.JWTSecret = secret32
+	c.PushCAFile = good
+	if err := c.CheckFiles(); err != nil {
+		t.Fatalf("CheckFiles with a readable file: %v", err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Validate with a readable file: %v", err)
+	}
+	c.PushCAFile = filepath.Join(dir, "missing.pem") // checked even with no push provider set
+	c.TLSCert, c.TLSKey = dir, good                 // a directory is not a certificate
+	err := c.Validate()
+	if err == nil {
+		t.Fatal("Validate = nil with a missing push CA and a directory as certificate")
+	}
+	for _, w := range []string{"--push-ca-file", "missing.pem", "--tls-cert", "not a regular file"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not say %s", err, w)
 		}
 	}
 }

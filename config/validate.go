@@ -6,9 +6,16 @@ import (
 	"math"
 	"net"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
+	"time"
 )
+
+// MinPingInterval is the shortest --ping-interval: a socket is closed after
+// 2.5 intervals without an answer, which must leave a phone on a slow
+// network time to answer.
+const MinPingInterval = 100 * time.Millisecond
 
 // problem is one reason a Config is unusable, tied to the flag to fix.
 type problem struct {
@@ -27,8 +34,39 @@ func (c Config) Validate() error {
 	for _, p := range c.problems() {
 		errs = append(errs, p.err())
 	}
+	if err := c.CheckFiles(); err != nil {
+		errs = append(errs, err)
+	}
 	if c.JWTSecret == "" && c.JWTPublicKey == "" {
 		errs = append(errs, problem{"jwt-secret", "set --jwt-secret or --jwt-public-key, or no client can authenticate"}.err())
+	}
+	return errors.Join(errs...)
+}
+
+// CheckFiles reports every file named by a flag that cannot be read as a
+// regular file, joined into one error; nil when all can (or none is named).
+// Validate includes it.
+func (c Config) CheckFiles() error {
+	var errs []error
+	for _, f := range []struct{ name, path string }{
+		{"cluster-ca", c.ClusterCA}, {"cluster-cert", c.ClusterCert}, {"cluster-key", c.ClusterKey},
+		{"jwt-public-key", c.JWTPublicKey}, {"tls-cert", c.TLSCert}, {"tls-key", c.TLSKey},
+		{"apns-key-file", c.APNSKeyFile}, {"fcm-credentials-file", c.FCMCredentialsFile}, {"push-ca-file", c.PushCAFile},
+	} {
+		if f.path == "" {
+			continue
+		}
+		fh, err := os.Open(f.path)
+		if err == nil {
+			var st os.FileInfo
+			if st, err = fh.Stat(); err == nil && !st.Mode().IsRegular() {
+				err = fmt.Errorf("%s is not a regular file", f.path)
+			}
+			fh.Close()
+		}
+		if err != nil {
+			errs = append(errs, problem{f.name, err.Error()}.err())
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -92,6 +130,8 @@ func (c *Config) problems() []problem {
 
 	if c.PingInterval <= 0 {
 		add("ping-interval", "%v is not positive", c.PingInterval)
+	} else if c.PingInterval < MinPingInterval {
+		add("ping-interval", "%v is below %v: clients could not answer in time", c.PingInterval, MinPingInterval)
 	}
 	for _, o := range c.AllowedOrigins {
 		if err := checkOrigin(o); err != nil {

@@ -182,6 +182,11 @@ func StartTuned(ctx context.Context, cfg config.Config, logger *slog.Logger, tun
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	// Files named by flags are checked before the data dir is touched, so
+	// that a typo stops the node before it creates anything.
+	if err := cfg.CheckFiles(); err != nil {
+		return nil, err
+	}
 	if err := PrepareDataDir(&cfg, logger); err != nil {
 		return nil, err
 	}
@@ -428,14 +433,16 @@ func publicURL(cfg config.Config, addr net.Addr) string {
 	return scheme + "://" + net.JoinHostPort(host, port)
 }
 
-// firstPrivateIP is the first private IPv4 address of an interface that is
-// up, skipping container bridges and virtual pairs, which other hosts cannot
-// reach.
+// firstPrivateIP is the address other hosts most likely reach this one at:
+// a private IPv4 address of an interface that is up, else a private IPv6
+// (unique local) one, else a global unicast one; container bridges and
+// virtual pairs, which other hosts cannot reach, are skipped.
 func firstPrivateIP() string {
 	ifaces, err := net.Interfaces()
 	if err != nil {
 		return ""
 	}
+	var ips []net.IP
 	for _, ifc := range ifaces {
 		if ifc.Flags&net.FlagUp == 0 || ifc.Flags&net.FlagLoopback != 0 {
 			continue
@@ -448,8 +455,20 @@ func firstPrivateIP() string {
 			continue
 		}
 		for _, a := range addrs {
-			if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil && ipn.IP.IsPrivate() {
-				return ipn.IP.String()
+			if ipn, ok := a.(*net.IPNet); ok {
+				ips = append(ips, ipn.IP)
+			}
+		}
+	}
+	for _, pick := range []func(net.IP) bool{
+		func(ip net.IP) bool { return ip.To4() != nil && ip.IsPrivate() },
+		func(ip net.IP) bool { return ip.To4() == nil && ip.IsPrivate() },
+		func(ip net.IP) bool { return ip.To4() != nil && ip.IsGlobalUnicast() },
+		func(ip net.IP) bool { return ip.To4() == nil && ip.IsGlobalUnicast() },
+	} {
+		for _, ip := range ips {
+			if pick(ip) {
+				return ip.String()
 			}
 		}
 	}

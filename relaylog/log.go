@@ -624,7 +624,8 @@ func (l *Log) openShard(i int) (*shard, error) {
 	if o.Logger.Enabled(context.Background(), slog.LevelDebug) {
 		level = hclog.Debug
 	}
-	hl := hclog.New(&hclog.LoggerOptions{Name: fmt.Sprintf("raft.shard-%d", i), Level: level, Output: slogWriter{o.Logger}})
+	hl := hclog.NewInterceptLogger(&hclog.LoggerOptions{Name: fmt.Sprintf("raft.shard-%d", i), Level: level, Output: io.Discard})
+	hl.RegisterSink(slogSink{l: o.Logger, min: level})
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(snapDir, 2, hl)
 	if err != nil {
 		return nil, fmt.Errorf("relaylog: shard %d snapshots: %w", i, err)
@@ -673,19 +674,29 @@ func (l *Log) openShard(i int) (*shard, error) {
 	return s, nil
 }
 
-// slogWriter carries hclog's lines into slog.
-type slogWriter struct{ l *slog.Logger }
-
-func (w slogWriter) Write(p []byte) (int, error) {
-	w.l.Warn(string(trimNewline(p)), "component", "raft")
-	return len(p), nil
+// slogSink carries raft's hclog records into slog at their own level,
+// with their fields as attributes.
+type slogSink struct {
+	l   *slog.Logger
+	min hclog.Level
 }
 
-func trimNewline(p []byte) []byte {
-	for len(p) > 0 && (p[len(p)-1] == '\n' || p[len(p)-1] == '\r') {
-		p = p[:len(p)-1]
+func (s slogSink) Accept(name string, level hclog.Level, msg string, args ...interface{}) {
+	if level < s.min {
+		return
 	}
-	return p
+	sl := slog.LevelError
+	switch {
+	case level <= hclog.Debug:
+		sl = slog.LevelDebug
+	case level == hclog.Info:
+		sl = slog.LevelInfo
+	case level == hclog.Warn:
+		sl = slog.LevelWarn
+	}
+	attrs := make([]any, 0, 4+len(args))
+	attrs = append(attrs, "component", "raft", "logger", name)
+	s.l.Log(context.Background(), sl, msg, append(attrs, args...)...)
 }
 
 // NotLeaderError says which node leads a shard this node cannot serve.

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log"
 	"log/slog"
 	mrand "math/rand/v2"
 	"net"
@@ -246,7 +247,7 @@ func Start(opts Options) (*Membership, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	cfg.Logger = slog.NewLogLogger(logger.With("component", "memberlist").Handler(), slog.LevelDebug)
+	cfg.Logger = log.New(levelWriter{logger.With("component", "memberlist")}, "", 0)
 
 	now := opts.Now
 	if now == nil {
@@ -698,4 +699,27 @@ func resolveAdvertise(addr string) (string, int, error) {
 		}
 	}
 	return ips[0].String(), port, nil
+}
+
+// levelWriter carries memberlist's log lines ("[WARN] memberlist: ...")
+// into slog at their level: warnings and errors show at the default level,
+// its routine info and debug lines only with debug logs.
+type levelWriter struct{ l *slog.Logger }
+
+func (w levelWriter) Write(p []byte) (int, error) {
+	line := strings.TrimRight(string(p), "\r\n")
+	level := slog.LevelDebug
+	for _, lv := range []struct {
+		tag   string
+		level slog.Level
+	}{{"[ERR]", slog.LevelError}, {"[ERROR]", slog.LevelError}, {"[WARN]", slog.LevelWarn}, {"[INFO]", slog.LevelDebug}, {"[DEBUG]", slog.LevelDebug}} {
+		if i := strings.Index(line, lv.tag); i >= 0 && i < 32 {
+			level = lv.level
+			line = strings.TrimSpace(line[i+len(lv.tag):])
+			break
+		}
+	}
+	line = strings.TrimPrefix(line, "memberlist: ")
+	w.l.Log(context.Background(), level, line)
+	return len(p), nil
 }

@@ -22,6 +22,7 @@ import (
 	_ "net/http/pprof"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"strconv"
@@ -228,14 +229,31 @@ func token(args []string, stdout io.Writer) error {
 	if cfg.JWTSecret == "" && cfg.JWTPublicKey != "" {
 		return errors.New("token: this node verifies tokens with a public key; issue tokens with your login service's private key")
 	}
-	if err := node.PrepareDataDir(&cfg, nil); err != nil {
+	if err := prepareForCLI(&cfg, cfg.JWTSecret); err != nil {
 		return err
 	}
-	tok, err := auth.Issue([]byte(cfg.JWTSecret), user, ttl, time.Now())
+	tok, err := auth.IssueFor([]byte(cfg.JWTSecret), user, ttl, time.Now(), cfg.JWTIssuer, cfg.JWTAudience)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintln(stdout, tok)
+	return nil
+}
+
+// prepareForCLI reads the secrets a node keeps in its data dir, as the node
+// would. Where no node has run yet it creates them, as the node will keep
+// them, but says so: a token made in the wrong directory would not match
+// the node's secret. given is the value the caller prints when it came from
+// a flag, the environment or the config file.
+func prepareForCLI(cfg *config.Config, given string) error {
+	_, statErr := os.Stat(filepath.Join(cfg.DataDir, node.NodeIDFile))
+	if err := node.PrepareDataDir(cfg, nil); err != nil {
+		return err
+	}
+	if given == "" && errors.Is(statErr, os.ErrNotExist) {
+		abs, _ := filepath.Abs(cfg.DataDir)
+		fmt.Fprintf(os.Stderr, "edgenode: no node has used the data dir %s yet: created its secrets there; only a node started with this data dir (or the same secrets) accepts what is printed\n", abs)
+	}
 	return nil
 }
 
@@ -244,7 +262,7 @@ func joinToken(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := node.PrepareDataDir(&cfg, nil); err != nil {
+	if err := prepareForCLI(&cfg, cfg.ClusterSecret); err != nil {
 		return err
 	}
 	fmt.Fprintln(stdout, cfg.ClusterSecret)

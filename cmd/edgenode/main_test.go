@@ -19,6 +19,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/edgenode/edgenode/auth"
 	"github.com/edgenode/edgenode/wire"
 )
 
@@ -335,5 +336,52 @@ func TestSIGTERMDrainsSockets(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("did not exit after SIGTERM")
+	}
+}
+
+// `edgenode token` signs for the node it is configured like: a node that
+// requires an issuer and an audience accepts its tokens, and says where it
+// created secrets when no node has used the data dir yet.
+func TestTokenHonoursIssuerAndAudience(t *testing.T) {
+	dir := t.TempDir()
+	const secret = "token-test-secret-0123456789abcdef0123"
+	cmd := exec.Command(binary, "token", "--user", "7", "--jwt-secret", secret, "--jwt-issuer", "login", "--jwt-audience", "chat")
+	cmd.Dir = dir
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("edgenode token: %v", err)
+	}
+	tok := strings.TrimSpace(string(out))
+	v, err := auth.NewVerifier(auth.Options{Secret: []byte(secret), Issuer: "login", Audience: "chat"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if user, err := v.Verify(tok); err != nil || user != 7 {
+		t.Fatalf("a node requiring iss=login aud=chat: Verify = %d, %v", user, err)
+	}
+	other, _ := auth.NewVerifier(auth.Options{Secret: []byte(secret), Issuer: "someone-else"})
+	if _, err := other.Verify(tok); err == nil {
+		t.Fatal("a node requiring another issuer accepted the token")
+	}
+
+	// No secret given and no node has run here: the token is signed with
+	// secrets created in the data dir, and stderr says so.
+	dir = t.TempDir()
+	cmd = exec.Command(binary, "token", "--user", "7")
+	cmd.Dir = dir
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("edgenode token: %v\n%s", err, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "no node has used the data dir") {
+		t.Fatalf("stderr %q does not warn about the new data dir", stderr.String())
+	}
+	cmd = exec.Command(binary, "token", "--user", "7")
+	cmd.Dir = dir
+	stderr.Reset()
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil || stderr.Len() != 0 {
+		t.Fatalf("second edgenode token: %v, stderr %q (want silence: the data dir exists now)", err, stderr.String())
 	}
 }
