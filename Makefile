@@ -10,7 +10,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 .PHONY: run build test test-race vet fuzz bench perf soak clean
 
 run:
-	$(GO) build $(GOFLAGS_BUILD) -o bin/edgenode ./cmd/edgenode
+	$(GO) build $(GOFLAGS_BUILD) -ldflags '-X main.version=$(VERSION)' -o bin/edgenode ./cmd/edgenode
 	exec bin/edgenode
 
 build:

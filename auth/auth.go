@@ -5,11 +5,13 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -257,6 +259,22 @@ func (v *Verifier) Verify(token string) (userID int64, err error) {
 	return id, nil
 }
 
+// VerifyWithExpiry is Verify that also returns until when the token is
+// accepted: its exp plus the allowed clock skew. A connection authenticated
+// once with the token (a WebSocket) should end then.
+func (v *Verifier) VerifyWithExpiry(token string) (userID int64, until time.Time, err error) {
+	id, err := v.Verify(token)
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	// Verified (or cached as verified): its claims can be read as they are.
+	var claims tokenClaims
+	if _, _, err := v.parser.ParseUnverified(token, &claims); err != nil || claims.ExpiresAt == nil {
+		return 0, time.Time{}, unauthenticated("missing exp")
+	}
+	return id, claims.ExpiresAt.Add(v.leeway), nil
+}
+
 func unauthenticated(reason string) error {
 	return fmt.Errorf("%w: %s", ErrUnauthenticated, reason)
 }
@@ -311,7 +329,7 @@ func (v *Verifier) translate(err error, claims *tokenClaims) error {
 	case errors.Is(err, jwt.ErrTokenInvalidAudience):
 		return unauthenticated("wrong aud")
 	case errors.Is(err, jwt.ErrTokenMalformed):
-		return unauthenticated("malformed token: " + trimJWTPrefix(err))
+		return unauthenticated(malformedReason(err))
 	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
 		return unauthenticated("bad signature")
 	case errors.Is(err, jwt.ErrTokenUnverifiable):
@@ -320,6 +338,28 @@ func (v *Verifier) translate(err error, claims *tokenClaims) error {
 	default:
 		return unauthenticated(trimJWTPrefix(err))
 	}
+}
+
+// malformedReason says what is malformed in a few words, without the
+// library's or encoding/json's wording (Go type names, struct fields).
+func malformedReason(err error) string {
+	var te *json.UnmarshalTypeError
+	msg := err.Error()
+	switch {
+	case errors.As(err, &te) && te.Field == "sub":
+		return "malformed token: sub must be a decimal user id string"
+	case errors.As(err, &te) && te.Field == "iss":
+		return "malformed token: iss must be a string"
+	case strings.Contains(msg, "could not JSON decode claim"):
+		return "malformed token: the claims are not a JSON object of the expected types (exp, nbf, iat: numbers; sub, iss: strings; aud: a string or list of strings)"
+	case strings.Contains(msg, "could not JSON decode header"):
+		return "malformed token: the header is not a JSON object"
+	case strings.Contains(msg, "base64 decode"):
+		return "malformed token: not base64url-encoded"
+	case strings.Contains(msg, "invalid number of segments"):
+		return "malformed token: a JWT has three dot-separated parts"
+	}
+	return "malformed token"
 }
 
 // trimJWTPrefix drops the library's generic lead ("token is malformed: ")

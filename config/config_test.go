@@ -476,7 +476,7 @@ func TestCheckFiles(t *testing.T) {
 		t.Fatalf("Validate with a readable file: %v", err)
 	}
 	c.PushCAFile = filepath.Join(dir, "missing.pem") // checked even with no push provider set
-	c.TLSCert, c.TLSKey = dir, good                 // a directory is not a certificate
+	c.TLSCert, c.TLSKey = dir, good                  // a directory is not a certificate
 	err := c.Validate()
 	if err == nil {
 		t.Fatal("Validate = nil with a missing push CA and a directory as certificate")

@@ -13,7 +13,7 @@ import (
 )
 
 // MinPingInterval is the shortest --ping-interval: a socket is closed after
-// 2.5 intervals without an answer, which must leave a phone on a slow
+// 2 intervals without an answer, which must leave a phone on a slow
 // network time to answer.
 const MinPingInterval = 100 * time.Millisecond
 

@@ -57,6 +57,7 @@ type cluster struct {
 	env     []string
 	ports   map[string]int // service -> host port of its client API
 	ids     map[string]string
+	secret  string // the cluster secret: /v1/cluster/* needs it as bearer token
 }
 
 func (c *cluster) url(svc string) string { return fmt.Sprintf("http://127.0.0.1:%d", c.ports[svc]) }
@@ -121,8 +122,15 @@ type shardView struct {
 
 var apiClient = &http.Client{Timeout: 5 * time.Second}
 
-func getJSON(url string, v any) error {
-	resp, err := apiClient.Get(url)
+// getJSON reads an operator view under /v1/cluster/, with the cluster
+// secret as bearer token.
+func (c *cluster) getJSON(url string, v any) error {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.secret)
+	resp, err := apiClient.Do(req)
 	if err != nil {
 		return err
 	}
@@ -153,7 +161,7 @@ func (c *cluster) healthy(via ...string) (bool, string) {
 	region := map[string]string{}
 	for _, svc := range via {
 		var ms []memberView
-		if err := getJSON(c.url(svc)+"/v1/cluster/members", &ms); err != nil {
+		if err := c.getJSON(c.url(svc)+"/v1/cluster/members", &ms); err != nil {
 			return false, err.Error()
 		}
 		alive := 0
@@ -170,7 +178,7 @@ func (c *cluster) healthy(via ...string) (bool, string) {
 	led := map[int]shardView{} // shard -> the view of the node that says it leads it
 	for _, svc := range services {
 		var ss []shardView
-		if err := getJSON(c.url(svc)+"/v1/cluster/shards", &ss); err != nil {
+		if err := c.getJSON(c.url(svc)+"/v1/cluster/shards", &ss); err != nil {
 			return false, err.Error()
 		}
 		if len(ss) != testShards {
@@ -220,7 +228,7 @@ func (c *cluster) shardLeaders() map[string][]int {
 	out := map[string][]int{}
 	for _, svc := range services {
 		var ss []shardView
-		if err := getJSON(c.url(svc)+"/v1/cluster/shards", &ss); err != nil {
+		if err := c.getJSON(c.url(svc)+"/v1/cluster/shards", &ss); err != nil {
 			c.t.Fatal(err)
 		}
 		for _, s := range ss {
@@ -331,7 +339,7 @@ func TestComposeCluster(t *testing.T) {
 	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim) == nil && lim.Max < nofile {
 		nofile = lim.Max // a container cannot exceed the daemon's limit; ours stands in for it
 	}
-	c := &cluster{t: t, compose: compose, project: run, ports: map[string]int{}, ids: map[string]string{}}
+	c := &cluster{t: t, compose: compose, project: run, ports: map[string]int{}, ids: map[string]string{}, secret: clusterSecret}
 	c.env = append(os.Environ(),
 		"EDGENODE_IMAGE="+image, "EDGENODE_ENV_FILE="+envFile, "EDGENODE_BIND=127.0.0.1",
 		"EDGENODE_SHARDS="+strconv.Itoa(testShards), "EDGENODE_NOFILE="+strconv.FormatUint(nofile, 10))
@@ -363,12 +371,21 @@ func TestComposeCluster(t *testing.T) {
 	})
 	t.Logf("cluster up and placed %v after `up -d` (started %v)", took.Round(time.Millisecond), time.Since(start).Round(time.Second))
 	var ms []memberView
-	if err := getJSON(c.url("eu-1")+"/v1/cluster/members", &ms); err != nil {
+	if err := c.getJSON(c.url("eu-1")+"/v1/cluster/members", &ms); err != nil {
 		t.Fatal(err)
 	}
 	for _, m := range ms {
 		if !slices.Contains(services, m.NodeID) || regionOf(m.NodeID) != m.Region {
 			t.Fatalf("member %+v: want node ids eu-1..ap-2 in their regions", m)
+		}
+	}
+	// The operator views are closed to anyone without the cluster secret.
+	if resp, err := apiClient.Get(c.url("eu-1") + "/v1/cluster/members"); err != nil {
+		t.Fatal(err)
+	} else {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("GET /v1/cluster/members without a token: %s, want 401", resp.Status)
 		}
 	}
 	for _, svc := range services {
@@ -475,7 +492,7 @@ func TestComposeCluster(t *testing.T) {
 	check("region eu down (drained through us and ap)", survivors...)
 	waitFor(t, "us-1 to see eu-1 and eu-2 not alive", 30*time.Second, func() (bool, string) {
 		var ms []memberView
-		if err := getJSON(c.url("us-1")+"/v1/cluster/members", &ms); err != nil {
+		if err := c.getJSON(c.url("us-1")+"/v1/cluster/members", &ms); err != nil {
 			return false, err.Error()
 		}
 		down := 0

@@ -152,11 +152,13 @@ type memberInfo struct {
 	Addr   string `json:"addr"`
 }
 
-// inspect runs `edgenode <what> --addr addr --json`, as an operator would.
+// inspect runs `edgenode <what> --addr addr --json`, as an operator would,
+// with the cluster secret in the environment (the views need it).
 func inspect(addr, what string, out any) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, binary, what, "--addr", addr, "--json")
+	cmd.Env = append(os.Environ(), "EDGENODE_CLUSTER_SECRET="+clusterSecret)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {

@@ -62,7 +62,7 @@ func TestEveryRESTError(t *testing.T) {
 		{"bad platform", "POST", "/v1/devices", "", `{"platform":"sms","token":"abc"}`, 400, wire.CodeInvalidArgument, false},
 		{"empty device token", "POST", "/v1/devices", "", `{"platform":"apns","token":""}`, 400, wire.CodeInvalidArgument, false},
 		{"unknown route", "GET", "/v1/nope", "", "", 404, wire.CodeNotFound, false},
-		{"wrong method", "DELETE", "/v1/messages", "", "", 405, wire.CodeInvalidArgument, false},
+		{"wrong method", "DELETE", "/v1/messages", "", "", 405, edge.CodeMethodNotAllowed, false},
 		{"status of bad id", "GET", "/v1/users/0/status", "", "", 400, wire.CodeInvalidArgument, false},
 	}
 	for i, c := range cases {

@@ -125,6 +125,28 @@ func queryInt(r *http.Request, name string, def int64) (int64, *wire.Error) {
 	return n, nil
 }
 
+// queryLimit reads the sync limit: absent means the default, a positive
+// integer above wire.MaxSyncLimit (however large, even beyond int64) is
+// clamped to it, and 0, a negative number or a non-integer is an error.
+func queryLimit(r *http.Request) (int64, *wire.Error) {
+	v := r.URL.Query().Get("limit")
+	if v == "" {
+		return wire.DefaultSyncLimit, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		var ne *strconv.NumError
+		if errors.As(err, &ne) && ne.Err == strconv.ErrRange && v[0] != '-' {
+			return wire.MaxSyncLimit, nil // a valid integer, only too large for int64
+		}
+		return 0, wire.Invalid("limit must be an integer between 1 and %d (larger values are clamped)", wire.MaxSyncLimit)
+	}
+	if n <= 0 {
+		return 0, wire.Invalid("limit must be between 1 and %d", wire.MaxSyncLimit)
+	}
+	return min(n, wire.MaxSyncLimit), nil
+}
+
 // toWire converts a queued event for its recipient.
 func toWire(ev *relaylog.Event) (msg *wire.Message, rc *wire.Receipt) {
 	switch ev.Kind {
@@ -142,15 +164,9 @@ func (s *Server) handleSync(w http.ResponseWriter, r *http.Request, user int64) 
 	if werr != nil {
 		return werr
 	}
-	limit, werr := queryInt(r, "limit", wire.DefaultSyncLimit)
+	limit, werr := queryLimit(r)
 	if werr != nil {
 		return werr
-	}
-	if limit == 0 {
-		return wire.Invalid("limit must be between 1 and %d", wire.MaxSyncLimit)
-	}
-	if limit > wire.MaxSyncLimit {
-		limit = wire.MaxSyncLimit
 	}
 	ctx, cancel := s.ctx(r)
 	defer cancel()

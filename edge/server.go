@@ -7,9 +7,13 @@ package edge
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"path"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/edgenode/edgenode/auth"
 	"github.com/edgenode/edgenode/presence"
 	"github.com/edgenode/edgenode/relaylog"
 	"github.com/edgenode/edgenode/wire"
@@ -73,6 +78,13 @@ type Options struct {
 	MaxUnacked      int           // events in flight per socket; 0 means 1024
 	// CallTimeout bounds a call's wait for the relay log; 0 means 10s.
 	CallTimeout time.Duration
+
+	// Cluster serves the operators' views under /v1/cluster/, by name
+	// ("members" is GET /v1/cluster/members); nil serves none. Every such
+	// call needs "Authorization: Bearer <ClusterSecret>" and is answered
+	// 401 unauthenticated otherwise (always, when ClusterSecret is "").
+	Cluster       map[string]http.Handler
+	ClusterSecret string
 }
 
 func (o *Options) setDefaults() {
@@ -164,7 +176,14 @@ func New(opts Options) *Server {
 		HandshakeTimeout: 10 * time.Second,
 		CheckOrigin:      s.checkOrigin,
 		Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
-			writeError(w, &wire.Error{Code: codeForStatus(status), Message: reason.Error()})
+			if status == http.StatusMethodNotAllowed {
+				methodNotAllowed(w, r, "GET")
+				return
+			}
+			if status >= 500 {
+				s.opts.Logger.Warn("websocket upgrade failed", "err", reason)
+			}
+			writeError(w, &wire.Error{Code: codeForStatus(status), Message: upgradeMessage(status, reason)})
 		},
 	}
 	s.routes()
@@ -172,7 +191,53 @@ func New(opts Options) *Server {
 }
 
 // Handler is the node's HTTP handler.
-func (s *Server) Handler() http.Handler { return s.mux }
+func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.serveHTTP) }
+
+// serveHTTP answers a path that is not in canonical form ("//v1/messages",
+// "/v1/./edges", "/v1/users//status") 404 in the API's error model: the
+// mux would redirect it with a bodyless 307 (or 301), and a client that
+// built such a path has a bug that a redirect would only hide.
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if p := r.URL.EscapedPath(); p != cleanPath(p) {
+		writeError(w, wire.Errorf(wire.CodeNotFound, "no such endpoint: %s %s (the path is not in canonical form)", r.Method, p))
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+// cleanPath is the canonical form of a URL path as net/http.ServeMux sees
+// it: rooted, no empty, "." or ".." segments; a trailing slash kept.
+func cleanPath(p string) string {
+	if p == "" {
+		return "/"
+	}
+	if p[0] != '/' {
+		p = "/" + p
+	}
+	np := path.Clean(p)
+	if p[len(p)-1] == '/' && np != "/" {
+		np += "/"
+	}
+	return np
+}
+
+// promLog is promhttp's error log on the node's logger.
+type promLog struct{ l *slog.Logger }
+
+func (p promLog) Println(v ...any) { p.l.Warn("metrics: " + strings.TrimSpace(fmt.Sprintln(v...))) }
+
+// CodeMethodNotAllowed is the code of a 405 answer: a known path called
+// with a method it does not serve (the Allow header lists those it does).
+const CodeMethodNotAllowed = "method_not_allowed"
+
+func methodNotAllowed(w http.ResponseWriter, r *http.Request, allow string) {
+	h := w.Header()
+	h.Set("Allow", allow)
+	h.Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusMethodNotAllowed)
+	b := append([]byte(`{"error":{"code":"`+CodeMethodNotAllowed+`","message":`), wire.AppendString(nil, r.Method+" is not allowed on "+r.URL.Path+"; use "+allow)...)
+	w.Write(append(b, "}}\n"...))
+}
 
 func (s *Server) routes() {
 	mux := http.NewServeMux()
@@ -190,22 +255,27 @@ func (s *Server) routes() {
 		w.Write([]byte(`{"status":"ok"}`))
 	})
 	mux.HandleFunc("GET /readyz", s.handleReady)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.opts.Gatherer, promhttp.HandlerOpts{}))
-	// The same paths with any other method: 405 in the API's error model
-	// rather than net/http's plain-text answer.
-	for path, allow := range map[string]string{
+	// A collector that fails is logged and left out rather than turning
+	// the scrape into a plain-text 500 (every non-2xx answer has the API's
+	// error body).
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.opts.Gatherer, promhttp.HandlerOpts{
+		ErrorHandling: promhttp.ContinueOnError, ErrorLog: promLog{s.opts.Logger},
+	}))
+	allowed := map[string]string{
 		"/v1/messages": "GET, POST", "/v1/conversations/{userId}/read": "POST",
 		"/v1/conversations/{userId}/typing": "POST", "/v1/users/{userId}/status": "GET",
 		"/v1/devices": "POST", "/v1/devices/{token}": "DELETE", "/v1/edges": "GET",
 		"/v1/socket/updates": "GET", "/healthz": "GET", "/readyz": "GET", "/metrics": "GET",
-	} {
-		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Allow", allow)
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusMethodNotAllowed)
-			b := append([]byte(`{"error":{"code":"invalid_argument","message":`), wire.AppendString(nil, r.Method+" is not allowed on "+r.URL.Path+"; use "+allow)...)
-			w.Write(append(b, "}}\n"...))
-		})
+	}
+	for name, h := range s.opts.Cluster {
+		p := "/v1/cluster/" + name
+		mux.Handle("GET "+p, s.clusterAuthed("cluster_"+name, h))
+		allowed[p] = "GET"
+	}
+	// The same paths with any other method: 405 in the API's error model
+	// rather than net/http's plain-text answer.
+	for p, allow := range allowed {
+		mux.HandleFunc(p, func(w http.ResponseWriter, r *http.Request) { methodNotAllowed(w, r, allow) })
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, wire.Errorf(wire.CodeNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path))
@@ -213,19 +283,32 @@ func (s *Server) routes() {
 	s.mux = mux
 }
 
+// Ready reports whether /readyz answers 200: the node is not draining and
+// every shard has a leader.
+func (s *Server) Ready() bool { return !s.draining.Load() && s.log.Ready() }
+
+// handleReady answers 200 {"status":"ready"} when the node can accept
+// writes; otherwise 503 with the status and, like every non-2xx answer, the
+// API's error (code unavailable) and Retry-After.
 func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "application/json")
-	if s.draining.Load() {
-		w.WriteHeader(http.StatusServiceUnavailable)
-		w.Write([]byte(`{"status":"draining"}`))
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	var status, msg string
+	switch {
+	case s.Ready():
+		w.Write([]byte(`{"status":"ready"}`))
 		return
+	case s.draining.Load():
+		status, msg = "draining", "the node is draining; use another edge"
+	default:
+		status, msg = "no leader for some shards", "some shards have no leader yet; retry"
 	}
-	if !s.log.Ready() {
-		w.WriteHeader(http.StatusServiceUnavailable)
-		w.Write([]byte(`{"status":"no leader for some shards"}`))
-		return
-	}
-	w.Write([]byte(`{"status":"ready"}`))
+	h.Set("Retry-After", "1")
+	w.WriteHeader(http.StatusServiceUnavailable)
+	b := append([]byte(`{"status":`), wire.AppendString(nil, status)...)
+	b = append(b, `,"error":{"code":"`+wire.CodeUnavailable+`","message":`...)
+	b = append(wire.AppendString(b, msg), "}}\n"...)
+	w.Write(b)
 }
 
 // token finds the bearer token of a request; access_token is accepted on the
@@ -248,9 +331,46 @@ func (s *Server) authenticate(r *http.Request, allowQuery bool) (int64, *wire.Er
 	}
 	user, err := s.opts.Verifier.Verify(tok)
 	if err != nil {
-		return 0, wire.Errorf(wire.CodeUnauthenticated, "%v", err)
+		// The verifier's reason ("token expired", "bad signature") without
+		// its package's prefix; an error that is not one of its reasons
+		// says nothing about the node's internals.
+		msg := "invalid token"
+		if errors.Is(err, auth.ErrUnauthenticated) {
+			if m, ok := strings.CutPrefix(err.Error(), auth.ErrUnauthenticated.Error()+": "); ok && m != "" {
+				msg = m
+			}
+		}
+		return 0, wire.Errorf(wire.CodeUnauthenticated, "%s", msg)
 	}
 	return user, nil
+}
+
+// clusterAuthed guards an operator view under /v1/cluster/: the bearer
+// token must be the cluster secret (compared in constant time).
+func (s *Server) clusterAuthed(route string, h http.Handler) http.HandlerFunc {
+	rm := s.m.route(route)
+	var want [sha256.Size]byte
+	if s.opts.ClusterSecret != "" {
+		want = sha256.Sum256([]byte(s.opts.ClusterSecret))
+	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		tok := token(r, false)
+		got := sha256.Sum256([]byte(tok))
+		// Hashing first makes the comparison independent of the
+		// lengths too.
+		if ok := subtle.ConstantTimeCompare(got[:], want[:]) == 1; !ok || tok == "" || s.opts.ClusterSecret == "" {
+			msg := "this endpoint needs the cluster secret as bearer token (edgenode join-token prints it)"
+			if tok == "" {
+				msg = "missing bearer token: " + msg
+			}
+			writeError(w, wire.Errorf(wire.CodeUnauthenticated, "%s", msg))
+			rm.errors.Inc()
+		} else {
+			h.ServeHTTP(w, r)
+		}
+		rm.seconds.Observe(time.Since(start).Seconds())
+	}
 }
 
 type authedHandler func(w http.ResponseWriter, r *http.Request, user int64) *wire.Error
@@ -289,6 +409,26 @@ func writeError(w http.ResponseWriter, e *wire.Error) {
 	b := append(append([]byte(`{"error":{"code":`), wire.AppendString(nil, e.Code)...), `,"message":`...)
 	b = append(wire.AppendString(b, e.Message), "}}\n"...)
 	w.Write(b)
+}
+
+// upgradeMessage says in a few words why a WebSocket handshake failed,
+// instead of the library's own text.
+func upgradeMessage(status int, reason error) string {
+	r := ""
+	if reason != nil {
+		r = reason.Error()
+	}
+	switch {
+	case status >= 500:
+		return "internal error"
+	case status == http.StatusForbidden:
+		return "origin not allowed"
+	case strings.Contains(r, "unsupported version"):
+		return "this endpoint needs WebSocket version 13 (Sec-WebSocket-Version: 13)"
+	case strings.Contains(r, "Sec-WebSocket-Key"):
+		return "the WebSocket upgrade needs a valid Sec-WebSocket-Key header"
+	}
+	return "this endpoint needs a WebSocket upgrade"
 }
 
 func codeForStatus(status int) string {

@@ -47,6 +47,9 @@ type socket struct {
 	message  []byte // a fragmented message being assembled
 	msgOp    byte
 	lastRead atomic.Int64 // Unix ns of the last bytes received
+	typingAt int64        // typing frame limiter: theoretical arrival time, Unix ns (GCRA)
+
+	expires int64 // Unix ns when the token stops being accepted; 0: never. Set before the socket runs.
 
 	// Write side and lifecycle, under mu.
 	mu         sync.Mutex
@@ -84,8 +87,22 @@ type socket struct {
 }
 
 const (
-	statusQueue = 64 // status updates a socket may have waiting before it counts as too slow
-	maxErrs     = 4  // error frames waiting; more are dropped
+	// statusQueue bounds the users whose status update a socket may have
+	// waiting. Updates are kept one per user (a newer one replaces the
+	// queued one), so only that many distinct users overflow it: well
+	// above a full watch list, it is a memory bound, not a speed test (a
+	// client that does not read is closed by WriteTimeout).
+	statusQueue = wire.MaxWatch + 64
+	// maxErrs bounds the error events waiting to be written. A client that
+	// sends malformed frames faster than it takes the errors overflows it
+	// and is closed with 1008, rather than have errors dropped.
+	maxErrs = 16
+
+	// A socket may send typingBurst typing frames at once and typingRate
+	// a second on average (clients renew every 3-5 s); excess frames are
+	// dropped, as typing is not stored.
+	typingRate  = 10
+	typingBurst = 20
 
 	// WebSocket close codes (RFC 6455, section 7.4.1).
 	closeNormal        = 1000
@@ -96,8 +113,34 @@ const (
 	closeRestart       = 1012
 )
 
-func (s *Server) handleSocket(w http.ResponseWriter, r *http.Request) {
+// expiryVerifier is a Verifier that also tells when a token stops being
+// accepted (auth.Verifier does): the socket is closed then.
+type expiryVerifier interface {
+	VerifyWithExpiry(token string) (userID int64, until time.Time, err error)
+}
+
+// authenticateSocket is authenticate for the upgrade, which also learns when
+// the token stops being accepted (zero: unknown, the socket is never closed
+// for it).
+func (s *Server) authenticateSocket(r *http.Request) (int64, time.Time, *wire.Error) {
 	user, werr := s.authenticate(r, true)
+	if werr != nil {
+		return 0, time.Time{}, werr
+	}
+	ev, ok := s.opts.Verifier.(expiryVerifier)
+	if !ok {
+		return user, time.Time{}, nil
+	}
+	// Verified a moment ago: this is the verifier's cache.
+	_, until, err := ev.VerifyWithExpiry(token(r, true))
+	if err != nil {
+		return 0, time.Time{}, wire.Errorf(wire.CodeUnauthenticated, "token expired")
+	}
+	return user, until, nil
+}
+
+func (s *Server) handleSocket(w http.ResponseWriter, r *http.Request) {
+	user, until, werr := s.authenticateSocket(r)
 	if werr != nil {
 		writeError(w, werr)
 		return
@@ -124,7 +167,11 @@ func (s *Server) handleSocket(w http.ResponseWriter, r *http.Request) {
 	if tc, ok := sk.nc.(*net.TCPConn); ok {
 		sk.rc, _ = tc.SyscallConn()
 	}
-	sk.lastRead.Store(time.Now().UnixNano())
+	if !until.IsZero() {
+		sk.expires = until.UnixNano()
+	}
+	now := time.Now()
+	sk.lastRead.Store(now.UnixNano())
 	sk.pingTimer = time.AfterFunc(s.opts.PingInterval, sk.onPingTimer)
 	s.connMu.Lock()
 	s.sockets[sk] = struct{}{}
@@ -134,14 +181,21 @@ func (s *Server) handleSocket(w http.ResponseWriter, r *http.Request) {
 	s.wg.Add(1)
 	// The hub knows the socket before the writer's first pull: an event
 	// committed after that pull wakes the writer instead of waiting for the
-	// next one.
-	s.hub.Connect(sk)
+	// next one. It gets the open time too, so that the online update carries
+	// it before the store has it.
+	openedAt := s.opts.Now()
+	s.hub.ConnectAt(sk, openedAt)
 	go func() {
 		c, cancel := context.WithTimeout(context.Background(), s.opts.CallTimeout)
 		defer cancel()
-		_ = s.log.SetLastConnected(c, sk.user, s.opts.Now())
+		_ = s.log.SetLastConnected(c, sk.user, openedAt)
 	}()
 	sk.kick() // the ready frame, then whatever is queued
+	// Registered everywhere: the timer may now fire sooner than an
+	// interval, for a token that expires before that.
+	if sk.expires != 0 {
+		sk.pingTimer.Reset(sk.nextTick(now))
+	}
 	// Returning from the handler lets net/http drop its buffers for this
 	// connection; gorilla's Conn is dropped too, its job (the handshake)
 	// done.
@@ -203,16 +257,27 @@ func (sk *socket) Offer(after int64, evs []relaylog.Event) {
 	sk.kick()
 }
 
+// Status queues a contact_status_update. A status is complete (online,
+// lastConnectedAt, typing), so only the latest of a user matters: it
+// replaces one of the same user still waiting, in its place. No volume of
+// changes of one user can then fill the queue.
 func (sk *socket) Status(st wire.ContactStatus) {
 	sk.mu.Lock()
 	if sk.closing {
 		sk.mu.Unlock()
 		return
 	}
+	for i := range sk.statuses {
+		if sk.statuses[i].UserID == st.UserID {
+			sk.statuses[i] = st
+			sk.mu.Unlock()
+			return // the writer was kicked for the queued one
+		}
+	}
 	if len(sk.statuses) >= statusQueue {
 		sk.mu.Unlock()
-		// A socket that cannot take a handful of status updates is not
-		// keeping up; it reconnects and loses nothing durable.
+		// Changes of that many users wait: the socket is not keeping up;
+		// it reconnects and loses nothing durable.
 		sk.closeWith(closePolicy, "too slow", "too slow")
 		return
 	}
@@ -221,15 +286,24 @@ func (sk *socket) Status(st wire.ContactStatus) {
 	sk.kick()
 }
 
-func (sk *socket) sendError(e *wire.Error) {
+// sendError queues an error event. It reports false when the socket is
+// closing, which it is if too many errors already wait: a client cannot
+// make the server hold unbounded errors, and none is dropped silently.
+func (sk *socket) sendError(e *wire.Error) bool {
 	sk.mu.Lock()
-	if sk.closing || len(sk.errs) >= maxErrs {
+	if sk.closing {
 		sk.mu.Unlock()
-		return
+		return false
+	}
+	if len(sk.errs) >= maxErrs {
+		sk.mu.Unlock()
+		sk.closeWith(closePolicy, "too many malformed frames", "too many errors")
+		return false
 	}
 	sk.errs = append(sk.errs, e)
 	sk.mu.Unlock()
 	sk.kick()
+	return true
 }
 
 // closeWith ends the socket once: the writer sends a close frame with code
@@ -246,12 +320,18 @@ func (sk *socket) closeWith(code int, text, reason string) {
 	sk.kick()
 }
 
-// onPingTimer runs every ping interval: a client silent for two and a half
-// intervals (it answers pings with pongs) is gone; otherwise it gets a ping.
+// onPingTimer runs at least every ping interval. A client that sent nothing
+// for two intervals (it answers pings with pongs) is gone, and a socket
+// whose token expired is closed; otherwise the client gets a ping. The
+// timer fires again after an interval, or sooner when one of those
+// deadlines comes first, so both are met within the timer's precision.
 func (sk *socket) onPingTimer() {
-	s := sk.srv
-	timeout := 2*s.opts.PingInterval + s.opts.PingInterval/2
-	if time.Since(time.Unix(0, sk.lastRead.Load())) > timeout {
+	now := time.Now()
+	if sk.expires != 0 && now.UnixNano() >= sk.expires {
+		sk.closeWith(closePolicy, "token expired", "token expired")
+		return
+	}
+	if sk.silenceLeft(now) <= time.Millisecond {
 		sk.closeWith(closeNormal, "", "missed pings")
 		return
 	}
@@ -263,7 +343,23 @@ func (sk *socket) onPingTimer() {
 	sk.ping = true
 	sk.mu.Unlock()
 	sk.kick()
-	sk.pingTimer.Reset(s.opts.PingInterval)
+	sk.pingTimer.Reset(sk.nextTick(now))
+}
+
+// silenceLeft is how long until the client has been silent for two ping
+// intervals.
+func (sk *socket) silenceLeft(now time.Time) time.Duration {
+	return time.Duration(sk.lastRead.Load() + int64(2*sk.srv.opts.PingInterval) - now.UnixNano())
+}
+
+// nextTick is when the ping timer fires next: after an interval, or at the
+// silence deadline or the token's expiry if either comes first.
+func (sk *socket) nextTick(now time.Time) time.Duration {
+	d := min(sk.srv.opts.PingInterval, sk.silenceLeft(now))
+	if sk.expires != 0 {
+		d = min(d, time.Duration(sk.expires-now.UnixNano()))
+	}
+	return max(d, time.Millisecond)
 }
 
 // kick starts the writer unless it runs; if it runs, it looks again before
@@ -297,8 +393,12 @@ func (sk *socket) writeRun() {
 		sk.mu.Lock()
 		sk.again = false
 		if sk.closing {
+			// Error events still waiting go out before the close frame:
+			// the client learns what was wrong with its frames.
+			errs := sk.errs
+			sk.errs = nil
 			sk.mu.Unlock()
-			sk.finish()
+			sk.finish(errs)
 			return
 		}
 		statuses, watch, hasWatch, errs := sk.statuses, sk.watchAns, sk.hasWatch, sk.errs
@@ -326,10 +426,7 @@ func (sk *socket) writeRun() {
 				buf = frame(buf, func(b []byte) []byte { return wire.AppendContactStatusEvent(b, &watch[i]) })
 			}
 		}
-		for _, e := range errs {
-			ev := wire.EncodeEvent(wire.TypeError, wire.ErrorDetail{Code: e.Code, Message: e.Message})
-			buf = frame(buf, func(b []byte) []byte { return append(b, ev...) })
-		}
+		buf = appendErrors(buf, errs)
 		if hasPong {
 			buf = controlFrame(buf, 0x8A, pong)
 		}
@@ -467,17 +564,25 @@ func (sk *socket) write(b []byte) error {
 	return err
 }
 
-// finish sends the close frame, closes the connection and, once no read
-// burst runs, cleans up. It runs on the writer, which stays marked running
-// so that no other writer starts.
-func (sk *socket) finish() {
+func appendErrors(buf []byte, errs []*wire.Error) []byte {
+	for _, e := range errs {
+		ev := wire.EncodeEvent(wire.TypeError, wire.ErrorDetail{Code: e.Code, Message: e.Message})
+		buf = frame(buf, func(b []byte) []byte { return append(b, ev...) })
+	}
+	return buf
+}
+
+// finish sends the error events still waiting and the close frame, closes
+// the connection and, once no read burst runs, cleans up. It runs on the
+// writer, which stays marked running so that no other writer starts.
+func (sk *socket) finish(errs []*wire.Error) {
 	s := sk.srv
 	sk.pingTimer.Stop()
 	payload := make([]byte, 2, 2+len(sk.closeText))
 	binary.BigEndian.PutUint16(payload, uint16(sk.closeCode))
 	payload = append(payload, sk.closeText...)
 	sk.nc.SetWriteDeadline(time.Now().Add(time.Second))
-	_, _ = sk.nc.Write(controlFrame(nil, 0x88, payload))
+	_, _ = sk.nc.Write(controlFrame(appendErrors(nil, errs), 0x88, payload))
 	if sk.rc != nil {
 		s.poller.remove(sk)
 	}
@@ -741,8 +846,7 @@ func (sk *socket) handleFrame(f clientFrame) bool {
 func (sk *socket) handleMessage(op byte, data []byte) bool {
 	s := sk.srv
 	if op != 0x1 {
-		sk.sendError(wire.Invalid("frames must be JSON text frames"))
-		return true
+		return sk.sendError(wire.Invalid("frames must be JSON text frames"))
 	}
 	if !utf8.Valid(data) {
 		sk.closeWith(closeInvalidData, "text frame is not valid UTF-8", "protocol error")
@@ -750,20 +854,22 @@ func (sk *socket) handleMessage(op byte, data []byte) bool {
 	}
 	f, werr := wire.DecodeClientFrame(data)
 	if werr != nil {
-		sk.sendError(werr)
-		return true
+		return sk.sendError(werr)
 	}
 	switch f.Type {
 	case wire.TypeAck:
 		sk.ack(f.Ack.UpTo)
 	case wire.TypeRead:
 		c, cancel := context.WithTimeout(context.Background(), s.opts.CallTimeout)
-		if err := s.log.MarkRead(c, sk.user, f.Read.UserID, f.Read.UpToMessageID); err != nil {
-			sk.sendError(apiError(err))
-		}
+		err := s.log.MarkRead(c, sk.user, f.Read.UserID, f.Read.UpToMessageID)
 		cancel()
+		if err != nil {
+			return sk.sendError(apiError(err))
+		}
 	case wire.TypeTyping:
-		s.hub.SetTyping(sk.user, f.Typing.ToUserID, f.Typing.Typing)
+		if sk.typingAllowed(time.Now().UnixNano()) {
+			s.hub.SetTyping(sk.user, f.Typing.ToUserID, f.Typing.Typing)
+		}
 	case wire.TypeWatch:
 		// Up to 1000 statuses answer a watch; a newer watch's answer
 		// replaces one not yet written (it covers the new list).
@@ -773,6 +879,18 @@ func (sk *socket) handleMessage(op byte, data []byte) bool {
 		sk.mu.Unlock()
 		sk.kick()
 	}
+	return true
+}
+
+// typingAllowed is the limit on typing frames (GCRA: one int64 of state,
+// touched only by the read burst that runs).
+func (sk *socket) typingAllowed(now int64) bool {
+	const step = int64(time.Second) / typingRate
+	tat := max(sk.typingAt, now)
+	if tat-now > (typingBurst-1)*step {
+		return false
+	}
+	sk.typingAt = tat + step
 	return true
 }
 

@@ -377,13 +377,16 @@ func StartTuned(ctx context.Context, cfg config.Config, logger *slog.Logger, tun
 		PingInterval: cfg.PingInterval, AllowedOrigins: cfg.AllowedOrigins,
 		MaxContentBytes: cfg.MaxContentBytes, SendRate: cfg.SendRate, SendBurst: cfg.SendBurst,
 		MaxConnsPerUser: cfg.MaxConnectionsPerUser, WriteTimeout: cfg.WriteTimeout, MaxUnacked: cfg.MaxUnacked,
+		// GET /v1/cluster/members and /v1/cluster/shards, for operators
+		// holding the cluster secret (`edgenode members`, `edgenode shards`).
+		Cluster: map[string]http.Handler{
+			"members": http.HandlerFunc(n.handleMembers),
+			"shards":  http.HandlerFunc(n.handleShards),
+		},
+		ClusterSecret: cfg.ClusterSecret,
 	})
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/cluster/members", n.handleMembers)
-	mux.HandleFunc("GET /v1/cluster/shards", n.handleShards)
-	mux.Handle("/", n.Edge.Handler())
 	n.http = &http.Server{
-		Handler:           mux,
+		Handler:           n.Edge.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    16 << 10,
@@ -405,7 +408,24 @@ func StartTuned(ctx context.Context, cfg config.Config, logger *slog.Logger, tun
 	go hub.Run(bg)
 	go func() { n.served <- n.http.Serve(ln) }()
 	logger.Info("edgenode serving", "node", cfg.NodeID, "region", cfg.Region, "url", n.url, "shards", n.Log.Shards(), "data", cfg.DataDir)
+	go n.logReady(time.Now())
 	return n, nil
+}
+
+// logReady logs "edgenode ready" once, when /readyz would first answer 200
+// (every shard has a leader): "edgenode serving" comes earlier, when the
+// API listens but writes may still answer 503.
+func (n *Node) logReady(since time.Time) {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for !n.Edge.Ready() {
+		select {
+		case <-n.quit:
+			return
+		case <-t.C:
+		}
+	}
+	n.Logger.Info("edgenode ready", "node", n.Config.NodeID, "url", n.url, "after", time.Since(since).Round(time.Millisecond))
 }
 
 func publicURL(cfg config.Config, addr net.Addr) string {

@@ -7,7 +7,14 @@
 // Typing indicators expire: a "typing: true" not renewed within
 // Options.TypingTimeout (6 s by default, the renewal interval mobile apps use
 // is 3-5 s) is followed by a "typing: false" update, so a client that died
-// mid-sentence does not leave its contact watching dots forever.
+// mid-sentence does not leave its contact watching dots forever. A user is
+// only ever typing while online: an indicator from a user with no socket is
+// not relayed, and a status says typing only together with online.
+//
+// lastConnectedAt is the last time one of the user's sockets opened or
+// closed. The store learns it in the background; the hub remembers the
+// latest open or close on this node while the user has sockets here, so the
+// "online" update a socket's opening causes already carries its open time.
 package presence
 
 import (
@@ -68,13 +75,20 @@ type Hub struct {
 	opts Options
 
 	mu       sync.RWMutex
-	sessions map[int64][]Session
+	sessions map[int64]userSessions
 	watchers map[int64]map[Session]struct{} // watched user → sessions watching
 	watching map[Session][]int64
 	typing   map[typingKey]time.Time // (from, to) → expiry
 }
 
 type typingKey struct{ from, to int64 }
+
+// userSessions are a user's sessions on this node and the last time (Unix
+// ms) one of them opened or closed here.
+type userSessions struct {
+	list []Session
+	seen int64
+}
 
 // New returns an empty hub.
 func New(opts Options) *Hub {
@@ -86,7 +100,7 @@ func New(opts Options) *Hub {
 	}
 	return &Hub{
 		opts:     opts,
-		sessions: make(map[int64][]Session),
+		sessions: make(map[int64]userSessions),
 		watchers: make(map[int64]map[Session]struct{}),
 		watching: make(map[Session][]int64),
 		typing:   make(map[typingKey]time.Time),
@@ -97,19 +111,27 @@ func New(opts Options) *Hub {
 func (h *Hub) Count(user int64) int {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	return len(h.sessions[user])
+	return len(h.sessions[user].list)
 }
 
 // Online reports whether user has a session on this node.
 func (h *Hub) Online(user int64) bool { return h.Count(user) > 0 }
 
-// Connect registers s. When it is the user's first session, the user's
-// watchers learn that the user is online.
-func (h *Hub) Connect(s Session) {
+// Connect registers s, opened now. When it is the user's first session,
+// the user's watchers learn that the user is online.
+func (h *Hub) Connect(s Session) { h.ConnectAt(s, h.opts.Now()) }
+
+// ConnectAt registers s, which opened at at (the time its caller records as
+// the user's lastConnectedAt). When it is the user's first session, the
+// user's watchers learn that the user is online, with lastConnectedAt = at.
+func (h *Hub) ConnectAt(s Session, at time.Time) {
 	u := s.UserID()
 	h.mu.Lock()
-	h.sessions[u] = append(h.sessions[u], s)
-	first := len(h.sessions[u]) == 1
+	us := h.sessions[u]
+	us.list = append(us.list, s)
+	us.seen = max(us.seen, at.UnixMilli())
+	h.sessions[u] = us
+	first := len(us.list) == 1
 	var notify []Session
 	if first {
 		notify = h.watchersOf(u)
@@ -139,7 +161,8 @@ func (h *Hub) decidesFor(u int64) bool {
 func (h *Hub) Disconnect(s Session, at time.Time) {
 	u := s.UserID()
 	h.mu.Lock()
-	list := h.sessions[u]
+	us := h.sessions[u]
+	list := us.list
 	for i, x := range list {
 		if x == s {
 			list = append(list[:i:i], list[i+1:]...)
@@ -149,7 +172,7 @@ func (h *Hub) Disconnect(s Session, at time.Time) {
 	if len(list) == 0 {
 		delete(h.sessions, u)
 	} else {
-		h.sessions[u] = list
+		h.sessions[u] = userSessions{list: list, seen: max(us.seen, at.UnixMilli())}
 	}
 	dropped := h.unwatchLocked(s)
 	var gone []int64
@@ -200,7 +223,7 @@ func (h *Hub) Disconnect(s Session, at time.Time) {
 // NotifyEvents tells user's sessions that their queue has new events.
 func (h *Hub) NotifyEvents(user int64) {
 	h.mu.RLock()
-	for _, s := range h.sessions[user] {
+	for _, s := range h.sessions[user].list {
 		s.Notify()
 	}
 	h.mu.RUnlock()
@@ -281,7 +304,14 @@ func (h *Hub) unwatchLocked(s Session) []int64 {
 func (h *Hub) PushStatus(st wire.ContactStatus) {
 	h.mu.RLock()
 	ws := h.watchersOf(st.UserID)
+	seen := h.sessions[st.UserID].seen
 	h.mu.RUnlock()
+	// The home may not have stored the open of a socket here yet.
+	if st.Online && seen != 0 {
+		if ts := wire.FormatUnixMilli(seen); st.LastConnectedAt == nil || ts > *st.LastConnectedAt {
+			st.LastConnectedAt = &ts
+		}
+	}
 	for _, w := range ws {
 		w.Status(st)
 	}
@@ -314,13 +344,19 @@ func (h *Hub) Sessions(user int64) []Session { return h.sessionsOf(user) }
 func (h *Hub) sessionsOf(u int64) []Session {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	return append([]Session(nil), h.sessions[u]...)
+	return append([]Session(nil), h.sessions[u].list...)
 }
 
 // SetTyping relays that from is (or stopped) typing to to. Only to's
 // sessions hear it, here and, on a cluster, on the nodes holding to's
-// sockets; nothing is stored beyond the expiry timer.
+// sockets; nothing is stored beyond the expiry timer. A user who is not
+// online (no socket anywhere) cannot be typing: "typing: true" from one is
+// dropped, here on a lone node, and on a cluster by the nodes that deliver
+// it (DeliverTyping), which ask the user's home anyway.
 func (h *Hub) SetTyping(from, to int64, typing bool) {
+	if typing && h.opts.Remote == nil && h.Count(from) == 0 {
+		return
+	}
 	if h.opts.Remote != nil {
 		h.opts.Remote.Typing(from, to, typing)
 	}
@@ -342,6 +378,15 @@ func (h *Hub) DeliverTyping(from, to int64, typing bool) {
 		return
 	}
 	st := h.status(to, from)
+	if typing && !st.Online {
+		// Gone meanwhile: its last socket's close ended the indicator.
+		h.mu.Lock()
+		delete(h.typing, k)
+		h.mu.Unlock()
+		if !was {
+			return
+		}
+	}
 	for _, s := range h.sessionsOf(to) {
 		s.Status(st)
 	}
@@ -353,18 +398,26 @@ func (h *Hub) Status(viewer, user int64) wire.ContactStatus { return h.status(vi
 
 func (h *Hub) status(viewer, user int64) wire.ContactStatus {
 	h.mu.RLock()
-	online := len(h.sessions[user]) > 0
+	us := h.sessions[user]
+	online := len(us.list) > 0
 	_, typing := h.typing[typingKey{user, viewer}]
 	h.mu.RUnlock()
 	if !online && h.opts.Remote != nil {
 		online = h.opts.Remote.Online(user)
 	}
-	st := wire.ContactStatus{UserID: user, Online: online, Typing: typing}
+	// Typing only while online.
+	st := wire.ContactStatus{UserID: user, Online: online, Typing: typing && online}
+	// The later of the store's time and this node's last open or close
+	// (which the store may not have yet).
+	last := us.seen
 	if h.opts.LastConnected != nil {
 		if t, ok := h.opts.LastConnected(user); ok {
-			ts := wire.FormatTime(t)
-			st.LastConnectedAt = &ts
+			last = max(last, t.UnixMilli())
 		}
+	}
+	if last != 0 {
+		ts := wire.FormatUnixMilli(last)
+		st.LastConnectedAt = &ts
 	}
 	return st
 }

@@ -43,6 +43,7 @@ func TestTypingExpires(t *testing.T) {
 	h := New(Options{Now: c.now, TypingTimeout: 6 * time.Second})
 	bob := &fakeSession{user: 2}
 	h.Connect(bob)
+	h.Connect(&fakeSession{user: 1}) // only an online user types
 	h.SetTyping(1, 2, true)
 	if st := bob.take(); len(st) != 1 || !st[0].Typing || st[0].UserID != 1 {
 		t.Fatalf("typing start: %+v", st)

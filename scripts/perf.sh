@@ -59,7 +59,7 @@ wait_ready() { # URL...
 # wait_balanced URL: every shard has 3 voters and leaders are spread evenly.
 wait_balanced() {
   for _ in $(seq 1 90); do
-    if bin/edgenode shards --addr "$1" --json 2>/dev/null | python3 -c '
+    if bin/edgenode shards --addr "$1" --cluster-secret "$CSECRET" --json 2>/dev/null | python3 -c '
 import json,sys,collections
 s=json.load(sys.stdin)
 c=collections.Counter(x["leader"] for x in s)

@@ -22,6 +22,11 @@ func decodeStrict(data []byte, v any) *Error {
 	if !utf8.Valid(data) {
 		return Invalid("body must be valid UTF-8")
 	}
+	// Likewise it would replace an escaped lone UTF-16 surrogate ("\ud800",
+	// valid JSON but no Unicode character) with U+FFFD.
+	if hasLoneSurrogate(data) {
+		return Invalid(`a string holds a lone surrogate escape (\uD800 to \uDFFF not in a high-low pair), which is not a Unicode character`)
+	}
 	// Unmarshal rejects trailing data itself and is several times cheaper
 	// than a Decoder for one small object.
 	if err := json.Unmarshal(data, v); err != nil {
@@ -32,6 +37,68 @@ func decodeStrict(data []byte, v any) *Error {
 		return Invalid("malformed JSON: %v", err)
 	}
 	return nil
+}
+
+// hasLoneSurrogate reports whether data, JSON text, has a \u escape of a
+// UTF-16 surrogate (U+D800 to U+DFFF) that is not a high surrogate directly
+// followed by an escaped low one. Escapes occur only inside strings, and a
+// "\\" escape is skipped whole, so "\\ud800" (a backslash, then text) is
+// not one. Malformed escapes are left to the JSON decoder.
+func hasLoneSurrogate(data []byte) bool {
+	i := bytes.IndexByte(data, '\\')
+	if i < 0 {
+		return false
+	}
+	for ; i < len(data); i++ {
+		if data[i] != '\\' {
+			continue
+		}
+		if i+1 >= len(data) || data[i+1] != 'u' {
+			i++ // a two-byte escape such as \\ or \"
+			continue
+		}
+		r, ok := hex4(data, i+2)
+		if !ok {
+			continue
+		}
+		switch {
+		case r >= 0xDC00 && r <= 0xDFFF:
+			return true // a low surrogate with no high one before it
+		case r >= 0xD800 && r <= 0xDBFF:
+			if i+11 >= len(data) || data[i+6] != '\\' || data[i+7] != 'u' {
+				return true
+			}
+			if lo, ok := hex4(data, i+8); !ok || lo < 0xDC00 || lo > 0xDFFF {
+				return true
+			}
+			i += 11 // the pair
+		default:
+			i += 5
+		}
+	}
+	return false
+}
+
+// hex4 reads four hex digits at data[i:].
+func hex4(data []byte, i int) (rune, bool) {
+	if i+4 > len(data) {
+		return 0, false
+	}
+	var r rune
+	for _, c := range data[i : i+4] {
+		switch {
+		case c >= '0' && c <= '9':
+			c -= '0'
+		case c >= 'a' && c <= 'f':
+			c = c - 'a' + 10
+		case c >= 'A' && c <= 'F':
+			c = c - 'A' + 10
+		default:
+			return 0, false
+		}
+		r = r<<4 | rune(c)
+	}
+	return r, true
 }
 
 // ValidID checks a user or message id.

@@ -158,7 +158,7 @@ func cluster3(t *testing.T, opts ...nodeOpt) (a, b, c *Membership) {
 	b = testNode(t, "b", append(opts, withJoin(a.GossipAddr()))...)
 	c = testNode(t, "c", append(opts, withJoin(b.GossipAddr()))...)
 	for _, m := range []*Membership{a, b, c} {
-		waitFor(t, 10*time.Second, m.self+" to see a,b,c alive", func() bool { return aliveIDs(m) == "a,b,c" })
+		waitFor(t, 30*time.Second, m.self+" to see a,b,c alive", func() bool { return aliveIDs(m) == "a,b,c" })
 	}
 	return a, b, c
 }

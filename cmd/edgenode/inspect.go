@@ -6,26 +6,43 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/edgenode/edgenode/config"
+	"github.com/edgenode/edgenode/node"
 )
 
 // inspect asks a running node (--addr HOST:PORT, or a URL) for a cluster
-// view and prints it as a table, or as the node's JSON with --json.
+// view and prints it as a table, or as the node's JSON with --json. The
+// views need the cluster secret; inspect finds it as the node does: from
+// --cluster-secret, EDGENODE_CLUSTER_SECRET or the config file, else in the
+// node's data dir (--data-dir), which it only reads.
 func inspect(args []string, stdout io.Writer, path string, table func(w io.Writer, body []byte) error) error {
 	addr, args, err := extract(args, "addr")
 	if err != nil {
 		return err
 	}
 	asJSON := false
+	var rest []string
 	for _, a := range args {
 		switch a {
 		case "--json", "-json":
 			asJSON = true
 		default:
-			return fmt.Errorf("unknown argument %q", a)
+			rest = append(rest, a)
 		}
+	}
+	cfg, err := config.Load(rest, os.Getenv)
+	if err != nil {
+		return err
+	}
+	secret, err := clusterSecret(cfg)
+	if err != nil {
+		return err
 	}
 	if addr == "" {
 		addr = "127.0.0.1:8080"
@@ -34,8 +51,13 @@ func inspect(args []string, stdout io.Writer, path string, table func(w io.Write
 	if !strings.Contains(base, "://") {
 		base = "http://" + base
 	}
+	req, err := http.NewRequest(http.MethodGet, strings.TrimRight(base, "/")+path, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+secret)
 	client := &http.Client{Timeout: 15 * time.Second}
-	resp, err := client.Get(strings.TrimRight(base, "/") + path)
+	resp, err := client.Do(req)
 	if err != nil {
 		return err
 	}
@@ -43,6 +65,9 @@ func inspect(args []string, stdout io.Writer, path string, table func(w io.Write
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return err
+	}
+	if resp.StatusCode == http.StatusUnauthorized {
+		return fmt.Errorf("%s refused the cluster secret (%s): pass the cluster's own with --cluster-secret or EDGENODE_CLUSTER_SECRET (`edgenode join-token` on a node prints it)", addr, resp.Status)
 	}
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("%s answered %s: %s", addr, resp.Status, strings.TrimSpace(string(body)))
@@ -52,6 +77,26 @@ func inspect(args []string, stdout io.Writer, path string, table func(w io.Write
 		return err
 	}
 	return table(stdout, body)
+}
+
+// clusterSecret is the cluster secret of cfg, else the one a node keeps in
+// its data dir. Unlike join-token it creates nothing: inspecting a cluster
+// from a machine that runs no node must not leave a data dir behind.
+func clusterSecret(cfg config.Config) (string, error) {
+	if cfg.ClusterSecret != "" {
+		return cfg.ClusterSecret, nil
+	}
+	file := filepath.Join(cfg.DataDir, node.ClusterSecretFile)
+	b, err := os.ReadFile(file)
+	if err == nil {
+		if s := strings.TrimSpace(string(b)); s != "" {
+			return s, nil
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("reading the cluster secret: %w; pass it with --cluster-secret or EDGENODE_CLUSTER_SECRET", err)
+	}
+	abs, _ := filepath.Abs(file)
+	return "", fmt.Errorf("no cluster secret: pass --cluster-secret or set EDGENODE_CLUSTER_SECRET (`edgenode join-token` on a node prints it), or point --data-dir at a node's data dir (%s does not exist)", abs)
 }
 
 func membersTable(w io.Writer, body []byte) error {

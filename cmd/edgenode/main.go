@@ -4,8 +4,8 @@
 //	edgenode [flags]                       run a node (no flags needed to try it)
 //	edgenode token --user ID [--ttl 24h]   print a client token signed with the node's HS256 secret
 //	edgenode join-token                    print the cluster secret other nodes join with
-//	edgenode members|shards --addr H:P     ask a running node about its cluster
-//	edgenode version                       print the version
+//	edgenode members|shards --addr H:P     ask a running node about its cluster (needs the cluster secret)
+//	edgenode version                       print the version (also: edgenode --version)
 //
 // Every flag also reads from EDGENODE_<FLAG> and from --config FILE; see
 // `edgenode --help` and docs/API.md.
@@ -46,7 +46,7 @@ func main() {
 
 func run(args []string, stdout, stderr io.Writer) int {
 	sub := ""
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+	if len(args) > 0 && (!strings.HasPrefix(args[0], "-") || args[0] == "--version") {
 		sub, args = args[0], args[1:]
 	}
 	for _, a := range args {
@@ -69,7 +69,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = inspect(args, stdout, "/v1/cluster/shards", shardsTable)
 	case "health":
 		err = health(args, stdout)
-	case "version":
+	case "version", "--version":
+		if len(args) > 0 {
+			err = fmt.Errorf("%s takes no arguments (got %q)", sub, args[0])
+			break
+		}
 		fmt.Fprintln(stdout, "edgenode", versionString(), runtime.Version())
 	case "help":
 		usage(stdout)
@@ -92,9 +96,11 @@ Usage:
   edgenode join-token [--data-dir DIR]    print the cluster secret
   edgenode members [--addr HOST:PORT] [--json]   cluster members as a running node sees them
   edgenode shards [--addr HOST:PORT] [--json]    every shard's leader and voters
+                                          both send the cluster secret: --cluster-secret,
+                                          EDGENODE_CLUSTER_SECRET, --config, or the secret in --data-dir
   edgenode health [--addr HOST:PORT] [--path /readyz] [--timeout 3s]
                                           exit 0 only if the node answers 200 (container health checks)
-  edgenode version                        print the version
+  edgenode version, edgenode --version    print the version
 
 `)
 	config.Usage(w)

@@ -39,7 +39,9 @@ port() { # the host port of a service's client API
 eu1=$(port eu-1); ap1=$(port ap-1)
 echo "waiting for every shard to have a leader and three voters in three regions..."
 for _ in $(seq 180); do
-  shards=$(curl -sf "http://127.0.0.1:$eu1/v1/cluster/shards" || true)
+  # /v1/cluster/* needs the cluster secret: asked from inside the node's
+  # container, whose environment has it (cluster.env).
+  shards=$("${compose[@]}" exec -T eu-1 /edgenode shards --json 2>/dev/null || true)
   # ready (every shard led), and every shard's voters in the three regions (ids name them)
   if [ -n "$shards" ] && curl -sf "http://127.0.0.1:$eu1/readyz" >/dev/null \
      && [ "$(grep -o '"voters":\[[^]]*\]' <<<"$shards" | grep '"ap-' | grep '"eu-' | grep -c '"us-')" \

@@ -1,0 +1,98 @@
+package presence
+
+import (
+	"testing"
+	"time"
+
+	"github.com/edgenode/edgenode/wire"
+)
+
+// A user with no session anywhere is never typing: its indicator is not
+// relayed, and no status says typing without online.
+func TestTypingOnlyWhileOnline(t *testing.T) {
+	h := New(Options{})
+	bob := &fakeSession{user: 2}
+	h.Connect(bob)
+	h.SetTyping(1, 2, true) // user 1 has no session
+	if st := bob.take(); len(st) != 0 {
+		t.Fatalf("typing from an offline user relayed: %+v", st)
+	}
+	if st := h.Status(2, 1); st.Typing || st.Online {
+		t.Fatalf("status of offline user: %+v", st)
+	}
+	// Online, typing; offline again, the indicator ends and stays ended.
+	alice := &fakeSession{user: 1}
+	h.Connect(alice)
+	h.SetTyping(1, 2, true)
+	if st := bob.take(); len(st) != 1 || !st[0].Typing || !st[0].Online {
+		t.Fatalf("typing from an online user: %+v", st)
+	}
+	h.Disconnect(alice, time.Now())
+	if st := bob.take(); len(st) != 1 || st[0].Typing || st[0].Online {
+		t.Fatalf("after the typer left: %+v", st)
+	}
+	if st := h.Status(2, 1); st.Typing {
+		t.Fatalf("status: %+v", st)
+	}
+}
+
+// A remote typer (cluster) is relayed only while some node holds its socket.
+type fakeRemote struct{ online map[int64]bool }
+
+func (r *fakeRemote) IsHome(int64) bool             { return true }
+func (r *fakeRemote) Online(u int64) bool           { return r.online[u] }
+func (r *fakeRemote) Watch(int64, bool)             {}
+func (r *fakeRemote) Typing(from, to int64, _ bool) {}
+
+func TestRemoteTypingOnlyWhileOnline(t *testing.T) {
+	r := &fakeRemote{online: map[int64]bool{}}
+	h := New(Options{Remote: r})
+	bob := &fakeSession{user: 2}
+	h.Connect(bob)
+	h.DeliverTyping(1, 2, true) // relayed from another node, user 1 gone meanwhile
+	if st := bob.take(); len(st) != 0 {
+		t.Fatalf("typing of an offline user delivered: %+v", st)
+	}
+	r.online[1] = true
+	h.SetTyping(1, 2, true)
+	if st := bob.take(); len(st) != 1 || !st[0].Typing || !st[0].Online {
+		t.Fatalf("typing of a user online elsewhere: %+v", st)
+	}
+}
+
+// The online update of a user's first socket carries the open time as
+// lastConnectedAt, although the store still has an older one (or none).
+func TestOnlineUpdateCarriesOpenTime(t *testing.T) {
+	stored := time.UnixMilli(1700000000000)
+	h := New(Options{LastConnected: func(int64) (time.Time, bool) { return stored, true }})
+	alice := &fakeSession{user: 1}
+	h.Connect(alice)
+	h.Watch(alice, []int64{2})
+	opened := time.UnixMilli(1800000000123)
+	bob := &fakeSession{user: 2}
+	h.ConnectAt(bob, opened)
+	want := wire.FormatTime(opened)
+	st := alice.take()
+	if len(st) != 1 || !st[0].Online || st[0].LastConnectedAt == nil || *st[0].LastConnectedAt != want {
+		t.Fatalf("online update %+v; want lastConnectedAt %s", st, want)
+	}
+	// Bob watching himself, and anyone asking, see it too.
+	if got := h.Watch(bob, []int64{2}); len(got) != 1 || got[0].LastConnectedAt == nil || *got[0].LastConnectedAt != want {
+		t.Fatalf("self watch %+v", got)
+	}
+	// A second socket opening, then closing, moves it.
+	bob2 := &fakeSession{user: 2}
+	h.ConnectAt(bob2, opened.Add(time.Second))
+	closed := opened.Add(2 * time.Second)
+	h.Disconnect(bob2, closed)
+	if st := h.Status(1, 2); st.LastConnectedAt == nil || *st.LastConnectedAt != wire.FormatTime(closed) {
+		t.Fatalf("after a second socket closed: %+v", st)
+	}
+	// A status pushed by the home with the stale stored time is corrected
+	// for watchers here.
+	old := wire.FormatTime(stored)
+	h.PushStatus(wire.ContactStatus{UserID: 2, Online: true, LastConnectedAt: &old})
+	if st := alice.take(); len(st) != 1 || *st[0].LastConnectedAt != wire.FormatTime(closed) {
+		t.Fatalf("pushed status %+v", st)
+	}
+}
