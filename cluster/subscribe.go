@@ -464,7 +464,9 @@ func (s *subscriptions) statusFrame(user int64, online bool) wire.SubscribeFrame
 // user came online or went offline anywhere in the cluster.
 func (s *subscriptions) announce(user int64, online bool) {
 	f := s.statusFrame(user, online)
-	if !online && f.LastSeen < time.Now().UnixMilli()-1000 {
+	// The transition is happening now: a socket opened or closed, which is
+	// what lastConnectedAt means; the store may not have it yet.
+	if f.LastSeen < time.Now().UnixMilli()-1000 {
 		f.LastSeen = time.Now().UnixMilli()
 	}
 	s.mu.Lock()
@@ -488,9 +490,7 @@ func (s *subscriptions) localTransition(user int64, online bool) {
 	notify := !remoteOnline && len(s.watch[user]) > 0
 	if notify {
 		f = s.statusFrame(user, online)
-		if !online {
-			f.LastSeen = time.Now().UnixMilli()
-		}
+		f.LastSeen = time.Now().UnixMilli() // a socket opened or closed just now
 		for in := range s.watch[user] {
 			in.queue(f)
 		}

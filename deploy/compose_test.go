@@ -541,11 +541,15 @@ func TestComposeCluster(t *testing.T) {
 func crossRegion(t *testing.T, c *cluster) {
 	t.Helper()
 	token := func(svc string, user int) string {
-		out, err := docker("exec", c.container(svc), "/edgenode", "token", "--user", strconv.Itoa(user))
+		// The token is stdout; stderr may carry a notice.
+		cmd := exec.Command("docker", "exec", c.container(svc), "/edgenode", "token", "--user", strconv.Itoa(user))
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
 		if err != nil {
-			t.Fatalf("edgenode token in %s: %v %s", svc, err, out)
+			t.Fatalf("edgenode token in %s: %v %s", svc, err, stderr.String())
 		}
-		return strings.TrimSpace(out)
+		return strings.TrimSpace(string(out))
 	}
 	alice, bob := token("eu-1", 1), token("ap-2", 2)
 	const aliceID, bobID = 1, 2

@@ -445,8 +445,19 @@ func TestPresenceWatchAndTypingAcrossNodes(t *testing.T) {
 
 	a := dialSock(t, n1, alice)
 	a.conn.WriteJSON(map[string]any{"type": "watch", "payload": map[string]any{"userIds": []int64{bob}}})
+	dialed := time.Now()
 	b := dialSock(t, n2, bob)
-	a.next(wire.TypeContactStatusUpdate, statusIs(bob, true, false, false))
+	// The online update crosses nodes carrying the open time as
+	// lastConnectedAt (bob never connected before: the store has none).
+	a.next(wire.TypeContactStatusUpdate, func(p json.RawMessage) bool {
+		var st wire.ContactStatus
+		json.Unmarshal(p, &st)
+		if st.UserID != bob || !st.Online || st.LastConnectedAt == nil {
+			return false
+		}
+		at, err := time.Parse(time.RFC3339Nano, *st.LastConnectedAt)
+		return err == nil && !at.Before(dialed.Add(-time.Second))
+	})
 
 	// Bob types to alice through a third node's REST API.
 	body, _ := json.Marshal(map[string]bool{"typing": true})

@@ -425,7 +425,7 @@ func (n *Node) logReady(since time.Time) {
 		case <-t.C:
 		}
 	}
-	n.Logger.Info("edgenode ready", "node", n.Config.NodeID, "url", n.url, "after", time.Since(since).Round(time.Millisecond))
+	n.Logger.Info("edgenode ready", "node", n.Config.NodeID, "url", n.url, "after", time.Since(since).Round(time.Millisecond).String())
 }
 
 func publicURL(cfg config.Config, addr net.Addr) string {

@@ -235,7 +235,7 @@ func token(args []string, stdout io.Writer) error {
 	if cfg.JWTSecret == "" && cfg.JWTPublicKey != "" {
 		return errors.New("token: this node verifies tokens with a public key; issue tokens with your login service's private key")
 	}
-	if err := prepareForCLI(&cfg, cfg.JWTSecret); err != nil {
+	if err := prepareForCLI(&cfg, cfg.JWTSecret, node.JWTSecretFile); err != nil {
 		return err
 	}
 	tok, err := auth.IssueFor([]byte(cfg.JWTSecret), user, ttl, time.Now(), cfg.JWTIssuer, cfg.JWTAudience)
@@ -251,8 +251,8 @@ func token(args []string, stdout io.Writer) error {
 // them, but says so: a token made in the wrong directory would not match
 // the node's secret. given is the value the caller prints when it came from
 // a flag, the environment or the config file.
-func prepareForCLI(cfg *config.Config, given string) error {
-	_, statErr := os.Stat(filepath.Join(cfg.DataDir, node.NodeIDFile))
+func prepareForCLI(cfg *config.Config, given, file string) error {
+	_, statErr := os.Stat(filepath.Join(cfg.DataDir, file))
 	if err := node.PrepareDataDir(cfg, nil); err != nil {
 		return err
 	}
@@ -268,7 +268,7 @@ func joinToken(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := prepareForCLI(&cfg, cfg.ClusterSecret); err != nil {
+	if err := prepareForCLI(&cfg, cfg.ClusterSecret, node.ClusterSecretFile); err != nil {
 		return err
 	}
 	fmt.Fprintln(stdout, cfg.ClusterSecret)
