@@ -247,4 +247,16 @@ func TestHealthReadyMetrics(t *testing.T) {
 			t.Fatalf("%s: %d %s", path, code, b)
 		}
 	}
+	// Sockets have latency histograms: each write of frames, and how long
+	// a socket stayed open once it closes.
+	c := h.dial(2)
+	c.nextMessage()
+	c.conn.Close()
+	eventually(t, "socket histograms on /metrics", func() bool {
+		_, _, b := h.do("GET", "/metrics", 0, nil)
+		m := string(b)
+		return strings.Contains(m, "edgenode_socket_duration_seconds_count 1\n") &&
+			strings.Contains(m, "edgenode_socket_write_seconds_bucket") &&
+			!strings.Contains(m, "edgenode_socket_write_seconds_count 0\n")
+	})
 }

@@ -11,6 +11,8 @@ type metrics struct {
 	sockets        prometheus.Gauge
 	socketOpens    prometheus.Counter
 	socketCloses   *prometheus.CounterVec
+	socketWrite    prometheus.Histogram
+	socketLife     prometheus.Histogram
 }
 
 type routeMetrics struct {
@@ -42,8 +44,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		socketCloses: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "edgenode_socket_closes_total", Help: "Client WebSockets closed, by reason.",
 		}, []string{"reason"}),
+		socketWrite: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "edgenode_socket_write_seconds", Help: "Time to hand one batch of frames to a client socket's kernel buffer; long when the client reads slowly.",
+			Buckets: prometheus.ExponentialBuckets(0.00001, 4, 12),
+		}),
+		socketLife: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "edgenode_socket_duration_seconds", Help: "How long client WebSockets stayed open, observed when they close.",
+			Buckets: prometheus.ExponentialBuckets(1, 4, 10),
+		}),
 	}
-	reg.MustRegister(m.requestSeconds, m.requestErrors, m.sends, m.deliveries, m.deliverySecs, m.sockets, m.socketOpens, m.socketCloses)
+	reg.MustRegister(m.requestSeconds, m.requestErrors, m.sends, m.deliveries, m.deliverySecs, m.sockets, m.socketOpens, m.socketCloses, m.socketWrite, m.socketLife)
 	return m
 }
 

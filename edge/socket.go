@@ -50,6 +50,7 @@ type socket struct {
 	typingAt int64        // typing frame limiter: theoretical arrival time, Unix ns (GCRA)
 
 	expires int64 // Unix ns when the token stops being accepted; 0: never. Set before the socket runs.
+	opened  int64 // Unix ns of the upgrade, for the socket duration metric
 
 	// Write side and lifecycle, under mu.
 	mu         sync.Mutex
@@ -171,6 +172,7 @@ func (s *Server) handleSocket(w http.ResponseWriter, r *http.Request) {
 		sk.expires = until.UnixNano()
 	}
 	now := time.Now()
+	sk.opened = now.UnixNano()
 	sk.lastRead.Store(now.UnixNano())
 	sk.pingTimer = time.AfterFunc(s.opts.PingInterval, sk.onPingTimer)
 	s.connMu.Lock()
@@ -559,8 +561,10 @@ func (sk *socket) writeEvents(buf []byte, evs []relaylog.Event) (_ []byte, full 
 // call. Server frames are unmasked (RFC 6455), so the server frames them
 // itself.
 func (sk *socket) write(b []byte) error {
-	sk.nc.SetWriteDeadline(time.Now().Add(sk.srv.opts.WriteTimeout))
+	t0 := time.Now()
+	sk.nc.SetWriteDeadline(t0.Add(sk.srv.opts.WriteTimeout))
 	_, err := sk.nc.Write(b)
+	sk.srv.m.socketWrite.Observe(time.Since(t0).Seconds())
 	return err
 }
 
@@ -608,6 +612,7 @@ func (sk *socket) cleanup() {
 	s.release(sk.user)
 	s.m.sockets.Dec()
 	s.m.socketCloses.WithLabelValues(sk.reason).Inc()
+	s.m.socketLife.Observe(time.Since(time.Unix(0, sk.opened)).Seconds())
 	c, cancel := context.WithTimeout(context.Background(), s.opts.CallTimeout)
 	_ = s.log.SetLastConnected(c, sk.user, at)
 	cancel()
