@@ -164,24 +164,36 @@ type remotePresence Cluster
 func (p *remotePresence) IsHome(user int64) bool { return (*Cluster)(p).IsHome(user) }
 
 func (p *remotePresence) Online(user int64) bool {
+	online, _ := p.Presence(user)
+	return online
+}
+
+// Presence asks user's home (or answers, being it). The wait is bounded:
+// callers are a REST call, a watch answer and typing taken over REST, never
+// a shared stream; 2 s leaves room for a loaded node.
+func (p *remotePresence) Presence(user int64) (bool, int64) {
 	c := (*Cluster)(p)
 	if c.IsHome(user) {
 		c.subs.mu.Lock()
-		defer c.subs.mu.Unlock()
-		return len(c.subs.in[user]) > 0
+		online := len(c.subs.in[user]) > 0
+		c.subs.mu.Unlock()
+		return online, c.subs.statusFrame(user, online).LastSeen
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	resp, err := c.forward(ctx, c.log.ShardFor(user), &wire.CallRequest{Op: wire.OpStatus, User: user})
-	return err == nil && resp.Err == "" && resp.Found
+	if err != nil || resp.Err != "" {
+		return false, 0
+	}
+	return resp.Found, resp.At
 }
 
 func (p *remotePresence) Watch(user int64, on bool) { (*Cluster)(p).subs.set(user, false, on) }
 
-func (p *remotePresence) Typing(from, to int64, typing bool) {
+func (p *remotePresence) Typing(from, to int64, typing, fromOnline bool) {
 	c := (*Cluster)(p)
 	if c.IsHome(to) {
-		c.subs.fanTyping(from, to, typing, c.self)
+		c.subs.fanTyping(from, to, typing, fromOnline, c.self)
 		return
 	}
 	home := c.subs.homeOf(to)
@@ -190,7 +202,7 @@ func (p *remotePresence) Typing(from, to int64, typing bool) {
 	}
 	go func() {
 		if o := c.subs.stream(home); o != nil {
-			o.send(wire.SubscribeFrame{Op: wire.SubTyping, User: to, From: from, Typing: typing, Origin: c.self})
+			o.send(wire.SubscribeFrame{Op: wire.SubTyping, User: to, From: from, Typing: typing, Online: fromOnline, Origin: c.self})
 		}
 	}()
 }
@@ -366,9 +378,8 @@ func (c *Cluster) execute(ctx context.Context, req *wire.CallRequest) *wire.Call
 			c.subs.mu.Lock()
 			resp.Found = c.subs.onlineLocked(req.User)
 			c.subs.mu.Unlock()
-			if t, ok := l.LastConnected(req.User); ok {
-				resp.At = t.UnixMilli()
-			}
+			// The store's time, or the open it does not have yet.
+			resp.At = c.subs.statusFrame(req.User, resp.Found).LastSeen
 		}
 	case wire.OpDelivered:
 		err = l.Delivered(ctx, req.User, req.From, req.IDs)

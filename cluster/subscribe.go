@@ -32,6 +32,13 @@ type subscriptions struct {
 	in     map[int64]map[*inSub]struct{}
 	watch  map[int64]map[*inSub]struct{}
 
+	// onlineAt holds, for users online here or on a registered edge, when
+	// they came online (Unix ms): the store's lastConnectedAt may not have
+	// it yet when a watch is answered. Guarded by atMu, which is taken
+	// with or without mu.
+	atMu     sync.Mutex
+	onlineAt map[int64]int64
+
 	stop chan struct{}
 }
 
@@ -69,6 +76,8 @@ func newSubscriptions(c *Cluster) *subscriptions {
 		in:     make(map[int64]map[*inSub]struct{}),
 		watch:  make(map[int64]map[*inSub]struct{}),
 		stop:   make(chan struct{}),
+
+		onlineAt: make(map[int64]int64),
 	}
 }
 
@@ -320,7 +329,7 @@ func (s *subscriptions) readLoop(o *outSub) {
 			}
 		case wire.SubTyping:
 			if hub != nil {
-				hub.DeliverTyping(f.From, f.User, f.Typing)
+				hub.DeliverTyping(f.From, f.User, f.Typing, f.Online)
 			}
 		}
 	}
@@ -407,7 +416,7 @@ func (s *subscriptions) serve(conn net.Conn, from string, _ int) {
 			removeFrom(s.watch, f.User, in)
 			s.mu.Unlock()
 		case wire.SubTyping:
-			s.fanTyping(f.From, f.User, f.Typing, from)
+			s.fanTyping(f.From, f.User, f.Typing, f.Online, from)
 		}
 	}
 	close(done)
@@ -457,12 +466,31 @@ func (s *subscriptions) statusFrame(user int64, online bool) wire.SubscribeFrame
 	if t, ok := s.c.log.LastConnected(user); ok {
 		f.LastSeen = t.UnixMilli()
 	}
+	if online {
+		s.atMu.Lock()
+		if at := s.onlineAt[user]; at > f.LastSeen {
+			f.LastSeen = at
+		}
+		s.atMu.Unlock()
+	}
 	return f
+}
+
+// transitionAt records that user came online (now) or went offline.
+func (s *subscriptions) transitionAt(user int64, online bool) {
+	s.atMu.Lock()
+	if online {
+		s.onlineAt[user] = time.Now().UnixMilli()
+	} else {
+		delete(s.onlineAt, user)
+	}
+	s.atMu.Unlock()
 }
 
 // announce tells every watcher of user, here and on other edges, that the
 // user came online or went offline anywhere in the cluster.
 func (s *subscriptions) announce(user int64, online bool) {
+	s.transitionAt(user, online)
 	f := s.statusFrame(user, online)
 	// The transition is happening now: a socket opened or closed, which is
 	// what lastConnectedAt means; the store may not have it yet.
@@ -486,6 +514,9 @@ func (s *subscriptions) announce(user int64, online bool) {
 func (s *subscriptions) localTransition(user int64, online bool) {
 	s.mu.Lock()
 	remoteOnline := len(s.in[user]) > 0
+	if online || !remoteOnline {
+		s.transitionAt(user, online)
+	}
 	var f wire.SubscribeFrame
 	notify := !remoteOnline && len(s.watch[user]) > 0
 	if notify {
@@ -503,8 +534,8 @@ func (s *subscriptions) localTransition(user int64, online bool) {
 
 // fanTyping sends a typing indicator to every edge holding to's sockets,
 // except origin, which delivered it itself; and to this node's own sockets.
-func (s *subscriptions) fanTyping(from, to int64, typing bool, origin string) {
-	f := wire.SubscribeFrame{Op: wire.SubTyping, User: to, From: from, Typing: typing}
+func (s *subscriptions) fanTyping(from, to int64, typing, fromOnline bool, origin string) {
+	f := wire.SubscribeFrame{Op: wire.SubTyping, User: to, From: from, Typing: typing, Online: fromOnline}
 	s.mu.Lock()
 	for in := range s.in[to] {
 		if in.peer != origin {
@@ -514,7 +545,7 @@ func (s *subscriptions) fanTyping(from, to int64, typing bool, origin string) {
 	hub := s.hub
 	s.mu.Unlock()
 	if origin != s.c.self && hub != nil {
-		hub.DeliverTyping(from, to, typing)
+		hub.DeliverTyping(from, to, typing, fromOnline)
 	}
 }
 

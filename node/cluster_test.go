@@ -385,11 +385,13 @@ func dialSock(t *testing.T, n *testNode, user int64) *sock {
 func (s *sock) next(typ string, ok func(json.RawMessage) bool) json.RawMessage {
 	s.t.Helper()
 	s.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var seen []string
 	for {
 		_, b, err := s.conn.ReadMessage()
 		if err != nil {
-			s.t.Fatalf("waiting for %s: %v", typ, err)
+			s.t.Fatalf("waiting for %s: %v (frames seen meanwhile: %q)", typ, err, seen)
 		}
+		seen = append(seen, string(b))
 		var f wire.Frame
 		json.Unmarshal(b, &f)
 		if f.Type == typ && (ok == nil || ok(f.Payload)) {

@@ -39,17 +39,22 @@ func TestTypingOnlyWhileOnline(t *testing.T) {
 // A remote typer (cluster) is relayed only while some node holds its socket.
 type fakeRemote struct{ online map[int64]bool }
 
-func (r *fakeRemote) IsHome(int64) bool             { return true }
-func (r *fakeRemote) Online(u int64) bool           { return r.online[u] }
-func (r *fakeRemote) Watch(int64, bool)             {}
-func (r *fakeRemote) Typing(from, to int64, _ bool) {}
+func (r *fakeRemote) IsHome(int64) bool                { return true }
+func (r *fakeRemote) Online(u int64) bool              { return r.online[u] }
+func (r *fakeRemote) Presence(u int64) (bool, int64)   { return r.online[u], 0 }
+func (r *fakeRemote) Watch(int64, bool)                {}
+func (r *fakeRemote) Typing(from, to int64, _, _ bool) {}
 
 func TestRemoteTypingOnlyWhileOnline(t *testing.T) {
 	r := &fakeRemote{online: map[int64]bool{}}
 	h := New(Options{Remote: r})
 	bob := &fakeSession{user: 2}
 	h.Connect(bob)
-	h.DeliverTyping(1, 2, true) // relayed from another node, user 1 gone meanwhile
+	h.DeliverTyping(1, 2, true, false) // relayed from a node that found user 1 gone
+	if st := bob.take(); len(st) != 0 {
+		t.Fatalf("typing of an offline user delivered: %+v", st)
+	}
+	h.SetTyping(1, 2, true) // taken here: user 1 has no socket anywhere
 	if st := bob.take(); len(st) != 0 {
 		t.Fatalf("typing of an offline user delivered: %+v", st)
 	}
@@ -57,6 +62,14 @@ func TestRemoteTypingOnlyWhileOnline(t *testing.T) {
 	h.SetTyping(1, 2, true)
 	if st := bob.take(); len(st) != 1 || !st[0].Typing || !st[0].Online {
 		t.Fatalf("typing of a user online elsewhere: %+v", st)
+	}
+	// Relayed by a node that found user 1 online: delivered as online
+	// without asking again (the home now says offline: not asked).
+	r.online[1] = false
+	h.DeliverTyping(1, 2, false, true)
+	h.DeliverTyping(1, 2, true, true)
+	if st := bob.take(); len(st) != 2 || !st[1].Typing || !st[1].Online {
+		t.Fatalf("typing relayed with the origin's finding: %+v", st)
 	}
 }
 

@@ -62,12 +62,17 @@ type Remote interface {
 	// Online reports whether user has a socket on any node (asking the
 	// home when it is elsewhere).
 	Online(user int64) bool
+	// Presence is Online with the home's lastConnectedAt (Unix ms, 0 =
+	// unknown), which includes an open the store may not have yet.
+	Presence(user int64) (online bool, lastSeen int64)
 	// Watch registers (on) or drops this node's interest in user's status
 	// at user's home, which then pushes changes here (PushStatus).
 	Watch(user int64, on bool)
 	// Typing relays an indicator to the nodes holding to's sockets other
-	// than this one (which delivers locally itself).
-	Typing(from, to int64, typing bool)
+	// than this one (which delivers locally itself). fromOnline is this
+	// node's finding that from has a socket somewhere: the receiving nodes
+	// use it instead of asking from's home again.
+	Typing(from, to int64, typing, fromOnline bool)
 }
 
 // Hub is the presence registry of one node.
@@ -351,20 +356,28 @@ func (h *Hub) sessionsOf(u int64) []Session {
 // sessions hear it, here and, on a cluster, on the nodes holding to's
 // sockets; nothing is stored beyond the expiry timer. A user who is not
 // online (no socket anywhere) cannot be typing: "typing: true" from one is
-// dropped, here on a lone node, and on a cluster by the nodes that deliver
-// it (DeliverTyping), which ask the user's home anyway.
+// dropped. This node decides it once (a socket here, which is the case of
+// every typing frame, or else asking from's home) and the indicator
+// carries the answer, so that the nodes delivering it never ask again on
+// their shared subscription streams.
 func (h *Hub) SetTyping(from, to int64, typing bool) {
-	if typing && h.opts.Remote == nil && h.Count(from) == 0 {
+	online := h.Count(from) > 0
+	if !online && h.opts.Remote != nil {
+		online = h.opts.Remote.Online(from)
+	}
+	if typing && !online {
 		return
 	}
 	if h.opts.Remote != nil {
-		h.opts.Remote.Typing(from, to, typing)
+		h.opts.Remote.Typing(from, to, typing, online)
 	}
-	h.DeliverTyping(from, to, typing)
+	h.DeliverTyping(from, to, typing, online)
 }
 
 // DeliverTyping delivers an indicator to to's sessions on this node only.
-func (h *Hub) DeliverTyping(from, to int64, typing bool) {
+// fromOnline is what the node that took the indicator found (SetTyping);
+// a socket of from here counts too.
+func (h *Hub) DeliverTyping(from, to int64, typing, fromOnline bool) {
 	k := typingKey{from, to}
 	h.mu.Lock()
 	_, was := h.typing[k]
@@ -377,7 +390,7 @@ func (h *Hub) DeliverTyping(from, to int64, typing bool) {
 	if !typing && !was {
 		return
 	}
-	st := h.status(to, from)
+	st := h.statusKnown(to, from, fromOnline)
 	if typing && !st.Online {
 		// Gone meanwhile: its last socket's close ended the indicator.
 		h.mu.Lock()
@@ -397,19 +410,30 @@ func (h *Hub) DeliverTyping(from, to int64, typing bool) {
 func (h *Hub) Status(viewer, user int64) wire.ContactStatus { return h.status(viewer, user) }
 
 func (h *Hub) status(viewer, user int64) wire.ContactStatus {
+	return h.statusOf(viewer, user, false, true)
+}
+
+// statusKnown is status with user's online state found elsewhere
+// (onlineElsewhere), without asking user's home.
+func (h *Hub) statusKnown(viewer, user int64, onlineElsewhere bool) wire.ContactStatus {
+	return h.statusOf(viewer, user, onlineElsewhere, false)
+}
+
+func (h *Hub) statusOf(viewer, user int64, onlineElsewhere, ask bool) wire.ContactStatus {
 	h.mu.RLock()
 	us := h.sessions[user]
-	online := len(us.list) > 0
+	online := len(us.list) > 0 || onlineElsewhere
 	_, typing := h.typing[typingKey{user, viewer}]
 	h.mu.RUnlock()
-	if !online && h.opts.Remote != nil {
-		online = h.opts.Remote.Online(user)
+	var remoteSeen int64
+	if !online && ask && h.opts.Remote != nil {
+		online, remoteSeen = h.opts.Remote.Presence(user)
 	}
 	// Typing only while online.
 	st := wire.ContactStatus{UserID: user, Online: online, Typing: typing && online}
 	// The later of the store's time and this node's last open or close
 	// (which the store may not have yet).
-	last := us.seen
+	last := max(us.seen, remoteSeen)
 	if h.opts.LastConnected != nil {
 		if t, ok := h.opts.LastConnected(user); ok {
 			last = max(last, t.UnixMilli())

@@ -105,7 +105,7 @@ const (
 	SubWatch   = "watch"   // edge → home: push User's status changes here
 	SubUnwatch = "unwatch" // edge → home
 	SubStatus  = "status"  // home → edge: User's status (Online, LastSeen)
-	SubTyping  = "typing"  // both ways: From is (Typing) typing to User; Origin already delivered it locally
+	SubTyping  = "typing"  // both ways: From is (Typing) typing to User; Online: the taking node found From online; Origin already delivered it locally
 )
 
 // SubscribeFrame travels on a subscribe stream.
