@@ -405,12 +405,14 @@ func (s *subscriptions) serve(conn net.Conn, from string, _ int) {
 			s.dropSub(f.User, in)
 			in.resetCursor(f.User)
 		case wire.SubWatch:
+			// The answer is queued under mu, like announce's changes:
+			// queued after it, a status read before a concurrent
+			// announce would overwrite that newer change at the edge.
 			s.mu.Lock()
 			addTo(s.watch, f.User, in)
-			online := s.onlineLocked(f.User)
+			in.queue(s.statusFrame(f.User, s.onlineLocked(f.User)))
 			s.mu.Unlock()
 			watches = append(watches, f.User)
-			in.queue(s.statusFrame(f.User, online))
 		case wire.SubUnwatch:
 			s.mu.Lock()
 			removeFrom(s.watch, f.User, in)

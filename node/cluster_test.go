@@ -384,18 +384,27 @@ func dialSock(t *testing.T, n *testNode, user int64) *sock {
 // next reads frames until one of type typ satisfies ok (nil: any).
 func (s *sock) next(typ string, ok func(json.RawMessage) bool) json.RawMessage {
 	s.t.Helper()
-	s.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	p, seen, err := s.nextWithin(typ, ok, 10*time.Second)
+	if err != nil {
+		s.t.Fatalf("waiting for %s: %v (frames seen meanwhile: %q)", typ, err, seen)
+	}
+	return p
+}
+
+// nextWithin is next with a deadline, reporting instead of failing.
+func (s *sock) nextWithin(typ string, ok func(json.RawMessage) bool, d time.Duration) (json.RawMessage, []string, error) {
+	s.conn.SetReadDeadline(time.Now().Add(d))
 	var seen []string
 	for {
 		_, b, err := s.conn.ReadMessage()
 		if err != nil {
-			s.t.Fatalf("waiting for %s: %v (frames seen meanwhile: %q)", typ, err, seen)
+			return nil, seen, err
 		}
 		seen = append(seen, string(b))
 		var f wire.Frame
 		json.Unmarshal(b, &f)
 		if f.Type == typ && (ok == nil || ok(f.Payload)) {
-			return f.Payload
+			return f.Payload, seen, nil
 		}
 	}
 }
@@ -430,6 +439,17 @@ func TestPresenceWatchAndTypingAcrossNodes(t *testing.T) {
 		}
 		return len(leaders) >= 2 && !leaders[""]
 	})
+	// A user's home moving (a leadership transfer of the balancer) shows
+	// watchers a brief offline: start once leadership has settled.
+	var last string
+	settled := time.Now()
+	waitFor(t, "leadership settled for 2 s", 30*time.Second, func() bool {
+		b, _ := json.Marshal(shardsOf(t, n1))
+		if string(b) != last {
+			last, settled = string(b), time.Now()
+		}
+		return time.Since(settled) > 2*time.Second
+	})
 	// Pick a watcher homed off n1 and a contact homed off n2, so that both
 	// the watch and the presence cross nodes.
 	shards := shardsOf(t, n1)
@@ -461,16 +481,29 @@ func TestPresenceWatchAndTypingAcrossNodes(t *testing.T) {
 		return err == nil && !at.Before(dialed.Add(-time.Second))
 	})
 
-	// Bob types to alice through a third node's REST API.
-	body, _ := json.Marshal(map[string]bool{"typing": true})
-	r, _ := http.NewRequest("POST", fmt.Sprintf("%s/v1/conversations/%d/typing", n3.URL(), alice), bytes.NewReader(body))
-	r.Header.Set("Authorization", "Bearer "+tok(t, bob))
-	resp, err := http.DefaultClient.Do(r)
-	if err != nil || resp.StatusCode != 204 {
-		t.Fatalf("typing: %v %v", resp, err)
+	// Bob types to alice through a third node's REST API. Typing is best
+	// effort (the node taking it asks bob's home whether he is online, and
+	// drops it if it cannot tell), so like an app it is sent again every
+	// 2 s until seen.
+	var seen []string
+	for attempt := 0; ; attempt++ {
+		body, _ := json.Marshal(map[string]bool{"typing": true})
+		r, _ := http.NewRequest("POST", fmt.Sprintf("%s/v1/conversations/%d/typing", n3.URL(), alice), bytes.NewReader(body))
+		r.Header.Set("Authorization", "Bearer "+tok(t, bob))
+		resp, err := http.DefaultClient.Do(r)
+		if err != nil || resp.StatusCode != 204 {
+			t.Fatalf("typing: %v %v", resp, err)
+		}
+		resp.Body.Close()
+		_, s, err := a.nextWithin(wire.TypeContactStatusUpdate, statusIs(bob, true, true, false), 2*time.Second)
+		seen = append(seen, s...)
+		if err == nil {
+			break
+		}
+		if attempt == 4 {
+			t.Fatalf("typing never reached alice: %v (frames seen: %q)", err, seen)
+		}
 	}
-	resp.Body.Close()
-	a.next(wire.TypeContactStatusUpdate, statusIs(bob, true, true, false))
 
 	// Bob's socket closes: alice, on another node, sees him offline with a
 	// last-seen time, and any node answers the same status.
