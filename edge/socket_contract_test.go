@@ -4,13 +4,11 @@ package edge_test
 // behaviour (API.md, "WebSocket"), through real servers.
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -22,7 +20,6 @@ import (
 
 	"github.com/edgenode/edgenode/auth"
 	"github.com/edgenode/edgenode/edge"
-	"github.com/edgenode/edgenode/presence"
 	"github.com/edgenode/edgenode/relaylog"
 	"github.com/edgenode/edgenode/wire"
 )
@@ -485,37 +482,6 @@ func TestMalformedFloodGetsErrorsOrPolicyClose(t *testing.T) {
 	}
 }
 
-// startWithVerifier is start with a verifier of the test's own.
-func startWithVerifier(t *testing.T, v edge.Verifier, mod func(*edge.Options)) *harness {
-	t.Helper()
-	var hub *presence.Hub
-	l, err := relaylog.Open(relaylog.Options{Dir: t.TempDir(), NodeID: "n1", Shards: 4, HeartbeatTimeout: 100 * time.Millisecond,
-		OnEvents: func(u int64) { hub.NotifyEvents(u) }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := l.WaitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
-	hub = presence.New(presence.Options{LastConnected: l.LastConnected})
-	eo := edge.Options{NodeID: "n1", Region: "test", SendBurst: 1000, SendRate: 1000, Log: l, Hub: hub, Verifier: v}
-	if mod != nil {
-		mod(&eo)
-	}
-	srv := edge.New(eo)
-	hts := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() {
-		dctx, dcancel := context.WithTimeout(context.Background(), 5*time.Second)
-		srv.Drain(dctx)
-		dcancel()
-		hts.Close()
-		l.Close()
-	})
-	return &harness{t: t, url: hts.URL, log: l, srv: srv, hts: hts}
-}
-
 // exp is enforced on open sockets: the socket closes with 1008 "token
 // expired" once its token expires, even while the client answers pings.
 func TestSocketClosedWhenTokenExpires(t *testing.T) {
@@ -524,7 +490,7 @@ func TestSocketClosedWhenTokenExpires(t *testing.T) {
 		t.Fatal(err)
 	}
 	const iv = 500 * time.Millisecond
-	h := startWithVerifier(t, v, func(eo *edge.Options) { eo.PingInterval = iv })
+	h := start(t, func(eo *edge.Options, _ *relaylog.Options) { eo.Verifier, eo.PingInterval = v, iv })
 	exp := time.Now().Unix() + 2 // 1 to 2 s from now
 	tok := signed(t, jwt.MapClaims{"sub": "7", "exp": exp}, jwt.SigningMethodHS256, testSecret)
 	s := h.openStream(0, tok, nil) // answers pings
