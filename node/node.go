@@ -130,14 +130,19 @@ func PrepareDataDir(cfg *config.Config, logger *slog.Logger) error {
 	return nil
 }
 
-func keepOrCreate(path string, make func() string) (string, error) {
+// ReadKept reads a value a node keeps in its data dir (node id, secrets);
+// "" with no error when there is none yet.
+func ReadKept(path string) (string, error) {
 	b, err := os.ReadFile(path)
-	if err == nil {
-		if v := strings.TrimSpace(string(b)); v != "" {
-			return v, nil
-		}
-	} else if !errors.Is(err, os.ErrNotExist) {
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return "", fmt.Errorf("node: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+func keepOrCreate(path string, make func() string) (string, error) {
+	if v, err := ReadKept(path); err != nil || v != "" {
+		return v, err
 	}
 	v := make()
 	tmp := path + ".tmp"
@@ -416,14 +421,17 @@ func StartTuned(ctx context.Context, cfg config.Config, logger *slog.Logger, tun
 // (every shard has a leader): "edgenode serving" comes earlier, when the
 // API listens but writes may still answer 503.
 func (n *Node) logReady(since time.Time) {
-	t := time.NewTicker(10 * time.Millisecond)
-	defer t.Stop()
-	for !n.Edge.Ready() {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
 		select {
 		case <-n.quit:
-			return
-		case <-t.C:
+			cancel()
+		case <-ctx.Done():
 		}
+	}()
+	if n.Log.WaitReady(ctx) != nil {
+		return // stopped first
 	}
 	n.Logger.Info("edgenode ready", "node", n.Config.NodeID, "url", n.url, "after", time.Since(since).Round(time.Millisecond).String())
 }

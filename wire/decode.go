@@ -417,15 +417,17 @@ func decodeNewMessageFast(b []byte) (req NewMessageRequest, ok bool) {
 			return req, false
 		}
 		var bit uint8
+		var id *int64
+		var str *string
 		switch {
 		case sc.lit(`"requestId"`):
-			bit = 1
+			bit, id = 1, &req.RequestID
 		case sc.lit(`"toUserId"`):
-			bit = 2
+			bit, id = 2, &req.ToUserID
 		case sc.lit(`"content"`):
-			bit = 4
+			bit, str = 4, &req.Content
 		case sc.lit(`"createdAt"`):
-			bit = 8
+			bit, str = 8, &req.CreatedAt
 		default:
 			return req, false
 		}
@@ -433,27 +435,14 @@ func decodeNewMessageFast(b []byte) (req NewMessageRequest, ok bool) {
 			return req, false
 		}
 		seen |= bit
-		switch bit {
-		case 1, 2:
-			n, ok := sc.id()
-			if !ok {
-				return req, false
-			}
-			if bit == 1 {
-				req.RequestID = n
-			} else {
-				req.ToUserID = n
-			}
-		case 4, 8:
-			v, ok := sc.plainString()
-			if !ok {
-				return req, false
-			}
-			if bit == 4 {
-				req.Content = v
-			} else {
-				req.CreatedAt = v
-			}
+		ok := false
+		if id != nil {
+			*id, ok = sc.id()
+		} else {
+			*str, ok = sc.plainString()
+		}
+		if !ok {
+			return req, false
 		}
 	}
 	if !sc.lit("}") {

@@ -87,13 +87,12 @@ func clusterSecret(cfg config.Config) (string, error) {
 		return cfg.ClusterSecret, nil
 	}
 	file := filepath.Join(cfg.DataDir, node.ClusterSecretFile)
-	b, err := os.ReadFile(file)
-	if err == nil {
-		if s := strings.TrimSpace(string(b)); s != "" {
-			return s, nil
-		}
-	} else if !errors.Is(err, os.ErrNotExist) {
+	s, err := node.ReadKept(file)
+	if err != nil {
 		return "", fmt.Errorf("reading the cluster secret: %w; pass it with --cluster-secret or EDGENODE_CLUSTER_SECRET", err)
+	}
+	if s != "" {
+		return s, nil
 	}
 	abs, _ := filepath.Abs(file)
 	return "", fmt.Errorf("no cluster secret: pass --cluster-secret or set EDGENODE_CLUSTER_SECRET (`edgenode join-token` on a node prints it), or point --data-dir at a node's data dir (%s does not exist)", abs)
