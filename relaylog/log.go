@@ -635,6 +635,7 @@ func (l *Log) openShard(i int) (*shard, error) {
 		if trans, err = o.Transport(i); err != nil {
 			return nil, fmt.Errorf("relaylog: shard %d transport: %w", i, err)
 		}
+		trans = SerialHeartbeats(trans)
 	} else {
 		_, trans = raft.NewInmemTransport(raft.ServerAddress(o.NodeID))
 	}
