@@ -160,10 +160,30 @@ func cluster3(t *testing.T, opts ...nodeOpt) (a, b, c *Membership) {
 	a = testNode(t, "a", opts...)
 	b = testNode(t, "b", append(opts, withJoin(a.GossipAddr()))...)
 	c = testNode(t, "c", append(opts, withJoin(b.GossipAddr()))...)
-	for _, m := range []*Membership{a, b, c} {
-		waitFor(t, 30*time.Second, m.self+" to see a,b,c alive", func() bool { return aliveIDs(m) == "a,b,c" })
+	all := []*Membership{a, b, c}
+	for _, m := range all {
+		deadline := time.Now().Add(30 * time.Second)
+		for aliveIDs(m) != "a,b,c" {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out after 30s waiting for %s to see a,b,c alive; views: %s", m.self, views(all...))
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
 	}
 	return a, b, c
+}
+
+// views describes what each membership sees, for failure messages.
+func views(ms ...*Membership) string {
+	var b strings.Builder
+	for _, m := range ms {
+		fmt.Fprintf(&b, "[%s joined=%v:", m.self, m.Joined())
+		for _, mb := range m.Members() {
+			fmt.Fprintf(&b, " %s=%s since %s", mb.NodeID, mb.Status, mb.Since.Format("15:04:05.000"))
+		}
+		b.WriteString("] ")
+	}
+	return b.String()
 }
 
 func TestJoinSeesAllAliveWithMeta(t *testing.T) {
