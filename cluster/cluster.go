@@ -230,6 +230,8 @@ func (c *Cluster) Drain(ctx context.Context) {
 	// Bounded whatever ctx says: with no other voter alive there is nobody
 	// to hand a shard to, and a stopping node must still stop.
 	deadline := time.Now().Add(drainLimit)
+	handed := map[int]bool{}
+	defer func() { c.awaitNewLeaders(ctx, handed, deadline) }()
 	for {
 		var leading, moved atomic.Int32
 		for shard := 0; shard < c.log.Shards(); shard++ {
@@ -238,6 +240,7 @@ func (c *Cluster) Drain(ctx context.Context) {
 				continue
 			}
 			leading.Add(1)
+			handed[shard] = true
 			wg.Add(1)
 			go func(shard int, r *raft.Raft) {
 				defer wg.Done()
@@ -262,6 +265,48 @@ func (c *Cluster) Drain(ctx context.Context) {
 
 // drainLimit bounds Drain's repeated transfers.
 const drainLimit = 10 * time.Second
+
+// awaitNewLeaders waits until every shard in handed names a leader other
+// than this node, at most newLeaderWait (and not past deadline or ctx). A
+// transfer ends when the chosen voter starts its election, not when it has
+// won: it still needs a vote, and this node, which grants it at once, must
+// not stop before then. Without the wait, a voter whose way to the third
+// node failed (a stale stream after that node's restart, in a rolling
+// restart) lost the election and the shard had no leader for an election
+// timeout.
+func (c *Cluster) awaitNewLeaders(ctx context.Context, handed map[int]bool, deadline time.Time) {
+	if len(handed) == 0 {
+		return
+	}
+	if d := time.Now().Add(newLeaderWait); d.Before(deadline) {
+		deadline = d
+	}
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		waiting := 0
+		for shard := range handed {
+			if l := c.log.Leader(shard); l == "" || l == c.self {
+				waiting++
+			}
+		}
+		if waiting == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.opts.Logger.Warn("drain: shards still without a new leader", "shards", waiting)
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// newLeaderWait bounds awaitNewLeaders: a few election rounds.
+const newLeaderWait = 3 * time.Second
 
 func (c *Cluster) isDraining(node string) bool {
 	c.hintMu.Lock()

@@ -294,8 +294,8 @@ func StartTuned(ctx context.Context, cfg config.Config, logger *slog.Logger, tun
 			}
 		},
 		Transport: func(shard int) (raft.Transport, error) {
-			return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-				Stream: n.Mesh.StreamLayer(shard), MaxPool: 3, Timeout: 10 * time.Second, Logger: raftLogger,
+			return n.Mesh.RaftTransport(shard, raft.NetworkTransportConfig{
+				MaxPool: 3, Timeout: 10 * time.Second, Logger: raftLogger,
 			}), nil
 		},
 	})

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"github.com/quic-go/quic-go"
 )
 
@@ -160,6 +161,10 @@ type Mesh struct {
 	dials    map[string]*dialCall
 	layers   map[int]*streamLayer
 	handlers map[Kind]func(s net.Conn, from string, shard int)
+
+	// raftTransports are the NetworkTransports made by RaftTransport; their
+	// pooled streams are dropped whenever a peer connection ends.
+	raftTransports []*raft.NetworkTransport
 }
 
 // peerConn is one QUIC connection to a peer.
@@ -520,6 +525,7 @@ func (m *Mesh) serveConn(pc *peerConn) {
 	m.forget(pc)
 	_ = pc.qc.CloseWithError(connCodeShutdown, "")
 	m.log.Debug("connection closed", "peer", pc.id, "cause", context.Cause(pc.qc.Context()))
+	m.dropRaftPools()
 }
 
 // serveStream reads the header of an inbound stream and dispatches it.

@@ -615,3 +615,57 @@ func TestReconnect(t *testing.T) {
 	roundTrip(t, c2, []byte("after restart"))
 	waitFor(t, 2*drainMax, "one connection", func() bool { return len(a.numConns()) == 1 && a.numConns()["b"] == 1 })
 }
+
+// TestRaftRPCAfterPeerRestart: a raft RPC to a peer that restarted since
+// the last RPC to it succeeds at the first try. NetworkTransport pools the
+// stream of a finished RPC; without RaftTransport dropping the pools when
+// the old connection ended, the next RPC took the dead stream and failed
+// ("Application error 0x100 (remote)"), which in a rolling restart cost a
+// shard its leadership election.
+func TestRaftRPCAfterPeerRestart(t *testing.T) {
+	reg := newRegistry()
+	a := newMesh(t, reg, "a", testSecret, 1)
+	defer a.Close()
+	ta := a.RaftTransport(0, raft.NetworkTransportConfig{MaxPool: 3, Timeout: 5 * time.Second, Logger: raftLogger("a/transport")})
+	defer ta.Close()
+
+	// serveVotes starts b's mesh and a transport that grants every vote.
+	serveVotes := func() (*Mesh, *raft.NetworkTransport) {
+		b := newMesh(t, reg, "b", testSecret, 1)
+		tb := b.RaftTransport(0, raft.NetworkTransportConfig{MaxPool: 3, Timeout: 5 * time.Second, Logger: raftLogger("b/transport")})
+		go func() {
+			for rpc := range tb.Consumer() {
+				req := rpc.Command.(*raft.RequestVoteRequest)
+				rpc.Respond(&raft.RequestVoteResponse{RPCHeader: req.RPCHeader, Term: req.Term, Granted: true}, nil)
+			}
+		}()
+		return b, tb
+	}
+	vote := func() error {
+		var resp raft.RequestVoteResponse
+		err := ta.RequestVote("b", "b", &raft.RequestVoteRequest{
+			RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte("a"), Addr: []byte("a")}, Term: 2,
+		}, &resp)
+		if err == nil && !resp.Granted {
+			err = errors.New("vote not granted")
+		}
+		return err
+	}
+
+	b, tb := serveVotes()
+	for i := 0; i < 3; i++ { // leaves streams in a's pool
+		if err := vote(); err != nil {
+			t.Fatalf("vote %d before the restart: %v", i, err)
+		}
+	}
+	tb.Close()
+	b.Close()
+	waitFor(t, 5*time.Second, "a to see b's connection end", func() bool { return a.numConns()["b"] == 0 })
+
+	b2, tb2 := serveVotes() // the restarted peer, on a new port
+	defer b2.Close()
+	defer tb2.Close()
+	if err := vote(); err != nil {
+		t.Fatalf("first vote after b restarted: %v", err)
+	}
+}

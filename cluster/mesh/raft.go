@@ -3,6 +3,7 @@ package mesh
 import (
 	"context"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -106,3 +107,31 @@ func (l *streamLayer) Close() error {
 
 // Addr returns an address whose String is this node's id.
 func (l *streamLayer) Addr() net.Addr { return Addr{NodeID: l.m.opts.NodeID} }
+
+// RaftTransport returns a raft.NetworkTransport for shard over the mesh
+// (cfg.Stream is set to StreamLayer(shard)). Use it rather than building
+// the transport on StreamLayer directly: NetworkTransport pools the streams
+// of finished RPCs, and a pooled stream whose QUIC connection has ended (the
+// peer restarted, or the pair dropped a duplicate connection) fails the next
+// RPC that takes it, with up to MaxPool failures in a row per peer. A failed
+// RequestVote can leave a shard without a leader for an election timeout, so
+// the mesh drops every pooled stream of its transports whenever one of its
+// connections ends; later RPCs open fresh streams.
+func (m *Mesh) RaftTransport(shard int, cfg raft.NetworkTransportConfig) *raft.NetworkTransport {
+	cfg.Stream = m.StreamLayer(shard)
+	t := raft.NewNetworkTransportWithConfig(&cfg)
+	m.mu.Lock()
+	m.raftTransports = append(m.raftTransports, t)
+	m.mu.Unlock()
+	return t
+}
+
+// dropRaftPools closes the pooled streams of every RaftTransport.
+func (m *Mesh) dropRaftPools() {
+	m.mu.Lock()
+	ts := slices.Clone(m.raftTransports)
+	m.mu.Unlock()
+	for _, t := range ts {
+		t.CloseStreams()
+	}
+}
