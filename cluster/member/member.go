@@ -599,10 +599,11 @@ func (m *Membership) joinLoop(ctx context.Context, addrs []string) {
 		if ctx.Err() != nil {
 			return
 		}
-		if m.joined.Load() {
-			m.logger.Info("member: joined by another node; not joining", "node", m.self)
-			return
-		}
+		// Being contacted by another node (which sets joined) is no reason
+		// to stop: that node may not know the join addresses' cluster
+		// (it joined this node while the seed was unreachable), and giving
+		// up would leave two gossip clusters for good. Only a join of one
+		// of addrs ends the loop.
 		n, err := m.list.Join(addrs)
 		if n > 0 {
 			m.joined.Store(true)
@@ -613,7 +614,11 @@ func (m *Membership) joinLoop(ctx context.Context, addrs []string) {
 			err = errors.New("no node answered")
 		}
 		wait := jitter(delay)
-		m.logger.Warn("member: join failed", "node", m.self, "addrs", addrs, "attempt", attempt, "retry_in", wait, "err", err)
+		level := slog.LevelWarn
+		if m.joined.Load() {
+			level = slog.LevelInfo // in a cluster already, through another node
+		}
+		m.logger.Log(ctx, level, "member: join failed", "node", m.self, "addrs", addrs, "attempt", attempt, "retry_in", wait, "err", err)
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():

@@ -359,6 +359,29 @@ func TestJoinRetriesUntilSeedStarts(t *testing.T) {
 	}
 }
 
+// TestJoinGoesOnAfterAnotherNodeJoinedIt: b's seed a is not up yet when c
+// joins b. b must go on trying a, or {a} and {b, c} stay two clusters for
+// good (b used to stop as soon as any node had contacted it).
+func TestJoinGoesOnAfterAnotherNodeJoinedIt(t *testing.T) {
+	addr := freeAddr(t)
+	logs := &recorder{}
+	b := testNode(t, "b", withJoin(addr), func(o *Options) { o.Logger = slog.New(logs) })
+	waitFor(t, 5*time.Second, "b's first join attempt to fail", func() bool { return logs.count("member: join failed") >= 1 })
+	c := testNode(t, "c", withJoin(b.GossipAddr()))
+	waitFor(t, 10*time.Second, "b and c to see each other", func() bool { return aliveIDs(b) == "b,c" && aliveIDs(c) == "b,c" })
+	a := testNode(t, "a", func(o *Options) { o.BindAddr = addr })
+	all := []*Membership{a, b, c}
+	for _, m := range all {
+		deadline := time.Now().Add(30 * time.Second)
+		for aliveIDs(m) != "a,b,c" {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s does not see a,b,c alive 30s after a started; views: %s", m.self, views(all...))
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
 func TestOnChange(t *testing.T) {
 	var calls, inFlight, overlaps atomic.Int32
 	onChange := func(o *Options) {
