@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -160,17 +161,29 @@ func cluster3(t *testing.T, opts ...nodeOpt) (a, b, c *Membership) {
 	a = testNode(t, "a", opts...)
 	b = testNode(t, "b", append(opts, withJoin(a.GossipAddr()))...)
 	c = testNode(t, "c", append(opts, withJoin(b.GossipAddr()))...)
-	all := []*Membership{a, b, c}
-	for _, m := range all {
-		deadline := time.Now().Add(30 * time.Second)
-		for aliveIDs(m) != "a,b,c" {
+	waitAllSeeAlive(t, a, b, c)
+	return a, b, c
+}
+
+// waitAllSeeAlive waits up to 30 s until every one of ms sees exactly ms
+// alive, and fails with every node's view if not.
+func waitAllSeeAlive(t *testing.T, ms ...*Membership) {
+	t.Helper()
+	var ids []string
+	for _, m := range ms {
+		ids = append(ids, m.self)
+	}
+	slices.Sort(ids)
+	want := strings.Join(ids, ",")
+	deadline := time.Now().Add(30 * time.Second)
+	for _, m := range ms {
+		for aliveIDs(m) != want {
 			if time.Now().After(deadline) {
-				t.Fatalf("timed out after 30s waiting for %s to see a,b,c alive; views: %s", m.self, views(all...))
+				t.Fatalf("timed out after 30s waiting for %s to see %s alive; views: %s", m.self, want, views(ms...))
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
-	return a, b, c
 }
 
 // views describes what each membership sees, for failure messages.
@@ -370,16 +383,7 @@ func TestJoinGoesOnAfterAnotherNodeJoinedIt(t *testing.T) {
 	c := testNode(t, "c", withJoin(b.GossipAddr()))
 	waitFor(t, 10*time.Second, "b and c to see each other", func() bool { return aliveIDs(b) == "b,c" && aliveIDs(c) == "b,c" })
 	a := testNode(t, "a", func(o *Options) { o.BindAddr = addr })
-	all := []*Membership{a, b, c}
-	for _, m := range all {
-		deadline := time.Now().Add(30 * time.Second)
-		for aliveIDs(m) != "a,b,c" {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s does not see a,b,c alive 30s after a started; views: %s", m.self, views(all...))
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
+	waitAllSeeAlive(t, a, b, c)
 }
 
 func TestOnChange(t *testing.T) {
