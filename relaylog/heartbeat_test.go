@@ -123,11 +123,7 @@ func TestWokenLeaderDoesNotCommitItsStaleProposal(t *testing.T) {
 	}
 	t.Cleanup(func() { r.Shutdown().Error() })
 
-	select {
-	case <-waitUntil(func() bool { return r.State() == raft.Leader }):
-	case <-time.After(20 * time.Second):
-		t.Fatal("A never became leader")
-	}
+	waitCond(t, "A to become leader", func() bool { return r.State() == raft.Leader })
 	for i := 0; i < 3; i++ {
 		if err := r.Apply([]byte(fmt.Sprintf("before-%d", i)), 5*time.Second).Error(); err != nil {
 			t.Fatal(err)
@@ -177,11 +173,7 @@ func TestWokenLeaderDoesNotCommitItsStaleProposal(t *testing.T) {
 	if !ae.Success {
 		t.Fatalf("A rejected the new leader's entries: %+v", ae)
 	}
-	select {
-	case <-waitUntil(func() bool { return fsm.lastApplied() >= k+2 }):
-	case <-time.After(20 * time.Second):
-		t.Fatalf("A applied up to %d; want %d", fsm.lastApplied(), k+2)
-	}
+	waitCond(t, fmt.Sprintf("A to apply up to %d", k+2), func() bool { return fsm.lastApplied() >= k+2 })
 	fsm.mu.Lock()
 	defer fsm.mu.Unlock()
 	if got, ok := fsm.applied[k+1]; ok {
@@ -192,15 +184,13 @@ func TestWokenLeaderDoesNotCommitItsStaleProposal(t *testing.T) {
 	}
 }
 
-// waitUntil polls cond every millisecond and closes the channel once it
-// holds (the goroutine ends with the test binary if it never does).
-func waitUntil(cond func() bool) <-chan struct{} {
-	ch := make(chan struct{})
-	go func() {
-		for !cond() {
-			time.Sleep(time.Millisecond)
+// waitCond polls cond every millisecond for up to 20 s and fails the test
+// if it never holds.
+func waitCond(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after 20s waiting for %s", what)
 		}
-		close(ch)
-	}()
-	return ch
+	}
 }
