@@ -472,6 +472,8 @@ func errorResponse(err error) *wire.CallResponse {
 		return &wire.CallResponse{Err: wire.NodeErrQueueFull}
 	case errors.Is(err, relaylog.ErrRequestIDReused):
 		return &wire.CallResponse{Err: wire.NodeErrReused}
+	case errors.Is(err, relaylog.ErrRequestExpired):
+		return &wire.CallResponse{Err: wire.NodeErrExpired}
 	case errors.Is(err, relaylog.ErrClosed):
 		return &wire.CallResponse{Err: wire.NodeErrClosed}
 	case errors.Is(err, relaylog.ErrOverloaded), errors.Is(err, context.DeadlineExceeded):
@@ -492,6 +494,8 @@ func responseError(shard int, r *wire.CallResponse) error {
 		return relaylog.ErrQueueFull
 	case wire.NodeErrReused:
 		return relaylog.ErrRequestIDReused
+	case wire.NodeErrExpired:
+		return relaylog.ErrRequestExpired
 	case wire.NodeErrClosed:
 		return relaylog.ErrClosed
 	case wire.NodeErrOverloaded:

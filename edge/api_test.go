@@ -20,7 +20,7 @@ func TestSendLiveDeliveryAckAndDeliveredReceipt(t *testing.T) {
 	}
 	resp := h.send(1, 2, "hello bob")
 	if resp.Message.Status != wire.StatusSynced || resp.Message.FromUserID != 1 || resp.Message.ToUserID != 2 ||
-		resp.Message.Content != "hello bob" || resp.Message.CreatedAt != "2026-11-27T10:20:08.123Z" || resp.Message.MessageID <= 0 || resp.Message.MessageID > wire.MaxID {
+		resp.Message.Content != "hello bob" || resp.Message.CreatedAt != createdAtOf(reqSeq) || resp.Message.MessageID <= 0 || resp.Message.MessageID > wire.MaxID {
 		t.Fatalf("201 body = %+v", resp)
 	}
 	id, msg := bob.nextMessage()

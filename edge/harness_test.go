@@ -107,10 +107,16 @@ func (h *harness) do(method, path string, user int64, body any) (int, http.Heade
 
 var reqSeq int64
 
+// createdAtOf is the createdAt of request seq: a client's clock, later for
+// every new message.
+func createdAtOf(seq int64) string {
+	return time.Date(2026, 11, 27, 10, 20, 8, 0, time.UTC).Add(time.Duration(seq) * time.Millisecond).Format("2006-01-02T15:04:05.000Z")
+}
+
 func (h *harness) send(from, to int64, content string) wire.NewMessageResponse {
 	h.t.Helper()
 	reqSeq++
-	code, _, body := h.do("POST", "/v1/messages", from, wire.NewMessageRequest{RequestID: reqSeq, ToUserID: to, Content: content, CreatedAt: "2026-11-27T10:20:08.123Z"})
+	code, _, body := h.do("POST", "/v1/messages", from, wire.NewMessageRequest{RequestID: reqSeq, ToUserID: to, Content: content, CreatedAt: createdAtOf(reqSeq)})
 	if code != http.StatusCreated {
 		h.t.Fatalf("send: %d %s", code, body)
 	}

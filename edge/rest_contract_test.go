@@ -312,7 +312,10 @@ func TestSyncLimitClampsHugeValues(t *testing.T) {
 			defer wg.Done()
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			_, _, err := h.log.Send(ctx, 1, wire.NewMessageRequest{RequestID: int64(i + 1), ToUserID: to, Content: "m", CreatedAt: "2026-11-27T10:20:08.123Z"})
+			// One sender each: a sender with hundreds of sends in flight to
+			// one shard would see later ones overtake earlier ones past
+			// what the server remembers (409 request_expired).
+			_, _, err := h.log.Send(ctx, int64(1000+i), wire.NewMessageRequest{RequestID: int64(i + 1), ToUserID: to, Content: "m", CreatedAt: createdAtOf(int64(i + 1))})
 			if err != nil {
 				errs <- err
 			}

@@ -459,6 +459,8 @@ func apiError(err error) *wire.Error {
 		return &wire.Error{Code: wire.CodeRateLimited, Message: "the recipient has too many undelivered messages; retry later", RetryAfter: 30 * time.Second}
 	case errors.Is(err, relaylog.ErrRequestIDReused):
 		return wire.Invalid("requestId was already used for a different message")
+	case errors.Is(err, relaylog.ErrRequestExpired):
+		return wire.Errorf(wire.CodeRequestExpired, "this request is older than the sends the server still remembers, so it may have been accepted already; nothing was stored")
 	case errors.Is(err, relaylog.ErrNoLeader), errors.Is(err, relaylog.ErrOverloaded),
 		errors.Is(err, relaylog.ErrClosed), errors.Is(err, context.DeadlineExceeded):
 		return &wire.Error{Code: wire.CodeUnavailable, Message: "the relay log is not available right now; retry", RetryAfter: time.Second}

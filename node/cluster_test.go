@@ -96,7 +96,8 @@ func tok(t *testing.T, user int64) string {
 }
 
 func post(t *testing.T, n *testNode, from, to, req int64, content string) (int, wire.NewMessageResponse) {
-	body, _ := json.Marshal(wire.NewMessageRequest{RequestID: req, ToUserID: to, Content: content, CreatedAt: "2026-11-27T10:20:08.123Z"})
+	createdAt := time.Date(2026, 11, 27, 10, 20, 8, 0, time.UTC).Add(time.Duration(req) * time.Millisecond).Format("2006-01-02T15:04:05.000Z")
+	body, _ := json.Marshal(wire.NewMessageRequest{RequestID: req, ToUserID: to, Content: content, CreatedAt: createdAt})
 	r, _ := http.NewRequest("POST", n.URL()+"/v1/messages", bytes.NewReader(body))
 	r.Header.Set("Authorization", "Bearer "+tok(t, from))
 	resp, err := http.DefaultClient.Do(r)

@@ -5,18 +5,22 @@
 // # What the state machine holds
 //
 // Per shard: the queues of its users (new messages and DELIVERED/READ
-// receipts, in id order); the idempotency table (sender, requestId) → message
-// id and a fingerprint of (recipient, content, createdAt), written in the same
-// log entry as the message and kept for the idempotency window (24 h by
-// default); push devices; the last time each user was connected; and the read
-// marks of conversations whose sender lives in the shard. Everything is in
-// memory, made durable by raft's log and snapshots. The relay forgets an
-// event once its recipient acknowledges it.
+// receipts, in id order); per sender, the 16 newest sends to its users
+// (recipient, requestId → message id, a fingerprint of content and
+// createdAt, and createdAt), written in the same log entry as the message
+// and each kept for at most the idempotency window (24 h by default); push
+// devices; the last time each user was connected; and the read marks of
+// conversations whose sender lives in the shard. Everything is in memory,
+// made durable by raft's log and snapshots, and bounded by users rather
+// than traffic (see fsm). The relay forgets an event once its recipient
+// acknowledges it.
 //
-// A retry of a known (sender, requestId) whose recipient, content and
-// createdAt match answers the original message; one that does not match is a
-// client bug and answers ErrRequestIDReused. Storing a 64-bit fingerprint
-// instead of the content keeps the 24-hour table at about 100 bytes a message.
+// A retry of a remembered (sender, recipient, requestId) whose content and
+// createdAt match answers the original message; one that does not match is
+// a client bug and answers ErrRequestIDReused. A request that is not
+// remembered but is not newer, by createdAt, than the sender's requests the
+// shard has forgotten may be a retry of one of them: it answers
+// ErrRequestExpired and stores nothing.
 //
 // # Ids
 //

@@ -8,39 +8,76 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/raft"
 )
 
 // fsm is the replicated state of one shard: the undelivered queues of its
-// users, the idempotency table of sends to them, their push devices, their
+// users, the idempotency records of sends to them, their push devices, their
 // last connection times and the read marks of conversations whose sender
 // lives here. Everything is in memory; raft's log and snapshots make it
-// durable.
+// durable. Every table is bounded by users, not by traffic (docs/DESIGN.md,
+// "State and its bounds"):
+//
+//   - queues: one per user with undelivered events, at most MaxQueueDepth
+//     messages plus one READ receipt per contact and the DELIVERED receipts
+//     not yet acknowledged; events expire after the retention period;
+//   - senders: per sender with a send to this shard, at most
+//     IdempotencyPerSender records, each for at most the idempotency window,
+//     and the entry itself until the retention period after its last send;
+//   - devices: at most MaxDevicesPerUser per user, dropped once the user has
+//     neither connected nor registered a device for the retention period;
+//   - lastConn: per user, dropped after the retention period;
+//   - lastRead: per (sender, reader), dropped once the mark is older than the
+//     retention period.
+//
+// Tables are copy-on-write towards snapshots (see table), so taking a
+// snapshot costs O(1) under the lock whatever the state's size.
 type fsm struct {
 	shard     int
+	shards    int
 	shardBits uint
 	notify    func(user int64) // called after commit, outside the lock; must not block
 
 	mu       sync.RWMutex
 	lastID   int64
-	queues   map[int64]*queue
-	idem     map[idemKey]idemRec
-	idemFIFO []idemRec // insertion (= id) order; holds exactly what idem holds
-	devices  map[int64][]Device
-	tokens   map[string]int64 // device token → user, so a token moves between users
-	lastConn map[int64]int64  // user → Unix ms
-	lastRead map[readKey]int64
+	queues   table[int64, queue]
+	senders  table[int64, senderIdem]
+	devices  table[int64, []Device]
+	tokens   map[string]int64    // device token → user, so a token moves between users; rebuilt on restore
+	lastConn table[int64, int64] // user → Unix ms
+	lastRead table[readKey, int64]
+	gen      int          // generation of the latest freeze
+	idemRecs int          // records in all senders' entries
 	queued   atomic.Int64 // messages in all queues (metrics read it without the lock)
 }
 
-type idemKey struct{ from, reqID int64 }
+// IdempotencyPerSender is how many of a sender's latest accepted sends to
+// the users of one shard are remembered (within the idempotency window).
+// Kafka's idempotent producer keeps five per partition; the SDK sends one
+// request at a time per recipient, so a retry is almost always the newest.
+const IdempotencyPerSender = 16
+
+// senderIdem is what a shard remembers of one sender's sends to its users.
+// A request that is not among recs and whose createdAt is at or before
+// floor may be a retry of a forgotten one: it is answered ErrRequestExpired
+// rather than risk a second copy.
+type senderIdem struct {
+	recs  []idemRec // oldest first; replaced, never written in place (snapshots share it)
+	floor int64     // Unix µs: the newest createdAt among forgotten records
+	last  int64     // id of the sender's newest accepted send here
+}
 
 type idemRec struct {
-	from, reqID int64
-	id          int64
-	fp          uint64
+	to, reqID, id int64
+	fp            uint64
+	created       int64 // createdAt in Unix µs
 }
+
+// maxClockSkewID is ten minutes in id units: a read mark may name an id
+// assigned by another node whose clock is ahead of this shard's leader.
+const maxClockSkewID = 10 * 60 * 1000 << 12
 
 type readKey struct{ sender, reader int64 }
 
@@ -55,20 +92,20 @@ type queue struct {
 }
 
 func newFSM(shard, shards int, notify func(int64)) *fsm {
-	f := &fsm{shard: shard, shardBits: shardBits(shards), notify: notify}
+	f := &fsm{shard: shard, shards: shards, shardBits: shardBits(shards), notify: notify}
 	f.reset()
 	return f
 }
 
 func (f *fsm) reset() {
 	f.lastID = 0
-	f.queues = make(map[int64]*queue)
-	f.idem = make(map[idemKey]idemRec)
-	f.idemFIFO = nil
-	f.devices = make(map[int64][]Device)
+	f.queues = newTable[int64, queue]()
+	f.senders = newTable[int64, senderIdem]()
+	f.devices = newTable[int64, []Device]()
 	f.tokens = make(map[string]int64)
-	f.lastConn = make(map[int64]int64)
-	f.lastRead = make(map[readKey]int64)
+	f.lastConn = newTable[int64, int64]()
+	f.lastRead = newTable[readKey, int64]()
+	f.idemRecs = 0
 	f.queued.Store(0)
 }
 
@@ -123,6 +160,10 @@ var (
 	ErrQueueFull = errors.New("relaylog: recipient's queue is full")
 	// ErrRequestIDReused: a requestId came again with other content.
 	ErrRequestIDReused = errors.New("relaylog: requestId already used for a different message")
+	// ErrRequestExpired: a request the shard does not remember is older
+	// than requests of the same sender it has forgotten, so it may be a
+	// retry of one of them; nothing is stored.
+	ErrRequestExpired = errors.New("relaylog: request too old to be checked against earlier sends")
 )
 
 func (f *fsm) nextID(proposed int64) int64 {
@@ -134,53 +175,87 @@ func (f *fsm) nextID(proposed int64) int64 {
 	return id
 }
 
-func (f *fsm) queue(user int64) *queue {
-	q := f.queues[user]
-	if q == nil {
-		q = &queue{}
-		f.queues[user] = q
+// createdMicros is createdAt in Unix µs; 0 when it does not parse (the edge
+// checks it, so only entries written by hand fail).
+func createdMicros(createdAt string) int64 {
+	t, err := time.Parse(time.RFC3339Nano, createdAt)
+	if err != nil {
+		return 0
 	}
-	return q
+	return t.UnixMicro()
+}
+
+func (f *fsm) send(c *command, touched *[]int64) result {
+	s, _ := f.senders.get(c.from)
+	fp := fingerprint(c.user, c.content, c.createdAt)
+	for i := len(s.recs) - 1; i >= 0; i-- {
+		r := &s.recs[i]
+		// to == 0: a record restored from a version 1-2 snapshot, whose
+		// key was (sender, requestId) alone; its fingerprint holds the
+		// recipient.
+		if r.reqID == c.reqID && (r.to == c.user || r.to == 0) {
+			if r.fp != fp {
+				return result{err: ErrRequestIDReused}
+			}
+			return result{ev: Event{ID: r.id, Kind: KindMessage, From: c.from, To: c.user, Content: c.content, CreatedAt: c.createdAt}}
+		}
+	}
+	created := createdMicros(c.createdAt)
+	if s.floor != 0 && created <= s.floor {
+		return result{err: ErrRequestExpired}
+	}
+	q, _ := f.queues.get(c.user)
+	if c.limit > 0 && int64(q.msgs) >= c.limit {
+		return result{err: ErrQueueFull}
+	}
+	ev := Event{ID: f.nextID(c.id), Kind: KindMessage, From: c.from, To: c.user, Content: c.content, CreatedAt: c.createdAt}
+	q.events = append(q.events, ev)
+	q.msgs++
+	f.queues.set(c.user, q)
+	f.queued.Add(1)
+	rec := idemRec{to: c.user, reqID: c.reqID, id: ev.ID, fp: fp, created: created}
+	keep := s.recs
+	if len(keep) >= IdempotencyPerSender {
+		for _, r := range keep[:len(keep)-IdempotencyPerSender+1] {
+			s.floor = max(s.floor, r.created)
+		}
+		keep = keep[len(keep)-IdempotencyPerSender+1:]
+	}
+	f.idemRecs += len(keep) + 1 - len(s.recs)
+	recs := make([]idemRec, len(keep), len(keep)+1)
+	copy(recs, keep)
+	s.recs = append(recs, rec)
+	s.last = ev.ID
+	f.senders.set(c.from, s)
+	*touched = append(*touched, c.user)
+	return result{ev: ev, created: true}
 }
 
 func (f *fsm) apply(c *command, touched *[]int64) result {
 	switch c.kind {
 	case cmdSend:
-		k := idemKey{c.from, c.reqID}
-		fp := fingerprint(c.user, c.content, c.createdAt)
-		if rec, ok := f.idem[k]; ok {
-			if rec.fp != fp {
-				return result{err: ErrRequestIDReused}
-			}
-			return result{ev: Event{ID: rec.id, Kind: KindMessage, From: c.from, To: c.user, Content: c.content, CreatedAt: c.createdAt}}
-		}
-		q := f.queues[c.user]
-		if q != nil && c.limit > 0 && int64(q.msgs) >= c.limit {
-			return result{err: ErrQueueFull}
-		}
-		ev := Event{ID: f.nextID(c.id), Kind: KindMessage, From: c.from, To: c.user, Content: c.content, CreatedAt: c.createdAt}
-		q = f.queue(c.user)
-		q.events = append(q.events, ev)
-		q.msgs++
-		f.queued.Add(1)
-		rec := idemRec{from: c.from, reqID: c.reqID, id: ev.ID, fp: fp}
-		f.idem[k] = rec
-		f.idemFIFO = append(f.idemFIFO, rec)
-		*touched = append(*touched, c.user)
-		return result{ev: ev, created: true}
+		return f.send(c, touched)
 	case cmdDelivered:
 		ev := Event{ID: f.nextID(c.id), Kind: KindDelivered, By: c.from, MessageIDs: c.ids}
-		q := f.queue(c.user)
+		q, _ := f.queues.get(c.user)
 		q.events = append(q.events, ev)
+		f.queues.set(c.user, q)
 		*touched = append(*touched, c.user)
 		return result{ev: ev, created: true}
 	case cmdRead:
-		k := readKey{sender: c.user, reader: c.from}
-		if f.lastRead[k] >= c.upTo {
+		// A mark can only name a message to the reader: such ids carry
+		// the reader's shard and were assigned before this command. Any
+		// other mark (a conversation that carried no message) creates
+		// nothing.
+		if c.upTo <= 0 || IDShard(c.upTo, f.shards) != ShardOf(c.from, f.shards) || c.upTo > c.id+maxClockSkewID {
 			return result{}
 		}
-		f.lastRead[k] = c.upTo
-		q := f.queue(c.user)
+		k := readKey{sender: c.user, reader: c.from}
+		if last, _ := f.lastRead.get(k); last >= c.upTo {
+			return result{}
+		}
+		f.lastRead.set(k, c.upTo)
+		q, _ := f.queues.get(c.user)
 		// A newer read mark replaces the one still queued: a sender needs
 		// only the latest, and the queue stays bounded by contacts.
 		for i := range q.events {
@@ -193,11 +268,12 @@ func (f *fsm) apply(c *command, touched *[]int64) result {
 		}
 		ev := Event{ID: f.nextID(c.id), Kind: KindRead, By: c.from, UpTo: c.upTo}
 		q.events = append(q.events, ev)
+		f.queues.set(c.user, q)
 		*touched = append(*touched, c.user)
 		return result{ev: ev, created: true}
 	case cmdAck:
-		q := f.queues[c.user]
-		if q == nil {
+		q, ok := f.queues.get(c.user)
+		if !ok {
 			return result{}
 		}
 		n := sort.Search(len(q.events), func(i int) bool { return q.events[i].ID > c.upTo })
@@ -207,22 +283,24 @@ func (f *fsm) apply(c *command, touched *[]int64) result {
 		f.removeToken(c.device.Token)
 		d := c.device
 		d.RegisteredAt = c.at
-		list := append(f.devices[c.user], d)
+		old, _ := f.devices.get(c.user)
+		list := append(append(make([]Device, 0, len(old)+1), old...), d)
 		if len(list) > MaxDevicesPerUser {
 			delete(f.tokens, list[0].Token)
-			list = append([]Device(nil), list[1:]...)
+			list = list[1:]
 		}
-		f.devices[c.user] = list
+		f.devices.set(c.user, list)
 		f.tokens[d.Token] = c.user
 		return result{created: true}
 	case cmdDeviceRemove:
-		if f.tokens[c.device.Token] != c.user {
+		if owner, ok := f.tokens[c.device.Token]; !ok || owner != c.user {
 			return result{}
 		}
 		// at > 0 removes the token only if it was not registered again
 		// since at (push removing a token the provider rejected).
 		if c.at > 0 {
-			for _, d := range f.devices[c.user] {
+			list, _ := f.devices.get(c.user)
+			for _, d := range list {
 				if d.Token == c.device.Token && d.RegisteredAt > c.at {
 					return result{}
 				}
@@ -231,38 +309,116 @@ func (f *fsm) apply(c *command, touched *[]int64) result {
 		f.removeToken(c.device.Token)
 		return result{n: 1}
 	case cmdPushed:
-		if q := f.queues[c.user]; q != nil && c.upTo > q.pushed {
+		if q, ok := f.queues.get(c.user); ok && c.upTo > q.pushed {
 			q.pushed = c.upTo
+			f.queues.set(c.user, q)
 		}
 		return result{}
 	case cmdLastConnected:
-		if c.at > f.lastConn[c.user] {
-			f.lastConn[c.user] = c.at
+		if last, _ := f.lastConn.get(c.user); c.at > last {
+			f.lastConn.set(c.user, c.at)
 		}
 		return result{}
 	case cmdExpire:
-		n := 0
-		for user, q := range f.queues {
-			k := sort.Search(len(q.events), func(i int) bool { return q.events[i].ID >= c.upTo })
-			n += k
-			f.dropPrefix(user, q, k)
-		}
-		for len(f.idemFIFO) > 0 && f.idemFIFO[0].id < c.at {
-			rec := f.idemFIFO[0]
-			if cur, ok := f.idem[idemKey{rec.from, rec.reqID}]; ok && cur.id == rec.id {
-				delete(f.idem, idemKey{rec.from, rec.reqID})
-			}
-			f.idemFIFO = f.idemFIFO[1:]
-		}
-		if len(f.idemFIFO) == 0 {
-			f.idemFIFO = nil
-		}
-		return result{n: n}
+		return result{n: f.expire(c.upTo, c.at)}
 	}
 	return result{err: fmt.Errorf("relaylog: unknown command %d", c.kind)}
 }
 
-func (f *fsm) dropPrefix(user int64, q *queue, n int) {
+// expire drops what the retention period (events and marks with ids below
+// retainID, users idle since before it) and the idempotency window (records
+// with ids below idemID) no longer keep. It scans every table: O(state) per
+// run, once a minute.
+func (f *fsm) expire(retainID, idemID int64) int {
+	retainMs := IDTime(retainID).UnixMilli()
+	n := 0
+	type dropQ struct {
+		user int64
+		q    queue
+		k    int
+	}
+	var drops []dropQ
+	f.queues.each(func(user int64, q queue) {
+		if k := sort.Search(len(q.events), func(i int) bool { return q.events[i].ID >= retainID }); k > 0 {
+			drops = append(drops, dropQ{user, q, k})
+		}
+	})
+	for _, d := range drops {
+		n += d.k
+		f.dropPrefix(d.user, d.q, d.k)
+	}
+	type senderChange struct {
+		from int64
+		s    senderIdem
+		gone bool
+	}
+	var sc []senderChange
+	f.senders.each(func(from int64, s senderIdem) {
+		k := 0
+		for k < len(s.recs) && s.recs[k].id < idemID {
+			s.floor = max(s.floor, s.recs[k].created)
+			k++
+		}
+		f.idemRecs -= k
+		switch {
+		case len(s.recs) == k && s.last < retainID:
+			sc = append(sc, senderChange{from: from, gone: true})
+		case k > 0:
+			s.recs = s.recs[k:len(s.recs):len(s.recs)]
+			if len(s.recs) == 0 {
+				s.recs = nil
+			}
+			sc = append(sc, senderChange{from: from, s: s})
+		}
+	})
+	for _, c := range sc {
+		if c.gone {
+			f.senders.del(c.from)
+		} else {
+			f.senders.set(c.from, c.s)
+		}
+	}
+	var users []int64
+	f.lastConn.each(func(u, ms int64) {
+		if ms < retainMs {
+			users = append(users, u)
+		}
+	})
+	for _, u := range users {
+		f.lastConn.del(u)
+	}
+	users = users[:0]
+	f.devices.each(func(u int64, list []Device) {
+		if ms, _ := f.lastConn.get(u); ms >= retainMs {
+			return
+		}
+		for _, d := range list {
+			if d.RegisteredAt >= retainMs {
+				return
+			}
+		}
+		users = append(users, u)
+	})
+	for _, u := range users {
+		list, _ := f.devices.get(u)
+		for _, d := range list {
+			delete(f.tokens, d.Token)
+		}
+		f.devices.del(u)
+	}
+	var marks []readKey
+	f.lastRead.each(func(k readKey, upTo int64) {
+		if upTo < retainID {
+			marks = append(marks, k)
+		}
+	})
+	for _, k := range marks {
+		f.lastRead.del(k)
+	}
+	return n
+}
+
+func (f *fsm) dropPrefix(user int64, q queue, n int) {
 	if n == 0 {
 		return
 	}
@@ -273,10 +429,11 @@ func (f *fsm) dropPrefix(user int64, q *queue, n int) {
 		}
 	}
 	if n == len(q.events) {
-		delete(f.queues, user)
+		f.queues.del(user)
 		return
 	}
 	q.events = q.events[n:]
+	f.queues.set(user, q)
 }
 
 func (f *fsm) removeToken(token string) {
@@ -285,7 +442,7 @@ func (f *fsm) removeToken(token string) {
 		return
 	}
 	delete(f.tokens, token)
-	list := f.devices[owner]
+	list, _ := f.devices.get(owner)
 	kept := make([]Device, 0, len(list))
 	for _, d := range list {
 		if d.Token != token {
@@ -293,9 +450,9 @@ func (f *fsm) removeToken(token string) {
 		}
 	}
 	if len(kept) == 0 {
-		delete(f.devices, owner)
+		f.devices.del(owner)
 	} else {
-		f.devices[owner] = kept
+		f.devices.set(owner, kept)
 	}
 }
 
@@ -304,8 +461,8 @@ func (f *fsm) removeToken(token string) {
 func (f *fsm) pending(user, after int64, limit int) ([]Event, bool) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	q := f.queues[user]
-	if q == nil {
+	q, ok := f.queues.get(user)
+	if !ok {
 		return nil, false
 	}
 	i := sort.Search(len(q.events), func(i int) bool { return q.events[i].ID > after })
@@ -323,10 +480,7 @@ func (f *fsm) pending(user, after int64, limit int) ([]Event, bool) {
 func (f *fsm) pendingUpTo(user, upTo int64) []Event {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	q := f.queues[user]
-	if q == nil {
-		return nil
-	}
+	q, _ := f.queues.get(user)
 	n := sort.Search(len(q.events), func(i int) bool { return q.events[i].ID > upTo })
 	return append([]Event(nil), q.events[:n]...)
 }
@@ -335,23 +489,21 @@ func (f *fsm) pendingUpTo(user, upTo int64) []Event {
 func (f *fsm) depth(user int64) int {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	if q := f.queues[user]; q != nil {
-		return q.msgs
-	}
-	return 0
+	q, _ := f.queues.get(user)
+	return q.msgs
 }
 
 func (f *fsm) lastConnected(user int64) (int64, bool) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	ms, ok := f.lastConn[user]
-	return ms, ok
+	return f.lastConn.get(user)
 }
 
 func (f *fsm) devicesOf(user int64) []Device {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	return append([]Device(nil), f.devices[user]...)
+	list, _ := f.devices.get(user)
+	return append([]Device(nil), list...)
 }
 
 // pushState is what a push alert for user needs: the messages waiting, the
@@ -359,8 +511,8 @@ func (f *fsm) devicesOf(user int64) []Device {
 func (f *fsm) pushState(user int64) (unread int, latest Event, pushed int64) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	q := f.queues[user]
-	if q == nil {
+	q, ok := f.queues.get(user)
+	if !ok {
 		return 0, Event{}, 0
 	}
 	for i := len(q.events) - 1; i >= 0; i-- {
@@ -377,9 +529,9 @@ func (f *fsm) awaitingPush() []int64 {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	var out []int64
-	for u, q := range f.queues {
+	f.queues.each(func(u int64, q queue) {
 		if q.msgs == 0 {
-			continue
+			return
 		}
 		for i := len(q.events) - 1; i >= 0; i-- {
 			if q.events[i].Kind == KindMessage {
@@ -389,7 +541,7 @@ func (f *fsm) awaitingPush() []int64 {
 				break
 			}
 		}
-	}
+	})
 	return out
 }
 
@@ -397,7 +549,7 @@ func (f *fsm) awaitingPush() []int64 {
 func (f *fsm) lastEvent(user int64) int64 {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	if q := f.queues[user]; q != nil && len(q.events) > 0 {
+	if q, _ := f.queues.get(user); len(q.events) > 0 {
 		return q.events[len(q.events)-1].ID
 	}
 	return 0
@@ -409,89 +561,103 @@ func (f *fsm) maxID() int64 {
 	return f.lastID
 }
 
+// StateSizes counts the entries of each table of a shard's state machine.
+type StateSizes struct {
+	Queues, Senders, IdempotencyRecords, Devices, LastConnected, ReadMarks int
+}
+
+func (f *fsm) sizes() StateSizes {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return StateSizes{Queues: f.queues.len(), Senders: f.senders.len(), IdempotencyRecords: f.idemRecs, Devices: f.devices.len(), LastConnected: f.lastConn.len(), ReadMarks: f.lastRead.len()}
+}
+
 // Snapshots.
 
-// Version 2 added the push marks of queues after the read marks; version 1
-// snapshots still restore.
-const snapshotVersion = 2
+// Version 3 keeps idempotency records per sender (with the recipient and
+// createdAt of each, and the sender's floor) and the push mark inside each
+// queue; versions 1 and 2 still restore.
+const snapshotVersion = 3
 
 type fsmSnapshot struct {
+	f        *fsm
+	gen      int
 	lastID   int64
-	users    []int64
-	queues   []queue
-	idem     []idemRec
+	queues   map[int64]queue
+	senders  map[int64]senderIdem
 	devices  map[int64][]Device
 	lastConn map[int64]int64
 	lastRead map[readKey]int64
 }
 
-// Snapshot implements raft.FSM. It runs between applies, so it only takes
-// what Persist needs without copying events: queues and the idempotency FIFO
-// are copy-on-write (see queue).
+// Snapshot implements raft.FSM. It freezes the tables, O(1) whatever their
+// size: applies go on into the tables' deltas while Persist writes the
+// frozen maps, and Release folds the deltas back in.
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	s := &fsmSnapshot{
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.gen++
+	return &fsmSnapshot{
+		f:        f,
+		gen:      f.gen,
 		lastID:   f.lastID,
-		users:    make([]int64, 0, len(f.queues)),
-		queues:   make([]queue, 0, len(f.queues)),
-		idem:     f.idemFIFO[:len(f.idemFIFO):len(f.idemFIFO)],
-		devices:  make(map[int64][]Device, len(f.devices)),
-		lastConn: make(map[int64]int64, len(f.lastConn)),
-		lastRead: make(map[readKey]int64, len(f.lastRead)),
-	}
-	for u, q := range f.queues {
-		s.users = append(s.users, u)
-		s.queues = append(s.queues, *q)
-	}
-	for u, d := range f.devices {
-		s.devices[u] = d // device slices are replaced, never modified in place
-	}
-	for u, t := range f.lastConn {
-		s.lastConn[u] = t
-	}
-	for k, v := range f.lastRead {
-		s.lastRead[k] = v
-	}
-	return s, nil
+		queues:   f.queues.freeze(f.gen),
+		senders:  f.senders.freeze(f.gen),
+		devices:  f.devices.freeze(f.gen),
+		lastConn: f.lastConn.freeze(f.gen),
+		lastRead: f.lastRead.freeze(f.gen),
+	}, nil
+}
+
+// Release implements raft.FSMSnapshot: the frozen maps are writable again.
+func (s *fsmSnapshot) Release() {
+	f := s.f
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.queues.thaw(s.gen)
+	f.senders.thaw(s.gen)
+	f.devices.thaw(s.gen)
+	f.lastConn.thaw(s.gen)
+	f.lastRead.thaw(s.gen)
 }
 
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 	w := bufio.NewWriterSize(sink, 256<<10)
 	e := enc{b: make([]byte, 0, 64<<10)}
-	flush := func() error {
-		if len(e.b) < 48<<10 {
-			return nil
+	var werr error
+	flush := func() {
+		if len(e.b) < 48<<10 || werr != nil {
+			return
 		}
-		_, err := w.Write(e.b)
+		_, werr = w.Write(e.b)
 		e.b = e.b[:0]
-		return err
 	}
 	e.u8(snapshotVersion)
 	e.varint(s.lastID)
-	e.uvarint(uint64(len(s.users)))
-	for i, u := range s.users {
-		q := &s.queues[i]
+	e.uvarint(uint64(len(s.queues)))
+	for u, q := range s.queues {
 		e.varint(u)
+		e.varint(q.pushed)
 		e.uvarint(uint64(len(q.events)))
 		for j := range q.events {
 			encodeEvent(&e, &q.events[j])
-			if err := flush(); err != nil {
-				sink.Cancel()
-				return err
-			}
+			flush()
 		}
 	}
-	e.uvarint(uint64(len(s.idem)))
-	for _, r := range s.idem {
-		e.varint(r.from)
-		e.varint(r.reqID)
-		e.varint(r.id)
-		e.uvarint(r.fp)
-		if err := flush(); err != nil {
-			sink.Cancel()
-			return err
+	e.uvarint(uint64(len(s.senders)))
+	for from, si := range s.senders {
+		e.varint(from)
+		e.varint(si.floor)
+		e.varint(si.last)
+		e.uvarint(uint64(len(si.recs)))
+		for _, r := range si.recs {
+			e.varint(r.to)
+			e.varint(r.reqID)
+			e.varint(r.id)
+			e.uvarint(r.fp)
+			e.varint(r.created)
 		}
+		flush()
 	}
 	e.uvarint(uint64(len(s.devices)))
 	for u, list := range s.devices {
@@ -508,55 +674,33 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 			}
 			e.varint(d.RegisteredAt)
 		}
-		if err := flush(); err != nil {
-			sink.Cancel()
-			return err
-		}
+		flush()
 	}
 	e.uvarint(uint64(len(s.lastConn)))
 	for u, t := range s.lastConn {
 		e.varint(u)
 		e.varint(t)
-		if err := flush(); err != nil {
-			sink.Cancel()
-			return err
-		}
+		flush()
 	}
 	e.uvarint(uint64(len(s.lastRead)))
 	for k, v := range s.lastRead {
 		e.varint(k.sender)
 		e.varint(k.reader)
 		e.varint(v)
-		if err := flush(); err != nil {
-			sink.Cancel()
-			return err
-		}
+		flush()
 	}
-	var marked int
-	for i := range s.queues {
-		if s.queues[i].pushed > 0 {
-			marked++
-		}
+	if werr == nil {
+		_, werr = w.Write(e.b)
 	}
-	e.uvarint(uint64(marked))
-	for i, u := range s.users {
-		if p := s.queues[i].pushed; p > 0 {
-			e.varint(u)
-			e.varint(p)
-		}
+	if werr == nil {
+		werr = w.Flush()
 	}
-	if _, err := w.Write(e.b); err != nil {
+	if werr != nil {
 		sink.Cancel()
-		return err
-	}
-	if err := w.Flush(); err != nil {
-		sink.Cancel()
-		return err
+		return werr
 	}
 	return sink.Close()
 }
-
-func (s *fsmSnapshot) Release() {}
 
 func encodeEvent(e *enc, ev *Event) {
 	e.u8(uint8(ev.Kind))
@@ -605,7 +749,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	}
 	d := dec{b: data}
 	version := d.u8()
-	if version != 1 && version != snapshotVersion {
+	if version < 1 || version > snapshotVersion {
 		return fmt.Errorf("relaylog: shard %d restore: unknown snapshot version %d", f.shard, version)
 	}
 	f.mu.Lock()
@@ -614,7 +758,11 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	f.lastID = d.varint()
 	for n := d.count(2); n > 0 && d.err == nil; n-- {
 		u := d.varint()
-		q := &queue{events: make([]Event, d.count(2))}
+		var q queue
+		if version >= 3 {
+			q.pushed = d.varint()
+		}
+		q.events = make([]Event, d.count(2))
 		for i := range q.events {
 			q.events[i] = decodeEvent(&d)
 			if q.events[i].Kind == KindMessage {
@@ -623,13 +771,35 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		}
 		f.queued.Add(int64(q.msgs))
 		if len(q.events) > 0 {
-			f.queues[u] = q
+			f.queues.set(u, q)
 		}
 	}
-	for n := d.count(4); n > 0 && d.err == nil; n-- {
-		r := idemRec{from: d.varint(), reqID: d.varint(), id: d.varint(), fp: d.uvarint()}
-		f.idem[idemKey{r.from, r.reqID}] = r
-		f.idemFIFO = append(f.idemFIFO, r)
+	if version >= 3 {
+		for n := d.count(3); n > 0 && d.err == nil; n-- {
+			from := d.varint()
+			si := senderIdem{floor: d.varint(), last: d.varint()}
+			si.recs = make([]idemRec, d.count(5))
+			for i := range si.recs {
+				si.recs[i] = idemRec{to: d.varint(), reqID: d.varint(), id: d.varint(), fp: d.uvarint(), created: d.varint()}
+			}
+			f.idemRecs += len(si.recs)
+			f.senders.set(from, si)
+		}
+	} else {
+		// Records of (sender, requestId) in id order, without recipient
+		// or createdAt: each sender keeps its newest ones.
+		for n := d.count(4); n > 0 && d.err == nil; n-- {
+			from, reqID, id, fp := d.varint(), d.varint(), d.varint(), d.uvarint()
+			si, _ := f.senders.get(from)
+			if len(si.recs) >= IdempotencyPerSender {
+				si.recs = si.recs[1:]
+				f.idemRecs--
+			}
+			f.idemRecs++
+			si.recs = append(si.recs, idemRec{reqID: reqID, id: id, fp: fp})
+			si.last = id
+			f.senders.set(from, si)
+		}
 	}
 	for n := d.count(2); n > 0 && d.err == nil; n-- {
 		u := d.varint()
@@ -639,22 +809,23 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 			f.tokens[list[i].Token] = u
 		}
 		if len(list) > 0 {
-			f.devices[u] = list
+			f.devices.set(u, list)
 		}
 	}
 	for n := d.count(2); n > 0 && d.err == nil; n-- {
 		u := d.varint()
-		f.lastConn[u] = d.varint()
+		f.lastConn.set(u, d.varint())
 	}
 	for n := d.count(3); n > 0 && d.err == nil; n-- {
 		k := readKey{sender: d.varint(), reader: d.varint()}
-		f.lastRead[k] = d.varint()
+		f.lastRead.set(k, d.varint())
 	}
-	if version >= 2 {
+	if version == 2 {
 		for n := d.count(2); n > 0 && d.err == nil; n-- {
 			u, p := d.varint(), d.varint()
-			if q := f.queues[u]; q != nil {
+			if q, ok := f.queues.get(u); ok {
 				q.pushed = p
+				f.queues.set(u, q)
 			}
 		}
 	}

@@ -224,6 +224,7 @@ func Open(opts Options) (*Log, error) {
 				}
 				return float64(n)
 			}),
+			stateCollector{l},
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "edgenode_queued_messages", Help: "Messages waiting for their recipients in the queues of the shards this node leads."}, func() float64 {
 				var n int64
 				for _, s := range l.shards {
@@ -517,6 +518,22 @@ func (l *Log) LastConnected(user int64) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	return time.UnixMilli(ms), true
+}
+
+// StateSizes counts the state held by this node's replicas of every shard
+// (led or followed): what its memory and snapshots grow with.
+func (l *Log) StateSizes() StateSizes {
+	var t StateSizes
+	for _, s := range l.shards {
+		z := s.fsm.sizes()
+		t.Queues += z.Queues
+		t.Senders += z.Senders
+		t.IdempotencyRecords += z.IdempotencyRecords
+		t.Devices += z.Devices
+		t.LastConnected += z.LastConnected
+		t.ReadMarks += z.ReadMarks
+	}
+	return t
 }
 
 // Snapshot makes every shard take a raft snapshot now (and truncate its log).

@@ -32,11 +32,16 @@ func openLog(t *testing.T, dir string, mod func(*relaylog.Options)) *relaylog.Lo
 
 func send(t *testing.T, l *relaylog.Log, from, to, req int64, content string) relaylog.Event {
 	t.Helper()
-	ev, _, err := l.Send(context.Background(), from, wire.NewMessageRequest{RequestID: req, ToUserID: to, Content: content, CreatedAt: "2026-11-27T10:00:00.000Z"})
+	ev, _, err := l.Send(context.Background(), from, wire.NewMessageRequest{RequestID: req, ToUserID: to, Content: content, CreatedAt: createdAt(req)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return ev
+}
+
+// createdAt is a distinct createdAt per request, as a client's clock gives.
+func createdAt(req int64) string {
+	return time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC).Add(time.Duration(req) * time.Millisecond).Format(time.RFC3339Nano)
 }
 
 func TestSendPendingAckReceipt(t *testing.T) {
@@ -102,7 +107,7 @@ func TestQueueDepthLimit(t *testing.T) {
 	for i := int64(1); i <= 3; i++ {
 		send(t, l, 1, 2, i, "x")
 	}
-	_, _, err := l.Send(context.Background(), 1, wire.NewMessageRequest{RequestID: 4, ToUserID: 2, Content: "x", CreatedAt: "2026-11-27T10:00:00.000Z"})
+	_, _, err := l.Send(context.Background(), 1, wire.NewMessageRequest{RequestID: 4, ToUserID: 2, Content: "x", CreatedAt: createdAt(4)})
 	if !errors.Is(err, relaylog.ErrQueueFull) {
 		t.Fatalf("err = %v, want ErrQueueFull", err)
 	}
@@ -215,10 +220,11 @@ func TestExpire(t *testing.T) {
 	if len(evs) != 1 || evs[0].Content != "new" {
 		t.Fatalf("after expiry = %+v", evs)
 	}
-	// The old requestId is forgotten: the same request is a new message.
-	again, created, err := l.Send(context.Background(), 1, wire.NewMessageRequest{RequestID: 1, ToUserID: 2, Content: "old", CreatedAt: "2026-11-27T10:00:00.000Z"})
-	if err != nil || !created || again.ID == old.ID {
-		t.Fatalf("after window: %+v created=%v err=%v", again, created, err)
+	// The old request is forgotten, and a retry of it is refused rather
+	// than taken for a new message.
+	_, _, err := l.Send(context.Background(), 1, wire.NewMessageRequest{RequestID: 1, ToUserID: 2, Content: "old", CreatedAt: createdAt(1)})
+	if !errors.Is(err, relaylog.ErrRequestExpired) {
+		t.Fatalf("retry after the window: err = %v, want ErrRequestExpired (first id %d)", err, old.ID)
 	}
 }
 
@@ -232,7 +238,7 @@ func TestConcurrentSendsAreBatched(t *testing.T) {
 		go func(g int) {
 			defer wg.Done()
 			for i := 0; i < 50; i++ {
-				_, _, err := l.Send(context.Background(), int64(g+1), wire.NewMessageRequest{RequestID: int64(i + 1), ToUserID: int64(1000 + i%20), Content: "x", CreatedAt: "2026-11-27T10:00:00.000Z"})
+				_, _, err := l.Send(context.Background(), int64(g+1), wire.NewMessageRequest{RequestID: int64(i + 1), ToUserID: int64(1000 + i%20), Content: "x", CreatedAt: createdAt(int64(i + 1))})
 				if err != nil {
 					errs <- err
 					return

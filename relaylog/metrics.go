@@ -25,3 +25,22 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	return m
 }
+
+var stateDesc = prometheus.NewDesc("edgenode_state_entries",
+	"Entries of the replicated state held by this node's replicas, by table: queues (users with undelivered events), senders and idempotency_records (remembered sends), devices (users with push devices), last_connected, read_marks.",
+	[]string{"kind"}, nil)
+
+// stateCollector reports Log.StateSizes at each scrape.
+type stateCollector struct{ l *Log }
+
+func (c stateCollector) Describe(ch chan<- *prometheus.Desc) { ch <- stateDesc }
+
+func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
+	z := c.l.StateSizes()
+	for _, kv := range []struct {
+		kind string
+		n    int
+	}{{"queues", z.Queues}, {"senders", z.Senders}, {"idempotency_records", z.IdempotencyRecords}, {"devices", z.Devices}, {"last_connected", z.LastConnected}, {"read_marks", z.ReadMarks}} {
+		ch <- prometheus.MustNewConstMetric(stateDesc, prometheus.GaugeValue, float64(kv.n), kv.kind)
+	}
+}

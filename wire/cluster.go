@@ -76,6 +76,7 @@ const (
 	NodeErrNotLeader  = "not_leader"
 	NodeErrQueueFull  = "queue_full"
 	NodeErrReused     = "request_id_reused"
+	NodeErrExpired    = "request_expired"
 	NodeErrClosed     = "closed"
 	NodeErrOverloaded = "overloaded"
 	NodeErrBadRequest = "bad_request"

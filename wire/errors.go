@@ -16,6 +16,7 @@ const (
 	CodeNotFound         = "not_found"
 	CodeTooLarge         = "too_large"
 	CodeRateLimited      = "rate_limited"
+	CodeRequestExpired   = "request_expired"
 	CodeUnavailable      = "unavailable"
 	CodeInternal         = "internal"
 )
@@ -27,6 +28,7 @@ var codeStatus = map[string]int{
 	CodeNotFound:         http.StatusNotFound,
 	CodeTooLarge:         http.StatusRequestEntityTooLarge,
 	CodeRateLimited:      http.StatusTooManyRequests,
+	CodeRequestExpired:   http.StatusConflict,
 	CodeUnavailable:      http.StatusServiceUnavailable,
 	CodeInternal:         http.StatusInternalServerError,
 }

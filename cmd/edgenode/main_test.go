@@ -232,7 +232,7 @@ func TestKillNineLosesNothingAcknowledged(t *testing.T) {
 					return
 				default:
 				}
-				code, b, err := p.request("POST", "/v1/messages", toks[from], wire.NewMessageRequest{RequestID: req, ToUserID: 100 + req%recipients, Content: fmt.Sprintf("%d/%d", from, req), CreatedAt: "2026-11-27T10:20:08.123Z"})
+				code, b, err := p.request("POST", "/v1/messages", toks[from], wire.NewMessageRequest{RequestID: req, ToUserID: 100 + req%recipients, Content: fmt.Sprintf("%d/%d", from, req), CreatedAt: reqCreatedAt(req)})
 				mu.Lock()
 				if err == nil && code == 201 {
 					var r wire.NewMessageResponse
@@ -270,14 +270,21 @@ func TestKillNineLosesNothingAcknowledged(t *testing.T) {
 	p = startProc(t, dir, nil)
 	// Retry every unanswered request, as the client's scheduler would.
 	for _, k := range unanswered {
-		code, b, err := p.request("POST", "/v1/messages", p.token(k.from), wire.NewMessageRequest{RequestID: k.req, ToUserID: 100 + k.req%recipients, Content: fmt.Sprintf("%d/%d", k.from, k.req), CreatedAt: "2026-11-27T10:20:08.123Z"})
+		code, b, err := p.request("POST", "/v1/messages", p.token(k.from), wire.NewMessageRequest{RequestID: k.req, ToUserID: 100 + k.req%recipients, Content: fmt.Sprintf("%d/%d", k.from, k.req), CreatedAt: reqCreatedAt(k.req)})
 		if err != nil || code != 201 {
 			t.Fatalf("retry: %d %s %v", code, b, err)
 		}
 	}
-	// Retrying an acknowledged request answers the same id.
-	for k, id := range acked {
-		code, b, _ := p.request("POST", "/v1/messages", toks[k.from], wire.NewMessageRequest{RequestID: k.req, ToUserID: 100 + k.req%recipients, Content: fmt.Sprintf("%d/%d", k.from, k.req), CreatedAt: "2026-11-27T10:20:08.123Z"})
+	// Retrying an acknowledged request answers the same id: the newest of
+	// a sender, which the server remembers (its last 16 per shard).
+	var newest key
+	for k := range acked {
+		if k.from == 1 && k.req > newest.req {
+			newest = k
+		}
+	}
+	for k, id := range map[key]int64{newest: acked[newest]} {
+		code, b, _ := p.request("POST", "/v1/messages", toks[k.from], wire.NewMessageRequest{RequestID: k.req, ToUserID: 100 + k.req%recipients, Content: fmt.Sprintf("%d/%d", k.from, k.req), CreatedAt: reqCreatedAt(k.req)})
 		var r wire.NewMessageResponse
 		json.Unmarshal(b, &r)
 		if code != 201 || r.Message.MessageID != id {
@@ -384,4 +391,10 @@ func TestTokenHonoursIssuerAndAudience(t *testing.T) {
 	if err := cmd.Run(); err != nil || stderr.Len() != 0 {
 		t.Fatalf("second edgenode token: %v, stderr %q (want silence: the data dir exists now)", err, stderr.String())
 	}
+}
+
+// reqCreatedAt is the createdAt of request req: a client's clock, later for
+// every new message.
+func reqCreatedAt(req int64) string {
+	return time.Date(2026, 11, 27, 10, 20, 8, 0, time.UTC).Add(time.Duration(req) * time.Millisecond).Format("2006-01-02T15:04:05.000Z")
 }
