@@ -223,6 +223,11 @@ func TestRequestLeftSentByACrashIsRetried(t *testing.T) {
 	a.Close()
 	proxy.setHang(false)
 	a2 := newClient(t, dir, proxy.url(), alice, func(c *client.Config) { c.SendTimeoutMillis = 200 })
+	// The server may have accepted it: a 409 request_expired would not
+	// re-stamp it.
+	if r, _ := a2.Request(m.RequestID); r == nil || r.Status != client.RequestFailed || !r.MaybeAccepted {
+		t.Fatalf("request after the timeout controller %+v", r)
+	}
 	waitFor(t, "the orphaned request retried", 10*time.Second, func() bool {
 		a2.Flush(2000)
 		p, _ := a2.PendingCount()

@@ -39,10 +39,14 @@
 //     devices, status, edges); one WebSocket (/v1/socket/updates) for what
 //     the server pushes. The socket carries only real-time traffic; the
 //     client sends messages over REST.
-//   - requestId is the idempotency key: a random 53-bit id made once when
-//     the message is stored, sent unchanged (with the same createdAt) on
-//     every retry, so a retry after a lost answer gets the same message.
-//     fromMessageRequestId matches the answer to the request.
+//   - requestId is the idempotency key, per sender and recipient: a random
+//     53-bit id made when the message is stored, sent unchanged (with the
+//     same toUserId and createdAt) on every retry, so a retry after a lost
+//     answer gets the same message. fromMessageRequestId matches the
+//     answer to the request. The server remembers a key for at most 24 h,
+//     and only the sender's 16 newest accepted sends to each shard's
+//     recipients; a request it can no longer check gets 409
+//     request_expired (see Deep dive, Expired).
 //   - GET /v1/messages syncs on start and after every reconnect.
 //   - Message statuses SYNCED, DELIVERED, READ come from the server and its
 //     receipts; PENDING (and FAILED) exist only on the device, for requests.
@@ -89,7 +93,8 @@
 //     the next attempt waits base·2^(failCount−1), capped, with equal jitter
 //     (default 1 s doubling to 5 min), and at least the server's
 //     Retry-After. After MaxAttempts (default 10), or at once for answers
-//     retrying cannot fix (400, 413), the request stays FAILED for good: the
+//     retrying cannot fix (400, 403, 404, 413, and an expired request that
+//     may have been accepted), the request stays FAILED for good: the
 //     conversation shows it with status FAILED and the app offers Resend or
 //     DeleteRequest. While a retry is scheduled the conversation still shows
 //     PENDING with failCount. When the socket reconnects, scheduled retries
@@ -98,6 +103,26 @@
 //     order and holds later ones behind an earlier one that waits for a
 //     retry, so ids follow the order the user typed. The Pending Messages
 //     Provider is the query of scheduled requests.
+//   - Maybe accepted: each request records whether an attempt with its
+//     current key may have reached the server. No answer, a timeout, a
+//     5xx, or a crash or shutdown while SENT (which the timeout controller
+//     turns to FAILED) sets it; answers proving that nothing was stored
+//     (400, 401, 403, 404, 405, 409, 413, 429) leave it as it was.
+//   - Expired: on 409 request_expired a request that cannot have been
+//     accepted is re-stamped (a fresh requestId, createdAt now) and sent
+//     again at once; it stays PENDING, and no copy is possible. (If the
+//     fresh key is refused too, e.g. a clock far behind, that counts as a
+//     failed attempt with backoff.) A maybe-accepted request becomes FAILED
+//     for good with Expired set: it may have been delivered already, and
+//     the server will not risk a second copy. The app shows that and asks
+//     the user before Resend, which re-stamps it and sends it as a new
+//     message, so it may show twice at the recipient. Resend of any other
+//     FAILED request keeps its requestId and createdAt. A re-stamp changes
+//     only the key on the wire: Message.RequestID, the local handle of
+//     Request, Resend and DeleteRequest, stays, and so do the request's
+//     created_at and seq, which order it, so it keeps its place before the
+//     recipient's later requests. The accepted message carries the new
+//     createdAt.
 //   - Receiving: new_message, message_delivered and message_read events are
 //     batched into one transaction, then acknowledged (ack upTo) only after
 //     the commit; a sync page is acknowledged by the next call's cursor,
@@ -115,11 +140,15 @@
 //     confirmed is resent by the scheduler, so it survives being offline.
 //   - Schema: Users, Messages and MessageRequests in one chats.db, created by
 //     one script (schema.sql) in dependency order, foreign keys on.
-//     Migrations are versioned with PRAGMA user_version. Additions to the
+//     Migrations are versioned with PRAGMA user_version (version 2,
+//     schema_v2.sql, adds the re-stampable key; a version 1 request that
+//     was ever put on the wire counts as maybe accepted). Additions to the
 //     seed's columns are bookkeeping: Messages.contact_id (the other party,
 //     for one index serving conversation and chat list),
-//     MessageRequests.created_at (resent unchanged), next_attempt_at and seq,
-//     and per-user read/delivered marks; SyncState holds the sync cursor.
+//     MessageRequests.created_at (when written), next_attempt_at and seq,
+//     wire_request_id and wire_created_at (the key sent, resent unchanged
+//     until a re-stamp), maybe_accepted and expired, and per-user
+//     read/delivered marks; SyncState holds the sync cursor.
 //   - Size and performance: indexes for the hot queries
 //     (Messages(contact_id, id) for keyset pages, the latest message per
 //     conversation and unread counts; MessageRequests(to_user_id,

@@ -1,10 +1,16 @@
 package client_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -17,6 +23,7 @@ import (
 	"github.com/edgenode/edgenode/client"
 	"github.com/edgenode/edgenode/config"
 	"github.com/edgenode/edgenode/node"
+	"github.com/edgenode/edgenode/wire"
 )
 
 const jwtSecret = "jwt-secret-for-client-tests-0123456789"
@@ -292,4 +299,122 @@ func (p *cutProxy) serve(c net.Conn) {
 			return
 		}
 	}
+}
+
+// apiProxy is an HTTP server in front of a real node (httputil.ReverseProxy)
+// that lets a test choose what happens to each POST /v1/messages: passed
+// to the node, or answered in a way the node only answers in rarer cases
+// (409 request_expired after 24 h, a 503, a lost answer, a hang). It
+// records every POST it gets.
+type apiProxy struct {
+	srv *httptest.Server
+	rp  *httputil.ReverseProxy
+
+	mu    sync.Mutex
+	posts []wire.NewMessageRequest
+	rule  func(req wire.NewMessageRequest, earlier []wire.NewMessageRequest) proxyAction
+}
+
+type proxyAction int
+
+const (
+	pass              proxyAction = iota // to the node, and its answer back
+	answerExpired                        // 409 request_expired; the node never sees it
+	answerRateLimited                    // 429 with Retry-After: 1; the node never sees it
+	answerUnavailable                    // 503; the node never sees it
+	loseAnswer                           // the node commits it; the connection closes before the answer
+	hang                                 // the node never sees it; no answer until the client gives up
+)
+
+func newAPIProxy(t testing.TB, backend string) *apiProxy {
+	u, err := url.Parse(backend)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &apiProxy{rp: httputil.NewSingleHostReverseProxy(u)}
+	p.srv = httptest.NewServer(p)
+	t.Cleanup(p.srv.Close)
+	return p
+}
+
+func (p *apiProxy) url() string { return p.srv.URL }
+
+// setRule decides the fate of each POST from the request and the POSTs
+// before it; nil passes everything.
+func (p *apiProxy) setRule(f func(req wire.NewMessageRequest, earlier []wire.NewMessageRequest) proxyAction) {
+	p.mu.Lock()
+	p.rule = f
+	p.mu.Unlock()
+}
+
+// sent is every POST /v1/messages so far, in the order they arrived.
+func (p *apiProxy) sent() []wire.NewMessageRequest {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]wire.NewMessageRequest(nil), p.posts...)
+}
+
+func (p *apiProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/v1/edges" {
+		// No other edge: the client stays behind the proxy.
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, "[]")
+		return
+	}
+	if r.Method != http.MethodPost || r.URL.Path != "/v1/messages" {
+		p.rp.ServeHTTP(w, r)
+		return
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	var req wire.NewMessageRequest
+	json.Unmarshal(body, &req)
+	p.mu.Lock()
+	earlier := append([]wire.NewMessageRequest(nil), p.posts...)
+	p.posts = append(p.posts, req)
+	rule := p.rule
+	p.mu.Unlock()
+	act := pass
+	if rule != nil {
+		act = rule(req, earlier)
+	}
+	refuse := func(status int, e *wire.Error) {
+		w.Header().Set("Content-Type", "application/json")
+		if e.RetryAfter > 0 {
+			w.Header().Set("Retry-After", e.RetryAfterSeconds())
+		}
+		w.WriteHeader(status)
+		json.NewEncoder(w).Encode(e.Body())
+	}
+	switch act {
+	case answerExpired:
+		refuse(http.StatusConflict, wire.Errorf(wire.CodeRequestExpired, "too old to be checked: it may already have been accepted"))
+	case answerRateLimited:
+		refuse(http.StatusTooManyRequests, &wire.Error{Code: wire.CodeRateLimited, Message: "queue full", RetryAfter: time.Second})
+	case answerUnavailable:
+		refuse(http.StatusServiceUnavailable, &wire.Error{Code: wire.CodeUnavailable, Message: "no leader", RetryAfter: time.Second})
+	case loseAnswer:
+		p.rp.ServeHTTP(httptest.NewRecorder(), r)
+		if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+			conn.Close()
+		}
+	case hang:
+		<-r.Context().Done()
+	default:
+		p.rp.ServeHTTP(w, r)
+	}
+}
+
+// postsOf are the POSTs among ps that carry content.
+func postsOf(ps []wire.NewMessageRequest, content string) []wire.NewMessageRequest {
+	var out []wire.NewMessageRequest
+	for _, p := range ps {
+		if p.Content == content {
+			out = append(out, p)
+		}
+	}
+	return out
 }

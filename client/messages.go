@@ -54,8 +54,10 @@ func (c *Client) store1(ctx context.Context, to int64, content, status string) (
 		if err := ensureUser(ctx, tx, to); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO MessageRequests(request_id, to_user_id, content, status, last_modified_at, fail_count, created_at, next_attempt_at, seq)
-			VALUES (?, ?, ?, ?, ?, 0, ?, ?, (SELECT coalesce(max(seq), 0) + 1 FROM MessageRequests))`, m.RequestID, to, content, status, m.CreatedAt, m.CreatedAt, next)
+		_, err := tx.ExecContext(ctx, `INSERT INTO MessageRequests(request_id, to_user_id, content, status, last_modified_at, fail_count, created_at, next_attempt_at, seq,
+				wire_request_id, wire_created_at)
+			VALUES (?, ?, ?, ?, ?, 0, ?, ?, (SELECT coalesce(max(seq), 0) + 1 FROM MessageRequests), ?, ?)`,
+			m.RequestID, to, content, status, m.CreatedAt, m.CreatedAt, next, m.RequestID, m.CreatedAt)
 		return err
 	})
 	if err != nil {
@@ -74,9 +76,17 @@ func (c *Client) SendDraft(requestID int64) error {
 }
 
 // Resend queues a message that failed for good again, with a fresh retry
-// budget. It keeps its requestId and createdAt, so that the server answers
-// with the original message if an earlier attempt did reach it (within the
-// server's 24 h idempotency window).
+// budget.
+//
+// A request that is not Expired keeps its idempotency key (wire requestId
+// and createdAt), so that the server answers with the original message if
+// an earlier attempt did reach it and the server still remembers it.
+//
+// An Expired request is re-stamped: a fresh key and createdAt now, which
+// the server accepts as a new message. An earlier attempt may have been
+// accepted, so the recipient may then see the message twice; the app
+// should ask the user before calling Resend on it. Its RequestID (the
+// local handle) does not change.
 func (c *Client) Resend(requestID int64) error {
 	return c.requeue(requestID, RequestFailed)
 }
@@ -85,8 +95,14 @@ func (c *Client) requeue(requestID int64, from string) error {
 	ctx := context.Background()
 	var to int64
 	err := c.store.write(ctx, func(tx *sql.Tx) error {
-		err := tx.QueryRowContext(ctx, `UPDATE MessageRequests SET status = 'PENDING', fail_count = 0, next_attempt_at = ?, last_modified_at = ?
-			WHERE request_id = ? AND status = ? RETURNING to_user_id`, c.now().UnixMilli(), c.nowString(), requestID, from).Scan(&to)
+		// SET expressions read the row as it was before the update.
+		err := tx.QueryRowContext(ctx, `UPDATE MessageRequests SET status = 'PENDING', fail_count = 0, next_attempt_at = ?, last_modified_at = ?,
+				wire_request_id = CASE WHEN expired THEN ? ELSE wire_request_id END,
+				wire_created_at = CASE WHEN expired THEN ? ELSE wire_created_at END,
+				maybe_accepted = CASE WHEN expired THEN 0 ELSE maybe_accepted END,
+				expired = 0
+			WHERE request_id = ? AND status = ? RETURNING to_user_id`,
+			c.now().UnixMilli(), c.nowString(), newRequestID(), c.nowString(), requestID, from).Scan(&to)
 		if errors.Is(err, sql.ErrNoRows) {
 			return ErrNotRetryable
 		}
@@ -172,9 +188,10 @@ func (c *Client) history(ctx context.Context, contact, before int64, limit int) 
 }
 
 // requests are the conversation's requests not accepted yet, as Messages,
-// by createdAt (seed: pending messages come last, by createdAt).
+// by createdAt (seed: pending messages come last, by createdAt). CreatedAt
+// is when the request was written, which a re-stamp does not change.
 func (c *Client) requests(ctx context.Context, contact int64) ([]Message, error) {
-	rows, err := c.store.db.QueryContext(ctx, `SELECT request_id, content, status, created_at, fail_count, next_attempt_at IS NULL
+	rows, err := c.store.db.QueryContext(ctx, `SELECT request_id, content, status, created_at, fail_count, next_attempt_at IS NULL, expired
 		FROM MessageRequests WHERE to_user_id = ? ORDER BY created_at, seq`, contact)
 	if err != nil {
 		return nil, fmt.Errorf("client: pending: %w", err)
@@ -185,7 +202,7 @@ func (c *Client) requests(ctx context.Context, contact int64) ([]Message, error)
 		m := Message{FromUserID: c.me, ToUserID: contact}
 		var status string
 		var stopped bool
-		if err := rows.Scan(&m.RequestID, &m.Content, &status, &m.CreatedAt, &m.FailCount, &stopped); err != nil {
+		if err := rows.Scan(&m.RequestID, &m.Content, &status, &m.CreatedAt, &m.FailCount, &stopped, &m.Expired); err != nil {
 			return nil, err
 		}
 		m.Status = viewStatus(status, stopped)
@@ -207,22 +224,40 @@ func viewStatus(reqStatus string, stopped bool) string {
 // MessageRequest is a message the server has not accepted yet, with the
 // scheduler's bookkeeping (seed, "Sending messages").
 type MessageRequest struct {
-	RequestID      int64  `json:"requestId"`
-	ToUserID       int64  `json:"toUserId"`
-	Content        string `json:"content"`
-	Status         string `json:"status"`
+	// RequestID is the request's local handle, for Request, Resend and
+	// DeleteRequest; it never changes.
+	RequestID int64  `json:"requestId"`
+	ToUserID  int64  `json:"toUserId"`
+	Content   string `json:"content"`
+	Status    string `json:"status"`
+	// CreatedAt is when the request was written.
 	CreatedAt      string `json:"createdAt"`
 	LastModifiedAt string `json:"lastModifiedAt"`
 	LastSentAt     string `json:"lastSentAt"`
 	FailCount      int    `json:"failCount"`
+	// WireRequestID and WireCreatedAt are the idempotency key sent as
+	// requestId and createdAt: RequestID and CreatedAt until the request
+	// is re-stamped after a 409 request_expired.
+	WireRequestID int64  `json:"wireRequestId"`
+	WireCreatedAt string `json:"wireCreatedAt"`
+	// MaybeAccepted: an attempt with the current key had an unknown
+	// outcome (no answer, a timeout, a 5xx, a crash while SENT), so the
+	// server may hold the message.
+	MaybeAccepted bool `json:"maybeAccepted"`
+	// Expired: FAILED for good because the server answered 409
+	// request_expired to a MaybeAccepted request. It may have been
+	// delivered already; Resend re-stamps it (see Resend).
+	Expired bool `json:"expired"`
 }
 
 // Request returns the stored request with that id.
 func (c *Client) Request(requestID int64) (*MessageRequest, error) {
 	var r MessageRequest
 	var sent sql.NullString
-	err := c.store.db.QueryRow(`SELECT request_id, to_user_id, content, status, created_at, last_modified_at, last_sent_at, fail_count
-		FROM MessageRequests WHERE request_id = ?`, requestID).Scan(&r.RequestID, &r.ToUserID, &r.Content, &r.Status, &r.CreatedAt, &r.LastModifiedAt, &sent, &r.FailCount)
+	err := c.store.db.QueryRow(`SELECT request_id, to_user_id, content, status, created_at, last_modified_at, last_sent_at, fail_count,
+			wire_request_id, wire_created_at, maybe_accepted, expired
+		FROM MessageRequests WHERE request_id = ?`, requestID).Scan(&r.RequestID, &r.ToUserID, &r.Content, &r.Status, &r.CreatedAt, &r.LastModifiedAt, &sent, &r.FailCount,
+		&r.WireRequestID, &r.WireCreatedAt, &r.MaybeAccepted, &r.Expired)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}
@@ -437,8 +472,10 @@ func (c *Client) applyReceipt(ctx context.Context, tx *sql.Tx, r *wire.Receipt, 
 	return nil
 }
 
-// accept replaces a request by the message the server made of it, in one
-// transaction (seed: no SUCCEEDED status; the request becomes a Message).
+// accept replaces a request (by its local id; the caller matched the
+// answer's fromMessageRequestId to the key it sent) by the message the
+// server made of it, in one transaction (seed: no SUCCEEDED status; the
+// request becomes a Message).
 func (c *Client) accept(ctx context.Context, requestID int64, resp wire.NewMessageResponse) error {
 	var a applied
 	err := c.store.write(ctx, func(tx *sql.Tx) error {

@@ -45,7 +45,7 @@ var (
 // Message is one entry of a conversation: a message the server accepted
 // (MessageID set) or a request it has not accepted yet (MessageID 0,
 // RequestID set, Status PENDING or FAILED). Its JSON form is the seed's
-// Message model plus requestId and failCount for pending entries.
+// Message model plus requestId, failCount and expired for pending entries.
 type Message struct {
 	MessageID  int64  `json:"messageId"`
 	FromUserID int64  `json:"fromUserId"`
@@ -55,6 +55,11 @@ type Message struct {
 	CreatedAt  string `json:"createdAt"`
 	RequestID  int64  `json:"requestId,omitempty"`
 	FailCount  int    `json:"failCount,omitempty"`
+	// Expired is the reason of a FAILED request the server refused with
+	// 409 request_expired after an attempt whose outcome is unknown: it may
+	// have been delivered already. The app should say so and ask before
+	// Resend, which sends it as a new message (it may show twice).
+	Expired bool `json:"expired,omitempty"`
 }
 
 // Pending reports whether m is a request not yet accepted by the server.

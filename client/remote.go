@@ -36,6 +36,27 @@ func (e *APIError) permanent() bool {
 	return false
 }
 
+// expired reports a 409 request_expired: the server no longer remembers
+// the request's key and its createdAt is too old to check, so it refuses
+// the request rather than risk a second copy of a message it may have
+// accepted. Nothing was stored.
+func (e *APIError) expired() bool {
+	return e.Status == http.StatusConflict && e.Code == wire.CodeRequestExpired
+}
+
+// storedNothing reports whether the answer proves that the server stored
+// nothing for the call: a refusal before or instead of the commit. A 5xx,
+// or any other status (a proxy's 502 or 504 included), leaves the outcome
+// unknown.
+func (e *APIError) storedNothing() bool {
+	switch e.Status {
+	case http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound,
+		http.StatusMethodNotAllowed, http.StatusConflict, http.StatusRequestEntityTooLarge, http.StatusTooManyRequests:
+		return true
+	}
+	return false
+}
+
 // remote is the Messages Remote DataSource of the seed: the REST calls, on
 // whichever edge the edge set says is current.
 type remote struct {

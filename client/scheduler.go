@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/edgenode/edgenode/wire"
@@ -14,18 +15,20 @@ import (
 
 // due is a request the scheduler may send.
 type due struct {
-	id        int64
+	id        int64 // request_id: the local handle
+	key       int64 // wire_request_id: the idempotency key, sent as requestId
 	to        int64
 	content   string
-	createdAt string
+	createdAt string // wire_created_at: sent as createdAt with the key
 	fails     int
 	nextAt    int64
 }
 
 // pendingRequests is the Pending Messages Provider: every request with a
-// scheduled attempt, in the order they were written (createdAt, then id).
+// scheduled attempt, in the order they were written (created_at, then seq;
+// a re-stamp changes neither, only the key and createdAt sent).
 func (c *Client) pendingRequests(ctx context.Context) ([]due, error) {
-	rows, err := c.store.db.QueryContext(ctx, `SELECT request_id, to_user_id, content, created_at, fail_count, next_attempt_at
+	rows, err := c.store.db.QueryContext(ctx, `SELECT request_id, wire_request_id, to_user_id, content, wire_created_at, fail_count, next_attempt_at
 		FROM MessageRequests WHERE next_attempt_at IS NOT NULL ORDER BY created_at, seq`)
 	if err != nil {
 		return nil, err
@@ -34,7 +37,7 @@ func (c *Client) pendingRequests(ctx context.Context) ([]due, error) {
 	var out []due
 	for rows.Next() {
 		var d due
-		if err := rows.Scan(&d.id, &d.to, &d.content, &d.createdAt, &d.fails, &d.nextAt); err != nil {
+		if err := rows.Scan(&d.id, &d.key, &d.to, &d.content, &d.createdAt, &d.fails, &d.nextAt); err != nil {
 			return nil, err
 		}
 		out = append(out, d)
@@ -44,7 +47,8 @@ func (c *Client) pendingRequests(ctx context.Context) ([]due, error) {
 
 // expireSent is the timeout controller: a request SENT longer than the
 // send timeout ago got no answer (the process died, or the call hangs) and
-// becomes FAILED, so that it is retried with the same requestId.
+// becomes FAILED, so that it is retried with the same requestId. The
+// server may have accepted it, so it is maybe-accepted from now on.
 func (c *Client) expireSent(ctx context.Context) (int, error) {
 	cutoff := c.now().Add(-time.Duration(c.cfg.SendTimeoutMillis) * time.Millisecond)
 	var ids []int64
@@ -69,7 +73,7 @@ func (c *Client) expireSent(ctx context.Context) (int, error) {
 		}
 		rows.Close()
 		for _, x := range rs {
-			if err := c.markFailed(ctx, tx, x.id, x.fails+1, false, 0); err != nil {
+			if err := c.markFailed(ctx, tx, x.id, x.fails+1, false, 0, true); err != nil {
 				return err
 			}
 			ids, tos = append(ids, x.id), append(tos, x.to)
@@ -84,60 +88,120 @@ func (c *Client) expireSent(ctx context.Context) (int, error) {
 
 // markFailed records a failed attempt: FAILED with a retry scheduled after
 // the backoff, or FAILED for good (no next attempt) when the attempts are
-// used up or retrying cannot help.
-func (c *Client) markFailed(ctx context.Context, tx *sql.Tx, id int64, fails int, permanent bool, atLeast time.Duration) error {
+// used up or retrying cannot help. unknown says that the server may have
+// accepted the attempt (no answer, a timeout, a 5xx): the request is then
+// maybe-accepted for as long as it keeps its key.
+func (c *Client) markFailed(ctx context.Context, tx *sql.Tx, id int64, fails int, permanent bool, atLeast time.Duration, unknown bool) error {
 	var next any
 	if !permanent && fails < c.cfg.MaxAttempts {
 		d := backoff(fails, time.Duration(c.cfg.RetryBaseMillis)*time.Millisecond, time.Duration(c.cfg.RetryMaxMillis)*time.Millisecond)
 		d = max(d, atLeast)
 		next = c.now().Add(d).UnixMilli()
 	}
-	_, err := tx.ExecContext(ctx, `UPDATE MessageRequests SET status = 'FAILED', fail_count = ?, next_attempt_at = ?, last_modified_at = ? WHERE request_id = ?`,
-		fails, next, c.nowString(), id)
+	_, err := tx.ExecContext(ctx, `UPDATE MessageRequests SET status = 'FAILED', fail_count = ?, next_attempt_at = ?,
+		maybe_accepted = maybe_accepted OR ?, last_modified_at = ? WHERE request_id = ?`,
+		fails, next, unknown, c.nowString(), id)
 	return err
 }
 
 // attempt sends one request and records the outcome. It returns the send
 // error, nil when the server accepted the message.
+//
+// A 409 request_expired to a request that no attempt can have got into
+// the server re-stamps it (fresh key, createdAt now) and sends it again at
+// once, in this call, so that it keeps its place before the recipient's
+// later requests. That happens once per call: a fresh key refused too (a
+// clock far off) counts as a failed attempt and waits for the backoff.
 func (c *Client) attempt(ctx context.Context, d due) error {
-	now := c.nowString()
-	err := c.store.write(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `UPDATE MessageRequests SET status = 'SENT', last_sent_at = ?, last_modified_at = ?, next_attempt_at = NULL WHERE request_id = ?`, now, now, d.id)
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	sctx, cancel := context.WithTimeout(ctx, time.Duration(c.cfg.SendTimeoutMillis)*time.Millisecond)
-	resp, sendErr := c.remote.postMessage(sctx, wire.NewMessageRequest{RequestID: d.id, ToUserID: d.to, Content: d.content, CreatedAt: d.createdAt})
-	cancel()
-	if sendErr == nil {
-		if err := c.accept(context.WithoutCancel(ctx), d.id, resp); err != nil {
+	wctx := context.WithoutCancel(ctx)
+	for restamped := false; ; restamped = true {
+		now := c.nowString()
+		err := c.store.write(ctx, func(tx *sql.Tx) error {
+			_, err := tx.ExecContext(ctx, `UPDATE MessageRequests SET status = 'SENT', last_sent_at = ?, last_modified_at = ?, next_attempt_at = NULL WHERE request_id = ?`, now, now, d.id)
+			return err
+		})
+		if err != nil {
 			return err
 		}
-		return nil
+		sctx, cancel := context.WithTimeout(ctx, time.Duration(c.cfg.SendTimeoutMillis)*time.Millisecond)
+		resp, sendErr := c.remote.postMessage(sctx, wire.NewMessageRequest{RequestID: d.key, ToUserID: d.to, Content: d.content, CreatedAt: d.createdAt})
+		cancel()
+		if sendErr == nil && resp.FromMessageRequestID != d.key {
+			// Not the answer to the key sent: the outcome is unknown, and
+			// a retry with the same key gets the server's answer to it.
+			sendErr = fmt.Errorf("client: answer for requestId %d to requestId %d", resp.FromMessageRequestID, d.key)
+		}
+		if sendErr == nil {
+			return c.accept(wctx, d.id, resp)
+		}
+		if ctx.Err() != nil {
+			// Shutting down: leave it SENT, as a crash would; the timeout
+			// controller makes it FAILED (maybe accepted) later and it is
+			// retried with the same requestId.
+			return sendErr
+		}
+		var next *due
+		err = c.store.write(wctx, func(tx *sql.Tx) error {
+			var err error
+			next, err = c.recordFailure(wctx, tx, d, sendErr, !restamped)
+			return err
+		})
+		c.notify.conversation(d.to)
+		if err != nil {
+			return err
+		}
+		if next == nil {
+			return sendErr
+		}
+		c.log.Debug("request expired, re-stamped", "requestId", d.id, "oldKey", d.key, "key", next.key)
+		d = *next
 	}
-	if ctx.Err() != nil {
-		// Shutting down: leave it SENT, as a crash would; the timeout
-		// controller makes it FAILED later and it is retried with the same
-		// requestId.
-		return sendErr
+}
+
+// recordFailure records an attempt that the server did not accept, in the
+// caller's transaction. It returns the request re-stamped and to be sent at
+// once, or nil.
+func (c *Client) recordFailure(ctx context.Context, tx *sql.Tx, d due, sendErr error, mayRestamp bool) (*due, error) {
+	ae, isAPI := isAPIError(sendErr)
+	if !isAPI || !ae.expired() || !mayRestamp {
+		// No answer, or a 5xx: the server may have stored it. An answer
+		// refusing it (4xx) proves it did not.
+		permanent, unknown := false, true
+		var wait time.Duration
+		if isAPI {
+			permanent, unknown, wait = ae.permanent(), !ae.storedNothing(), ae.RetryAfter
+		}
+		c.log.Debug("send failed", "requestId", d.id, "key", d.key, "fails", d.fails+1, "err", sendErr)
+		return nil, c.markFailed(ctx, tx, d.id, d.fails+1, permanent, wait, unknown)
 	}
-	permanent := false
-	var wait time.Duration
-	if ae, ok := isAPIError(sendErr); ok {
-		permanent = ae.permanent()
-		wait = ae.RetryAfter
+	var maybe bool
+	err := tx.QueryRowContext(ctx, `SELECT maybe_accepted FROM MessageRequests WHERE request_id = ? AND wire_request_id = ?`, d.id, d.key).Scan(&maybe)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil // deleted (or re-stamped by Resend) meanwhile
 	}
-	c.log.Debug("send failed", "requestId", d.id, "fails", d.fails+1, "err", sendErr)
-	err = c.store.write(context.WithoutCancel(ctx), func(tx *sql.Tx) error {
-		return c.markFailed(ctx, tx, d.id, d.fails+1, permanent, wait)
-	})
-	c.notify.conversation(d.to)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return sendErr
+	if maybe {
+		// An earlier attempt may have been accepted and the server can no
+		// longer tell: sending it under any key could show it twice. FAILED
+		// for good, expired; the app asks the user before a Resend.
+		c.log.Debug("request expired, may have been accepted", "requestId", d.id, "key", d.key)
+		_, err := tx.ExecContext(ctx, `UPDATE MessageRequests SET status = 'FAILED', fail_count = ?, next_attempt_at = NULL, expired = 1, last_modified_at = ?
+			WHERE request_id = ?`, d.fails+1, c.nowString(), d.id)
+		return nil, err
+	}
+	// Nothing of it can be on the server: a fresh key cannot make a copy.
+	// It stays PENDING (due now, should this process die before the send),
+	// in its place: the order is created_at and seq, which do not change.
+	nd := d
+	nd.key, nd.createdAt = newRequestID(), c.nowString()
+	_, err = tx.ExecContext(ctx, `UPDATE MessageRequests SET wire_request_id = ?, wire_created_at = ?, status = 'PENDING', next_attempt_at = ?,
+		maybe_accepted = 0, expired = 0, last_modified_at = ? WHERE request_id = ?`, nd.key, nd.createdAt, c.now().UnixMilli(), nd.createdAt, d.id)
+	if err != nil {
+		return nil, err
+	}
+	return &nd, nil
 }
 
 // sendDue sends every request whose time has come. Requests to one

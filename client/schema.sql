@@ -38,8 +38,9 @@ CREATE TABLE MessageRequests (
   last_modified_at TEXT NOT NULL,
   last_sent_at TEXT,
   fail_count INTEGER NOT NULL DEFAULT 0,
-  -- bookkeeping: createdAt must be resent unchanged for the server's
-  -- idempotency check; next_attempt_at (Unix ms) is when the scheduler may
+  -- bookkeeping: created_at is when the user wrote it (it orders the
+  -- requests; what is sent as createdAt is wire_created_at, added by
+  -- schema_v2.sql); next_attempt_at (Unix ms) is when the scheduler may
   -- send it, NULL for drafts and for requests that failed for good.
   created_at TEXT NOT NULL,
   next_attempt_at INTEGER,

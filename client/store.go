@@ -19,15 +19,22 @@ import (
 //go:embed schema.sql
 var schemaV1 string
 
+// schemaV2 adds the re-stampable idempotency key and the request's
+// maybe-accepted and expired marks (the server's 409 request_expired).
+//
+//go:embed schema_v2.sql
+var schemaV2 string
+
 // migrations[i] moves the database from user_version i to i+1. A migration
 // is appended, never edited, once released.
 var migrations = []string{
 	schemaV1,
+	schemaV2,
 }
 
 // SchemaVersion is the user_version of a database this package fully
 // migrated.
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 // store owns chats.db. Writes go through one mutex, so that write
 // transactions never wait on each other inside SQLite (which would surface

@@ -16,6 +16,11 @@
 // Messages live in the local database: history and chats work offline.
 // send stores first and tries to deliver for a few seconds at most; what it
 // could not deliver stays queued, and every later command first retries it.
+//
+// A message shown "! failed (expired: ...)" may have been delivered already:
+// an attempt got no answer, and the server no longer remembers it. In the
+// interactive mode /resend asks for confirmation before sending it again,
+// since the recipient may then see it twice.
 package main
 
 import (
@@ -261,30 +266,16 @@ func cmdSend(c *client.Client, o options, args []string, stdout, stderr io.Write
 	}
 	// Earlier queued messages go first, in order, then this one.
 	ferr := c.Flush(sendBudget)
-	r, rerr := c.Request(m.RequestID)
-	var out client.Message
-	if errors.Is(rerr, client.ErrNotFound) {
-		// Accepted: it is a Message now, the newest of ours in the chat.
-		h, err := c.History(to, 0, 50)
-		if err != nil {
-			return err
-		}
-		for i := h.Len() - 1; i >= 0; i-- {
-			if x := h.Get(i); !x.Pending() && x.FromUserID == c.UserID() && x.Content == m.Content && x.CreatedAt == m.CreatedAt {
-				out = *x
-				break
-			}
-		}
-	} else {
-		out = *m
-		if r != nil {
-			out.FailCount = r.FailCount
-			if r.Status == client.RequestFailed && ferr != nil {
-				if _, ok := ferr.(*client.APIError); ok {
-					out.Status = client.StatusFailed
-				}
-			}
-		}
+	out, err := sentView(c, to, m)
+	if err != nil {
+		return err
+	}
+	switch {
+	case out.Status == client.StatusFailed && out.Expired:
+		fmt.Fprintf(stderr, "edgechat: not delivered, expired: it may have been delivered already: %v\n", ferr)
+	case out.Status == client.StatusFailed:
+		fmt.Fprintf(stderr, "edgechat: not delivered: %v\n", ferr)
+	case out.Pending():
 		fmt.Fprintf(stderr, "edgechat: not delivered yet, queued: %v\n", ferr)
 	}
 	if o.json {
@@ -292,6 +283,28 @@ func cmdSend(c *client.Client, o options, args []string, stdout, stderr io.Write
 	}
 	fmt.Fprintln(stdout, formatMessage(&out, c.UserID()))
 	return nil
+}
+
+// sentView is m as the conversation shows it now: the request, found by
+// its RequestID (a re-stamp after a 409 request_expired keeps it), or,
+// once accepted, the newest message of mine with its content created at or
+// after it (a re-stamp moves createdAt later).
+func sentView(c *client.Client, to int64, m *client.Message) (client.Message, error) {
+	h, err := c.History(to, 0, 50)
+	if err != nil {
+		return client.Message{}, err
+	}
+	for i := h.Len() - 1; i >= 0; i-- {
+		if x := h.Get(i); x.Pending() && x.RequestID == m.RequestID {
+			return *x, nil
+		}
+	}
+	for i := h.Len() - 1; i >= 0; i-- {
+		if x := h.Get(i); !x.Pending() && x.FromUserID == c.UserID() && x.Content == m.Content && x.CreatedAt >= m.CreatedAt {
+			return *x, nil
+		}
+	}
+	return *m, nil
 }
 
 func cmdSync(c *client.Client, o options, stdout, stderr io.Writer) error {
@@ -445,7 +458,11 @@ func shortTime(ts string) string {
 
 func formatMessage(m *client.Message, me int64) string {
 	if m.FromUserID == me {
-		return fmt.Sprintf("%s  me: %s  %s", shortTime(m.CreatedAt), m.Content, mark(m.Status))
+		line := fmt.Sprintf("%s  me: %s  %s", shortTime(m.CreatedAt), m.Content, mark(m.Status))
+		if m.Status == client.StatusFailed && m.Expired {
+			line += " (expired: it may have been delivered already)"
+		}
+		return line
 	}
 	return fmt.Sprintf("%s  %d: %s", shortTime(m.CreatedAt), m.FromUserID, m.Content)
 }
@@ -549,6 +566,8 @@ type screen struct {
 	w       io.Writer
 	current int64 // 0: the chat list
 	state   string
+	notice  string // shown under the screen until the next input
+	confirm int64  // the expired request a second /resend sends
 }
 
 func (s *screen) enter(contact int64) {
@@ -595,10 +614,16 @@ func (s *screen) draw() {
 	for i := 0; i < page.Len(); i++ {
 		m := page.Get(i)
 		line := formatMessage(m, s.c.UserID())
-		if m.Status == client.StatusFailed {
+		switch {
+		case m.Status == client.StatusFailed && m.Expired:
+			line += fmt.Sprintf("  (/resend %d sends it again, it may show twice · /delete %d)", m.RequestID, m.RequestID)
+		case m.Status == client.StatusFailed:
 			line += fmt.Sprintf("  (/resend %d · /delete %d)", m.RequestID, m.RequestID)
 		}
 		fmt.Fprintln(s.w, line)
+	}
+	if s.notice != "" {
+		fmt.Fprintln(s.w, "\n"+s.notice)
 	}
 	fmt.Fprintln(s.w, "\ntype a message and Enter · /back · /typing · /quit")
 	if s.current != 0 {
@@ -606,11 +631,30 @@ func (s *screen) draw() {
 	}
 }
 
+// resend sends a failed message again. An expired one may have been
+// delivered already and would then show twice: the first /resend only
+// says so, a second one sends it.
+func (s *screen) resend(id int64) error {
+	r, err := s.c.Request(id)
+	if err != nil {
+		return err
+	}
+	if r.Expired && s.confirm != id {
+		s.confirm = id
+		s.notice = fmt.Sprintf("message %d may have been delivered already: /resend %d again to send it anyway (it may then show twice)", id, id)
+		s.draw()
+		return nil
+	}
+	s.confirm = 0
+	return s.c.Resend(id)
+}
+
 // input handles one line; it reports whether to quit.
 func (s *screen) input(line string) bool {
 	if line == "/quit" {
 		return true
 	}
+	s.notice = ""
 	switch {
 	case line == "":
 	case line == "/back":
@@ -628,7 +672,7 @@ func (s *screen) input(line string) bool {
 		id, err := strconv.ParseInt(strings.TrimSpace(line[8:]), 10, 64)
 		if err == nil {
 			if line[1] == 'r' {
-				err = s.c.Resend(id)
+				err = s.resend(id)
 			} else {
 				err = s.c.DeleteRequest(id)
 			}

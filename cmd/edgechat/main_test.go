@@ -4,9 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +21,7 @@ import (
 	"github.com/edgenode/edgenode/client"
 	"github.com/edgenode/edgenode/config"
 	"github.com/edgenode/edgenode/node"
+	"github.com/edgenode/edgenode/wire"
 )
 
 const jwtSecret = "jwt-secret-for-edgechat-tests-0123456789"
@@ -53,8 +61,13 @@ func newUser(t *testing.T, dir, server string, id int64) *user {
 }
 
 func (u *user) run(args ...string) (code int, stdout, stderr string) {
+	return u.runIn("", args...)
+}
+
+// runIn runs edgechat with stdin, e.g. lines typed in the interactive mode.
+func (u *user) runIn(stdin string, args ...string) (code int, stdout, stderr string) {
 	var out, errb bytes.Buffer
-	code = run(args, strings.NewReader(""), &out, &errb, func(k string) string { return u.env[k] })
+	code = run(args, strings.NewReader(stdin), &out, &errb, func(k string) string { return u.env[k] })
 	return code, out.String(), errb.String()
 }
 
@@ -153,5 +166,86 @@ func TestParseFlagsAnywhere(t *testing.T) {
 	}
 	if _, err := parse([]string{"--nope"}, func(string) string { return "" }); err == nil {
 		t.Fatal("unknown flag accepted")
+	}
+}
+
+// An attempt without a known outcome (a 503) then a 409 request_expired:
+// the message is shown failed, expired; /resend asks first and the second
+// /resend sends it again, as a new message.
+func TestExpiredMessageShownAndResendAsksFirst(t *testing.T) {
+	dir := t.TempDir()
+	n := startNode(t, filepath.Join(dir, "node"), "127.0.0.1:0")
+	nodeURL, _ := url.Parse(n.URL())
+	rp := httputil.NewSingleHostReverseProxy(nodeURL)
+	var mu sync.Mutex
+	var first int64
+	tries := 0
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/edges" {
+			io.WriteString(w, "[]") // stay behind the proxy
+			return
+		}
+		if r.Method == http.MethodPost && r.URL.Path == "/v1/messages" {
+			b, _ := io.ReadAll(r.Body)
+			r.Body = io.NopCloser(bytes.NewReader(b))
+			var req wire.NewMessageRequest
+			json.Unmarshal(b, &req)
+			mu.Lock()
+			if first == 0 {
+				first = req.RequestID
+			}
+			mine := req.RequestID == first
+			if mine {
+				tries++
+			}
+			try := tries
+			mu.Unlock()
+			if mine {
+				e := wire.Errorf(wire.CodeUnavailable, "no leader") // outcome unknown
+				if try > 1 {
+					e = wire.Errorf(wire.CodeRequestExpired, "too old to be checked") // the server forgot it
+				}
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(e.Status())
+				json.NewEncoder(w).Encode(e.Body())
+				return
+			}
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	defer proxy.Close()
+	alice := newUser(t, dir, proxy.URL, 1)
+	bob := newUser(t, dir, n.URL(), 2)
+
+	code, out, errs := alice.run("send", "2", "did you get this?")
+	if code != 0 || !strings.Contains(errs, "queued") || !strings.Contains(out, "…") {
+		t.Fatalf("send after a 503: %d %q %q", code, out, errs)
+	}
+	// The next command retries it: 409.
+	if out := alice.ok("history", "2"); !strings.Contains(out, "me: did you get this?  ! failed (expired: it may have been delivered already)") {
+		t.Fatalf("history after the 409 %q", out)
+	}
+	h := alice.history("2")
+	if len(h) != 1 || h[0].Status != client.StatusFailed || !h[0].Expired || h[0].RequestID != first {
+		t.Fatalf("alice's history %+v", h)
+	}
+	resend := fmt.Sprintf("/resend %d\n", first)
+	code, out, errs = alice.runIn(resend, "chat", "2")
+	if code != 0 || !strings.Contains(out, fmt.Sprintf("/resend %d sends it again, it may show twice", first)) ||
+		!strings.Contains(out, fmt.Sprintf("message %d may have been delivered already: /resend %d again", first, first)) {
+		t.Fatalf("one /resend: %d %q %q", code, out, errs)
+	}
+	if h := alice.history("2"); len(h) != 1 || !h[0].Expired {
+		t.Fatalf("one /resend sent it: %+v", h)
+	}
+	if code, out, errs := alice.runIn(resend+resend, "chat", "2"); code != 0 {
+		t.Fatalf("two /resends: %d %q %q", code, out, errs)
+	}
+	h = alice.history("2")
+	if len(h) != 1 || h[0].MessageID == 0 || h[0].Expired {
+		t.Fatalf("alice after the resend %+v", h)
+	}
+	if h := bob.history("1"); len(h) != 1 || h[0].Content != "did you get this?" {
+		t.Fatalf("bob got %+v", h)
 	}
 }
