@@ -44,7 +44,7 @@
 //     same toUserId and createdAt) on every retry, so a retry after a lost
 //     answer gets the same message. fromMessageRequestId matches the
 //     answer to the request. The server remembers a key for at most 24 h,
-//     and only the sender's 16 newest accepted sends to each shard's
+//     and only the sender's 8 newest accepted sends to each shard's
 //     recipients; a request it can no longer check gets 409
 //     request_expired (see Deep dive, Expired).
 //   - GET /v1/messages syncs on start and after every reconnect.

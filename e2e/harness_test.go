@@ -74,7 +74,7 @@ func goTool() string {
 	return filepath.Join(runtime.GOROOT(), "bin", "go")
 }
 
-// soak is E2E_SOAK=1: longer load phases (make soak).
+// soak is E2E_SOAK=1: longer load phases (make soak-faults).
 func soak() bool { return os.Getenv("E2E_SOAK") != "" && os.Getenv("E2E_SOAK") != "0" }
 
 // phase is how long load runs after a fault has been recovered from.

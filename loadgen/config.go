@@ -59,6 +59,10 @@ type Config struct {
 	Idle      bool `json:"idle"`
 	Procs     int  `json:"procs"`
 	ServerPID int  `json:"serverPid,omitempty"`
+
+	// ReportEvery > 0 cuts the measurement window into intervals of this
+	// length and reports each one as it ends (see IntervalReport).
+	ReportEvery Duration `json:"reportEvery,omitempty"`
 }
 
 // DefaultConfig has the defaults of every flag.
@@ -203,6 +207,9 @@ func (c *Config) Validate(fdLimit int) error {
 	}
 	if c.ServerPID < 0 {
 		bad("--server-pid must be a process id")
+	}
+	if c.ReportEvery < 0 || (c.ReportEvery > 0 && c.ReportEvery.D() < 100*time.Millisecond) {
+		bad("--report-every must be at least 100ms (or 0: no interval reports)")
 	}
 	if fdLimit > 0 && len(errs) == 0 {
 		conns := 0

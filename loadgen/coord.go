@@ -25,15 +25,17 @@ import (
 // The worker writes Msg lines on stdout: "progress" every second,
 // "connected" once its ramp-up ended, "done" with its Result once its
 // timeline and drain ended (sockets still open, so the coordinator can read
-// the server's memory), "error" if it cannot run.
+// the server's memory), "error" if it cannot run, and with --report-every
+// "interval" as each interval of the measurement window ends.
 
 // Msg is one line from a worker.
 type Msg struct {
-	Kind     string         `json:"kind"`
-	Progress *Progress      `json:"progress,omitempty"`
-	Connect  *ConnectResult `json:"connect,omitempty"`
-	Result   *Result        `json:"result,omitempty"`
-	Error    string         `json:"error,omitempty"`
+	Kind     string          `json:"kind"`
+	Progress *Progress       `json:"progress,omitempty"`
+	Connect  *ConnectResult  `json:"connect,omitempty"`
+	Result   *Result         `json:"result,omitempty"`
+	Interval *IntervalReport `json:"interval,omitempty"`
+	Error    string          `json:"error,omitempty"`
 }
 
 // RunWorker runs one worker over the line protocol until "close" or the
@@ -62,6 +64,7 @@ func RunWorker(in io.Reader, out io.Writer) error {
 		return err
 	}
 	defer w.Close()
+	w.OnInterval = func(r IntervalReport) { send(Msg{Kind: "interval", Interval: &r}) }
 
 	cmds := make(chan string, 4)
 	go func() {
@@ -157,7 +160,19 @@ type workerMsg struct {
 // Coordinate runs cfg over cfg.Procs workers started by spawn, prints a
 // progress line every second to log, and returns the merged result.
 func Coordinate(ctx context.Context, cfg Config, spawn Spawn, log io.Writer) (*Result, error) {
+	return CoordinateWithReports(ctx, cfg, spawn, log, nil)
+}
+
+// CoordinateWithReports is Coordinate that, when cfg.ReportEvery > 0 and
+// reports is not nil, also writes one JSON line (an IntervalReport merged
+// over the workers) to reports as each interval of the measurement window
+// ends.
+func CoordinateWithReports(ctx context.Context, cfg Config, spawn Spawn, log io.Writer, reports io.Writer) (*Result, error) {
 	n := cfg.Procs
+	var iw *intervalWriter
+	if cfg.ReportEvery > 0 && reports != nil {
+		iw = newIntervalWriter(reports, n)
+	}
 	runBase := time.Now().UnixMicro()
 	msgs := make(chan workerMsg, 64*n)
 	stdins := make([]io.WriteCloser, n)
@@ -252,6 +267,10 @@ func Coordinate(ctx context.Context, cfg Config, spawn Spawn, log io.Writer) (*R
 			switch m.Kind {
 			case "progress":
 				latest[i] = *m.Progress
+			case "interval":
+				if m.Interval != nil {
+					iw.add(*m.Interval)
+				}
 			case "connected":
 				connects = append(connects, *m.Connect)
 				if !ended[i] {
@@ -336,6 +355,9 @@ func Coordinate(ctx context.Context, cfg Config, spawn Spawn, log io.Writer) (*R
 		}
 	}
 	readers.Wait()
+	if err := iw.flush(); err != nil {
+		failures = append(failures, "interval reports: "+err.Error())
+	}
 	var parts []*Result
 	for _, r := range results {
 		if r != nil {

@@ -82,6 +82,11 @@ type Worker struct {
 
 	errs errCounter
 
+	// Interval reports (ReportEvery > 0; nil otherwise). OnInterval
+	// receives each interval's report; set it before Run.
+	iv         *intervals
+	OnInterval func(IntervalReport)
+
 	ackMu    sync.Mutex
 	ackDirty []*user
 }
@@ -163,6 +168,10 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 		w.users[i] = &user{w: w, id: id, target: global % len(w.targets), auth: "Bearer " + tok}
 	}
 	w.nsend = cfg.SenderCount
+	if cfg.ReportEvery > 0 {
+		w.iv = newIntervals(cfg.ReportEvery.D())
+		w.errs.onAdd = w.iv.fail
+	}
 	if cfg.Ack == AckInterval {
 		go w.ackFlusher()
 	}
@@ -456,6 +465,20 @@ func (w *Worker) Run(ctx context.Context, start time.Time) {
 	w.runStart = start
 	w.measureStart = start.Add(w.cfg.Warmup.D())
 	w.measureEnd = w.measureStart.Add(w.cfg.Duration.D())
+	if w.iv != nil {
+		w.iv.window(w.measureStart, w.measureEnd)
+		w.iv.onReport = func(r IntervalReport) {
+			if w.OnInterval != nil {
+				w.OnInterval(r)
+			}
+		}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			w.iv.run(ctx, w.ready.Load)
+		}()
+		defer func() { <-done }()
+	}
 	if d := time.Until(start); d > 0 {
 		select {
 		case <-ctx.Done():
@@ -477,6 +500,7 @@ func (w *Worker) Run(ctx context.Context, start time.Time) {
 			if measured {
 				w.offered.Add(1)
 			}
+			w.iv.attempt(at)
 			if w.inflight.Load() >= limit {
 				w.overloadN.Add(1)
 				w.errorsN.Add(1)
@@ -506,6 +530,7 @@ func (w *Worker) Run(ctx context.Context, start time.Time) {
 					if measured {
 						w.offered.Add(1)
 					}
+					w.iv.attempt(now)
 					w.inflight.Add(1)
 					w.dispatched.Add(1)
 					w.sendWG.Add(1)
@@ -597,6 +622,7 @@ func (w *Worker) sendOne(ctx context.Context, at time.Time, measured bool) {
 			return
 		}
 		w.accepted.Add(1)
+		w.iv.accept(now, now.Sub(at))
 		if !now.Before(w.measureStart) && now.Before(w.measureEnd) {
 			w.acceptedInWin.Add(1)
 		}
@@ -633,6 +659,7 @@ func (w *Worker) onDeliver(nonce int64, now time.Time) {
 		return
 	}
 	w.delivered.Add(1)
+	w.iv.deliver(now, now.Sub(p.at))
 	if p.accepted && p.measured {
 		w.pendAccepted.Add(-1)
 	}
@@ -834,9 +861,13 @@ type errCounter struct {
 	mu     sync.Mutex
 	n      map[string]int64
 	sample map[string]string
+	onAdd  func(kind string) // also told of every error (interval reports), if set
 }
 
 func (e *errCounter) add(kind, sample string) {
+	if e.onAdd != nil {
+		e.onAdd(kind)
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.n == nil {

@@ -5,7 +5,7 @@
 // # What the state machine holds
 //
 // Per shard: the queues of its users (new messages and DELIVERED/READ
-// receipts, in id order); per sender, the 16 newest sends to its users
+// receipts, in id order); per sender, the 8 newest sends to its users
 // (recipient, requestId → message id, a fingerprint of content and
 // createdAt, and createdAt), written in the same log entry as the message
 // and each kept for at most the idempotency window (24 h by default); push

@@ -57,7 +57,7 @@ type fsm struct {
 // the users of one shard are remembered (within the idempotency window).
 // Kafka's idempotent producer keeps five per partition; the SDK sends one
 // request at a time per recipient, so a retry is almost always the newest.
-const IdempotencyPerSender = 16
+const IdempotencyPerSender = 8
 
 // senderIdem is what a shard remembers of one sender's sends to its users.
 // A request that is not among recs and whose createdAt is at or before

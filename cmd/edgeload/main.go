@@ -86,6 +86,19 @@
 // overload, delivered, undelivered) are of the sends scheduled inside the
 // window. The error map counts the whole run, warm-up included.
 //
+// Interval reports: --report-every 1m --report-file F cuts the measurement
+// window into intervals of that length and, as each one ends, appends one
+// JSON line to F (merged over the worker processes): the interval's start
+// and end, sends attempted (scheduled in it), accepted (201s that arrived in
+// it), errors by kind (http_<status>_<code>, timeout, overload, socket_...)
+// and their total, deliveries that arrived in it with their send→deliver
+// latency (p50, p99, max... in ms, field "deliver"), the same for send→201,
+// and the sockets ready at its end. A long run (a soak, scripts/soak.sh)
+// keeps its sockets and is still read minute by minute:
+//
+//	edgeload ... --users 10000 --senders 1.0 --rate 2000 --duration 60m \
+//	    --report-every 1m --report-file soak.jsonl
+//
 // Scale: --procs K re-executes edgeload K times as workers, each with a
 // slice of the users and of the rate; with loopback targets, worker i
 // connects from 127.0.0.(i+2). The parent merges their results (histograms
@@ -95,6 +108,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -122,7 +136,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	}
-	cfg, jsonPath, err := parseFlags(args, stderr)
+	cfg, out, err := parseFlags(args, stderr)
 	if err != nil {
 		if err == flag.ErrHelp {
 			return 0
@@ -152,13 +166,23 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if cfg.Procs > 1 {
 		spawn = subprocess
 	}
-	res, err := loadgen.Coordinate(ctx, cfg, spawn, stderr)
+	var reports io.Writer
+	if out.reportFile != "" {
+		f, err := os.OpenFile(out.reportFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		if err != nil {
+			fmt.Fprintln(stderr, "edgeload:", err)
+			return 1
+		}
+		defer f.Close()
+		reports = f
+	}
+	res, err := loadgen.CoordinateWithReports(ctx, cfg, spawn, stderr, reports)
 	if err != nil {
 		fmt.Fprintln(stderr, "edgeload:", err)
 		return 1
 	}
 	res.WriteText(stdout)
-	if jsonPath != "" {
+	if jsonPath := out.json; jsonPath != "" {
 		b, _ := json.MarshalIndent(res, "", "  ")
 		if err := os.WriteFile(jsonPath, append(b, '\n'), 0o644); err != nil {
 			fmt.Fprintln(stderr, "edgeload:", err)
@@ -171,7 +195,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func parseFlags(args []string, stderr io.Writer) (loadgen.Config, string, error) {
+// outputs are the files a run writes besides stdout.
+type outputs struct {
+	json       string // --json
+	reportFile string // --report-file
+}
+
+func parseFlags(args []string, stderr io.Writer) (loadgen.Config, outputs, error) {
 	cfg := loadgen.DefaultConfig()
 	fs := flag.NewFlagSet("edgeload", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -199,15 +229,20 @@ func parseFlags(args []string, stderr io.Writer) (loadgen.Config, string, error)
 	fs.IntVar(&cfg.Procs, "procs", cfg.Procs, "worker processes (each takes a slice of users and rate; loopback source addresses 127.0.0.2...)")
 	fs.IntVar(&cfg.ServerPID, "server-pid", 0, "pid of a local node: report its VmRSS per socket")
 	jsonPath := fs.String("json", "", "write the full result (histograms included) to this file")
+	reportEvery := fs.Duration("report-every", 0, "cut the measurement window into intervals of this length and report each (needs --report-file); 0 = off")
+	reportFile := fs.String("report-file", "", "with --report-every: append one JSON line per interval to this file")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: edgeload [flags]   (see `go doc ./cmd/edgeload` for examples)")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
-		return cfg, "", err
+		return cfg, outputs{}, err
 	}
 	if fs.NArg() > 0 {
-		return cfg, "", fmt.Errorf("unexpected arguments: %q", fs.Args())
+		return cfg, outputs{}, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	if (*reportEvery > 0) != (*reportFile != "") {
+		return cfg, outputs{}, errors.New("--report-every and --report-file go together")
 	}
 	cfg.Targets = nil
 	for _, t := range strings.Split(*targets, ",") {
@@ -223,10 +258,11 @@ func parseFlags(args []string, stderr io.Writer) (loadgen.Config, string, error)
 	cfg.Drain = loadgen.Duration(*drain)
 	cfg.Settle = loadgen.Duration(*settle)
 	cfg.AckEvery = loadgen.Duration(*ackEvery)
+	cfg.ReportEvery = loadgen.Duration(*reportEvery)
 	if cfg.Idle {
 		cfg.Warmup = 0
 	}
-	return cfg, *jsonPath, nil
+	return cfg, outputs{json: *jsonPath, reportFile: *reportFile}, nil
 }
 
 // fdLimit is this process's open-file limit (Go raises the soft limit to

@@ -276,7 +276,7 @@ func TestKillNineLosesNothingAcknowledged(t *testing.T) {
 		}
 	}
 	// Retrying an acknowledged request answers the same id: the newest of
-	// a sender, which the server remembers (its last 16 per shard).
+	// a sender, which the server remembers (its last 8 per shard).
 	var newest key
 	for k := range acked {
 		if k.from == 1 && k.req > newest.req {
