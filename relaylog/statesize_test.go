@@ -95,3 +95,44 @@ func stateGrowth(sends int) (heap, snap int64) {
 	runtime.KeepAlive(f)
 	return heap, sink.n
 }
+
+// BenchmarkStateCost measures the heap each kind of state costs, for the
+// capacity arithmetic of docs/PERFORMANCE.md: a sender's entry with its 8
+// records, the same entry once its records expired (floor only), and a
+// user's last connection time.
+//
+//	go test -tags hashicorpmetrics -run XXX -bench StateCost -benchtime 1x ./relaylog/
+func BenchmarkStateCost(b *testing.B) {
+	const senders = 200_000
+	at := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	for b.Loop() {
+		base := heapInUse()
+		f := newFSM(0, 1, nil)
+		idx := uint64(0)
+		for s := int64(1); s <= senders; s += 1000 {
+			var cmds []*command
+			for u := s; u < s+1000; u++ {
+				for r := int64(0); r < IdempotencyPerSender; r++ {
+					t := at.Add(time.Duration(r) * time.Millisecond)
+					cmds = append(cmds, &command{kind: cmdSend, id: minIDAt(t), user: 1, from: u, reqID: r + 1, content: "x", createdAt: t.Format(time.RFC3339Nano)})
+				}
+			}
+			idx++
+			f.ApplyBatch([]*raft.Log{{Index: idx, Type: raft.LogCommand, Data: encodeEntry(nil, cmds)}})
+			idx++
+			f.ApplyBatch([]*raft.Log{{Index: idx, Type: raft.LogCommand, Data: encodeEntry(nil, []*command{{kind: cmdAck, user: 1, upTo: 1 << 52}})}})
+		}
+		full := heapInUse()
+		b.ReportMetric(float64(int64(full)-int64(base))/senders, "B/sender-with-8-records")
+		// Records past the window: only the floors stay.
+		f.ApplyBatch([]*raft.Log{{Index: idx + 1, Type: raft.LogCommand, Data: encodeEntry(nil, []*command{{kind: cmdExpire, upTo: 1, at: minIDAt(at.Add(time.Hour))}})}})
+		floors := heapInUse()
+		b.ReportMetric(float64(int64(floors)-int64(base))/senders, "B/sender-floor-only")
+		for u := int64(1); u <= senders; u++ {
+			f.lastConn.set(u, at.UnixMilli())
+		}
+		conn := heapInUse()
+		b.ReportMetric(float64(int64(conn)-int64(floors))/senders, "B/last-connected")
+		runtime.KeepAlive(f)
+	}
+}

@@ -40,13 +40,14 @@
 // A request is answered nil only after its bytes were written and the
 // fdatasync that followed returned (unless Options.NoSync). Preallocation
 // means the records' blocks and the file size are already durable (fsynced
-// when the segment was created, with the directory), so fdatasync's promise
+// when the segment file was created, and its name with the directory when
+// it became a segment), so fdatasync's promise
 // that the written data can be read back after a crash covers every
 // acknowledged record.
 //
 // Recovery replays all segments in sequence order and verifies every CRC.
 // Only the last segment can have been being written at a crash (a segment is
-// sealed and synced before the next one is created), so there the first
+// sealed and synced before the next one gets its name), so there the first
 // incomplete, zero or corrupt record is taken as the end of the log: it and
 // everything after it belong to a write whose fdatasync never returned, i.e. a
 // request never acknowledged. Open truncates the segment there and seals it,
@@ -58,6 +59,15 @@
 // segment cannot be a torn write and fails Open. If a write or fdatasync
 // fails, its requests get the error and the log refuses all later writes
 // (the state of the file is unknown) until reopened, when recovery decides.
+//
+// # Housekeeping
+//
+// A background goroutine prepares the next segment (created as
+// next.wal.tmp, preallocated, fsynced) and removes dead segments, so that
+// the committer neither unlinks a 64 MiB file (25-45 ms measured) nor
+// creates one in the middle of everyone's commits: a rotation renames the
+// prepared file into place and syncs the directory. Recovery ignores, and
+// Open removes, a next.wal.tmp left by a crash.
 //
 // # Compaction
 //
