@@ -361,6 +361,28 @@ func TestThreeRegionClusterReplicatesRoutesAndSurvivesALeaderKill(t *testing.T) 
 		regionOf[back.Config.NodeID] = back.region
 		return fullyReplicated(t, survivors[0], regionOf)
 	})
+
+	// A retry after a leader change answers the identical message: the
+	// newest acknowledged send of a sender (remembered: its shard's last
+	// 8), after its shard's leader handed over.
+	var newest key
+	for k := range acked {
+		if k.from == 1 && k.req > newest.req {
+			newest = k
+		}
+	}
+	to := 300 + newest.req%20
+	shard := relaylog.ShardOf(to, 4)
+	lead := shardsOf(t, survivors[0])[shard].Leader
+	byNode[back.Config.NodeID] = back
+	if err := byNode[lead].Log.Raft(shard).LeadershipTransfer().Error(); err != nil {
+		t.Fatalf("leadership transfer of shard %d from %s: %v", shard, lead, err)
+	}
+	waitFor(t, "a leader of the shard again", 10*time.Second, func() bool { return shardsOf(t, survivors[0])[shard].Leader != "" })
+	code, again := post(t, survivors[0], 1000+newest.from, to, newest.req, fmt.Sprintf("%d/%d", newest.from, newest.req))
+	if code != 201 || again.Message.MessageID != acked[newest] {
+		t.Fatalf("retry of %v after shard %d's leader %s handed over: %d, id %d, want id %d", newest, shard, lead, code, again.Message.MessageID, acked[newest])
+	}
 	_ = os.Getenv
 }
 
