@@ -95,7 +95,7 @@ type Options struct {
 	Transport func(shard int) (raft.Transport, error)
 	// HeartbeatTimeout is raft's heartbeat and election timeout; 0 means
 	// 500 ms: the e2e failover (SIGKILL of a leader, 3 nodes) answered on
-	// every affected shard within 1.3 s (1 s gave 2.8-3.7 s; MEASURED.md's
+	// every affected shard within 1.3 s (1 s gave 2.8-3.7 s, and
 	// 2 s gave 3-6 s). The price is idle traffic: raft heartbeats every
 	// tenth of it, per shard and follower.
 	HeartbeatTimeout time.Duration

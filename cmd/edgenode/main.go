@@ -135,7 +135,7 @@ func serve(args []string, stderr io.Writer) error {
 	case os.Getenv("GOMAXPROCS") == "":
 		// Threads blocked in fsync and socket syscalls hold their P; with
 		// as many Ps as cores, runnable goroutines wait while CPUs idle
-		// (shared/MEASURED.md). 4x the cores measured 5,424-5,591 sends/s
+		// (docs/BASELINE.md). 4x the cores measured 5,424-5,591 sends/s
 		// against 4,404-5,292 at 1x (edgeload, 2,000 users; docs/PERFORMANCE.md).
 		runtime.GOMAXPROCS(4 * runtime.GOMAXPROCS(0))
 	}

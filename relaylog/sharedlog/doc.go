@@ -9,7 +9,7 @@
 // every StoreLogs call is one bolt transaction, i.e. two fdatasyncs. A raft
 // leader batches the applies that queued while its previous write was on disk,
 // so entries per fsync come out near (in-flight applies / shards). Measured on
-// this machine (/work/shared/MEASURED.md: raft v1.8.0, raft-boltdb v2, fsync
+// this machine (docs/BASELINE.md: raft v1.8.0, raft-boltdb v2, fsync
 // on, 250-byte entries, 256-1024 concurrent applies): one shard committed
 // 90,000-100,000 applies/s with 100-340 entries per fsync, but 32 and 64 shards
 // only 1-9 entries per fsync and 10,000-53,000 applies/s; with GOMAXPROCS equal

@@ -65,7 +65,7 @@ func (nopSnap) Release()                             {}
 func benchConfig(id string) *raft.Config {
 	conf := raft.DefaultConfig()
 	conf.LocalID = raft.ServerID(id)
-	// "tuned" of MEASURED.md.
+	// "tuned" of docs/BASELINE.md.
 	conf.MaxAppendEntries = 512
 	conf.BatchApplyCh = true
 	conf.CommitTimeout = 50 * time.Millisecond
