@@ -378,43 +378,23 @@ func (f *fsm) expire(retainID, idemID int64) int {
 			f.senders.set(c.from, c.s)
 		}
 	}
-	var users []int64
-	f.lastConn.each(func(u, ms int64) {
-		if ms < retainMs {
-			users = append(users, u)
-		}
-	})
-	for _, u := range users {
-		f.lastConn.del(u)
-	}
-	users = users[:0]
-	f.devices.each(func(u int64, list []Device) {
+	f.lastConn.deleteIf(func(_, ms int64) bool { return ms < retainMs })
+	// Devices of users idle past retention go, with their tokens.
+	f.devices.deleteIf(func(u int64, list []Device) bool {
 		if ms, _ := f.lastConn.get(u); ms >= retainMs {
-			return
+			return false
 		}
 		for _, d := range list {
 			if d.RegisteredAt >= retainMs {
-				return
+				return false
 			}
 		}
-		users = append(users, u)
-	})
-	for _, u := range users {
-		list, _ := f.devices.get(u)
 		for _, d := range list {
 			delete(f.tokens, d.Token)
 		}
-		f.devices.del(u)
-	}
-	var marks []readKey
-	f.lastRead.each(func(k readKey, upTo int64) {
-		if upTo < retainID {
-			marks = append(marks, k)
-		}
+		return true
 	})
-	for _, k := range marks {
-		f.lastRead.del(k)
-	}
+	f.lastRead.deleteIf(func(_ readKey, upTo int64) bool { return upTo < retainID })
 	return n
 }
 

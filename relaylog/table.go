@@ -87,6 +87,19 @@ func (t *table[K, V]) each(fn func(K, V)) {
 	}
 }
 
+// deleteIf deletes every entry for which drop holds.
+func (t *table[K, V]) deleteIf(drop func(K, V) bool) {
+	var keys []K
+	t.each(func(k K, v V) {
+		if drop(k, v) {
+			keys = append(keys, k)
+		}
+	})
+	for _, k := range keys {
+		t.del(k)
+	}
+}
+
 // freeze returns the current map for a snapshot to read; until thaw with
 // the same generation, writes go to the delta.
 func (t *table[K, V]) freeze(gen int) map[K]V {
