@@ -5,7 +5,12 @@
 #
 #   1. one node, 2,000 sends/s offered, for SOAK_MINUTES (default 60)
 #   2. three nodes (three processes, regions eu/us/ap, shards balanced
-#      first), 1,000 sends/s, for SOAK3_MINUTES (default 30)
+#      first), 1,000 sends/s, for SOAK3_MINUTES (default 30), after a
+#      prefill: the same users at SOAK3_PREFILL_RATE (2,000/s) for
+#      SOAK3_PREFILL (15m), not sampled. Without it the idempotency records
+#      (8 per sender and shard) still fill for ~40 minutes at 1,000/s, and
+#      the run would measure the fill, not the steady state. The one-node
+#      run reaches its bound by minute ~23 on its own.
 #
 # Each run: SOAK_USERS (10,000) users, each with one WebSocket, all of them
 # sending (--senders 1.0) to random others and acknowledging what they get.
@@ -18,12 +23,15 @@
 # interval). At the end soakplot draws $SOAK_OUT/<run>.svg, and edgeload's
 # summary goes to $SOAK_OUT/<run>.txt. The load generator's columns of the
 # CSV (sends_per_s, p50/p99/max_ms of send→deliver, errors) are the whole
-# run's, repeated on each node's row.
+# run's, repeated on each node's row; "snapshots" counts the node's raft
+# snapshots that started in the interval (from the snapshot directories'
+# names), to tell a snapshot's latency from anything else's.
 #
 #   SOAK_MINUTES=2 SOAK3_MINUTES=2 SOAK_INTERVAL=20s scripts/soak.sh   smoke run
 #   SOAK_ONLY=one|three     only one of the two runs
 #   SOAK_OUT=dir            where results go (default docs/soak)
-#   SOAK_USERS, SOAK_RATE1 (2000), SOAK_RATE3 (1000), SOAK_WARMUP (10s)
+#   SOAK_USERS, SOAK_RATE1 (2000), SOAK_RATE3 (1000), SOAK_WARMUP (10s),
+#   SOAK3_PREFILL (15m; 0 for none), SOAK3_PREFILL_RATE (2000)
 #
 # Nodes listen on loopback ports 19800-19832 (scripts/perf.sh uses 188xx).
 # Every process the script starts is killed when it exits; the temporary
@@ -41,6 +49,8 @@ SOAK_USERS=${SOAK_USERS:-10000}
 SOAK_RATE1=${SOAK_RATE1:-2000}
 SOAK_RATE3=${SOAK_RATE3:-1000}
 SOAK_WARMUP=${SOAK_WARMUP:-10s}
+SOAK3_PREFILL=${SOAK3_PREFILL:-15m}
+SOAK3_PREFILL_RATE=${SOAK3_PREFILL_RATE:-2000}
 case "$SOAK_ONLY" in ""|one|three) ;; *) echo "SOAK_ONLY must be one or three" >&2; exit 2 ;; esac
 
 mkdir -p bin "$SOAK_OUT"
@@ -113,6 +123,22 @@ sys.exit(0 if ok else 1)'; then return 0; fi
   echo "soak: cluster did not balance" >&2; return 1
 }
 
+# prefill RUN DURATION RATE TARGETS: the soak's users send and acknowledge
+# for DURATION before the measured run, so that it starts at steady state.
+# Its errors are logged, not fatal: only the measured run is judged.
+prefill() {
+  local run=$1 d=$2 rate=$3 targets=$4
+  case "$d" in ""|0|0s|0m) return 0 ;; esac
+  echo "== $run: prefill, $SOAK_USERS users, $rate sends/s, $d (not sampled)"
+  bin/edgeload --targets "$targets" --jwt-secret "$SECRET" --users "$SOAK_USERS" --senders 1.0 --rate "$rate" \
+    --warmup 0s --duration "$d" --json "$TMP/$run.prefill.json" >"$TMP/$run.prefill.txt" 2>"$TMP/$run.prefill.log" &
+  local load=$!
+  PIDS+=($load)
+  wait $load || echo "soak: $run prefill exited $? (see $TMP/$run.prefill.txt)" >&2
+  forget $load
+  grep -E "^(accepted|errors|sends)" "$TMP/$run.prefill.txt" || tail -3 "$TMP/$run.prefill.txt" || true
+}
+
 # soak RUN TITLE MINUTES RATE TARGETS NODESPEC...: one long edgeload run
 # with a sampler next to it, then the plot. NODESPEC is NAME,PID,URL,DATADIR.
 soak() {
@@ -167,7 +193,9 @@ if [ "$SOAK_ONLY" != one ]; then
   node n3 19830 ap 127.0.0.1:19811; N3=$NODE_PID
   wait_ready http://127.0.0.1:19820 http://127.0.0.1:19830
   wait_balanced 127.0.0.1:19810
-  soak three-nodes "three nodes (eu, us, ap)" "$SOAK3_MINUTES" "$SOAK_RATE3" http://127.0.0.1:19810,http://127.0.0.1:19820,http://127.0.0.1:19830 \
+  T3=http://127.0.0.1:19810,http://127.0.0.1:19820,http://127.0.0.1:19830
+  prefill three-nodes "$SOAK3_PREFILL" "$SOAK3_PREFILL_RATE" "$T3"
+  soak three-nodes "three nodes (eu, us, ap)" "$SOAK3_MINUTES" "$SOAK_RATE3" "$T3" \
     "n1,$N1,http://127.0.0.1:19810,$TMP/n1" "n2,$N2,http://127.0.0.1:19820,$TMP/n2" "n3,$N3,http://127.0.0.1:19830,$TMP/n3"
   stop $N1 $N2 $N3
 fi

@@ -69,6 +69,7 @@ type intervalLine struct {
 type nodeSample struct {
 	rss, heap, queued, dataDir, snapshot float64
 	state                                map[string]float64
+	snaps                                map[string]time.Time // every complete raft snapshot: path → when it started
 }
 
 type sampler struct {
@@ -80,10 +81,16 @@ type sampler struct {
 	start time.Time // of the first interval
 	kinds map[string]bool
 	rows  []map[string]string
+	ivs   [][2]time.Time    // each interval's start and end; its rows are ivs index × len(nodes) + node
+	seen  []map[string]bool // per node: snapshots already counted
 }
 
 func newSampler(nodes []nodeSpec, out string, log io.Writer) *sampler {
-	return &sampler{nodes: nodes, out: out, log: log, client: &http.Client{Timeout: 5 * time.Second}, kinds: map[string]bool{}}
+	s := &sampler{nodes: nodes, out: out, log: log, client: &http.Client{Timeout: 5 * time.Second}, kinds: map[string]bool{}}
+	for range nodes {
+		s.seen = append(s.seen, map[string]bool{})
+	}
+	return s
 }
 
 // follow reads the report file as it grows and samples the nodes for each
@@ -177,8 +184,9 @@ func (s *sampler) sample(n nodeSpec) nodeSample {
 	if v, err := dirBytes(n.dir); err == nil {
 		ns.dataDir = float64(v)
 	}
-	if v, err := snapshotBytes(n.dir); err == nil {
+	if v, snaps, err := snapshotFiles(n.dir); err == nil {
 		ns.snapshot = float64(v)
+		ns.snaps = snaps
 	}
 	return ns
 }
@@ -216,17 +224,48 @@ func (s *sampler) add(l intervalLine, samples []nodeSample) error {
 			"errors": strconv.FormatInt(l.ErrorCount, 10), "time": l.End.UTC().Format(time.RFC3339),
 			"attempted_per_s": ms(float64(l.Attempted) / max(l.Seconds, 1e-9)), "delivered_per_s": ms(l.DeliveredPerSec),
 			"ready_sockets": strconv.FormatInt(l.ReadySockets, 10), "error_kinds": strings.Join(kinds, " "),
+			"snapshots": "0",
 		}
 		for k, v := range ns.state {
 			s.kinds[k] = true
 			row[statePrefix+k] = num(v)
 		}
 		s.rows = append(s.rows, row)
+		if math.IsNaN(ns.snapshot) {
+			row["snapshots"] = ""
+		}
 		fmt.Fprintf(s.log, "soak minute %s %s: RSS %s MiB, heap %s MiB, queued %s, data %s MiB, snapshots %s MiB, state %s | %s sends/s, deliver p50 %s p99 %s max %s ms, %d errors\n",
 			row["minute"], n.name, mibStr(ns.rss), mibStr(ns.heap), num(ns.queued), mibStr(ns.dataDir), mibStr(ns.snapshot), stateStr(ns.state),
 			row["sends_per_s"], row["p50_ms"], row["p99_ms"], row["max_ms"], l.ErrorCount)
 	}
+	s.ivs = append(s.ivs, [2]time.Time{l.Start, l.End})
+	for i := range s.nodes {
+		s.countSnapshots(i, samples[i].snaps)
+	}
 	return s.write()
+}
+
+// countSnapshots adds each snapshot of node i not counted yet to the
+// "snapshots" column of the interval in which it started (it may have
+// finished after that interval's sample, so an earlier row can change).
+// Snapshots started before the first interval (warm-up) are not counted;
+// one started after the newest interval's end waits for the next.
+func (s *sampler) countSnapshots(i int, snaps map[string]time.Time) {
+	last := s.ivs[len(s.ivs)-1][1]
+	for path, at := range snaps {
+		if s.seen[i][path] || !at.Before(last) {
+			continue
+		}
+		s.seen[i][path] = true
+		for k, iv := range s.ivs {
+			if at.Before(iv[0]) || !at.Before(iv[1]) {
+				continue
+			}
+			row := s.rows[k*len(s.nodes)+i]
+			n, _ := strconv.Atoi(row["snapshots"])
+			row["snapshots"] = strconv.Itoa(n + 1)
+		}
+	}
 }
 
 func mibStr(v float64) string {
@@ -400,13 +439,15 @@ func dirBytes(dir string) (int64, error) {
 	return n, err
 }
 
-// snapshotBytes is the size of the newest raft snapshot of every snapshot
-// store under dir: hashicorp/raft's FileSnapshotStore keeps each snapshot
-// in <store>/snapshots/<term>-<index>-<unix ms>/ with meta.json and
-// state.bin (edgenode: <data-dir>/relaylog/snapshots/shard-NNN/snapshots/),
-// and "<name>.tmp" while one is being written. It sums state.bin of the
-// newest (highest term, then index) complete snapshot per store.
-func snapshotBytes(dir string) (int64, error) {
+// snapshotFiles reads the raft snapshot stores under dir: hashicorp/raft's
+// FileSnapshotStore keeps each snapshot in
+// <store>/snapshots/<term>-<index>-<unix ms>/ with meta.json and state.bin
+// (edgenode: <data-dir>/relaylog/snapshots/shard-NNN/snapshots/), and
+// "<name>.tmp" while one is being written. It returns the sum of state.bin
+// of the newest (highest term, then index) complete snapshot per store, and
+// every complete snapshot with the time it started (the name's unix ms).
+func snapshotFiles(dir string) (int64, map[string]time.Time, error) {
+	all := map[string]time.Time{}
 	type snap struct {
 		term, index, ms uint64
 		size            int64
@@ -442,6 +483,7 @@ func snapshotBytes(dir string) (int64, error) {
 			return nil
 		}
 		s := snap{v[0], v[1], v[2], info.Size()}
+		all[sdir] = time.UnixMilli(int64(v[2]))
 		store := filepath.Dir(sdir)
 		if o, ok := newest[store]; !ok || s.term > o.term || (s.term == o.term && (s.index > o.index || (s.index == o.index && s.ms > o.ms))) {
 			newest[store] = s
@@ -452,5 +494,5 @@ func snapshotBytes(dir string) (int64, error) {
 	for _, s := range newest {
 		n += s.size
 	}
-	return n, err
+	return n, all, err
 }

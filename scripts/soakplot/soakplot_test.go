@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // svgTexts parses an SVG (failing on malformed XML) and returns the text
@@ -198,6 +199,10 @@ func TestSamplerFollowsTheReport(t *testing.T) {
 		"relaylog/snapshots/shard-000/snapshots/3-30-300.tmp/state.bin": 9999, // being written
 		"relaylog/snapshots/shard-001/snapshots/1-7-1/state.bin":        50,
 		"relaylog/snapshots/shard-001/snapshots/1-7-1/meta.json":        10,
+		// Started in the first interval, in the second, after the last; empty.
+		fmt.Sprintf("relaylog/snapshots/shard-002/snapshots/1-5-%d/state.bin", time.Date(2026, 1, 1, 0, 0, 30, 0, time.UTC).UnixMilli()): 0,
+		fmt.Sprintf("relaylog/snapshots/shard-002/snapshots/1-6-%d/state.bin", time.Date(2026, 1, 1, 0, 1, 10, 0, time.UTC).UnixMilli()): 0,
+		fmt.Sprintf("relaylog/snapshots/shard-002/snapshots/1-8-%d/state.bin", time.Date(2026, 1, 1, 0, 2, 30, 0, time.UTC).UnixMilli()): 0,
 	} {
 		p := filepath.Join(dir, path)
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
@@ -240,6 +245,7 @@ func TestSamplerFollowsTheReport(t *testing.T) {
 		"minute": "1", "heap_inuse_bytes": "12345678", "state_senders": "10000", "state_idempotency_records": "100",
 		"state_read_marks": "5", "queued": "42", "snapshot_bytes": "350", "sends_per_s": "1983.333", "p50_ms": "4.5",
 		"p99_ms": "91.25", "max_ms": "812.5", "errors": "2", "error_kinds": "timeout=2", "ready_sockets": "10000",
+		"snapshots": "1",
 	} {
 		if got := tb.str(0, col); got != want {
 			t.Errorf("%s = %q, want %q", col, got, want)
@@ -256,6 +262,10 @@ func TestSamplerFollowsTheReport(t *testing.T) {
 		if tb.str(1, col) != "" {
 			t.Errorf("n2 %s = %q, want empty", col, tb.str(1, col))
 		}
+	}
+	// Each snapshot counts once, in the interval it started in.
+	if tb.str(2, "snapshots") != "1" || tb.str(1, "snapshots") != "" || tb.str(3, "snapshots") != "" {
+		t.Errorf("snapshots per row: %q %q %q", tb.str(1, "snapshots"), tb.str(2, "snapshots"), tb.str(3, "snapshots"))
 	}
 	if tb.str(3, "error_kinds") != "http_503_unavailable=1 overload=1" || tb.str(3, "p99_ms") != "91.25" {
 		t.Errorf("row 4: %q", tb.rows[3])
