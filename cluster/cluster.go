@@ -34,8 +34,10 @@ type Options struct {
 	// when the user's last socket anywhere in the cluster closed or its
 	// presence expired. It must not block.
 	OnOffline func(user int64)
-	// DeadGrace is how long a voter must be dead before it is replaced; 0
-	// means 30s.
+	// DeadGrace orders the removal of surplus voters: one that left, or
+	// has been dead at least DeadGrace, goes before a live one that merely
+	// scores lower. It does not delay a replacement: a dead node leaves the
+	// placement target at once (see the package doc). 0 means 30s.
 	DeadGrace time.Duration
 	// ReconcileEvery is the placement period; 0 means 2s.
 	ReconcileEvery time.Duration

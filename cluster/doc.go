@@ -14,8 +14,14 @@
 // the count stays odd), chosen by rendezvous hashing of (shard, node) with
 // one voter per region first. A missing voter is added as a non-voter,
 // promoted once it has applied nearly all of the leader's log (asked over
-// the mesh), and only then is a surplus voter removed. A voter that is dead
-// is replaced only after DeadGrace. The highest-scoring live voter of each
+// the mesh), and only then is a surplus voter removed. A dead node leaves
+// the target at once (the target is computed from live members only): with
+// enough live nodes its replacement is added as a non-voter immediately and
+// promoted once caught up, and the dead voter is removed only after that,
+// so a shard never has fewer voters than before the failure. A node that
+// comes back scores as before, is added again, and the replacement becomes
+// the surplus. DeadGrace only orders the removal of surplus voters (dead
+// or left ones first). The highest-scoring live voter of each
 // shard is its preferred leader, and leaders hand over to it, which spreads
 // leadership evenly over the nodes.
 //

@@ -511,6 +511,36 @@ func TestComposeCluster(t *testing.T) {
 	acked(300, time.Minute)
 	check("region eu restarted", services...)
 
+	// ---- a lost volume: ap-1 (the lowest node id, which bootstraps the
+	// cluster) comes back empty with the manifests' unchanged environment
+	// (--bootstrap-expect 6, the same node id) and must join the running
+	// cluster, not start a second one ----
+	c.must("stop", "-t", "40", "ap-1")
+	c.must("rm", "-f", "ap-1")
+	vol := ""
+	vols, _ := docker("volume", "ls", "-q", "--filter", "label=com.docker.compose.project="+run)
+	for _, v := range strings.Fields(vols) {
+		if strings.HasSuffix(v, "_ap-1") {
+			vol = v
+		}
+	}
+	if vol == "" {
+		t.Fatalf("no volume of ap-1 among %q", vols)
+	}
+	if out, err := docker("volume", "rm", vol); err != nil {
+		t.Fatalf("removing ap-1's volume %s: %v %s", vol, err, out)
+	}
+	c.must("up", "-d", "ap-1")
+	took = waitFor(t, "ap-1 back empty: six nodes, one cluster, every shard with 3 voters in 3 regions", 3*time.Minute, func() (bool, string) {
+		return c.healthy("ap-1", "eu-1", "us-1")
+	})
+	t.Logf("ap-1 rejoined with an empty volume %v after its start", took.Round(time.Millisecond))
+	if logs, _ := c.cmd(context.Background(), "logs", "--no-color", "ap-1"); strings.Contains(logs, "bootstrapping the shards") {
+		t.Fatalf("ap-1 with an empty volume bootstrapped shards of its own:\n%s", logs)
+	}
+	acked(300, time.Minute)
+	check("ap-1's volume lost and the node restarted unchanged", services...)
+
 	// ---- rolling restart of every node under load ----
 	for _, svc := range services {
 		t0 := time.Now()

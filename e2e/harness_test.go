@@ -340,6 +340,14 @@ type proc struct {
 	logPath                   string
 	join                      string
 	id                        string // node id, read from the data dir
+	// How the node gets its cluster secret: "" or "flag" (--cluster-secret),
+	// "env" (EDGENODE_CLUSTER_SECRET) or "none"; secret overrides the
+	// cluster's.
+	secretVia, secret string
+	// fixedID passes --node-id (the id it had), as the Kubernetes
+	// manifests pass the pod name.
+	fixedID bool
+	extra   []string // more flags
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -378,7 +386,7 @@ func (p *proc) tryStart() error {
 		"--region", p.region, "--data-dir", p.dir,
 		"--http-addr", p.httpAddr(), "--gossip-addr", p.gossipAddr(),
 		"--cluster-addr", fmt.Sprintf("127.0.0.1:%d", p.cluster), "--advertise-addr", "127.0.0.1",
-		"--cluster-secret", clusterSecret, "--jwt-secret", jwtSecret,
+		"--jwt-secret", jwtSecret,
 		"--shards", strconv.Itoa(shardCount),
 		// The load driver's senders are few and fast; the default per-user
 		// rate (50/s) is for people.
@@ -386,6 +394,21 @@ func (p *proc) tryStart() error {
 	}
 	if p.join != "" {
 		args = append(args, "--join", p.join)
+	}
+	if p.fixedID && p.id != "" {
+		args = append(args, "--node-id", p.id)
+	}
+	args = append(args, p.extra...)
+	secret := clusterSecret
+	if p.secret != "" {
+		secret = p.secret
+	}
+	env := append(os.Environ(), "GOMAXPROCS=2")
+	switch p.secretVia {
+	case "", "flag":
+		args = append(args, "--cluster-secret", secret)
+	case "env":
+		env = append(env, "EDGENODE_CLUSTER_SECRET="+secret)
 	}
 	logf, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -396,7 +419,7 @@ func (p *proc) tryStart() error {
 	fmt.Fprintf(logf, "==== e2e: start #%d: edgenode %s\n", p.runs, strings.Join(args, " "))
 	cmd := exec.Command(binary, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = append(os.Environ(), "GOMAXPROCS=2")
+	cmd.Env = env
 	if err := cmd.Start(); err != nil {
 		p.mu.Unlock()
 		t.Fatal(err)

@@ -19,10 +19,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -40,6 +42,7 @@ import (
 	"github.com/edgenode/edgenode/cluster/member"
 	"github.com/edgenode/edgenode/cluster/mesh"
 	"github.com/edgenode/edgenode/config"
+	"github.com/edgenode/edgenode/datadir"
 	"github.com/edgenode/edgenode/edge"
 	"github.com/edgenode/edgenode/presence"
 	"github.com/edgenode/edgenode/push"
@@ -50,6 +53,7 @@ import (
 // Files kept in the data dir besides the relay log.
 const (
 	NodeIDFile        = "node-id"
+	ClusterIDFile     = "cluster-id"
 	JWTSecretFile     = "jwt-secret"
 	ClusterSecretFile = "cluster-secret"
 )
@@ -72,18 +76,34 @@ type Node struct {
 	url      string
 	cancel   context.CancelFunc
 	served   chan error
+	failed   chan error    // a fault the node cannot run on (Failed)
 	quit     chan struct{} // closed when the node stops
 	stopOnce sync.Once
 	stopErr  error
 }
 
-// PrepareDataDir creates the data dir and fills in the identity and secrets
-// a node keeps there: the node id, the cluster secret and, when no JWT
-// verification is configured, a development HS256 secret (so that a node
-// started with no flags works; `edgenode token` signs with it).
+// PrepareDataDir creates (or checks) the data dir and fills in the identity
+// and secrets a node keeps there: the node id, the cluster secret and, when
+// no JWT verification is configured, a development HS256 secret (so that a
+// node started with no flags works; `edgenode token` signs with it).
+//
+// The data dir must be the node user's own and writable by no one else
+// (datadir.Check). A cluster secret given by flag, environment or config
+// file is kept in the data dir, so that a plain restart without it rejoins;
+// one that differs from the kept secret is refused. With none given and none
+// kept, a node that is to --join refuses to start (a new secret could join
+// nothing); a node starting a new cluster generates one.
 func PrepareDataDir(cfg *config.Config, logger *slog.Logger) error {
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+	if err := datadir.Prepare(cfg.DataDir); err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if n, err := datadir.Tighten(cfg.DataDir); err != nil {
 		return fmt.Errorf("node: data dir: %w", err)
+	} else if n > 0 {
+		logger.Warn("data dir: removed group and other permissions from files an earlier build left readable", "files", n, "dir", cfg.DataDir)
 	}
 	var err error
 	if cfg.NodeID == "" {
@@ -106,16 +126,37 @@ func PrepareDataDir(cfg *config.Config, logger *slog.Logger) error {
 			return err
 		}
 	}
-	if cfg.ClusterSecret == "" {
-		if cfg.ClusterSecret, err = keepOrCreate(filepath.Join(cfg.DataDir, ClusterSecretFile), func() string { return randomToken(32) }); err != nil {
-			return err
+	secretPath := filepath.Join(cfg.DataDir, ClusterSecretFile)
+	kept, err := ReadKept(secretPath)
+	if err != nil {
+		return err
+	}
+	switch {
+	case cfg.ClusterSecret != "" && kept == "":
+		// Given by flag, environment or config file: kept, like Consul's
+		// keyring, so that a restart without it rejoins.
+		if err := datadir.WriteFile(secretPath, []byte(cfg.ClusterSecret+"\n")); err != nil {
+			return fmt.Errorf("node: keeping the cluster secret: %w", err)
+		}
+	case cfg.ClusterSecret != "" && kept != cfg.ClusterSecret:
+		return fmt.Errorf("node: the cluster secret given differs from the one this node joined its cluster with (kept in %s); "+
+			"start it without --cluster-secret / EDGENODE_CLUSTER_SECRET, or remove that file to change the secret (every node must use the same)", secretPath)
+	case cfg.ClusterSecret == "" && kept != "":
+		cfg.ClusterSecret = kept
+	case cfg.ClusterSecret == "" && len(cfg.Join) > 0:
+		return fmt.Errorf("node: --join given but no cluster secret: pass the cluster's with --cluster-secret or EDGENODE_CLUSTER_SECRET "+
+			"(`edgenode join-token` on a member prints it); none is kept in %s", cfg.DataDir)
+	case cfg.ClusterSecret == "":
+		cfg.ClusterSecret = randomToken(32)
+		if err := datadir.WriteFile(secretPath, []byte(cfg.ClusterSecret+"\n")); err != nil {
+			return fmt.Errorf("node: keeping the cluster secret: %w", err)
 		}
 	}
 	if cfg.JWTSecret == "" && cfg.JWTPublicKey == "" {
 		// Derived from the cluster secret, so that every node of a cluster
 		// accepts the same development tokens without a second secret.
 		path := filepath.Join(cfg.DataDir, JWTSecretFile)
-		_, statErr := os.Stat(path)
+		_, statErr := os.Lstat(path)
 		derived := func() string {
 			k, _ := hkdf.Key(sha256.New, []byte(cfg.ClusterSecret), nil, "edgenode development jwt v1", 32)
 			return base64.RawURLEncoding.EncodeToString(k)
@@ -123,33 +164,63 @@ func PrepareDataDir(cfg *config.Config, logger *slog.Logger) error {
 		if cfg.JWTSecret, err = keepOrCreate(path, derived); err != nil {
 			return err
 		}
-		if errors.Is(statErr, os.ErrNotExist) && logger != nil {
+		if errors.Is(statErr, os.ErrNotExist) {
 			logger.Warn("no --jwt-secret or --jwt-public-key given: generated a development secret; use `edgenode token --user ID` to get tokens, and configure your login service's key in production", "file", path)
 		}
 	}
 	return nil
 }
 
-// ReadKept reads a value a node keeps in its data dir (node id, secrets);
-// "" with no error when there is none yet.
-func ReadKept(path string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return "", fmt.Errorf("node: %w", err)
+// ReadDataDir reads, and never creates, what a node keeps in its data dir,
+// for the CLI (token, join-token, members): the cluster secret unless cfg
+// has one, and the development JWT secret unless cfg configures JWT
+// verification. It fails, naming the data dir, when a value is needed and
+// no node has kept it there.
+func ReadDataDir(cfg *config.Config, needJWT bool) error {
+	abs, _ := filepath.Abs(cfg.DataDir)
+	if cfg.ClusterSecret == "" {
+		s, err := ReadKept(filepath.Join(cfg.DataDir, ClusterSecretFile))
+		if err != nil {
+			return err
+		}
+		if s == "" && !needJWT {
+			return fmt.Errorf("no cluster secret in the data dir %s (no node has run there): pass --data-dir of a node, or --cluster-secret / EDGENODE_CLUSTER_SECRET", abs)
+		}
+		cfg.ClusterSecret = s
 	}
-	return strings.TrimSpace(string(b)), nil
+	if needJWT && cfg.JWTSecret == "" && cfg.JWTPublicKey == "" {
+		s, err := ReadKept(filepath.Join(cfg.DataDir, JWTSecretFile))
+		if err != nil {
+			return err
+		}
+		if s == "" {
+			return fmt.Errorf("no JWT secret in the data dir %s (no node has run there): pass --data-dir of a node, or --jwt-secret / EDGENODE_JWT_SECRET", abs)
+		}
+		cfg.JWTSecret = s
+	}
+	return nil
 }
 
+// ReadKept reads a value a node keeps in its data dir (node id, secrets);
+// "" with no error when there is none yet. It refuses a symbolic link or a
+// file another user owns or could write (datadir.ReadSecret).
+func ReadKept(path string) (string, error) {
+	v, err := datadir.ReadSecret(path)
+	if err != nil {
+		return "", fmt.Errorf("node: %w", err)
+	}
+	return v, nil
+}
+
+// keepOrCreate returns the value kept at path, or makes one and keeps it
+// (written with datadir.WriteFile: O_EXCL|O_NOFOLLOW, fsynced with its
+// directory).
 func keepOrCreate(path string, make func() string) (string, error) {
 	if v, err := ReadKept(path); err != nil || v != "" {
 		return v, err
 	}
 	v := make()
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(v+"\n"), 0o600); err != nil {
-		return "", fmt.Errorf("node: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := datadir.WriteFile(path, []byte(v+"\n")); err != nil {
 		return "", fmt.Errorf("node: %w", err)
 	}
 	return v, nil
@@ -174,6 +245,7 @@ type Tuning struct {
 	DeadGrace      time.Duration            // before a dead voter is replaced
 	ReconcileEvery time.Duration            // placement period
 	RaftHeartbeat  time.Duration            // raft heartbeat and election timeout
+	Clock          func() time.Time         // the node's wall clock (ids, expiry, gossip's clock check); nil: time.Now
 }
 
 // Start builds a node from cfg, opens its relay log and starts serving. It
@@ -198,7 +270,7 @@ func StartTuned(ctx context.Context, cfg config.Config, logger *slog.Logger, tun
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	n := &Node{Config: cfg, Logger: logger, Registry: prometheus.NewRegistry(), served: make(chan error, 1), quit: make(chan struct{})}
+	n := &Node{Config: cfg, Logger: logger, Registry: prometheus.NewRegistry(), served: make(chan error, 1), failed: make(chan error, 1), quit: make(chan struct{})}
 	n.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	var secret []byte
@@ -256,6 +328,7 @@ func StartTuned(ctx context.Context, cfg config.Config, logger *slog.Logger, tun
 	var hubP atomic.Pointer[presence.Hub]
 	var clP atomic.Pointer[cluster.Cluster]
 	var pushP atomic.Pointer[push.Dispatcher]
+	var memP atomic.Pointer[member.Membership]
 	var hub *presence.Hub
 	var cl *cluster.Cluster
 	raftLogger := hclog.New(&hclog.LoggerOptions{Name: "raft-net", Level: hclog.Error, Output: io.Discard})
@@ -269,7 +342,14 @@ func StartTuned(ctx context.Context, cfg config.Config, logger *slog.Logger, tun
 		Retention:         cfg.Retention,
 		IdempotencyWindow: cfg.IdempotencyWindow,
 		Registerer:        n.Registry,
-		HeartbeatTimeout:  tune.RaftHeartbeat,
+		Now:               tune.Clock,
+		ClockSkew: func() (time.Duration, bool) {
+			if m := memP.Load(); m != nil {
+				return m.ClockSkew()
+			}
+			return 0, false
+		},
+		HeartbeatTimeout: tune.RaftHeartbeat,
 		RemoteReceipt: func(ctx context.Context, sender, by int64, ids []int64) error {
 			c := clP.Load()
 			if c == nil {
@@ -303,13 +383,31 @@ func StartTuned(ctx context.Context, cfg config.Config, logger *slog.Logger, tun
 		return fail(err)
 	}
 
+	// The cluster's id: kept in the data dir; created here when this node
+	// has just started a new cluster (a new data dir and no --join), else
+	// adopted from the members once joined (adoptCluster).
+	clusterID, err := ReadKept(filepath.Join(cfg.DataDir, ClusterIDFile))
+	if err != nil {
+		return fail(err)
+	}
+	if clusterID == "" && n.Log.Bootstrapped() {
+		if clusterID, err = n.newClusterID(); err != nil {
+			return fail(err)
+		}
+	}
 	members, err = member.Start(member.Options{
 		Meta: member.Meta{
 			NodeID: cfg.NodeID, Region: cfg.Region, HTTPURL: n.url,
-			ClusterAddr: advertised(cfg, n.Mesh.Addr()),
+			ClusterAddr: advertised(cfg, n.Mesh.Addr()), Cluster: clusterID,
 		},
 		BindAddr: cfg.GossipAddr, AdvertiseAddr: cfg.AdvertiseAddr, Secret: cfg.ClusterSecret, Profile: cfg.GossipProfile,
-		Join: joinAddrs(cfg), Logger: logger, Tuning: tune.Member,
+		Join: joinAddrs(cfg), Logger: logger, Tuning: tune.Member, Now: tune.Clock,
+		OnJoinRefused: func(err error) {
+			select {
+			case n.failed <- err:
+			default:
+			}
+		},
 		OnChange: func() {
 			// clP is stored after n.Members: seeing it, this goroutine
 			// also sees the membership.
@@ -323,6 +421,7 @@ func StartTuned(ctx context.Context, cfg config.Config, logger *slog.Logger, tun
 		return fail(fmt.Errorf("node: gossip on %s: %w", cfg.GossipAddr, err))
 	}
 	n.Members = members
+	memP.Store(members)
 	if cfg.BootstrapExpect > 1 {
 		go n.bootstrapWhenExpected(cfg.BootstrapExpect)
 	}
@@ -621,9 +720,8 @@ func (n *Node) peersChanged() {
 	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, b) {
 		return
 	}
-	tmp := path + ".tmp"
-	if os.WriteFile(tmp, b, 0o600) == nil {
-		os.Rename(tmp, path)
+	if err := datadir.WriteFile(path, b); err != nil {
+		n.Logger.Warn("could not save the members' gossip addresses", "file", path, "err", err)
 	}
 }
 
@@ -639,6 +737,7 @@ func (n *Node) reconnectLoop() {
 			return
 		case <-t.C:
 		}
+		n.adoptCluster()
 		var dead []string
 		for _, m := range n.Members.Members() {
 			if m.Status == member.StatusDead && m.GossipAddr != "" {
@@ -676,14 +775,91 @@ func (n *Node) bootstrapWhenExpected(expect int) {
 			if m.NodeID < lowest {
 				lowest = m.NodeID
 			}
+			// A member of an existing cluster: this node joins it (placement
+			// gives it replicas) and never bootstraps shards of its own,
+			// whatever its id: a node whose data dir was wiped must not
+			// start a second cluster beside the first.
+			if m.Cluster != "" && m.NodeID != n.Config.NodeID {
+				n.Logger.Info("bootstrap-expect: a member belongs to an existing cluster; joining it instead of bootstrapping", "member", m.NodeID, "cluster", m.Cluster)
+				n.adoptCluster()
+				return
+			}
 		}
 		if lowest == n.Config.NodeID {
 			n.Logger.Info("bootstrap-expect reached: bootstrapping the shards", "nodes", len(alive))
 			if err := n.Log.Bootstrap(); err != nil {
 				n.Logger.Error("bootstrap failed", "err", err)
+				return
+			}
+			if n.Members.Cluster() == "" {
+				id, err := n.newClusterID()
+				if err == nil {
+					err = n.Members.SetCluster(id)
+				}
+				if err != nil {
+					n.Logger.Error("could not keep the new cluster's id", "err", err)
+				}
 			}
 		}
 		return
+	}
+}
+
+// newClusterID creates a cluster id and keeps it in the data dir.
+func (n *Node) newClusterID() (string, error) {
+	id := randomHex(8)
+	if err := datadir.WriteFile(filepath.Join(n.Config.DataDir, ClusterIDFile), []byte(id+"\n")); err != nil {
+		return "", fmt.Errorf("node: keeping the cluster id: %w", err)
+	}
+	n.Logger.Info("started a new cluster", "cluster", id)
+	return id, nil
+}
+
+// adoptCluster gives a node without a cluster id the id of the cluster its
+// alive members belong to, when they agree on one (gossip refuses members
+// of other clusters once this node has an id). A cluster whose nodes
+// predate cluster ids gets one from its lowest node id, once every shard
+// has a leader and no member has one.
+func (n *Node) adoptCluster() {
+	if n.Members.Cluster() != "" {
+		return
+	}
+	ids := map[string]bool{}
+	lowest := n.Config.NodeID
+	for _, m := range n.Members.Alive() {
+		if m.Cluster != "" && m.NodeID != n.Config.NodeID {
+			ids[m.Cluster] = true
+		}
+		if m.NodeID < lowest {
+			lowest = m.NodeID
+		}
+	}
+	var id string
+	switch {
+	case len(ids) == 1:
+		for k := range ids {
+			id = k
+		}
+		if err := datadir.WriteFile(filepath.Join(n.Config.DataDir, ClusterIDFile), []byte(id+"\n")); err != nil {
+			n.Logger.Error("could not keep the cluster id", "err", err)
+			return
+		}
+		n.Logger.Info("joined cluster", "cluster", id)
+	case len(ids) > 1:
+		n.Logger.Error("members report different cluster ids; joining none of them", "clusters", slices.Sorted(maps.Keys(ids)))
+		return
+	case lowest == n.Config.NodeID && n.Log.Ready():
+		// Upgraded from a build without cluster ids.
+		var err error
+		if id, err = n.newClusterID(); err != nil {
+			n.Logger.Error("could not keep the cluster id", "err", err)
+			return
+		}
+	default:
+		return
+	}
+	if err := n.Members.SetCluster(id); err != nil {
+		n.Logger.Warn("could not gossip the cluster id", "err", err)
 	}
 }
 
@@ -748,6 +924,11 @@ func advertised(cfg config.Config, meshAddr string) string {
 
 // Done delivers the HTTP server's exit error.
 func (n *Node) Done() <-chan error { return n.served }
+
+// Failed delivers a fault the node cannot run on (its cluster secret is
+// refused by every node it joins); the process should shut the node down
+// and exit non-zero with it.
+func (n *Node) Failed() <-chan error { return n.failed }
 
 // Kill stops the node abruptly, as a crash looks to the rest of the cluster:
 // no socket drain, no leadership transfer, no gossip goodbye. For tests.

@@ -1,6 +1,10 @@
 package relaylog
 
-import "github.com/hashicorp/raft"
+import (
+	"sync"
+
+	"github.com/hashicorp/raft"
+)
 
 // SerialHeartbeats returns t with raft's heartbeat fast path turned off, so
 // that every AppendEntries, heartbeats included, is handled by raft's main
@@ -32,3 +36,74 @@ func SerialHeartbeats(t raft.Transport) raft.Transport {
 type serialHeartbeats struct{ *raft.NetworkTransport }
 
 func (serialHeartbeats) SetHeartbeatHandler(func(raft.RPC)) {}
+
+// guardVotes returns t (the transport SerialHeartbeats made) with every
+// RequestVote and RequestPreVote answered "not granted" while blank()
+// holds: this node's raft instance of the shard has no configuration at
+// all, because its data dir is new (a lost volume, a wiped node) and it has
+// received neither a snapshot nor a log entry from a leader.
+//
+// hashicorp/raft grants votes with an empty configuration (it takes the
+// request for a bootstrap). A node that lost its data and came back under
+// its old server id is still a voter in the others' configuration, and its
+// vote would let a candidate that lacks committed entries win: entries
+// acknowledged by the old copy and one other voter, whose holder is then
+// down, would be lost. Refused while blank, the node can vote again only
+// after a leader has sent it the shard's state (a snapshot or the log),
+// which includes everything committed. A legitimate new replica never needs
+// to vote while blank: placement adds nodes as non-voters and promotes them
+// once they have caught up.
+func guardVotes(t raft.Transport, blank func() bool) raft.Transport {
+	sh, ok := t.(serialHeartbeats)
+	if !ok {
+		return t // InmemTransport (tests of one shard) has no such node
+	}
+	g := &voteGuard{serialHeartbeats: sh, blank: blank, ch: make(chan raft.RPC), done: make(chan struct{})}
+	go g.run()
+	return g
+}
+
+type voteGuard struct {
+	serialHeartbeats
+	blank func() bool
+	ch    chan raft.RPC
+	done  chan struct{}
+	once  sync.Once
+}
+
+func (g *voteGuard) Consumer() <-chan raft.RPC { return g.ch }
+
+func (g *voteGuard) run() {
+	in := g.serialHeartbeats.Consumer()
+	for {
+		var rpc raft.RPC
+		select {
+		case <-g.done:
+			return
+		case rpc = <-in:
+		}
+		switch req := rpc.Command.(type) {
+		case *raft.RequestVoteRequest:
+			if g.blank() {
+				rpc.Respond(&raft.RequestVoteResponse{RPCHeader: req.RPCHeader, Term: req.Term, Granted: false}, nil)
+				continue
+			}
+		case *raft.RequestPreVoteRequest:
+			if g.blank() {
+				rpc.Respond(&raft.RequestPreVoteResponse{RPCHeader: req.RPCHeader, Term: req.Term, Granted: false}, nil)
+				continue
+			}
+		}
+		select {
+		case g.ch <- rpc:
+		case <-g.done:
+			return
+		}
+	}
+}
+
+// Close stops the guard and closes the transport.
+func (g *voteGuard) Close() error {
+	g.once.Do(func() { close(g.done) })
+	return g.serialHeartbeats.Close()
+}

@@ -1,6 +1,7 @@
 package relaylog
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -19,6 +21,7 @@ import (
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/edgenode/edgenode/datadir"
 	"github.com/edgenode/edgenode/relaylog/sharedlog"
 	"github.com/edgenode/edgenode/relaylog/walstore"
 	"github.com/edgenode/edgenode/wire"
@@ -34,6 +37,9 @@ var (
 	// ErrOverloaded: the shard's proposal queue stayed full until the
 	// caller's deadline.
 	ErrOverloaded = errors.New("relaylog: shard overloaded")
+	// ErrClockSkew: Expire did not run because this node's clock is too far
+	// from the other nodes' (Options.ClockSkew).
+	ErrClockSkew = errors.New("relaylog: clock skew")
 )
 
 // Store kinds.
@@ -73,6 +79,16 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// ClockSkew, if set, is how far this node's clock (Now) is from the
+	// other nodes' (cluster/member's Membership.ClockSkew: the offset to at
+	// least half of them; ok false when none was measured).
+	// Expiry decisions come from the leader's clock, so while its size
+	// exceeds MaxClockSkew this node expires nothing (Expire returns
+	// ErrClockSkew): a leader whose clock runs days ahead must not drop
+	// queued messages or idempotency records early.
+	ClockSkew func() (skew time.Duration, ok bool)
+	// MaxClockSkew bounds ClockSkew; 0 means DefaultMaxClockSkew.
+	MaxClockSkew time.Duration
 	// MaxQueueDepth bounds the messages waiting for one user; 0 means 10000.
 	MaxQueueDepth int
 	// Retention is how long an undelivered event is kept; 0 means 30 days.
@@ -138,8 +154,10 @@ type Log struct {
 	shards []*shard
 	group  groupStore
 	closer []io.Closer
-	ackMu  [256]sync.Mutex
-	m      *metrics
+
+	bootstrapped bool // Open bootstrapped the shards (Bootstrapped)
+	ackMu        [256]sync.Mutex
+	m            *metrics
 
 	stop     chan struct{}
 	wg       sync.WaitGroup
@@ -168,19 +186,8 @@ func Open(opts Options) (*Log, error) {
 	}
 	opts.Shards, opts.Store = m.Shards, m.Store
 	l := &Log{opts: opts, gen: newIDGen(opts.Shards, opts.Now), stop: make(chan struct{}), m: newMetrics(opts.Registerer)}
-	switch opts.Store {
-	case StoreWAL:
-		db, err := walstore.Open(walstore.Options{Path: filepath.Join(opts.Dir, "wal"), Logger: opts.Logger, NoSync: opts.NoSync})
-		if err != nil {
-			return nil, fmt.Errorf("relaylog: open raft log: %w", err)
-		}
-		l.group = walGroup{db}
-	case StoreShared:
-		db, err := sharedlog.Open(sharedlog.Options{Path: filepath.Join(opts.Dir, "raft.db"), Logger: opts.Logger, NoSync: opts.NoSync})
-		if err != nil {
-			return nil, fmt.Errorf("relaylog: open shared log: %w", err)
-		}
-		l.group = sharedGroup{db}
+	if l.group, err = openGroup(opts); err != nil {
+		return nil, err
 	}
 	if l.group != nil && opts.Registerer != nil {
 		g := l.group
@@ -225,6 +232,14 @@ func Open(opts Options) (*Log, error) {
 				return float64(n)
 			}),
 			stateCollector{l},
+			appliedCollector{l},
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "edgenode_clock_skew_seconds", Help: "The other nodes' clocks minus this node's, as measured over gossip (the offset to at least half of them); 0 when none was measured. Past 1 minute either way this node expires nothing."}, func() float64 {
+				if l.opts.ClockSkew == nil {
+					return 0
+				}
+				skew, _ := l.opts.ClockSkew()
+				return skew.Seconds()
+			}),
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "edgenode_queued_messages", Help: "Messages waiting for their recipients in the queues of the shards this node leads."}, func() float64 {
 				var n int64
 				for _, s := range l.shards {
@@ -239,6 +254,32 @@ func Open(opts Options) (*Log, error) {
 	l.wg.Add(1)
 	go l.expireLoop()
 	return l, nil
+}
+
+// RepairWAL cuts the write-ahead log of the relay log in dir at its first
+// corrupt record (walstore.Options.Repair): that record and everything
+// after it are dropped, and what was dropped is returned (nil when the log
+// was intact) and logged. The node must not run (the log's lock). Raft
+// entries and votes in the dropped part are gone from this node's copy;
+// docs/OPERATIONS.md says when that is safe.
+func RepairWAL(dir string, logger *slog.Logger) (*walstore.Repaired, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "relaylog.json"))
+	if err != nil {
+		return nil, fmt.Errorf("relaylog: no relay log in %s: %w", dir, err)
+	}
+	var m meta
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("relaylog: %s/relaylog.json is corrupt", dir)
+	}
+	if m.Store != StoreWAL {
+		return nil, fmt.Errorf("relaylog: this data dir uses the %q raft store, not the write-ahead log", m.Store)
+	}
+	db, err := walstore.Open(walstore.Options{Path: filepath.Join(dir, "wal"), Logger: logger, Repair: true})
+	if err != nil {
+		return nil, fmt.Errorf("relaylog: repair: %w", err)
+	}
+	r := db.Repaired
+	return r, db.Close()
 }
 
 func readOrCreateMeta(dir string, shards int, store string) (meta, error) {
@@ -274,11 +315,9 @@ func readOrCreateMeta(dir string, shards int, store string) (meta, error) {
 	}
 	m := meta{Shards: shards, Store: store}
 	b, _ = json.Marshal(m)
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return meta{}, fmt.Errorf("relaylog: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	// Durable before any shard state exists: a relaylog.json lost to a
+	// power cut would let a restart pick other shard counts.
+	if err := datadir.WriteFile(path, b); err != nil {
 		return meta{}, fmt.Errorf("relaylog: %w", err)
 	}
 	return m, nil
@@ -550,6 +589,10 @@ func (l *Log) Snapshot() error {
 // records older than the window, on every shard this node leads. It runs
 // every minute by itself.
 func (l *Log) Expire(ctx context.Context) error {
+	if err := l.clockOK(); err != nil {
+		l.m.expirySkipped.Inc()
+		return err
+	}
 	now := l.opts.Now()
 	c := command{kind: cmdExpire, upTo: minIDAt(now.Add(-l.opts.Retention)), at: minIDAt(now.Add(-l.opts.IdempotencyWindow))}
 	var first error
@@ -562,6 +605,28 @@ func (l *Log) Expire(ctx context.Context) error {
 		}
 	}
 	return first
+}
+
+// DefaultMaxClockSkew is Options.MaxClockSkew when 0.
+const DefaultMaxClockSkew = time.Minute
+
+// clockOK says whether this node's clock agrees with the other nodes' well
+// enough to decide what has expired.
+func (l *Log) clockOK() error {
+	if l.opts.ClockSkew == nil {
+		return nil
+	}
+	skew, ok := l.opts.ClockSkew()
+	limit := cmp.Or(l.opts.MaxClockSkew, DefaultMaxClockSkew)
+	if !ok || (skew <= limit && skew >= -limit) {
+		return nil
+	}
+	dir := "ahead of"
+	if skew > 0 {
+		dir = "behind"
+	}
+	return fmt.Errorf("%w: this node's clock is %v %s the other nodes' (more than %v): expiry skipped, so that nothing expires early or late; synchronise its clock (NTP)",
+		ErrClockSkew, skew.Abs().Round(time.Second), dir, limit)
 }
 
 func (l *Log) expireLoop() {
@@ -613,7 +678,30 @@ func (l *Log) Close() error {
 	return first
 }
 
-func (l *Log) openShard(i int) (*shard, error) {
+// openGroup opens the raft log shared by all shards (nil for the store
+// with one bolt file per shard).
+func openGroup(opts Options) (groupStore, error) {
+	switch opts.Store {
+	case StoreWAL:
+		db, err := walstore.Open(walstore.Options{Path: filepath.Join(opts.Dir, "wal"), Logger: opts.Logger, NoSync: opts.NoSync})
+		if err != nil {
+			return nil, fmt.Errorf("relaylog: open raft log: %w", err)
+		}
+		return walGroup{db}, nil
+	case StoreShared:
+		db, err := sharedlog.Open(sharedlog.Options{Path: filepath.Join(opts.Dir, "raft.db"), Logger: opts.Logger, NoSync: opts.NoSync})
+		if err != nil {
+			return nil, fmt.Errorf("relaylog: open shared log: %w", err)
+		}
+		return sharedGroup{db}, nil
+	}
+	return nil, nil
+}
+
+// shardStores builds shard i's raft stores: its log (cached) and stable
+// store, from the node's shared log or its own bolt file, its snapshot
+// store, and its raft logger.
+func (l *Log) shardStores(i int) (raft.LogStore, raft.StableStore, raft.SnapshotStore, hclog.Logger, error) {
 	o := &l.opts
 	var logs raft.LogStore
 	var stable raft.StableStore
@@ -622,18 +710,18 @@ func (l *Log) openShard(i int) (*shard, error) {
 	} else {
 		dir := filepath.Join(o.Dir, fmt.Sprintf("shard-%03d", i))
 		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return nil, fmt.Errorf("relaylog: %w", err)
+			return nil, nil, nil, nil, fmt.Errorf("relaylog: %w", err)
 		}
 		bs, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db"), NoSync: o.NoSync})
 		if err != nil {
-			return nil, fmt.Errorf("relaylog: shard %d bolt store: %w", i, err)
+			return nil, nil, nil, nil, fmt.Errorf("relaylog: shard %d bolt store: %w", i, err)
 		}
 		l.closer = append(l.closer, bs)
 		logs, stable = bs, bs
 	}
 	cached, err := raft.NewLogCache(1024, logs)
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, nil, err
 	}
 	snapDir := filepath.Join(o.Dir, "snapshots", fmt.Sprintf("shard-%03d", i))
 	// raft's warnings are mostly routine elections; they show with debug logs.
@@ -645,14 +733,97 @@ func (l *Log) openShard(i int) (*shard, error) {
 	hl.RegisterSink(slogSink{l: o.Logger, min: level})
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(snapDir, 2, hl)
 	if err != nil {
-		return nil, fmt.Errorf("relaylog: shard %d snapshots: %w", i, err)
+		return nil, nil, nil, nil, fmt.Errorf("relaylog: shard %d snapshots: %w", i, err)
+	}
+	return cached, stable, snaps, hl, nil
+}
+
+// RecoverShards makes nodeID the only voter of the given shards (every
+// shard with state when shards is empty) in the relay log at dir, with
+// raft.RecoverCluster: the shard's snapshot and log are applied to a fresh
+// state machine, a snapshot is taken, and a configuration naming only this
+// node is written. It is for a shard that lost a majority of its voters for
+// good; the node must be stopped (the log's lock). Placement adds other
+// voters again once the node runs. The shard's other old voters must never
+// come back with their data (wipe them). It returns the shards recovered.
+func RecoverShards(dir, nodeID string, shards []int, logger *slog.Logger) ([]int, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "relaylog.json"))
+	if err != nil {
+		return nil, fmt.Errorf("relaylog: no relay log in %s: %w", dir, err)
+	}
+	var m meta
+	if err := json.Unmarshal(b, &m); err != nil || m.Shards < 1 || m.Shards > MaxShards {
+		return nil, fmt.Errorf("relaylog: %s/relaylog.json is corrupt", dir)
+	}
+	for _, i := range shards {
+		if i < 0 || i >= m.Shards {
+			return nil, fmt.Errorf("relaylog: shard %d does not exist (this node has shards 0 to %d)", i, m.Shards-1)
+		}
+	}
+	if len(shards) == 0 {
+		for i := range m.Shards {
+			shards = append(shards, i)
+		}
+	}
+	l := &Log{opts: Options{Dir: dir, NodeID: nodeID, Shards: m.Shards, Store: m.Store, Logger: logger}}
+	if l.group, err = openGroup(l.opts); err != nil {
+		return nil, err
+	}
+	defer func() {
+		for _, c := range l.closer {
+			c.Close()
+		}
+		if l.group != nil {
+			l.group.Close()
+		}
+	}()
+	var done []int
+	for _, i := range shards {
+		logs, stable, snaps, hl, err := l.shardStores(i)
+		if err != nil {
+			return done, err
+		}
+		exists, err := raft.HasExistingState(logs, stable, snaps)
+		if err != nil {
+			return done, fmt.Errorf("relaylog: shard %d state: %w", i, err)
+		}
+		if !exists {
+			logger.Warn("recover: shard has no state on this node; skipped", "shard", i)
+			continue
+		}
+		cfg := raft.DefaultConfig()
+		cfg.LocalID = raft.ServerID(nodeID)
+		cfg.Logger = hl
+		_, trans := raft.NewInmemTransport(raft.ServerAddress(nodeID))
+		conf := raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: raft.ServerID(nodeID), Address: raft.ServerAddress(nodeID)}}}
+		if err := raft.RecoverCluster(cfg, newFSM(i, m.Shards, nil), logs, stable, snaps, trans, conf); err != nil {
+			return done, fmt.Errorf("relaylog: recover shard %d: %w", i, err)
+		}
+		logger.Warn("recover: this node is now the only voter of the shard", "shard", i, "node", nodeID)
+		done = append(done, i)
+	}
+	return done, nil
+}
+
+func (l *Log) openShard(i int) (*shard, error) {
+	o := &l.opts
+	cached, stable, snaps, hl, err := l.shardStores(i)
+	if err != nil {
+		return nil, err
 	}
 	var trans raft.Transport
+	var started atomic.Pointer[raft.Raft] // for the vote guard
 	if o.Transport != nil {
 		if trans, err = o.Transport(i); err != nil {
 			return nil, fmt.Errorf("relaylog: shard %d transport: %w", i, err)
 		}
-		trans = SerialHeartbeats(trans)
+		trans = guardVotes(SerialHeartbeats(trans), func() bool {
+			r := started.Load()
+			return r == nil || len(r.GetConfiguration().Configuration().Servers) == 0
+		})
 	} else {
 		_, trans = raft.NewInmemTransport(raft.ServerAddress(o.NodeID))
 	}
@@ -683,11 +854,13 @@ func (l *Log) openShard(i int) (*shard, error) {
 		if err := raft.BootstrapCluster(cfg, cached, stable, snaps, trans, conf); err != nil {
 			return nil, fmt.Errorf("relaylog: shard %d bootstrap: %w", i, err)
 		}
+		l.bootstrapped = true
 	}
 	r, err := raft.NewRaft(cfg, f, cached, stable, snaps, trans)
 	if err != nil {
 		return nil, fmt.Errorf("relaylog: shard %d raft: %w", i, err)
 	}
+	started.Store(r)
 	s := newShard(i, r, f, l, notify)
 	return s, nil
 }
@@ -755,6 +928,10 @@ func (l *Log) NodeID() string { return l.opts.NodeID }
 // Bootstrap makes this node the sole voter of every shard that has no
 // state yet (a node opened with Join waiting for --bootstrap-expect nodes);
 // placement then adds the others. Shards with state are left alone.
+// Bootstrapped reports whether Open created the shards here (a new data dir
+// with Options.Join false): this node started a new cluster.
+func (l *Log) Bootstrapped() bool { return l.bootstrapped }
+
 func (l *Log) Bootstrap() error {
 	for _, s := range l.shards {
 		conf := raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: raft.ServerID(l.opts.NodeID), Address: raft.ServerAddress(l.opts.NodeID)}}}
@@ -790,4 +967,19 @@ func (g sharedGroup) shard(i int) (raft.LogStore, raft.StableStore) { s := g.Sha
 func (g sharedGroup) stats() [3]uint64 {
 	st := g.Stats()
 	return [3]uint64{st.Commits, st.Entries, st.SyncNanos}
+}
+
+// appliedCollector exports every shard's raft applied index on this node:
+// replicas of a shard that show the same index hold the same state.
+type appliedCollector struct{ l *Log }
+
+var appliedDesc = prometheus.NewDesc("edgenode_raft_applied_index",
+	"Index of the last raft entry this node applied, per shard (equal on every replica once caught up).", []string{"shard"}, nil)
+
+func (c appliedCollector) Describe(ch chan<- *prometheus.Desc) { ch <- appliedDesc }
+
+func (c appliedCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, s := range c.l.shards {
+		ch <- prometheus.MustNewConstMetric(appliedDesc, prometheus.GaugeValue, float64(s.raft.AppliedIndex()), strconv.Itoa(s.id))
+	}
 }

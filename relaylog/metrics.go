@@ -5,6 +5,7 @@ import "github.com/prometheus/client_golang/prometheus"
 type metrics struct {
 	applySeconds  prometheus.Histogram
 	batchCommands prometheus.Histogram
+	expirySkipped prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -19,9 +20,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help:    "Commands carried by one raft log entry.",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 12),
 		}),
+		expirySkipped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "edgenode_expiry_skipped_total",
+			Help: "Expiry runs (one a minute) this node skipped because its clock is too far from the other nodes'.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.applySeconds, m.batchCommands)
+		reg.MustRegister(m.applySeconds, m.batchCommands, m.expirySkipped)
 	}
 	return m
 }

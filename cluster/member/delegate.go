@@ -1,7 +1,11 @@
 package member
 
 import (
+	"encoding/binary"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -27,20 +31,72 @@ type pushState struct {
 // delegate implements memberlist's Delegate, EventDelegate and PingDelegate.
 // memberlist calls the event methods with its node lock held, so they only
 // update the Membership's own state and never call back into memberlist.
-type delegate struct{ m *Membership }
+type delegate struct {
+	m *Membership
+
+	mu            sync.Mutex
+	refusedLogged map[string]bool // peers (name and cluster) already logged as refused
+}
 
 var (
 	_ memberlist.Delegate      = (*delegate)(nil)
 	_ memberlist.EventDelegate = (*delegate)(nil)
 	_ memberlist.PingDelegate  = (*delegate)(nil)
+	_ memberlist.MergeDelegate = (*delegate)(nil)
+	_ memberlist.AliveDelegate = (*delegate)(nil)
 )
 
 func (d *delegate) NodeMeta(limit int) []byte {
-	if len(d.m.meta) > limit {
-		return nil // Start checked memberlist.MetaMaxSize; not reached
+	b := *d.m.meta.Load()
+	if len(b) > limit {
+		return nil // Start and SetCluster checked memberlist.MetaMaxSize; not reached
 	}
-	return d.m.meta
+	return b
 }
+
+// ErrOtherCluster is why gossip with a node of another cluster is refused.
+var ErrOtherCluster = errors.New("member: node of another cluster")
+
+// foreign returns an error if n gossips a cluster id other than this
+// node's (both non-empty): two clusters must never merge, since each has
+// its own shards with their own raft histories.
+func (d *delegate) foreign(n *memberlist.Node) error {
+	ours := d.m.Cluster()
+	if ours == "" || n.Name == d.m.self {
+		return nil
+	}
+	var w wireMeta
+	if json.Unmarshal(n.Meta, &w) != nil || w.Cluster == "" || w.Cluster == ours {
+		return nil
+	}
+	err := fmt.Errorf("%w: %s (at %s) belongs to cluster %s, this node to cluster %s; refusing its gossip",
+		ErrOtherCluster, n.Name, n.Address(), w.Cluster, ours)
+	d.mu.Lock()
+	key := n.Name + "/" + w.Cluster
+	first := !d.refusedLogged[key]
+	if first && len(d.refusedLogged) < 1024 {
+		d.refusedLogged[key] = true
+	}
+	d.mu.Unlock()
+	if first {
+		d.m.logger.Error(err.Error())
+	}
+	return err
+}
+
+// NotifyMerge refuses a push/pull merge (a join) that would bring in a
+// node of another cluster.
+func (d *delegate) NotifyMerge(peers []*memberlist.Node) error {
+	for _, n := range peers {
+		if err := d.foreign(n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// NotifyAlive refuses gossip about a node of another cluster.
+func (d *delegate) NotifyAlive(n *memberlist.Node) error { return d.foreign(n) }
 
 func (d *delegate) NotifyMsg(b []byte) {
 	if len(b) < 1 || b[0] != msgLeave {
@@ -107,15 +163,25 @@ func (d *delegate) NotifyLeave(n *memberlist.Node) {
 	}
 }
 
-func (d *delegate) AckPayload() []byte { return nil }
+// AckPayload carries this node's clock (Options.Now, Unix nanoseconds) in
+// every ack, so that the prober can measure the offset between the clocks.
+func (d *delegate) AckPayload() []byte {
+	return binary.BigEndian.AppendUint64(nil, uint64(d.m.now().UnixNano()))
+}
 
-func (d *delegate) NotifyPingComplete(n *memberlist.Node, _ time.Duration, _ []byte) {
+func (d *delegate) NotifyPingComplete(n *memberlist.Node, rtt time.Duration, payload []byte) {
 	m := d.m
+	now := m.now()
 	m.mu.Lock()
 	e := m.members[n.Name]
 	changed := false
 	if e != nil {
 		e.evidence = time.Now()
+		if len(payload) == 8 {
+			// The ack left the other node about rtt/2 ago (NTP's estimate).
+			theirs := time.Unix(0, int64(binary.BigEndian.Uint64(payload)))
+			e.clockOffset, e.clockAt = theirs.Add(rtt/2).Sub(now), time.Now()
+		}
 		if e.Status == StatusSuspect {
 			changed = m.setStatusLocked(e, StatusAlive)
 		}

@@ -32,6 +32,11 @@ type Meta struct {
 	HTTPURL     string `json:"u"`           // public client URL (GET /v1/edges)
 	ClusterAddr string `json:"c"`           // host:port of the node's QUIC mesh
 	Version     string `json:"v,omitempty"` // software version, informational
+	// Cluster is the id of the cluster the node belongs to, created when
+	// the first node bootstraps the shards and kept in every node's data
+	// dir; "" for a node that has not joined one yet. Nodes with different
+	// non-empty ids refuse each other's gossip.
+	Cluster string `json:"k,omitempty"`
 }
 
 // Status is a member's state as seen by this node.
@@ -106,6 +111,13 @@ type Options struct {
 	// ... up to 30s (plus up to 20% jitter) between attempts and logging
 	// each failure. None means this node starts a new cluster.
 	Join []string
+	// OnJoinRefused, if set, is called once (and the join loop ends) when
+	// every join attempt for SecretMismatchFor (0 means 30s) failed
+	// because the nodes at Join could not decrypt this node's gossip or it
+	// theirs: the cluster secret differs. The node then exits instead of
+	// retrying forever.
+	OnJoinRefused     func(error)
+	SecretMismatchFor time.Duration
 	// Logger receives this package's log lines; memberlist's own lines go
 	// through it at debug level. nil discards.
 	Logger *slog.Logger
@@ -133,7 +145,8 @@ type Options struct {
 type Membership struct {
 	self      string
 	boot      string
-	meta      []byte // gossiped: wireMeta JSON
+	meta      atomic.Pointer[[]byte] // gossiped: wireMeta JSON (SetCluster replaces it)
+	cluster   atomic.Pointer[string] // Meta.Cluster of this node
 	list      *memberlist.Memberlist
 	queue     *memberlist.TransmitLimitedQueue
 	logger    *slog.Logger
@@ -164,6 +177,40 @@ type entry struct {
 	Member
 	boot     string
 	evidence time.Time // real clock: last sign of life seen by this node
+
+	// The member's clock minus this node's (Options.Now), from the last
+	// direct ping ack, and when (real clock) it was measured.
+	clockOffset time.Duration
+	clockAt     time.Time
+}
+
+// clockFresh is how old a clock measurement may be to count.
+const clockFresh = 2 * time.Minute
+
+// ClockSkew is how far this node's clock is from the clocks of (at least)
+// half of the other alive members: over the members measured in the last
+// two minutes, the offsets (their clock - this node's) are sorted by size
+// and the ceil(k/2)-th smallest is returned. So one node with a wrong
+// clock among three sees a large skew (both others disagree with it), and
+// the two others see almost none (they agree with each other). Offsets come
+// from the ping acks of gossip's failure detector: each ack carries the
+// sender's clock, and the ack is taken to have travelled half the round
+// trip. ok is false when no other member was measured.
+func (m *Membership) ClockSkew() (time.Duration, bool) {
+	m.mu.Lock()
+	var offs []time.Duration
+	for id, e := range m.members {
+		if id == m.self || e.Status != StatusAlive || e.clockAt.IsZero() || time.Since(e.clockAt) > clockFresh {
+			continue
+		}
+		offs = append(offs, e.clockOffset)
+	}
+	m.mu.Unlock()
+	if len(offs) == 0 {
+		return 0, false
+	}
+	slices.SortFunc(offs, func(a, b time.Duration) int { return cmp.Compare(a.Abs(), b.Abs()) })
+	return offs[(len(offs)+1)/2-1], true
 }
 
 type intent struct {
@@ -256,7 +303,6 @@ func Start(opts Options) (*Membership, error) {
 	m := &Membership{
 		self:     opts.Meta.NodeID,
 		boot:     boot,
-		meta:     meta,
 		logger:   logger,
 		now:      now,
 		onChange: opts.OnChange,
@@ -264,8 +310,10 @@ func Start(opts Options) (*Membership, error) {
 		members:  make(map[string]*entry),
 		intents:  make(map[string]intent),
 	}
-	d := &delegate{m: m}
-	cfg.Delegate, cfg.Events, cfg.Ping = d, d, d
+	m.meta.Store(&meta)
+	m.cluster.Store(&opts.Meta.Cluster)
+	d := &delegate{m: m, refusedLogged: map[string]bool{}}
+	cfg.Delegate, cfg.Events, cfg.Ping, cfg.Merge, cfg.Alive = d, d, d, d, d
 	if opts.Tuning != nil {
 		opts.Tuning(cfg)
 	}
@@ -297,7 +345,9 @@ func Start(opts Options) (*Membership, error) {
 		var joinCtx context.Context
 		joinCtx, m.joinCancel = context.WithCancel(m.ctx)
 		addrs := slices.Clone(opts.Join)
-		m.wg.Go(func() { m.joinLoop(joinCtx, addrs) })
+		refused := opts.OnJoinRefused
+		limit := cmp.Or(opts.SecretMismatchFor, 30*time.Second)
+		m.wg.Go(func() { m.joinLoop(joinCtx, addrs, limit, refused) })
 	}
 	logger.Info("member: gossip started", "node", m.self, "addr", m.bound,
 		"advertise", list.LocalNode().Address(), "profile", cmp.Or(opts.Profile, profileLAN), "join", opts.Join)
@@ -589,12 +639,53 @@ func (m *Membership) numLiveLocked() int {
 
 func (m *Membership) localMeta() Meta {
 	var w wireMeta
-	_ = json.Unmarshal(m.meta, &w)
+	_ = json.Unmarshal(*m.meta.Load(), &w)
 	return w.Meta
 }
 
-func (m *Membership) joinLoop(ctx context.Context, addrs []string) {
+// Cluster is this node's cluster id ("" until it has one).
+func (m *Membership) Cluster() string { return *m.cluster.Load() }
+
+// SetCluster gives this node the cluster id (after it bootstrapped the
+// cluster, or adopted the id of the cluster it joined) and gossips it.
+func (m *Membership) SetCluster(id string) error {
+	w := wireMeta{Meta: m.localMeta(), Boot: m.boot}
+	w.Cluster = id
+	b, err := json.Marshal(w)
+	if err != nil {
+		return err
+	}
+	if len(b) > memberlist.MetaMaxSize {
+		return fmt.Errorf("%w: %d", ErrMetaTooBig, len(b))
+	}
+	m.meta.Store(&b)
+	m.cluster.Store(&id)
+	m.mu.Lock()
+	if e := m.members[m.self]; e != nil {
+		e.Cluster = id
+	}
+	m.mu.Unlock()
+	return m.list.UpdateNode(5 * time.Second)
+}
+
+// secretMismatch reports whether a memberlist join error says that the
+// other side's gossip could not be decrypted with this node's key, or this
+// node's with theirs (memberlist answers an undecryptable push/pull with an
+// error message encrypted with its own key, which this node then cannot
+// decrypt either), or that only one side encrypts.
+func secretMismatch(err error) bool {
+	if err == nil {
+		return false
+	}
+	s := err.Error()
+	return strings.Contains(s, "no installed keys could decrypt") ||
+		strings.Contains(s, "remote state is encrypted and encryption is not configured") ||
+		strings.Contains(s, "encryption is configured but remote state is not encrypted")
+}
+
+func (m *Membership) joinLoop(ctx context.Context, addrs []string, mismatchLimit time.Duration, refused func(error)) {
 	delay := joinBackoffMin
+	var mismatchSince time.Time
 	for attempt := 1; ; attempt++ {
 		if ctx.Err() != nil {
 			return
@@ -612,6 +703,21 @@ func (m *Membership) joinLoop(ctx context.Context, addrs []string) {
 		}
 		if err == nil {
 			err = errors.New("no node answered")
+		}
+		if secretMismatch(err) && !m.joined.Load() {
+			if mismatchSince.IsZero() {
+				mismatchSince = time.Now()
+			}
+			if refused != nil && time.Since(mismatchSince) >= mismatchLimit {
+				e := fmt.Errorf("cluster secret does not match the cluster at %s: every join attempt for %v was refused (%v); "+
+					"start this node with the cluster's secret (`edgenode join-token` on a member prints it)",
+					strings.Join(addrs, ", "), time.Since(mismatchSince).Round(time.Second), err)
+				m.logger.Error("member: "+e.Error(), "node", m.self)
+				refused(e)
+				return
+			}
+		} else {
+			mismatchSince = time.Time{}
 		}
 		wait := jitter(delay)
 		level := slog.LevelWarn

@@ -571,3 +571,107 @@ func (r *recorder) count(msg string) int {
 	}
 	return n
 }
+
+// A wrong secret ends the join loop with OnJoinRefused (the node exits),
+// naming the address, once SecretMismatchFor has passed.
+func TestWrongSecretIsReported(t *testing.T) {
+	a := testNode(t, "a")
+	refused := make(chan error, 1)
+	testNode(t, "b", withJoin(a.GossipAddr()), func(o *Options) {
+		o.Secret = "another-cluster-secret-of-32-bytes!!"
+		o.SecretMismatchFor = 2 * time.Second
+		o.OnJoinRefused = func(err error) { refused <- err }
+	})
+	select {
+	case err := <-refused:
+		if want := "cluster secret does not match the cluster at " + a.GossipAddr(); !strings.Contains(err.Error(), want) {
+			t.Fatalf("OnJoinRefused(%v), want %q", err, want)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("OnJoinRefused not called 30s after a join with a wrong secret")
+	}
+}
+
+// A join address that does not answer is not a wrong secret: the loop goes
+// on (the seed may start later).
+func TestUnreachableSeedIsNotRefused(t *testing.T) {
+	l, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.LocalAddr().String()
+	l.Close()
+	logs := &recorder{}
+	called := make(chan error, 1)
+	testNode(t, "b", withJoin(addr), func(o *Options) {
+		o.SecretMismatchFor = time.Millisecond
+		o.OnJoinRefused = func(err error) { called <- err }
+		o.Logger = slog.New(logs)
+	})
+	waitFor(t, 20*time.Second, "three failed joins", func() bool { return logs.count("member: join failed") >= 3 })
+	select {
+	case err := <-called:
+		t.Fatalf("OnJoinRefused for an address that does not answer: %v", err)
+	default:
+	}
+}
+
+// Nodes of two clusters (different cluster ids) never see each other, in
+// either direction; a node without an id joins and can take one.
+func TestOtherClusterIsRefused(t *testing.T) {
+	withCluster := func(id string) nodeOpt { return func(o *Options) { o.Meta.Cluster = id } }
+	a := testNode(t, "a", withCluster("cluster-one"))
+	b := testNode(t, "b", withCluster("cluster-two"), withJoin(a.GossipAddr()))
+	c := testNode(t, "c", withJoin(a.GossipAddr())) // no id yet
+	waitAllSeeAlive(t, a, c)
+	if got := mustGet(t, c, "a").Cluster; got != "cluster-one" {
+		t.Fatalf("c sees a's cluster %q", got)
+	}
+	if err := c.SetCluster("cluster-one"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "a to see c's cluster id", func() bool {
+		m, ok := a.Get("c")
+		return ok && m.Cluster == "cluster-one"
+	})
+	// b tried to join a: refused both ways, for as long as we look (a
+	// few push/pull rounds of 500ms and gossip intervals).
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, m := range []*Membership{a, c} {
+			if _, ok := m.Get("b"); ok {
+				t.Fatalf("%s lists b, a node of another cluster: %s", m.self, views(a, b, c))
+			}
+		}
+		for _, id := range []string{"a", "c"} {
+			if mm, ok := b.Get(id); ok && mm.Status == StatusAlive {
+				t.Fatalf("b sees %s alive: %s", id, views(a, b, c))
+			}
+		}
+		time.Sleep(100 * time.Millisecond) // poll interval of the watch
+	}
+}
+
+// Each ack carries the sender's clock: a node whose clock runs an hour
+// ahead sees a skew of about -1h, the others about 0.
+func TestClockSkew(t *testing.T) {
+	ahead := func(o *Options) { o.Now = func() time.Time { return time.Now().Add(time.Hour) } }
+	a := testNode(t, "a")
+	b := testNode(t, "b", withJoin(a.GossipAddr()))
+	c := testNode(t, "c", withJoin(a.GossipAddr()), ahead)
+	waitAllSeeAlive(t, a, b, c)
+	// Every node measures each other within a few probe rounds; until
+	// then a node may have measured only one peer.
+	waitFor(t, 20*time.Second, "c to see a skew of -1h and a and b about 0", func() bool {
+		s, ok := c.ClockSkew()
+		if !ok || (s+time.Hour).Abs() > 2*time.Second {
+			return false
+		}
+		for _, m := range []*Membership{a, b} {
+			if s, ok := m.ClockSkew(); !ok || s.Abs() > 2*time.Second {
+				return false
+			}
+		}
+		return true
+	})
+}

@@ -5,6 +5,8 @@
 //	edgenode token --user ID [--ttl 24h]   print a client token signed with the node's HS256 secret
 //	edgenode join-token                    print the cluster secret other nodes join with
 //	edgenode members|shards --addr H:P     ask a running node about its cluster (needs the cluster secret)
+//	edgenode repair-wal                    cut the raft log at a corrupt record (node stopped)
+//	edgenode recover-shard --shard N|--all make this node the only voter of shards (node stopped)
 //	edgenode version                       print the version (also: edgenode --version)
 //
 // Every flag also reads from EDGENODE_<FLAG> and from --config FILE; see
@@ -34,7 +36,10 @@ import (
 
 	"github.com/edgenode/edgenode/auth"
 	"github.com/edgenode/edgenode/config"
+	"github.com/edgenode/edgenode/datadir"
 	"github.com/edgenode/edgenode/node"
+	"github.com/edgenode/edgenode/relaylog"
+	"github.com/edgenode/edgenode/relaylog/walstore"
 )
 
 // version is set at build time with -ldflags "-X main.version=v1.2.3".
@@ -69,6 +74,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = inspect(args, stdout, "/v1/cluster/shards", shardsTable)
 	case "health":
 		err = health(args, stdout)
+	case "repair-wal":
+		err = repairWAL(args, stdout, stderr)
+	case "recover-shard":
+		err = recoverShard(args, stdout, stderr)
 	case "version", "--version":
 		if len(args) > 0 {
 			err = fmt.Errorf("%s takes no arguments (got %q)", sub, args[0])
@@ -100,6 +109,11 @@ Usage:
                                           EDGENODE_CLUSTER_SECRET, --config, or the secret in --data-dir
   edgenode health [--addr HOST:PORT] [--path /readyz] [--timeout 3s]
                                           exit 0 only if the node answers 200 (container health checks)
+  edgenode repair-wal [--data-dir DIR]    cut the node's raft log at a corrupt record (the node
+                                          refuses to start on one); read docs/OPERATIONS.md first
+  edgenode recover-shard --shard N[,M]|--all [--data-dir DIR]
+                                          make this stopped node the only voter of shards that lost
+                                          a majority for good; read docs/OPERATIONS.md first
   edgenode version, edgenode --version    print the version
 
 `)
@@ -139,9 +153,18 @@ func serve(args []string, stderr io.Writer) error {
 		// against 4,404-5,292 at 1x (edgeload, 2,000 users; docs/PERFORMANCE.md).
 		runtime.GOMAXPROCS(4 * runtime.GOMAXPROCS(0))
 	}
+	// Everything the node creates is its user's alone: raft snapshots hold
+	// message text and device tokens (hashicorp/raft makes them 0644).
+	datadir.Umask()
 	logger := newLogger(cfg, stderr)
 	n, err := node.Start(context.Background(), cfg, logger)
 	if err != nil {
+		var ce *walstore.CorruptError
+		if errors.As(err, &ce) {
+			abs, _ := filepath.Abs(cfg.DataDir)
+			return fmt.Errorf("%w\nThe node did not start. If the other replicas of its shards are healthy, the safest fix is to replace this node (docs/OPERATIONS.md, \"A corrupt raft log\"); "+
+				"to keep this copy instead, cut the log at the corrupt record with:\n  edgenode repair-wal --data-dir %s", err, abs)
+		}
 		return err
 	}
 	if cfg.DebugAddr != "" {
@@ -170,11 +193,15 @@ func serve(args []string, stderr io.Writer) error {
 	}
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	var fatal error
 	select {
 	case sig := <-sigs:
 		logger.Info("signal received; draining", "signal", sig.String())
 	case err := <-n.Done():
 		logger.Error("client API stopped", "err", err)
+		fatal = fmt.Errorf("client API stopped: %w", err)
+	case err := <-n.Failed():
+		fatal = err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -184,7 +211,10 @@ func serve(args []string, stderr io.Writer) error {
 		logger.Warn("second signal: exiting now")
 		os.Exit(1)
 	}()
-	return n.Shutdown(ctx)
+	if err := n.Shutdown(ctx); fatal == nil {
+		return err
+	}
+	return fatal
 }
 
 // extract removes --name VALUE / --name=VALUE from args.
@@ -235,8 +265,10 @@ func token(args []string, stdout io.Writer) error {
 	if cfg.JWTSecret == "" && cfg.JWTPublicKey != "" {
 		return errors.New("token: this node verifies tokens with a public key; issue tokens with your login service's private key")
 	}
-	if err := prepareForCLI(&cfg, cfg.JWTSecret, node.JWTSecretFile); err != nil {
-		return err
+	// Never creates a secret: a token signed with a new one would match no
+	// node.
+	if err := node.ReadDataDir(&cfg, true); err != nil {
+		return fmt.Errorf("token: %w", err)
 	}
 	tok, err := auth.IssueFor([]byte(cfg.JWTSecret), user, ttl, time.Now(), cfg.JWTIssuer, cfg.JWTAudience)
 	if err != nil {
@@ -246,31 +278,101 @@ func token(args []string, stdout io.Writer) error {
 	return nil
 }
 
-// prepareForCLI reads the secrets a node keeps in its data dir, as the node
-// would. Where no node has run yet it creates them, as the node will keep
-// them, but says so: a token made in the wrong directory would not match
-// the node's secret. given is the value the caller prints when it came from
-// a flag, the environment or the config file.
-func prepareForCLI(cfg *config.Config, given, file string) error {
-	_, statErr := os.Stat(filepath.Join(cfg.DataDir, file))
-	if err := node.PrepareDataDir(cfg, nil); err != nil {
-		return err
-	}
-	if given == "" && errors.Is(statErr, os.ErrNotExist) {
-		abs, _ := filepath.Abs(cfg.DataDir)
-		fmt.Fprintf(os.Stderr, "edgenode: no node has used the data dir %s yet: created its secrets there; only a node started with this data dir (or the same secrets) accepts what is printed\n", abs)
-	}
-	return nil
-}
-
 func joinToken(args []string, stdout io.Writer) error {
 	cfg, err := config.Load(args, os.Getenv)
 	if err != nil {
 		return err
 	}
-	if err := prepareForCLI(&cfg, cfg.ClusterSecret, node.ClusterSecretFile); err != nil {
-		return err
+	if err := node.ReadDataDir(&cfg, false); err != nil {
+		return fmt.Errorf("join-token: %w", err)
 	}
 	fmt.Fprintln(stdout, cfg.ClusterSecret)
+	return nil
+}
+
+// repairWAL cuts the raft log of a stopped node at its first corrupt record.
+func repairWAL(args []string, stdout, stderr io.Writer) error {
+	cfg, err := config.Load(args, os.Getenv)
+	if err != nil {
+		return err
+	}
+	datadir.Umask()
+	abs, _ := filepath.Abs(cfg.DataDir)
+	if err := datadir.Check(abs); err != nil {
+		return fmt.Errorf("repair-wal: %w", err)
+	}
+	dir := filepath.Join(abs, "relaylog")
+	r, err := relaylog.RepairWAL(dir, newLogger(cfg, stderr))
+	if err != nil {
+		return fmt.Errorf("repair-wal: %w", err)
+	}
+	if r == nil {
+		fmt.Fprintf(stdout, "the raft log in %s has no corrupt record: nothing cut\n", dir)
+		return nil
+	}
+	fmt.Fprintf(stdout, "cut the raft log in %s at offset %d of %s (%s): dropped %d bytes, %d later segment(s)\n",
+		dir, r.Offset, filepath.Base(r.Segment), r.Reason, r.Bytes, len(r.Segments))
+	fmt.Fprintln(stdout, "entries and votes in the dropped part are gone from this node; start it to catch up from the other replicas")
+	return nil
+}
+
+// recoverShard makes a stopped node the only voter of shards that lost a
+// majority of their voters for good (raft.RecoverCluster).
+func recoverShard(args []string, stdout, stderr io.Writer) error {
+	shardArg, args, err := extract(args, "shard")
+	if err != nil {
+		return err
+	}
+	all := false
+	var rest []string
+	for _, a := range args {
+		if a == "--all" || a == "-all" {
+			all = true
+			continue
+		}
+		rest = append(rest, a)
+	}
+	if (shardArg == "") == !all {
+		return errors.New("recover-shard: give --shard N (or N,M,...) or --all")
+	}
+	var shards []int
+	if shardArg != "" {
+		for _, f := range strings.Split(shardArg, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 0 {
+				return fmt.Errorf("recover-shard: --shard %q: want shard numbers such as 3 or 3,7", shardArg)
+			}
+			shards = append(shards, n)
+		}
+	}
+	cfg, err := config.Load(rest, os.Getenv)
+	if err != nil {
+		return err
+	}
+	datadir.Umask()
+	abs, _ := filepath.Abs(cfg.DataDir)
+	if err := datadir.Check(abs); err != nil {
+		return fmt.Errorf("recover-shard: %w", err)
+	}
+	id := cfg.NodeID
+	if id == "" {
+		if id, err = node.ReadKept(filepath.Join(abs, node.NodeIDFile)); err != nil {
+			return err
+		}
+		if id == "" {
+			return fmt.Errorf("recover-shard: no node id in %s (no node has run there)", abs)
+		}
+	}
+	done, err := relaylog.RecoverShards(filepath.Join(abs, "relaylog"), id, shards, newLogger(cfg, stderr))
+	for _, i := range done {
+		fmt.Fprintf(stdout, "shard %d: node %s is now its only voter\n", i, id)
+	}
+	if err != nil {
+		return fmt.Errorf("recover-shard: %w", err)
+	}
+	if len(done) == 0 {
+		return errors.New("recover-shard: no shard with state on this node was recovered")
+	}
+	fmt.Fprintln(stdout, "start the node: it leads these shards alone, and placement adds voters on other nodes. Never restart the shards' old voters with their data: wipe them first.")
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -371,25 +372,57 @@ func TestTokenHonoursIssuerAndAudience(t *testing.T) {
 		t.Fatal("a node requiring another issuer accepted the token")
 	}
 
-	// No secret given and no node has run here: the token is signed with
-	// secrets created in the data dir, and stderr says so.
-	dir = t.TempDir()
-	cmd = exec.Command(binary, "token", "--user", "7")
-	cmd.Dir = dir
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("edgenode token: %v\n%s", err, stderr.String())
+}
+
+// token and join-token never create secrets: with none given and no node's
+// data dir to read them from, they fail, name the data dir they looked in,
+// and leave nothing behind (a secret they invented would match no node).
+// Given a node's data dir, they print what the node uses.
+func TestTokenAndJoinTokenCreateNothing(t *testing.T) {
+	for _, sub := range []string{"token", "join-token"} {
+		for _, existing := range []bool{false, true} {
+			cwd := t.TempDir()
+			dir := filepath.Join(cwd, "data")
+			if existing {
+				if err := os.Mkdir(dir, 0o700); err != nil {
+					t.Fatal(err)
+				}
+			}
+			args := []string{sub}
+			if sub == "token" {
+				args = append(args, "--user", "7")
+			}
+			cmd := exec.Command(binary, args...)
+			cmd.Dir = cwd
+			cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+			out, err := cmd.CombinedOutput()
+			if err == nil {
+				t.Fatalf("%s with no node's data dir (existing dir: %v) succeeded: %s", sub, existing, out)
+			}
+			if !strings.Contains(string(out), dir) || !strings.Contains(string(out), "no node has run there") {
+				t.Errorf("%s: the error does not name the data dir %s: %s", sub, dir, out)
+			}
+			ents, err := os.ReadDir(dir)
+			if existing && (err != nil || len(ents) != 0) {
+				t.Errorf("%s left %d files in %s (%v)", sub, len(ents), dir, err)
+			}
+			if !existing && !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("%s created %s (%v)", sub, dir, err)
+			}
+		}
 	}
-	if !strings.Contains(stderr.String(), "no node has used the data dir") {
-		t.Fatalf("stderr %q does not warn about the new data dir", stderr.String())
+	// Against a node's data dir: the node's own secrets.
+	dir := t.TempDir()
+	p := startProc(t, dir, nil)
+	data := filepath.Join(dir, "data")
+	out, err := exec.Command(binary, "join-token", "--data-dir", data).Output()
+	kept, _ := os.ReadFile(filepath.Join(data, "cluster-secret"))
+	if err != nil || strings.TrimSpace(string(out)) == "" || strings.TrimSpace(string(out)) != strings.TrimSpace(string(kept)) {
+		t.Fatalf("join-token of a node's data dir: %q %v, kept %q", out, err, kept)
 	}
-	cmd = exec.Command(binary, "token", "--user", "7")
-	cmd.Dir = dir
-	stderr.Reset()
-	cmd.Stderr = &stderr
-	if err := cmd.Run(); err != nil || stderr.Len() != 0 {
-		t.Fatalf("second edgenode token: %v, stderr %q (want silence: the data dir exists now)", err, stderr.String())
+	code, b, err := p.request("GET", "/v1/messages?lastSyncedMessage=0", p.token(7), nil)
+	if err != nil || code != 200 {
+		t.Fatalf("a token from the node's data dir: %d %s %v", code, b, err)
 	}
 }
 

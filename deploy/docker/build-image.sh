@@ -10,7 +10,7 @@ go=${GO:-go}
 version=${VERSION:-$(git describe --tags --always --dirty 2>/dev/null || echo dev)}
 ctx=$(mktemp -d)
 trap 'rm -rf "$ctx"' EXIT
-mkdir -p "$ctx/rootfs/data"
+mkdir -p "$ctx/rootfs/data" && chmod 700 "$ctx/rootfs/data"
 CGO_ENABLED=0 "$go" build -tags hashicorpmetrics -trimpath \
   -ldflags "-s -w -X main.version=$version" -o "$ctx/edgenode" ./cmd/edgenode
 if [ -r /etc/ssl/certs/ca-certificates.crt ]; then

@@ -3,6 +3,7 @@ package walstore
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/crc32"
 )
 
@@ -158,6 +159,74 @@ func parseRecord(b []byte) (record, int, error) {
 		return r, 0, errTorn
 	}
 	return r, size, nil
+}
+
+// sectorSize is the unit a disk writes atomically (or not at all) that the
+// torn-write rule assumes, as etcd's WAL does.
+const sectorSize = 512
+
+// torn decides whether the unreadable record at data[off:] (data is the
+// whole last segment, written its length up to its last non-zero byte) can
+// be the end of a write cut short by a crash, and says why or why not. A
+// commit is one pwrite of at most maxBatch bytes (or one larger request)
+// at the end of the log, into a preallocated, zero-filled file; a crash may
+// persist any subset of its sectors. So the record is a torn tail when
+//   - nothing non-zero follows it (the clean end of the log), or
+//   - everything written after it lies within one batch, and the record
+//     shows a part that never reached the disk: a zero header, a header
+//     or body cut by the end of the file, an end in the zeros after the
+//     last written byte, or a sector of it that is all zeros from the
+//     record's bytes in it to the sector's end (etcd's WAL checks
+//     sector-aligned pieces of the record the same way).
+//
+// Otherwise (a bad checksum on a record whose every sector was written, or
+// written data beyond one batch) it is corruption: later records may be
+// acknowledged. As in etcd, a flipped length field within the last batch
+// can still pass for a torn write.
+func torn(data []byte, off, written, maxBatch int) (string, bool) {
+	rest := data[off:]
+	if written <= off {
+		return "end of the log", true
+	}
+	if written-off > maxBatch {
+		return fmt.Sprintf("%d bytes of log follow it, more than one write", written-off), false
+	}
+	if len(rest) < hdrLen {
+		return "header cut by the end of the file", true
+	}
+	n := binary.LittleEndian.Uint32(rest)
+	if n == 0 {
+		return "zero header with written data after it (a sector of the last write is missing)", true
+	}
+	if uint64(n) > uint64(len(rest)-hdrLen) {
+		return "record runs past the end of the file", true
+	}
+	end := off + hdrLen + int(n)
+	if end > written {
+		return "the record's end was never written", true
+	}
+	// A sector that never reached the disk is zero to its end: a piece of
+	// the record that is zero up to the end of its sector (past the record,
+	// where the next records would be) is such a sector. A piece that is
+	// zero but followed by written bytes in the same sector is just data.
+	for s := off - off%sectorSize; s < end; s += sectorSize {
+		if allZero(data[max(s, off):min(s+sectorSize, len(data))]) {
+			return "a sector of the record is all zeros (never written)", true
+		}
+	}
+	if crc32.Checksum(data[off+hdrLen:end], castagnoli) != binary.LittleEndian.Uint32(rest[4:]) {
+		return "checksum mismatch in a record whose every sector was written", false
+	}
+	return "malformed record with a valid checksum", false
+}
+
+// nonZeroLen is len(b) without its trailing zeros.
+func nonZeroLen(b []byte) int {
+	i := len(b)
+	for i > 0 && b[i-1] == 0 {
+		i--
+	}
+	return i
 }
 
 func allZero(b []byte) bool {

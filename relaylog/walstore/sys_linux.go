@@ -23,11 +23,10 @@ func fdatasync(f *os.File) error {
 // not have to write the inode's size with every commit, which it must do
 // whenever an append grows the file. (On ext4 and xfs the first write into a
 // fallocated block still converts its extent from "unwritten" to "written",
-// a journalled metadata change, once per extent rather than once per
-// commit, so most commits of a 64 MiB segment flush data only. Writing zeros
-// over the whole segment would avoid even that, at the cost of writing every
-// segment twice.) Falls back to a sparse Truncate where fallocate is not
-// supported.
+// a journalled metadata change that the commit's fdatasync waits for; the
+// housekeeper's spare segments are therefore zero-filled instead (see
+// DB.createFile), and this is used only where a segment must exist at
+// once.) Falls back to a sparse Truncate where fallocate is not supported.
 func preallocate(f *os.File, size int64) error {
 	for {
 		err := syscall.Fallocate(int(f.Fd()), 0, 0, size)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -243,10 +244,160 @@ func TestCorruptEarlierSegment(t *testing.T) {
 		}
 		t.Logf("%s: %v", how, err)
 	}
+	// Repair cuts the damaged segment there and removes every later one.
+	dir := filepath.Join(t.TempDir(), "repair")
+	copyDir(t, src, dir)
+	p := filepath.Join(dir, filepath.Base(segs[0]))
+	b, _ := os.ReadFile(p)
+	b[mid.end-2] ^= 0x40
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	db, err := Open(Options{Path: dir, NoSync: true, segmentBytes: 1024, Repair: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := db.Repaired; r == nil || r.Segment != p || r.Offset != int64(mid.start) || len(r.Segments) != len(segs)-1 {
+		t.Fatalf("Repaired %+v, want %s at %d and %d later segments", r, p, mid.start, len(segs)-1)
+	}
+	if mid.rec.typ != recLog {
+		t.Fatalf("the damaged record is %+v, not a log entry", mid.rec)
+	}
+	checkRange(t, db.Shard(0), 1, mid.rec.index-1, term1)
+	db.Close()
+	// Left: the cut segment and the one Open started after it (the next
+	// sequence number, holding only the state records).
+	if left := segFiles(t, dir); len(left) != 2 || filepath.Base(left[0]) != filepath.Base(segs[0]) || filepath.Base(left[1]) != segName(1) {
+		t.Errorf("segments after the repair: %v", left)
+	}
+	db = openSeg(t, dir, 1024, true)
+	checkRange(t, db.Shard(0), 1, mid.rec.index-1, term1)
+	db.Close()
+
 	// The untouched copy opens fine.
 	db = openSeg(t, src, 1024, true)
 	defer db.Close()
 	checkRange(t, db.Shard(0), 1, 200, term1)
+}
+
+// TestCorruptLastSegment: damage inside the last segment that a crash
+// cannot have made (a flipped byte in a record whose every sector was
+// written, or a zeroed sector with more than one batch of log after it)
+// fails Open with a *CorruptError naming the segment and offset; Open with
+// Repair cuts the log there, and the cut log opens and takes writes.
+func TestCorruptLastSegment(t *testing.T) {
+	const maxBatch = 1024
+	src := filepath.Join(t.TempDir(), "src")
+	db, err := Open(Options{Path: src, NoSync: true, MaxBatchBytes: maxBatch})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := db.Shard(3)
+	if err := s.SetUint64([]byte("CurrentTerm"), 4); err != nil {
+		t.Fatal(err)
+	}
+	for i := uint64(1); i <= 300; i++ {
+		if err := s.StoreLog(entry(i, 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	segs := segFiles(t, src)
+	last := segs[len(segs)-1]
+	recs := scan(t, last)
+	var mid recPos
+	for _, r := range recs[len(recs)/3:] {
+		if r.rec.typ == recLog {
+			mid = r
+			break
+		}
+	}
+	if mid.rec.typ != recLog || recs[len(recs)-1].end-mid.end < 2*maxBatch {
+		t.Fatalf("want a log record with more than two batches after it; records %d, mid %+v", len(recs), mid)
+	}
+	// Each damage with the batch bound Open is given: the default (8 MiB,
+	// more than the whole log here), so that only the record's own bytes
+	// decide, or maxBatch, so that the written data after the damage does.
+	damage := map[string]struct {
+		batch int
+		do    func(b []byte)
+	}{
+		"flip payload byte": {0, func(b []byte) { b[mid.end-3] ^= 0x40 }},
+		"flip length byte":  {0, func(b []byte) { b[mid.start] ^= 0x01 }},
+		// A sector gone to zeros (a lost write of the disk) with more
+		// than one batch of acknowledged records after it.
+		"zero sector": {maxBatch, func(b []byte) { clear(b[mid.start : mid.start+sectorSize]) }},
+	}
+	for _, how := range slices.Sorted(maps.Keys(damage)) {
+		t.Run(strings.ReplaceAll(how, " ", "-"), func(t *testing.T) {
+			dir := t.TempDir()
+			copyDir(t, src, dir)
+			p := filepath.Join(dir, filepath.Base(last))
+			b, _ := os.ReadFile(p)
+			damage[how].do(b)
+			if err := os.WriteFile(p, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			maxBatch := damage[how].batch
+			_, err := Open(Options{Path: dir, NoSync: true, MaxBatchBytes: maxBatch})
+			var ce *CorruptError
+			if !errors.As(err, &ce) {
+				t.Fatalf("Open: %v, want a *CorruptError", err)
+			}
+			if ce.Segment != p || ce.Offset != int64(mid.start) || ce.After <= 0 {
+				t.Fatalf("CorruptError %+v, want segment %s offset %d", ce, p, mid.start)
+			}
+			t.Logf("%s: %v", how, err)
+
+			db, err := Open(Options{Path: dir, NoSync: true, MaxBatchBytes: maxBatch, Repair: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := db.Repaired
+			if r == nil || r.Segment != p || r.Offset != int64(mid.start) || r.Bytes != ce.After || len(r.Segments) != 0 {
+				t.Fatalf("Repaired %+v", r)
+			}
+			keep := mid.rec.index - 1
+			checkRange(t, db.Shard(3), 1, keep, term1)
+			if v, err := db.Shard(3).GetUint64([]byte("CurrentTerm")); err != nil || v != 4 {
+				t.Fatalf("term %d %v", v, err)
+			}
+			if err := db.Shard(3).StoreLog(entry(keep+1, 2)); err != nil {
+				t.Fatal(err)
+			}
+			if err := db.Close(); err != nil {
+				t.Fatal(err)
+			}
+			// The cut log opens without Repair, with the new entry.
+			db = openSeg(t, dir, 0, true)
+			defer db.Close()
+			if db.Repaired != nil {
+				t.Fatalf("a clean Open repaired %+v", db.Repaired)
+			}
+			checkRange(t, db.Shard(3), 1, keep+1, func(i uint64) uint64 { return 1 + i/(keep+1) })
+		})
+	}
+	// A zeroed sector within the last batch's reach is taken for a torn
+	// write, as etcd does: the records from it on are dropped silently.
+	t.Run("zero sector in the last batch", func(t *testing.T) {
+		dir := t.TempDir()
+		copyDir(t, src, dir)
+		p := filepath.Join(dir, filepath.Base(last))
+		b, _ := os.ReadFile(p)
+		lr := recs[len(recs)-2]
+		clear(b[lr.start:lr.end])
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		db, err := Open(Options{Path: dir, NoSync: true, MaxBatchBytes: maxBatch})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		checkRange(t, db.Shard(3), 1, lr.rec.index-1, term1)
+	})
 }
 
 // TestSegmentRotationAndDeletion writes many small segments from three
