@@ -64,7 +64,8 @@ soak-faults:
 
 # Is every node's state bounded by its users? scripts/soak.sh: one node at
 # 2,000 sends/s for SOAK_MINUTES (60), then three nodes at 1,000/s for
-# SOAK3_MINUTES (30), 10,000 users sending and acknowledging; every node is
+# SOAK3_MINUTES (30) after a 15-minute prefill at 2,000/s (SOAK3_PREFILL),
+# 10,000 users sending and acknowledging; every node is
 # sampled each SOAK_INTERVAL (60s) into docs/soak/{one-node,three-nodes}.csv
 # (SOAK_OUT) and plotted as .svg. SOAK_ONLY=one|three runs one of them; a
 # smoke run: SOAK_MINUTES=2 SOAK3_MINUTES=2 SOAK_INTERVAL=20s make soak.
