@@ -263,13 +263,9 @@ func Open(opts Options) (*Log, error) {
 // entries and votes in the dropped part are gone from this node's copy;
 // docs/OPERATIONS.md says when that is safe.
 func RepairWAL(dir string, logger *slog.Logger) (*walstore.Repaired, error) {
-	b, err := os.ReadFile(filepath.Join(dir, "relaylog.json"))
+	m, err := readMeta(dir)
 	if err != nil {
-		return nil, fmt.Errorf("relaylog: no relay log in %s: %w", dir, err)
-	}
-	var m meta
-	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, fmt.Errorf("relaylog: %s/relaylog.json is corrupt", dir)
+		return nil, err
 	}
 	if m.Store != StoreWAL {
 		return nil, fmt.Errorf("relaylog: this data dir uses the %q raft store, not the write-ahead log", m.Store)
@@ -282,14 +278,25 @@ func RepairWAL(dir string, logger *slog.Logger) (*walstore.Repaired, error) {
 	return r, db.Close()
 }
 
-func readOrCreateMeta(dir string, shards int, store string) (meta, error) {
+// readMeta reads dir/relaylog.json; the error wraps fs.ErrNotExist when
+// there is none.
+func readMeta(dir string) (meta, error) {
 	path := filepath.Join(dir, "relaylog.json")
 	b, err := os.ReadFile(path)
+	if err != nil {
+		return meta{}, fmt.Errorf("relaylog: %w", err)
+	}
+	var m meta
+	if err := json.Unmarshal(b, &m); err != nil || m.Shards < 1 || m.Shards > MaxShards {
+		return meta{}, fmt.Errorf("relaylog: %s is corrupt", path)
+	}
+	return m, nil
+}
+
+func readOrCreateMeta(dir string, shards int, store string) (meta, error) {
+	path := filepath.Join(dir, "relaylog.json")
+	m, err := readMeta(dir)
 	if err == nil {
-		var m meta
-		if err := json.Unmarshal(b, &m); err != nil || m.Shards < 1 || m.Shards > MaxShards {
-			return meta{}, fmt.Errorf("relaylog: %s is corrupt", path)
-		}
 		if shards != 0 && shards != m.Shards {
 			return meta{}, fmt.Errorf("relaylog: this data dir was created with %d shards; --shards %d cannot change it", m.Shards, shards)
 		}
@@ -299,7 +306,7 @@ func readOrCreateMeta(dir string, shards int, store string) (meta, error) {
 		return m, nil
 	}
 	if !errors.Is(err, os.ErrNotExist) {
-		return meta{}, fmt.Errorf("relaylog: %w", err)
+		return meta{}, err
 	}
 	if shards == 0 {
 		shards = DefaultShards
@@ -313,8 +320,8 @@ func readOrCreateMeta(dir string, shards int, store string) (meta, error) {
 	if store != StoreWAL && store != StoreShared && store != StoreBoltPerShard {
 		return meta{}, fmt.Errorf("relaylog: unknown raft store %q", store)
 	}
-	m := meta{Shards: shards, Store: store}
-	b, _ = json.Marshal(m)
+	m = meta{Shards: shards, Store: store}
+	b, _ := json.Marshal(m)
 	// Durable before any shard state exists: a relaylog.json lost to a
 	// power cut would let a restart pick other shard counts.
 	if err := datadir.WriteFile(path, b); err != nil {
@@ -750,13 +757,9 @@ func RecoverShards(dir, nodeID string, shards []int, logger *slog.Logger) ([]int
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	b, err := os.ReadFile(filepath.Join(dir, "relaylog.json"))
+	m, err := readMeta(dir)
 	if err != nil {
-		return nil, fmt.Errorf("relaylog: no relay log in %s: %w", dir, err)
-	}
-	var m meta
-	if err := json.Unmarshal(b, &m); err != nil || m.Shards < 1 || m.Shards > MaxShards {
-		return nil, fmt.Errorf("relaylog: %s/relaylog.json is corrupt", dir)
+		return nil, err
 	}
 	for _, i := range shards {
 		if i < 0 || i >= m.Shards {
