@@ -453,7 +453,9 @@ func (c *Cluster) execute(ctx context.Context, req *wire.CallRequest) *wire.Call
 		r := l.Raft(req.Shard)
 		resp.Index = r.AppliedIndex()
 		resp.Voters = c.voters(req.Shard)
-		resp.Leader = l.Leader(req.Shard)
+		var term uint64
+		resp.Leader, term = l.LeaderTerm(req.Shard)
+		resp.At = int64(term)
 	default:
 		return &wire.CallResponse{Err: wire.NodeErrBadRequest, Message: "unknown op " + req.Op}
 	}

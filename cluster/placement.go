@@ -225,6 +225,7 @@ func (c *Cluster) caughtUp(shard int, r *raft.Raft, node string) bool {
 type ShardInfo struct {
 	Shard  int      `json:"shard"`
 	Leader string   `json:"leader"`
+	Term   uint64   `json:"term"` // the raft term Leader is known in
 	Voters []string `json:"voters"`
 }
 
@@ -233,7 +234,8 @@ type ShardInfo struct {
 func (c *Cluster) Shards(ctx context.Context) []ShardInfo {
 	out := make([]ShardInfo, c.log.Shards())
 	for shard := range out {
-		info := ShardInfo{Shard: shard, Leader: c.log.Leader(shard), Voters: c.voters(shard)}
+		info := ShardInfo{Shard: shard, Voters: c.voters(shard)}
+		info.Leader, info.Term = c.log.LeaderTerm(shard)
 		if len(info.Voters) == 0 || info.Leader == "" {
 			// A node removed from the shard keeps its last configuration and
 			// knows no leader: take the first answer that names one, else
@@ -244,7 +246,7 @@ func (c *Cluster) Shards(ctx context.Context) []ShardInfo {
 					continue
 				}
 				if resp.Leader != "" {
-					info.Voters, info.Leader = resp.Voters, resp.Leader
+					info.Voters, info.Leader, info.Term = resp.Voters, resp.Leader, uint64(resp.At)
 					break
 				}
 				if len(info.Voters) == 0 {

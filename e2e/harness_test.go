@@ -142,6 +142,7 @@ func waitFor(t *testing.T, what string, d time.Duration, cond func() (bool, stri
 type shardInfo struct {
 	Shard  int      `json:"shard"`
 	Leader string   `json:"leader"`
+	Term   uint64   `json:"term"`
 	Voters []string `json:"voters"`
 }
 
@@ -185,7 +186,7 @@ func membersAt(addr string) ([]memberInfo, error) {
 func fmtShards(ss []shardInfo) string {
 	var b strings.Builder
 	for _, s := range ss {
-		fmt.Fprintf(&b, "[%d leader=%s voters=%s] ", s.Shard, orNone(s.Leader), strings.Join(s.Voters, ","))
+		fmt.Fprintf(&b, "[%d leader=%s term=%d voters=%s] ", s.Shard, orNone(s.Leader), s.Term, strings.Join(s.Voters, ","))
 	}
 	return b.String()
 }

@@ -925,6 +925,21 @@ func (l *Log) Leader(shard int) string {
 	return string(id)
 }
 
+// LeaderTerm is shard's leader as this node knows it and the raft term it
+// knows it in. A node that was paused still names the leader it last heard
+// from, in the term it last saw; a leader elected since has a higher term.
+// The two are read as a consistent pair: when the term moves between the
+// reads (an election here), the leader is reported unknown.
+func (l *Log) LeaderTerm(shard int) (string, uint64) {
+	r := l.shards[shard].raft
+	term := r.CurrentTerm()
+	_, id := r.LeaderWithID()
+	if r.CurrentTerm() != term {
+		return "", r.CurrentTerm()
+	}
+	return string(id), term
+}
+
 // NodeID is this node's id.
 func (l *Log) NodeID() string { return l.opts.NodeID }
 

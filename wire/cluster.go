@@ -92,7 +92,7 @@ type CallResponse struct {
 	Created bool        `json:"created,omitempty"`
 	More    bool        `json:"more,omitempty"`
 	N       int         `json:"n,omitempty"`
-	At      int64       `json:"at,omitempty"`
+	At      int64       `json:"at,omitempty"` // get_last_seen: Unix ms; shard_progress: the raft term Leader is known in
 	Found   bool        `json:"found,omitempty"`
 	Index   uint64      `json:"index,omitempty"`  // shard_progress: last applied raft index
 	Voters  []string    `json:"voters,omitempty"` // shard_progress: the shard's voters as the callee knows them

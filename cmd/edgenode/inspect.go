@@ -115,19 +115,20 @@ func shardsTable(w io.Writer, body []byte) error {
 	var ss []struct {
 		Shard  int
 		Leader string
+		Term   uint64
 		Voters []string
 	}
 	if err := json.Unmarshal(body, &ss); err != nil {
 		return errors.New("unexpected answer: " + err.Error())
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SHARD\tLEADER\tVOTERS")
+	fmt.Fprintln(tw, "SHARD\tLEADER\tTERM\tVOTERS")
 	for _, s := range ss {
 		leader := s.Leader
 		if leader == "" {
 			leader = "(none)"
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\n", s.Shard, leader, strings.Join(s.Voters, ","))
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\n", s.Shard, leader, s.Term, strings.Join(s.Voters, ","))
 	}
 	return tw.Flush()
 }
