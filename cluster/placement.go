@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"log/slog"
 	"sort"
 	"time"
 
@@ -92,7 +93,9 @@ func (c *Cluster) reconcileShard(shard int, r *raft.Raft, alive []member.Member,
 	cfg := f.Configuration()
 	voters := map[string]bool{}
 	nonvoters := map[string]bool{}
+	addrs := map[string]raft.ServerAddress{}
 	for _, s := range cfg.Servers {
+		addrs[string(s.ID)] = s.Address
 		if s.Suffrage == raft.Voter {
 			voters[string(s.ID)] = true
 		} else {
@@ -110,6 +113,9 @@ func (c *Cluster) reconcileShard(shard int, r *raft.Raft, alive []member.Member,
 		inTarget[id] = true
 	}
 	log := c.opts.Logger.With("shard", shard)
+	if c.replaceIncarnation(log, r, cfg, alive, status) {
+		return
+	}
 	now := time.Now()
 	dead := func(id string) bool {
 		m, ok := status[id]
@@ -132,14 +138,14 @@ func (c *Cluster) reconcileShard(shard int, r *raft.Raft, alive []member.Member,
 		}
 		if !nonvoters[id] {
 			log.Info("adding non-voter", "node", id)
-			if err := r.AddNonvoter(raft.ServerID(id), raft.ServerAddress(id), 0, 5*time.Second).Error(); err != nil {
+			if err := r.AddNonvoter(raft.ServerID(id), raftAddress(status[id], alive), 0, 5*time.Second).Error(); err != nil {
 				log.Warn("add non-voter failed", "node", id, "err", err)
 			}
 			return
 		}
 		if c.caughtUp(shard, r, id) {
 			log.Info("promoting voter", "node", id)
-			if err := r.AddVoter(raft.ServerID(id), raft.ServerAddress(id), 0, 5*time.Second).Error(); err != nil {
+			if err := r.AddVoter(raft.ServerID(id), addrs[id], 0, 5*time.Second).Error(); err != nil {
 				log.Warn("promote failed", "node", id, "err", err)
 			}
 			return
@@ -169,7 +175,7 @@ func (c *Cluster) reconcileShard(shard int, r *raft.Raft, alive []member.Member,
 				// Hand over first; the next leader removes this node.
 				if next := firstVoter(target, voters, c.self); next != "" && !c.isDraining(next) {
 					log.Info("leaving shard: transferring leadership", "to", next)
-					_ = r.LeadershipTransferToServer(raft.ServerID(next), raft.ServerAddress(next)).Error()
+					_ = r.LeadershipTransferToServer(raft.ServerID(next), addrs[next]).Error()
 				}
 				return
 			}
@@ -197,8 +203,70 @@ func (c *Cluster) reconcileShard(shard int, r *raft.Raft, alive []member.Member,
 	// transferEvery, so that a flapping view cannot bounce leaders.
 	if allTargetsVote && len(target) > 1 && preferred != "" && preferred != c.self && voters[preferred] && c.transferAllowed(shard) && c.caughtUp(shard, r, preferred) {
 		log.Info("transferring leadership to the preferred voter", "to", preferred)
-		_ = r.LeadershipTransferToServer(raft.ServerID(preferred), raft.ServerAddress(preferred)).Error()
+		_ = r.LeadershipTransferToServer(raft.ServerID(preferred), addrs[preferred]).Error()
 	}
+}
+
+// raftAddress is the raft address to add m under: its node id and the
+// incarnation it gossips, or its bare id while any live member gossips no
+// incarnation (a version before incarnations, which could not dial it).
+func raftAddress(m member.Member, alive []member.Member) raft.ServerAddress {
+	if !allIncarnations(alive) {
+		return raft.ServerAddress(m.NodeID)
+	}
+	return raft.ServerAddress(wire.RaftAddress(m.NodeID, m.Incarnation))
+}
+
+func allIncarnations(alive []member.Member) bool {
+	for _, m := range alive {
+		if m.Incarnation == "" {
+			return false
+		}
+	}
+	return true
+}
+
+// replaceIncarnation moves one step toward a configuration whose servers
+// carry the incarnations their nodes gossip, and reports whether it took
+// one. A server whose live node gossips another incarnation than its
+// address names is a replica lost with its data dir: as a voter it is
+// demoted (it cannot vote: its node refuses raft streams addressed to the
+// old incarnation), then readdressed to the new incarnation as a
+// non-voter, which catches up from the leader and is promoted like any new
+// replica. A server with a bare node id (a configuration from before
+// incarnations) is readdressed in place once every live node gossips one.
+func (c *Cluster) replaceIncarnation(log *slog.Logger, r *raft.Raft, cfg raft.Configuration, alive []member.Member, status map[string]member.Member) bool {
+	for _, s := range cfg.Servers {
+		id, inc := wire.SplitRaftAddress(string(s.Address))
+		m, ok := status[id]
+		if !ok || m.Status != member.StatusAlive || m.Incarnation == "" || m.Incarnation == inc {
+			continue
+		}
+		if inc == "" && !allIncarnations(alive) {
+			continue
+		}
+		addr := raft.ServerAddress(wire.RaftAddress(id, m.Incarnation))
+		var f raft.IndexFuture
+		switch {
+		case inc == "" && s.Suffrage == raft.Voter:
+			log.Info("recording the incarnation of a voter", "node", id, "incarnation", m.Incarnation)
+			f = r.AddVoter(s.ID, addr, 0, 5*time.Second)
+		case inc == "":
+			log.Info("recording the incarnation of a non-voter", "node", id, "incarnation", m.Incarnation)
+			f = r.AddNonvoter(s.ID, addr, 0, 5*time.Second)
+		case s.Suffrage == raft.Voter:
+			log.Warn("node is back with a new data dir: demoting the replica it lost", "node", id, "old_incarnation", inc, "incarnation", m.Incarnation)
+			f = r.DemoteVoter(s.ID, 0, 5*time.Second)
+		default:
+			log.Info("adding the new incarnation of the node as non-voter", "node", id, "old_incarnation", inc, "incarnation", m.Incarnation)
+			f = r.AddNonvoter(s.ID, addr, 0, 5*time.Second)
+		}
+		if err := f.Error(); err != nil {
+			log.Warn("incarnation change failed", "node", id, "err", err)
+		}
+		return true
+	}
+	return false
 }
 
 func firstVoter(target []string, voters map[string]bool, except string) string {

@@ -151,6 +151,7 @@ type memberInfo struct {
 	Region string `json:"region"`
 	Status string `json:"status"`
 	Addr   string `json:"addr"`
+	Inc    string `json:"incarnation"`
 }
 
 // inspect runs `edgenode <what> --addr addr --json`, as an operator would,

@@ -396,13 +396,15 @@ func TestProcessRecoverLostMajority(t *testing.T) {
 // is wiped and C restarts empty under its old node id, still a voter in
 // every shard's configuration; B comes back. B lacks the newest messages
 // and must not win any shard with the vote of an empty C: the shards stay
-// without a leader until A returns, and then no message answered 201 is
-// lost or duplicated.
+// without a leader until A returns. Then C is a new incarnation to the
+// cluster: its old replica is demoted, and it is promoted again only after
+// catching up. No message answered 201 is lost or duplicated.
 func TestProcessWipedVoterCannotElectAStaleLeader(t *testing.T) {
 	c := startProcCluster(t, "eu", "us", "ap")
 	a, b, cc := c.procs[0], c.procs[1], c.procs[2]
 	cc.fixedID = true
 	c.startLoad()
+	oldInc := incarnationAt(t, a, cc.id)
 
 	b.signal(syscall.SIGSTOP)
 	c.stopped[b] = true
@@ -449,11 +451,77 @@ func TestProcessWipedVoterCannotElectAStaleLeader(t *testing.T) {
 		t.Fatalf("the wiped node did not start:\n%s", cc.tail(20))
 	}
 
-	// A returns with its data: it wins, C catches up, nothing is lost.
+	// A returns with its data: it wins; C's old replica is demoted, C's new
+	// incarnation is added as a non-voter and promoted once caught up.
+	fromA, fromB := logSize(a), logSize(b)
 	c.restart(a)
 	c.waitHealthy("A back: every shard led again, C caught up", "")
+	newInc := incarnationAt(t, a, cc.id)
+	if newInc == "" || newInc == oldInc {
+		t.Fatalf("C's incarnation after the wipe is %q (before: %q)", newInc, oldInc)
+	}
+	// Leaders log each step; every shard went through demotion, re-adding
+	// and promotion of C (3 nodes: C is a voter of every shard).
+	logs := logSince(a, fromA) + "\n" + logSince(b, fromB)
+	for _, step := range []string{"demoting the replica it lost", "adding the new incarnation of the node as non-voter"} {
+		if n := countLines(logs, step, "node="+cc.id); n < len(before) {
+			t.Errorf("%d log lines %q for C, want one per shard (%d)", n, step, len(before))
+		}
+	}
+	if n := countLines(logs, "promoting voter", "node="+cc.id); n < len(before) {
+		t.Errorf("C promoted in %d shards, want %d", n, len(before))
+	}
 	c.runPhase("after A's return")
 	c.finish()
+}
+
+// incarnationAt is node id's incarnation as p's members view shows it.
+func incarnationAt(t *testing.T, p *proc, id string) string {
+	t.Helper()
+	ms, err := membersAt(p.httpAddr())
+	if err != nil {
+		t.Fatalf("members at %s: %v", p.name, err)
+	}
+	for _, m := range ms {
+		if m.NodeID == id {
+			return m.Inc
+		}
+	}
+	t.Fatalf("%s does not list %s: %s", p.name, id, fmtMembers(ms))
+	return ""
+}
+
+// logSize is the length of p's log so far.
+func logSize(p *proc) int64 {
+	fi, err := os.Stat(p.logPath)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+// logSince is p's log from byte off on.
+func logSince(p *proc, off int64) string {
+	b, _ := os.ReadFile(p.logPath)
+	if off > int64(len(b)) {
+		return ""
+	}
+	return string(b[off:])
+}
+
+// countLines counts the lines of logs holding every one of parts.
+func countLines(logs string, parts ...string) int {
+	n := 0
+	for line := range strings.SplitSeq(logs, "\n") {
+		all := true
+		for _, p := range parts {
+			all = all && strings.Contains(line, p)
+		}
+		if all {
+			n++
+		}
+	}
+	return n
 }
 
 // clusterIDOf reads the cluster id a node keeps in its data dir.

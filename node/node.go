@@ -373,8 +373,8 @@ func StartTuned(ctx context.Context, cfg config.Config, logger *slog.Logger, tun
 				d.Serving(shard, serving)
 			}
 		},
-		Transport: func(shard int) (raft.Transport, error) {
-			return n.Mesh.RaftTransport(shard, raft.NetworkTransportConfig{
+		Transport: func(shard int, local raft.ServerAddress) (raft.Transport, error) {
+			return n.Mesh.RaftTransport(shard, local, raft.NetworkTransportConfig{
 				MaxPool: 3, Timeout: 10 * time.Second, Logger: raftLogger,
 			}), nil
 		},
@@ -399,6 +399,7 @@ func StartTuned(ctx context.Context, cfg config.Config, logger *slog.Logger, tun
 		Meta: member.Meta{
 			NodeID: cfg.NodeID, Region: cfg.Region, HTTPURL: n.url,
 			ClusterAddr: advertised(cfg, n.Mesh.Addr()), Cluster: clusterID,
+			Incarnation: n.Log.Incarnation(),
 		},
 		BindAddr: cfg.GossipAddr, AdvertiseAddr: cfg.AdvertiseAddr, Secret: cfg.ClusterSecret, Profile: cfg.GossipProfile,
 		Join: joinAddrs(cfg), Logger: logger, Tuning: tune.Member, Now: tune.Clock,
@@ -879,13 +880,15 @@ type MemberInfo struct {
 	Region string `json:"region"`
 	Status string `json:"status"`
 	Addr   string `json:"addr"`
+	// Incarnation names the member's raft data; new when its data dir is.
+	Incarnation string `json:"incarnation"`
 }
 
 func (n *Node) handleMembers(w http.ResponseWriter, r *http.Request) {
 	ms := n.Members.Members()
 	out := make([]MemberInfo, 0, len(ms))
 	for _, m := range ms {
-		out = append(out, MemberInfo{NodeID: m.NodeID, Region: m.Region, Status: string(m.Status), Addr: m.GossipAddr})
+		out = append(out, MemberInfo{NodeID: m.NodeID, Region: m.Region, Status: string(m.Status), Addr: m.GossipAddr, Incarnation: m.Incarnation})
 	}
 	writeJSON(w, out)
 }

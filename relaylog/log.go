@@ -3,6 +3,8 @@ package relaylog
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -106,9 +108,10 @@ type Options struct {
 	OnServing func(shard int, serving bool)
 	// Registerer receives the log's metrics; nil means none.
 	Registerer prometheus.Registerer
-	// Transport makes the raft transport of a shard; nil means an in-memory
-	// transport (a node alone).
-	Transport func(shard int) (raft.Transport, error)
+	// Transport makes the raft transport of a shard, whose local address
+	// must be local (wire.RaftAddress of the node id and the data dir's
+	// incarnation); nil means an in-memory transport (a node alone).
+	Transport func(shard int, local raft.ServerAddress) (raft.Transport, error)
 	// HeartbeatTimeout is raft's heartbeat and election timeout; 0 means
 	// 500 ms: the e2e failover (SIGKILL of a leader, 3 nodes) answered on
 	// every affected shard within 1.3 s (1 s gave 2.8-3.7 s, and
@@ -155,7 +158,8 @@ type Log struct {
 	group  groupStore
 	closer []io.Closer
 
-	bootstrapped bool // Open bootstrapped the shards (Bootstrapped)
+	bootstrapped bool   // Open bootstrapped the shards (Bootstrapped)
+	incarnation  string // of the raft data in opts.Dir (Incarnation)
 	ackMu        [256]sync.Mutex
 	m            *metrics
 
@@ -168,6 +172,21 @@ type Log struct {
 type meta struct {
 	Shards int    `json:"shards"`
 	Store  string `json:"store"`
+	// Incarnation is created with the raft data and names it: a node whose
+	// data dir was lost restarts under its node id with a new incarnation,
+	// which the cluster sees in its raft address and treats as a new
+	// replica (see cluster placement). Empty in data dirs of versions
+	// before incarnations until Open adds one.
+	Incarnation string `json:"incarnation,omitempty"`
+}
+
+// newIncarnation is 8 random bytes in hex.
+func newIncarnation() (string, error) {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("relaylog: incarnation: %w", err)
+	}
+	return hex.EncodeToString(b[:]), nil
 }
 
 // Open opens (or creates) the log in opts.Dir and starts its raft groups.
@@ -185,7 +204,7 @@ func Open(opts Options) (*Log, error) {
 		return nil, err
 	}
 	opts.Shards, opts.Store = m.Shards, m.Store
-	l := &Log{opts: opts, gen: newIDGen(opts.Shards, opts.Now), stop: make(chan struct{}), m: newMetrics(opts.Registerer)}
+	l := &Log{opts: opts, gen: newIDGen(opts.Shards, opts.Now), stop: make(chan struct{}), m: newMetrics(opts.Registerer), incarnation: m.Incarnation}
 	if l.group, err = openGroup(opts); err != nil {
 		return nil, err
 	}
@@ -303,6 +322,18 @@ func readOrCreateMeta(dir string, shards int, store string) (meta, error) {
 		if store != "" && m.Store != store {
 			return meta{}, fmt.Errorf("relaylog: this data dir uses the %q raft store, not %q", m.Store, store)
 		}
+		if m.Incarnation == "" {
+			// A data dir of a version before incarnations: its raft data
+			// gets one now. Configurations still name this node by its
+			// bare id; placement updates the address.
+			if m.Incarnation, err = newIncarnation(); err != nil {
+				return meta{}, err
+			}
+			b, _ := json.Marshal(m)
+			if err := datadir.WriteFile(path, b); err != nil {
+				return meta{}, fmt.Errorf("relaylog: %w", err)
+			}
+		}
 		return m, nil
 	}
 	if !errors.Is(err, os.ErrNotExist) {
@@ -321,6 +352,9 @@ func readOrCreateMeta(dir string, shards int, store string) (meta, error) {
 		return meta{}, fmt.Errorf("relaylog: unknown raft store %q", store)
 	}
 	m = meta{Shards: shards, Store: store}
+	if m.Incarnation, err = newIncarnation(); err != nil {
+		return meta{}, err
+	}
 	b, _ := json.Marshal(m)
 	// Durable before any shard state exists: a relaylog.json lost to a
 	// power cut would let a restart pick other shard counts.
@@ -800,8 +834,9 @@ func RecoverShards(dir, nodeID string, shards []int, logger *slog.Logger) ([]int
 		cfg := raft.DefaultConfig()
 		cfg.LocalID = raft.ServerID(nodeID)
 		cfg.Logger = hl
-		_, trans := raft.NewInmemTransport(raft.ServerAddress(nodeID))
-		conf := raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: raft.ServerID(nodeID), Address: raft.ServerAddress(nodeID)}}}
+		addr := raft.ServerAddress(wire.RaftAddress(nodeID, m.Incarnation))
+		_, trans := raft.NewInmemTransport(addr)
+		conf := raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: raft.ServerID(nodeID), Address: addr}}}
 		if err := raft.RecoverCluster(cfg, newFSM(i, m.Shards, nil), logs, stable, snaps, trans, conf); err != nil {
 			return done, fmt.Errorf("relaylog: recover shard %d: %w", i, err)
 		}
@@ -820,7 +855,7 @@ func (l *Log) openShard(i int) (*shard, error) {
 	var trans raft.Transport
 	var started atomic.Pointer[raft.Raft] // for the vote guard
 	if o.Transport != nil {
-		if trans, err = o.Transport(i); err != nil {
+		if trans, err = o.Transport(i, l.Address()); err != nil {
 			return nil, fmt.Errorf("relaylog: shard %d transport: %w", i, err)
 		}
 		trans = guardVotes(SerialHeartbeats(trans), func() bool {
@@ -828,7 +863,7 @@ func (l *Log) openShard(i int) (*shard, error) {
 			return r == nil || len(r.GetConfiguration().Configuration().Servers) == 0
 		})
 	} else {
-		_, trans = raft.NewInmemTransport(raft.ServerAddress(o.NodeID))
+		_, trans = raft.NewInmemTransport(l.Address())
 	}
 	cfg := raft.DefaultConfig()
 	cfg.LocalID = raft.ServerID(o.NodeID)
@@ -943,6 +978,16 @@ func (l *Log) LeaderTerm(shard int) (string, uint64) {
 // NodeID is this node's id.
 func (l *Log) NodeID() string { return l.opts.NodeID }
 
+// Incarnation names this node's raft data: created with it, kept in
+// relaylog.json, new when the data dir is new.
+func (l *Log) Incarnation() string { return l.incarnation }
+
+// Address is this node's raft server address in every shard: the node id
+// and the incarnation (wire.RaftAddress).
+func (l *Log) Address() raft.ServerAddress {
+	return raft.ServerAddress(wire.RaftAddress(l.opts.NodeID, l.incarnation))
+}
+
 // Bootstrap makes this node the sole voter of every shard that has no
 // state yet (a node opened with Join waiting for --bootstrap-expect nodes);
 // placement then adds the others. Shards with state are left alone.
@@ -952,7 +997,7 @@ func (l *Log) Bootstrapped() bool { return l.bootstrapped }
 
 func (l *Log) Bootstrap() error {
 	for _, s := range l.shards {
-		conf := raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: raft.ServerID(l.opts.NodeID), Address: raft.ServerAddress(l.opts.NodeID)}}}
+		conf := raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: raft.ServerID(l.opts.NodeID), Address: l.Address()}}}
 		if err := s.raft.BootstrapCluster(conf).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
 			return fmt.Errorf("relaylog: bootstrap shard %d: %w", s.id, err)
 		}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 )
 
@@ -236,4 +237,22 @@ func readFrame(r *bufio.Reader, tagged bool, v any) (uint64, error) {
 		return id, errNodeFrame
 	}
 	return id, json.Unmarshal(b, v)
+}
+
+// RaftAddress is the raft server address of a node's raft data: its node id
+// and the incarnation of its data dir (created with the raft data, so a
+// node whose data dir was lost comes back under its id with a new
+// incarnation). With no incarnation it is the node id alone, the address
+// of versions before incarnations.
+func RaftAddress(nodeID, incarnation string) string {
+	if incarnation == "" {
+		return nodeID
+	}
+	return nodeID + "@" + incarnation
+}
+
+// SplitRaftAddress is the inverse of RaftAddress. Node ids never hold '@'.
+func SplitRaftAddress(addr string) (nodeID, incarnation string) {
+	nodeID, incarnation, _ = strings.Cut(addr, "@")
+	return nodeID, incarnation
 }

@@ -37,6 +37,10 @@ type Meta struct {
 	// dir; "" for a node that has not joined one yet. Nodes with different
 	// non-empty ids refuse each other's gossip.
 	Cluster string `json:"k,omitempty"`
+	// Incarnation names the node's raft data (relaylog): new whenever its
+	// data dir is. Placement compares it with the raft address a shard's
+	// configuration holds for the node.
+	Incarnation string `json:"i,omitempty"`
 }
 
 // Status is a member's state as seen by this node.

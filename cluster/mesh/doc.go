@@ -38,9 +38,16 @@
 //	       KindCall      = 2: one call on a stream of its own (first form; unused by the cluster now)
 //	       KindSubscribe = 3: deliveries from a queue owner to an edge
 //	       KindCallMux   = 4: every forwarded call from one node to another, tagged by id
+//	       KindRaftTo    = 5: KindRaft to one incarnation of the receiver's raft data
 //	shard  0..MaxShard (2^31-1), encoding/binary uvarint
 //	id     the opener's node id; the receiver resets the stream unless it
 //	       equals the node id in the peer's TLS certificate
+//
+// A KindRaftTo header goes on with the incarnation the opener addresses
+// (uvarint length 1..MaxIncarnationLen, then its bytes): raft addresses are
+// node-id@incarnation, and the receiver resets the stream unless its shard's
+// raft layer is that incarnation, so that a node whose data dir was lost
+// never answers raft as the replica it was.
 //
 // Everything after the header belongs to the stream's user. The header
 // carries no version: the protocol version (ProtocolVersion = 1) is in the

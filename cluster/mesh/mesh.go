@@ -29,6 +29,13 @@ const (
 	// KindCallMux carries every forwarded call from one node to another,
 	// each frame tagged with its call's id.
 	KindCallMux Kind = 4
+	// KindRaftTo is KindRaft for one incarnation of the receiver's raft
+	// data: its header also names the incarnation the opener addresses
+	// (the raft address is node-id@incarnation, wire.RaftAddress), and the
+	// receiver resets the stream unless its own incarnation is that one. A
+	// node whose data dir was lost never answers raft as the replica it
+	// was.
+	KindRaftTo Kind = 5
 )
 
 func (k Kind) String() string {
@@ -41,6 +48,8 @@ func (k Kind) String() string {
 		return "subscribe"
 	case KindCallMux:
 		return "callmux"
+	case KindRaftTo:
+		return "raft-to"
 	}
 	return fmt.Sprintf("kind(%d)", byte(k))
 }
@@ -55,6 +64,8 @@ const (
 
 	// MaxNodeIDLen bounds the sender node id in a stream header.
 	MaxNodeIDLen = 255
+	// MaxIncarnationLen bounds the incarnation in a KindRaftTo header.
+	MaxIncarnationLen = 64
 	// MaxShard bounds the shard number in a stream header.
 	MaxShard = 1<<31 - 1
 
@@ -165,7 +176,13 @@ type Mesh struct {
 	// raftTransports are the NetworkTransports made by RaftTransport; their
 	// pooled streams are dropped whenever a peer connection ends.
 	raftTransports []*raft.NetworkTransport
+
+	staleIncarnation atomic.Int64 // KindRaftTo streams refused (StaleIncarnationStreams)
 }
+
+// StaleIncarnationStreams counts the raft streams this node refused because
+// they addressed another incarnation of its raft data (KindRaftTo).
+func (m *Mesh) StaleIncarnationStreams() int64 { return m.staleIncarnation.Load() }
 
 // peerConn is one QUIC connection to a peer.
 type peerConn struct {
@@ -301,6 +318,11 @@ func (m *Mesh) Handle(k Kind, h func(s net.Conn, from string, shard int)) {
 // Open opens an outbound stream of kind k for shard on the connection to
 // nodeID, dialing it if there is none. The returned net.Conn is a *Conn.
 func (m *Mesh) Open(ctx context.Context, nodeID string, k Kind, shard int) (net.Conn, error) {
+	return m.open(ctx, nodeID, header{kind: k, shard: shard})
+}
+
+func (m *Mesh) open(ctx context.Context, nodeID string, h header) (net.Conn, error) {
+	k, shard := h.kind, h.shard
 	if nodeID == m.opts.NodeID {
 		return nil, ErrSelf
 	}
@@ -312,7 +334,7 @@ func (m *Mesh) Open(ctx context.Context, nodeID string, k Kind, shard int) (net.
 		if err != nil {
 			return nil, err
 		}
-		c, err := m.openOn(ctx, pc, k, shard)
+		c, err := m.openOn(ctx, pc, h)
 		if err == nil {
 			return c, nil
 		}
@@ -324,17 +346,18 @@ func (m *Mesh) Open(ctx context.Context, nodeID string, k Kind, shard int) (net.
 	}
 }
 
-func (m *Mesh) openOn(ctx context.Context, pc *peerConn, k Kind, shard int) (*Conn, error) {
+func (m *Mesh) openOn(ctx context.Context, pc *peerConn, h header) (*Conn, error) {
 	s, err := pc.qc.OpenStreamSync(ctx)
 	if err != nil {
 		return nil, err
 	}
-	c := newConn(pc, s, k, shard)
+	c := newConn(pc, s, h.kind, h.shard)
 	if dl, ok := ctx.Deadline(); ok {
 		_ = s.SetWriteDeadline(dl)
 	}
 	// The peer learns of the stream with its first bytes: the header.
-	_, err = c.Write(appendHeader(make([]byte, 0, 16+len(m.opts.NodeID)), header{kind: k, shard: shard, from: m.opts.NodeID}))
+	h.from = m.opts.NodeID
+	_, err = c.Write(appendHeader(make([]byte, 0, 16+len(m.opts.NodeID)+len(h.to)), h))
 	_ = s.SetWriteDeadline(time.Time{})
 	if err != nil {
 		c.reset(streamCodeShutdown)
@@ -547,11 +570,20 @@ func (m *Mesh) serveStream(pc *peerConn, s *quic.Stream) {
 		return
 	}
 	switch h.kind {
-	case KindRaft:
+	case KindRaft, KindRaftTo:
 		m.mu.Lock()
 		l := m.layers[h.shard]
 		m.mu.Unlock()
 		if l == nil {
+			c.reset(streamCodeRejected)
+			return
+		}
+		if h.kind == KindRaftTo && h.to != l.incarnation {
+			// The opener's configuration names a replica this node's
+			// raft data is not (its data dir was lost since): the
+			// cluster replaces that replica (placement), never this node.
+			m.staleIncarnation.Add(1)
+			m.log.Debug("raft stream for another incarnation of this node", "peer", pc.id, "shard", h.shard, "to", h.to, "ours", l.incarnation)
 			c.reset(streamCodeRejected)
 			return
 		}

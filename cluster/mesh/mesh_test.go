@@ -342,9 +342,11 @@ func TestSpoofedSender(t *testing.T) {
 
 func TestHeaderRoundTrip(t *testing.T) {
 	for _, h := range []header{
-		{KindRaft, 0, "n"},
-		{KindCall, 127, "node-1"},
-		{KindSubscribe, MaxShard, string(bytes.Repeat([]byte{'x'}, MaxNodeIDLen))},
+		{kind: KindRaft, shard: 0, from: "n"},
+		{kind: KindCall, shard: 127, from: "node-1"},
+		{kind: KindSubscribe, shard: MaxShard, from: string(bytes.Repeat([]byte{'x'}, MaxNodeIDLen))},
+		{kind: KindRaftTo, shard: 3, from: "n", to: "0123456789abcdef"},
+		{kind: KindRaftTo, shard: 3, from: "n", to: string(bytes.Repeat([]byte{'i'}, MaxIncarnationLen))},
 	} {
 		b := appendHeader(nil, h)
 		b = append(b, "rest"...)
@@ -364,6 +366,9 @@ func TestHeaderRoundTrip(t *testing.T) {
 		{1, 0, 0},
 		append([]byte{1, 0xff, 0xff, 0xff, 0xff, 0x0f}, 1, 'a'), // shard > MaxShard
 		{1, 0, 0xff, 0x03}, // id too long
+		{5, 0, 1, 'a'},     // raft-to without an incarnation
+		{5, 0, 1, 'a', 0},  // raft-to with an empty one
+		{5, 0, 1, 'a', 65}, // raft-to with one too long
 	}
 	for _, b := range bad {
 		if _, err := readHeader(bytes.NewReader(b)); err == nil {
@@ -626,13 +631,13 @@ func TestRaftRPCAfterPeerRestart(t *testing.T) {
 	reg := newRegistry()
 	a := newMesh(t, reg, "a", testSecret, 1)
 	defer a.Close()
-	ta := a.RaftTransport(0, raft.NetworkTransportConfig{MaxPool: 3, Timeout: 5 * time.Second, Logger: raftLogger("a/transport")})
+	ta := a.RaftTransport(0, "a", raft.NetworkTransportConfig{MaxPool: 3, Timeout: 5 * time.Second, Logger: raftLogger("a/transport")})
 	defer ta.Close()
 
 	// serveVotes starts b's mesh and a transport that grants every vote.
 	serveVotes := func() (*Mesh, *raft.NetworkTransport) {
 		b := newMesh(t, reg, "b", testSecret, 1)
-		tb := b.RaftTransport(0, raft.NetworkTransportConfig{MaxPool: 3, Timeout: 5 * time.Second, Logger: raftLogger("b/transport")})
+		tb := b.RaftTransport(0, "b", raft.NetworkTransportConfig{MaxPool: 3, Timeout: 5 * time.Second, Logger: raftLogger("b/transport")})
 		go func() {
 			for rpc := range tb.Consumer() {
 				req := rpc.Command.(*raft.RequestVoteRequest)
@@ -667,5 +672,45 @@ func TestRaftRPCAfterPeerRestart(t *testing.T) {
 	defer tb2.Close()
 	if err := vote(); err != nil {
 		t.Fatalf("first vote after b restarted: %v", err)
+	}
+}
+
+// TestRaftStreamsAddressAnIncarnation: a raft stream to node-id@incarnation
+// reaches the node only while its raft layer is that incarnation; a bare
+// node id (configurations of versions before incarnations) reaches any.
+func TestRaftStreamsAddressAnIncarnation(t *testing.T) {
+	reg := newRegistry()
+	a := newMesh(t, reg, "a", testSecret, 2)
+	b := newMesh(t, reg, "b", testSecret, 2)
+	tb := b.RaftTransport(1, "b@1111", raft.NetworkTransportConfig{MaxPool: 1, Timeout: 5 * time.Second})
+	defer tb.Close()
+	if got := tb.LocalAddr(); got != "b@1111" {
+		t.Fatalf("local address %q, want b@1111", got)
+	}
+	go func() {
+		for rpc := range tb.Consumer() {
+			rpc.Respond(&raft.AppendEntriesResponse{Term: 7, Success: true}, nil)
+		}
+	}()
+	ta := a.RaftTransport(1, "a@2222", raft.NetworkTransportConfig{MaxPool: 1, Timeout: 5 * time.Second})
+	defer ta.Close()
+	call := func(addr raft.ServerAddress) error {
+		var resp raft.AppendEntriesResponse
+		return ta.AppendEntries("b", addr, &raft.AppendEntriesRequest{Term: 7}, &resp)
+	}
+	if err := call("b@1111"); err != nil {
+		t.Fatalf("to b's incarnation: %v", err)
+	}
+	if err := call("b"); err != nil {
+		t.Fatalf("to b's bare id: %v", err)
+	}
+	if b.StaleIncarnationStreams() != 0 {
+		t.Fatalf("%d streams refused before any went to another incarnation", b.StaleIncarnationStreams())
+	}
+	if err := call("b@9999"); err == nil {
+		t.Fatal("a raft call to another incarnation of b was answered")
+	}
+	if n := b.StaleIncarnationStreams(); n != 1 {
+		t.Fatalf("b refused %d streams for another incarnation, want 1", n)
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/edgenode/edgenode/wire"
 )
 
 // acceptBacklog is how many inbound raft streams of a shard may wait for
@@ -16,29 +18,41 @@ const acceptBacklog = 64
 
 // streamLayer is the raft.StreamLayer of one shard.
 type streamLayer struct {
-	m      *Mesh
-	shard  int
-	ch     chan *Conn
-	done   chan struct{}
-	closer sync.Once
+	m           *Mesh
+	shard       int
+	local       raft.ServerAddress // Addr().String()
+	incarnation string             // of local (wire.SplitRaftAddress)
+	ch          chan *Conn
+	done        chan struct{}
+	closer      sync.Once
 }
 
 var _ raft.StreamLayer = (*streamLayer)(nil)
 
 // StreamLayer returns the raft.StreamLayer of shard, for
-// raft.NewNetworkTransportWithConfig. Raft server addresses are node ids.
-// Dial opens a KindRaft stream for the shard on the shared connection to
-// that node; Accept returns the inbound KindRaft streams of the shard;
-// Addr().String() is this node's id. Closing the layer (as
-// NetworkTransport.Close does) stops accepting for the shard only; a later
-// StreamLayer call for the same shard returns a fresh layer.
+// raft.NewNetworkTransportWithConfig, with this node's id as its address.
+// Raft server addresses are node ids, optionally with the incarnation of
+// the node's raft data (wire.RaftAddress). Dial opens a stream for the
+// shard on the shared connection to that node: KindRaft for a bare id,
+// KindRaftTo for id@incarnation, which the node refuses unless its raft
+// data is that incarnation. Accept returns the inbound raft streams of the
+// shard. Closing the layer (as NetworkTransport.Close does) stops
+// accepting for the shard only; a later StreamLayer call for the same shard
+// returns a fresh layer.
 func (m *Mesh) StreamLayer(shard int) raft.StreamLayer {
+	return m.streamLayer(shard, raft.ServerAddress(m.opts.NodeID))
+}
+
+// streamLayer returns shard's layer, creating it with the local address
+// local (node id or id@incarnation) when there is none.
+func (m *Mesh) streamLayer(shard int, local raft.ServerAddress) *streamLayer {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if l := m.layers[shard]; l != nil {
 		return l
 	}
-	l := &streamLayer{m: m, shard: shard, ch: make(chan *Conn, acceptBacklog), done: make(chan struct{})}
+	_, inc := wire.SplitRaftAddress(string(local))
+	l := &streamLayer{m: m, shard: shard, local: local, incarnation: inc, ch: make(chan *Conn, acceptBacklog), done: make(chan struct{})}
 	if m.closed {
 		close(l.done)
 		return l
@@ -47,11 +61,15 @@ func (m *Mesh) StreamLayer(shard int) raft.StreamLayer {
 	return l
 }
 
-// Dial opens a raft stream to the node whose id is address.
+// Dial opens a raft stream to the node (and incarnation) at address.
 func (l *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	return l.m.Open(ctx, string(address), KindRaft, l.shard)
+	id, inc := wire.SplitRaftAddress(string(address))
+	if inc == "" {
+		return l.m.Open(ctx, id, KindRaft, l.shard)
+	}
+	return l.m.open(ctx, id, header{kind: KindRaftTo, shard: l.shard, to: inc})
 }
 
 // Accept waits for the next inbound raft stream of the shard.
@@ -105,11 +123,17 @@ func (l *streamLayer) Close() error {
 	return nil
 }
 
-// Addr returns an address whose String is this node's id.
-func (l *streamLayer) Addr() net.Addr { return Addr{NodeID: l.m.opts.NodeID} }
+// Addr returns an address whose String is the layer's local raft address.
+func (l *streamLayer) Addr() net.Addr { return raftAddr(l.local) }
+
+// raftAddr is a raft server address as a net.Addr.
+type raftAddr string
+
+func (a raftAddr) Network() string { return "edgenode-mesh" }
+func (a raftAddr) String() string  { return string(a) }
 
 // RaftTransport returns a raft.NetworkTransport for shard over the mesh
-// (cfg.Stream is set to StreamLayer(shard)). Use it rather than building
+// whose local address is local (cfg.Stream is set to the shard's layer). Use it rather than building
 // the transport on StreamLayer directly: NetworkTransport pools the streams
 // of finished RPCs, and a pooled stream whose QUIC connection has ended (the
 // peer restarted, or the pair dropped a duplicate connection) fails the next
@@ -117,8 +141,8 @@ func (l *streamLayer) Addr() net.Addr { return Addr{NodeID: l.m.opts.NodeID} }
 // RequestVote can leave a shard without a leader for an election timeout, so
 // the mesh drops every pooled stream of its transports whenever one of its
 // connections ends; later RPCs open fresh streams.
-func (m *Mesh) RaftTransport(shard int, cfg raft.NetworkTransportConfig) *raft.NetworkTransport {
-	cfg.Stream = m.StreamLayer(shard)
+func (m *Mesh) RaftTransport(shard int, local raft.ServerAddress, cfg raft.NetworkTransportConfig) *raft.NetworkTransport {
+	cfg.Stream = m.streamLayer(shard, local)
 	t := raft.NewNetworkTransportWithConfig(&cfg)
 	m.mu.Lock()
 	m.raftTransports = append(m.raftTransports, t)

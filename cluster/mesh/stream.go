@@ -31,6 +31,7 @@ type header struct {
 	kind  Kind
 	shard int
 	from  string
+	to    string // KindRaftTo: the receiver's incarnation addressed
 }
 
 // appendHeader encodes h (see doc.go for the layout).
@@ -38,7 +39,12 @@ func appendHeader(b []byte, h header) []byte {
 	b = append(b, byte(h.kind))
 	b = binary.AppendUvarint(b, uint64(h.shard))
 	b = binary.AppendUvarint(b, uint64(len(h.from)))
-	return append(b, h.from...)
+	b = append(b, h.from...)
+	if h.kind == KindRaftTo {
+		b = binary.AppendUvarint(b, uint64(len(h.to)))
+		b = append(b, h.to...)
+	}
+	return b
 }
 
 // byteReader reads single bytes from a stream without buffering past the
@@ -82,7 +88,22 @@ func readHeader(r io.Reader) (header, error) {
 	if _, err := io.ReadFull(r, id); err != nil {
 		return header{}, err
 	}
-	return header{kind: Kind(k), shard: int(shard), from: string(id)}, nil
+	h := header{kind: Kind(k), shard: int(shard), from: string(id)}
+	if h.kind == KindRaftTo {
+		n, err := binary.ReadUvarint(br)
+		if err != nil {
+			return header{}, err
+		}
+		if n == 0 || n > MaxIncarnationLen {
+			return header{}, fmt.Errorf("%w: incarnation length %d", errBadHeader, n)
+		}
+		to := make([]byte, n)
+		if _, err := io.ReadFull(r, to); err != nil {
+			return header{}, err
+		}
+		h.to = string(to)
+	}
+	return h, nil
 }
 
 // Conn is a mesh stream as a net.Conn. It is what Open, Handle and the raft

@@ -99,14 +99,14 @@ func clusterSecret(cfg config.Config) (string, error) {
 }
 
 func membersTable(w io.Writer, body []byte) error {
-	var ms []struct{ NodeID, Region, Status, Addr string }
+	var ms []struct{ NodeID, Region, Status, Addr, Incarnation string }
 	if err := json.Unmarshal(body, &ms); err != nil {
 		return errors.New("unexpected answer: " + err.Error())
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tREGION\tSTATUS\tGOSSIP ADDR")
+	fmt.Fprintln(tw, "NODE\tREGION\tSTATUS\tGOSSIP ADDR\tINCARNATION")
 	for _, m := range ms {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", m.NodeID, m.Region, m.Status, m.Addr)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.NodeID, m.Region, m.Status, m.Addr, m.Incarnation)
 	}
 	return tw.Flush()
 }
