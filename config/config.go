@@ -58,6 +58,8 @@ type Config struct {
 	SendRate              float64       // --send-rate: sustained sends per user per second
 	SendBurst             int           // --send-burst: sends per user allowed at once
 	MaxConnectionsPerUser int           // --max-connections-per-user: concurrent sockets per user
+	MaxConnections        int           // --max-connections: client connections open at once; 0 = from the file limit
+	MaxConnectionsPerIP   int           // --max-connections-per-ip: client connections from one IP (IPv6: /64); 0 = a quarter of --max-connections
 	MaxQueueDepth         int           // --max-queue-depth: undelivered messages per user
 	Retention             time.Duration // --retention: how long an undelivered event is kept
 	IdempotencyWindow     time.Duration // --idempotency-window: how long a requestId is remembered
@@ -381,6 +383,10 @@ var options = func() []*option {
 			integer(func(c *Config) *int { return &c.SendBurst })),
 		o(gLimits, "max-connections-per-user", "N", "WebSockets one user may hold open at once on one node",
 			integer(func(c *Config) *int { return &c.MaxConnectionsPerUser })),
+		o(gLimits, "max-connections", "N", "client connections (HTTP and WebSocket) open at once; more are answered 503 and closed; 0 = the process's file limit minus max(256, an eighth of it)",
+			integer(func(c *Config) *int { return &c.MaxConnections })),
+		o(gLimits, "max-connections-per-ip", "N", "client connections open at once from one IP address (IPv6: one /64); 0 = a quarter of --max-connections",
+			integer(func(c *Config) *int { return &c.MaxConnectionsPerIP })),
 		o(gLimits, "max-queue-depth", "N", "undelivered messages one user's queue may hold (receipts not counted); sends beyond answer 429",
 			integer(func(c *Config) *int { return &c.MaxQueueDepth })),
 		o(gLimits, "retention", "DURATION", "how long an undelivered event is kept before it is dropped",

@@ -164,6 +164,12 @@ func (c *Config) problems() []problem {
 	if c.MaxConnectionsPerUser < 1 {
 		add("max-connections-per-user", "%d is less than 1", c.MaxConnectionsPerUser)
 	}
+	if c.MaxConnections < 0 {
+		add("max-connections", "%d is negative", c.MaxConnections)
+	}
+	if c.MaxConnectionsPerIP < 0 {
+		add("max-connections-per-ip", "%d is negative", c.MaxConnectionsPerIP)
+	}
 	if c.MaxQueueDepth < 1 {
 		add("max-queue-depth", "%d is less than 1", c.MaxQueueDepth)
 	}

@@ -350,6 +350,7 @@ type proc struct {
 	// manifests pass the pod name.
 	fixedID bool
 	extra   []string // more flags
+	wrap    []string // a command the node runs under (prlimit ... --)
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -420,6 +421,9 @@ func (p *proc) tryStart() error {
 	p.runs++
 	fmt.Fprintf(logf, "==== e2e: start #%d: edgenode %s\n", p.runs, strings.Join(args, " "))
 	cmd := exec.Command(binary, args...)
+	if len(p.wrap) > 0 {
+		cmd = exec.Command(p.wrap[0], append(append(p.wrap[1:len(p.wrap):len(p.wrap)], binary), args...)...)
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = env
 	if err := cmd.Start(); err != nil {

@@ -42,6 +42,7 @@ import (
 	"github.com/edgenode/edgenode/cluster/member"
 	"github.com/edgenode/edgenode/cluster/mesh"
 	"github.com/edgenode/edgenode/config"
+	"github.com/edgenode/edgenode/connlimit"
 	"github.com/edgenode/edgenode/datadir"
 	"github.com/edgenode/edgenode/edge"
 	"github.com/edgenode/edgenode/presence"
@@ -57,6 +58,10 @@ const (
 	JWTSecretFile     = "jwt-secret"
 	ClusterSecretFile = "cluster-secret"
 )
+
+// RequestReadTimeout bounds the reading of one HTTP request, headers and
+// body: a client that stops sending mid-request loses its connection.
+const RequestReadTimeout = 30 * time.Second
 
 // Node is one running edgenode.
 type Node struct {
@@ -493,10 +498,33 @@ func StartTuned(ctx context.Context, cfg config.Config, logger *slog.Logger, tun
 	n.http = &http.Server{
 		Handler:           n.Edge.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		// A request, body included, is read within ReadTimeout, or its
+		// connection is closed: a body that never arrives holds nothing
+		// for long. A WebSocket upgrade clears it (gorilla/websocket), and
+		// the socket's ping deadline takes over.
+		ReadTimeout:    RequestReadTimeout,
+		IdleTimeout:    120 * time.Second,
+		MaxHeaderBytes: 16 << 10,
+		ErrorLog:       slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
+	refusal := connlimit.HTTPRefusal()
+	if cfg.TLSCert != "" {
+		refusal = nil // a plain-text answer would be garbage in a TLS handshake
+	}
+	refused := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edgenode_connections_refused_total",
+		Help: "Client connections closed at accept: over --max-connections (total), over --max-connections-per-ip (per_ip), or with the process out of file descriptors (fd)."}, []string{"reason"})
+	for _, r := range []string{"total", "per_ip", "fd"} {
+		refused.WithLabelValues(r)
+	}
+	capped := connlimit.New(ln, connlimit.Options{
+		MaxConns: cfg.MaxConnections, MaxPerIP: cfg.MaxConnectionsPerIP, Refusal: refusal,
+		OnRefuse: func(reason string) { refused.WithLabelValues(reason).Inc() },
+	})
+	n.Registry.MustRegister(refused, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "edgenode_connections_open",
+		Help: "Client connections (HTTP and WebSocket) open now."}, func() float64 { return float64(capped.Open()) }))
+	lim := capped.Limits()
+	logger.Info("client connection limits", "max_connections", lim.MaxConns, "max_connections_per_ip", lim.MaxPerIP, "file_limit", connlimit.FileLimit())
+	ln = capped
 	if cfg.TLSCert != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
 		if err != nil {
