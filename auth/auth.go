@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -15,6 +16,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/edgenode/edgenode/jsonstrict"
 )
 
 const (
@@ -244,6 +247,9 @@ func (v *Verifier) Verify(token string) (userID int64, err error) {
 			return id, nil
 		}
 	}
+	if err := checkSegments(token); err != nil {
+		return 0, err
+	}
 	var claims tokenClaims
 	if _, err := v.parser.ParseWithClaims(token, &claims, v.keyfunc); err != nil {
 		return 0, v.translate(err, &claims)
@@ -273,6 +279,58 @@ func (v *Verifier) VerifyWithExpiry(token string) (userID int64, until time.Time
 		return 0, time.Time{}, unauthenticated("missing exp")
 	}
 	return id, claims.ExpiresAt.Add(v.leeway), nil
+}
+
+// checkSegments refuses what the JWT library would read leniently: a
+// header or claim given twice (the library keeps the last, another reader
+// may keep the first), keys that differ only by case, and registered claims
+// of the wrong JSON type (the library reads "exp": "1700000000", a string,
+// as a number). Segments that do not decode are left to the library's
+// error.
+func checkSegments(token string) error {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return nil
+	}
+	for i, what := range []string{"header", "claims"} {
+		seg, err := base64.RawURLEncoding.DecodeString(parts[i])
+		if err != nil {
+			return nil
+		}
+		if err := jsonstrict.Check(seg); err != nil {
+			return unauthenticated("malformed token: " + what + ": " + err.Error())
+		}
+		if i == 0 {
+			continue
+		}
+		var claims map[string]json.RawMessage
+		if json.Unmarshal(seg, &claims) != nil {
+			return nil
+		}
+		for name, want := range map[string]string{"exp": "number", "nbf": "number", "iat": "number", "sub": "string", "iss": "string", "aud": "string or list of strings"} {
+			raw, ok := claims[name]
+			if !ok || len(raw) == 0 {
+				continue
+			}
+			c := raw[0]
+			var good bool
+			switch want {
+			case "number":
+				good = c == '-' || c >= '0' && c <= '9'
+			case "string":
+				good = c == '"'
+			default:
+				good = c == '"' || c == '['
+			}
+			if !good && name == "sub" {
+				return unauthenticated("malformed token: sub must be a decimal user id string")
+			}
+			if !good {
+				return unauthenticated(fmt.Sprintf("malformed token: %s must be a %s", name, want))
+			}
+		}
+	}
+	return nil
 }
 
 func unauthenticated(reason string) error {

@@ -446,6 +446,11 @@ func (c *Cluster) execute(ctx context.Context, req *wire.CallRequest) *wire.Call
 			t, resp.Found = l.LastConnected(req.User)
 			resp.At = t.UnixMilli()
 		}
+	case wire.OpTokenOwner:
+		if req.Shard < 0 || req.Shard >= l.Shards() {
+			return &wire.CallResponse{Err: wire.NodeErrBadRequest}
+		}
+		resp.At, err = l.TokenOwner(req.Shard, req.Token)
 	case wire.OpShardProgress:
 		if req.Shard < 0 || req.Shard >= l.Shards() {
 			return &wire.CallResponse{Err: wire.NodeErrBadRequest}
@@ -472,6 +477,8 @@ func errorResponse(err error) *wire.CallResponse {
 		return &wire.CallResponse{Err: wire.NodeErrNotLeader, Leader: nl.Leader}
 	case errors.Is(err, relaylog.ErrNoLeader):
 		return &wire.CallResponse{Err: wire.NodeErrNotLeader}
+	case errors.Is(err, relaylog.ErrSenderShareFull):
+		return &wire.CallResponse{Err: wire.NodeErrQueueFull, Message: queueFullSender}
 	case errors.Is(err, relaylog.ErrQueueFull):
 		return &wire.CallResponse{Err: wire.NodeErrQueueFull}
 	case errors.Is(err, relaylog.ErrRequestIDReused):
@@ -486,6 +493,11 @@ func errorResponse(err error) *wire.CallResponse {
 	return &wire.CallResponse{Err: wire.NodeErrInternal, Message: err.Error()}
 }
 
+// queueFullSender, as the Message of a queue_full answer, says it is the
+// sender's share that is full (relaylog.ErrSenderShareFull). Nodes that do
+// not know it take the answer as a full queue: 429 either way.
+const queueFullSender = "sender"
+
 // responseError turns a failed response back into the relaylog error the
 // front maps to the API.
 func responseError(shard int, r *wire.CallResponse) error {
@@ -495,6 +507,9 @@ func responseError(shard int, r *wire.CallResponse) error {
 	case wire.NodeErrNotLeader:
 		return &relaylog.NotLeaderError{Shard: shard, Leader: r.Leader}
 	case wire.NodeErrQueueFull:
+		if r.Message == queueFullSender {
+			return relaylog.ErrSenderShareFull
+		}
 		return relaylog.ErrQueueFull
 	case wire.NodeErrReused:
 		return relaylog.ErrRequestIDReused

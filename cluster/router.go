@@ -290,11 +290,61 @@ func (r *Router) MarkRead(ctx context.Context, reader, sender, upTo int64) error
 	return err
 }
 
-// RegisterDevice implements edge.Store.
+// RegisterDevice implements edge.Store. A push token names one phone, so
+// it belongs to one user cluster-wide: once registered for user (which
+// moves it from any other user of user's shard), it is removed from
+// whoever holds it in every other shard before the call answers, so that
+// the previous user's alerts (and their previews) stop going to the phone.
+// Two users registering one token at once may both lose it; the app
+// registers again at its next start.
 func (r *Router) RegisterDevice(ctx context.Context, user int64, d relaylog.Device) error {
 	_, err := r.route(ctx, user, func() error { return r.c.log.RegisterDevice(ctx, user, d) },
 		&wire.CallRequest{Op: wire.OpDeviceAdd, User: user, Device: &wire.DeviceRequest{Platform: d.Platform, Token: d.Token, Topic: d.Topic, Sandbox: d.Sandbox}})
-	return err
+	if err != nil {
+		return err
+	}
+	home := r.c.log.ShardFor(user)
+	for shard := range r.c.log.Shards() {
+		if shard == home {
+			continue
+		}
+		owner, err := r.tokenOwner(ctx, shard, d.Token)
+		if err != nil {
+			return err
+		}
+		if owner != 0 && owner != user {
+			if err := r.UnregisterDevice(ctx, owner, d.Token); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// tokenOwner asks shard's leader which of its users token is registered
+// for (0: none). A node of a version without the call answers bad_request:
+// taken as none.
+func (r *Router) tokenOwner(ctx context.Context, shard int, token string) (int64, error) {
+	for range 3 {
+		if r.c.log.Serving(shard) {
+			owner, err := r.c.log.TokenOwner(shard, token)
+			if !errors.Is(err, relaylog.ErrNoLeader) {
+				return owner, err
+			}
+		}
+		resp, err := r.c.forward(ctx, shard, &wire.CallRequest{Op: wire.OpTokenOwner, Shard: shard, Token: token})
+		if errors.Is(err, errServeLocally) {
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		if resp.Err == wire.NodeErrBadRequest {
+			return 0, nil
+		}
+		return resp.At, responseError(shard, resp)
+	}
+	return 0, &relaylog.NotLeaderError{Shard: shard}
 }
 
 // UnregisterDevice implements edge.Store.

@@ -47,7 +47,7 @@ type Config struct {
 
 	// Client connections.
 	PingInterval   time.Duration // --ping-interval: WebSocket ping period
-	AllowedOrigins []string      // --allowed-origins: browser origins allowed to open the WebSocket
+	AllowedOrigins []string      // --allowed-origins: browser origins allowed to open the WebSocket and call REST (CORS)
 	TLSCert        string        // --tls-cert: PEM certificate chain; with TLSKey
 	TLSKey         string        // --tls-key: PEM private key; with TLSCert
 	WriteTimeout   time.Duration // --write-timeout: bound on one socket write
@@ -364,7 +364,7 @@ var options = func() []*option {
 
 		o(gConn, "ping-interval", "DURATION", "WebSocket ping period; a socket that misses two is offline",
 			duration(func(c *Config) *time.Duration { return &c.PingInterval })),
-		multi(o(gConn, "allowed-origins", "ORIGINS", "comma-separated browser origins (https://app.example) allowed to open the WebSocket, or *; native apps send none",
+		multi(o(gConn, "allowed-origins", "ORIGINS", "comma-separated browser origins (https://app.example) allowed to open the WebSocket and to call the REST API (CORS), or *; native apps send none",
 			list(func(c *Config) *[]string { return &c.AllowedOrigins }))),
 		o(gConn, "tls-cert", "FILE", "PEM certificate chain; with --tls-key, serve HTTPS and WSS",
 			str(func(c *Config) *string { return &c.TLSCert })),
@@ -383,9 +383,9 @@ var options = func() []*option {
 			integer(func(c *Config) *int { return &c.SendBurst })),
 		o(gLimits, "max-connections-per-user", "N", "WebSockets one user may hold open at once on one node",
 			integer(func(c *Config) *int { return &c.MaxConnectionsPerUser })),
-		o(gLimits, "max-connections", "N", "client connections (HTTP and WebSocket) open at once; more are answered 503 and closed; 0 = the process's file limit minus max(256, an eighth of it)",
+		o(gLimits, "max-connections", "N", "client connections (HTTP and WebSocket) open at once; more are answered 503 and closed; 0 = the process's file limit minus max(256, a 64th of it)",
 			integer(func(c *Config) *int { return &c.MaxConnections })),
-		o(gLimits, "max-connections-per-ip", "N", "client connections open at once from one IP address (IPv6: one /64); 0 = a quarter of --max-connections",
+		o(gLimits, "max-connections-per-ip", "N", "client connections open at once from one IP address (IPv6: one /64); 0 = a quarter of --max-connections; at or above --max-connections there is no per-IP cap (behind a load balancer or NAT)",
 			integer(func(c *Config) *int { return &c.MaxConnectionsPerIP })),
 		o(gLimits, "max-queue-depth", "N", "undelivered messages one user's queue may hold (receipts not counted); sends beyond answer 429",
 			integer(func(c *Config) *int { return &c.MaxQueueDepth })),

@@ -295,13 +295,13 @@ func TestFileSyntax(t *testing.T) {
 		"\n" +
 		"   \n" +
 		"data-dir: /srv/edge#1\n" +
-		"apns-topic: 'it''s here' # single quotes\n" +
+		"jwt-issuer: 'it''s here' # single quotes\n" +
 		"node-id: node-7 # trailing comment\n" +
 		"public-url: \"https://chat.example/edge\\u0031\"\n" +
 		"join: [10.0.0.1:7946, \"10.0.0.2:7946\"]\n" +
 		"allowed-origins: \"https://a.example, https://b.example\"\n" +
 		"fcm-credentials-file:\n" +
-		"jwt-issuer: # nothing\n" +
+		"apns-topic: # nothing\n" +
 		"jwt-audience=chat\n" +
 		"  # an indented comment is still a comment\n"
 	c, err := load(t, nil, nil, file)
@@ -310,9 +310,9 @@ func TestFileSyntax(t *testing.T) {
 	}
 	want := map[string]any{
 		"http-addr": ":9090", "gossip-addr": "127.0.0.1:8946", "data-dir": "/srv/edge#1",
-		"apns-topic": "it's here", "node-id": "node-7", "public-url": "https://chat.example/edge1",
+		"jwt-issuer": "it's here", "node-id": "node-7", "public-url": "https://chat.example/edge1",
 		"join": []string{"10.0.0.1:7946", "10.0.0.2:7946"}, "allowed-origins": []string{"https://a.example", "https://b.example"},
-		"fcm-credentials-file": "", "jwt-issuer": "", "jwt-audience": "chat",
+		"fcm-credentials-file": "", "apns-topic": "", "jwt-audience": "chat",
 	}
 	for name, w := range want {
 		if got := field(c, name); !reflect.DeepEqual(got, w) {
@@ -368,6 +368,9 @@ func TestErrors(t *testing.T) {
 		{"zero burst", []string{"--send-burst", "0"}, nil, "", []string{"--send-burst"}},
 		{"zero connections", []string{"--max-connections-per-user", "0"}, nil, "", []string{"--max-connections-per-user"}},
 		{"zero queue", []string{"--max-queue-depth", "0"}, nil, "", []string{"--max-queue-depth"}},
+		{"debug-addr on every interface", []string{"--debug-addr", ":6060"}, nil, "", []string{"--debug-addr (flag)", "not a loopback address"}},
+		{"debug-addr public", []string{"--debug-addr", "0.0.0.0:6060"}, nil, "", []string{"--debug-addr (flag)", "not a loopback address"}},
+		{"debug-addr private", nil, map[string]string{"EDGENODE_DEBUG_ADDR": "10.0.0.5:6060"}, "", []string{"--debug-addr (env EDGENODE_DEBUG_ADDR)", "not a loopback address"}},
 		{"negative connection cap", []string{"--max-connections", "-1"}, nil, "", []string{"--max-connections"}},
 		{"negative per-IP cap", []string{"--max-connections-per-ip", "-1"}, nil, "", []string{"--max-connections-per-ip"}},
 		{"zero unacked", []string{"--max-unacked", "0"}, nil, "", []string{"--max-unacked"}},
@@ -539,5 +542,24 @@ func TestStringRedactsSecrets(t *testing.T) {
 	slog.New(slog.NewTextHandler(&b, nil)).Info("start", "config", c)
 	if strings.Contains(b.String(), secret32) || !strings.Contains(b.String(), "config.jwt-secret=[redacted]") {
 		t.Fatalf("slog output: %s", b.String())
+	}
+}
+
+func TestDebugAddrOnLoopback(t *testing.T) {
+	for _, addr := range []string{"127.0.0.1:6060", "[::1]:6060", "localhost:6060", "127.0.0.1:0"} {
+		c, err := Load([]string{"--debug-addr", addr}, nil)
+		if err != nil || c.DebugAddr != addr {
+			t.Errorf("--debug-addr %s: %v", addr, err)
+		}
+	}
+}
+
+func TestSecretFlags(t *testing.T) {
+	got := SecretFlags([]string{"--region", "eu", "--cluster-secret", "x", "--jwt-secret=y", "--send-rate", "3"})
+	if len(got) != 2 || got[0] != "--cluster-secret" || got[1] != "--jwt-secret" {
+		t.Fatalf("SecretFlags = %q", got)
+	}
+	if got := SecretFlags([]string{"--region", "eu"}); len(got) != 0 {
+		t.Fatalf("SecretFlags without secrets = %q", got)
 	}
 }

@@ -85,6 +85,24 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 	return c, nil
 }
 
+// SecretFlags names the secret options (--cluster-secret, --jwt-secret, ...)
+// that args give on the command line, where other local users can read
+// them (/proc/PID/cmdline, ps) and so can /debug/pprof/cmdline. The
+// environment or the config file keeps them out of sight.
+func SecretFlags(args []string) []string {
+	settings, err := parseArgs(args)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, s := range settings {
+		if s.opt.secret && s.value != "" {
+			out = append(out, "--"+s.opt.name)
+		}
+	}
+	return out
+}
+
 // parseArgs reads --name value, --name=value (one dash works too) and "--"
 // ending the flags. A list flag given twice accumulates; for any other the
 // last wins.

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/edgenode/edgenode/wire"
 )
 
 // MinPingInterval is the shortest --ping-interval: a socket is closed after
@@ -87,6 +89,16 @@ func (c *Config) problems() []problem {
 	// Both are UDP: one port cannot carry gossip and QUIC.
 	if c.GossipAddr != "" && c.GossipAddr == c.ClusterAddr && !strings.HasSuffix(c.GossipAddr, ":0") {
 		add("cluster-addr", "%q is also --gossip-addr; they need different ports", c.ClusterAddr)
+	}
+	if c.DebugAddr != "" {
+		if err := checkListenAddr(c.DebugAddr); err != nil {
+			add("debug-addr", "%v", err)
+		} else if !loopbackAddr(c.DebugAddr) {
+			add("debug-addr", "%q is not a loopback address: /debug/pprof has no authentication and shows the node's command line, secrets included; serve it on 127.0.0.1 or [::1] and reach it through an SSH tunnel or kubectl port-forward", c.DebugAddr)
+		}
+	}
+	if c.APNSTopic != "" && !wire.ValidTopic(c.APNSTopic) {
+		add("apns-topic", "%q is not a reverse-DNS name such as com.example.chat", c.APNSTopic)
 	}
 	if c.AdvertiseAddr != "" && !validHost(c.AdvertiseAddr) {
 		add("advertise-addr", "%q is not a host name or IP address (optionally with :port)", c.AdvertiseAddr)
@@ -237,6 +249,20 @@ func checkListenAddr(addr string) error {
 		return fmt.Errorf("%q has no port number between 0 and 65535", addr)
 	}
 	return nil
+}
+
+// loopbackAddr reports whether the host of host:port is a loopback
+// address or "localhost" (an empty host means every interface).
+func loopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // validHost accepts a host name or IP address, optionally with a port.

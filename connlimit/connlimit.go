@@ -33,7 +33,7 @@ type Options struct {
 	MaxPerIP int
 	// Reserve is the descriptors left to everything else the process opens
 	// (raft logs and snapshots, the mesh, gossip, push connections) when
-	// MaxConns is derived from the file limit; 0 means 256 or an eighth of
+	// MaxConns is derived from the file limit; 0 means 256 or a 64th of
 	// the limit, whichever is more.
 	Reserve int
 	// Refusal is written to a refused connection before it is closed (for
@@ -88,7 +88,7 @@ func resolve(o Options, fds int) Limits {
 		if fds > 0 {
 			reserve := o.Reserve
 			if reserve <= 0 {
-				reserve = max(256, fds/8)
+				reserve = max(256, fds/64)
 			}
 			total = max(64, fds-reserve)
 		}

@@ -125,7 +125,8 @@ func TestLimitsFromTheFileLimit(t *testing.T) {
 		want Limits
 	}{
 		{Options{}, 1024, Limits{768, 192}},
-		{Options{}, 65536, Limits{57344, 14336}},
+		{Options{}, 65536, Limits{64512, 16128}},
+		{Options{}, 20000, Limits{19688, 4922}},
 		{Options{}, 200, Limits{64, 16}},
 		{Options{MaxPerIP: 10}, 1024, Limits{768, 10}},
 		{Options{MaxConns: 100, MaxPerIP: 1000}, 1024, Limits{100, 100}},

@@ -60,6 +60,7 @@ func metricAt(t *testing.T, p *proc, series string) float64 {
 // another address within 1 s all along, and closes the silent ones when
 // their read timeout (30 s) passes.
 func TestProcessSilentBodies(t *testing.T) {
+	t.Parallel() // mostly waits for the read timeout
 	if _, err := os.Stat("/usr/bin/prlimit"); err != nil {
 		t.Skip("needs prlimit (util-linux) to give the node a low file limit")
 	}
@@ -164,5 +165,46 @@ func TestProcessSilentBodies(t *testing.T) {
 	}
 	if n := metricAt(t, p, "edgenode_connections_open"); n > 5 {
 		t.Errorf("edgenode_connections_open = %v after the silent connections were closed", n)
+	}
+}
+
+// TestProcessJunkGossipIsNotLogged: junk UDP packets to the gossip port
+// (which the node cannot decrypt) used to log one ERROR line each. Now the
+// first few of a kind are logged per minute and then one summary with the
+// count of the rest.
+func TestProcessJunkGossipIsNotLogged(t *testing.T) {
+	t.Parallel() // mostly waits for the minute's summary
+	p := startAlone(t, nil)
+	c, err := net.Dial("udp", p.gossipAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const junk = 5000
+	for i := range junk {
+		if _, err := c.Write([]byte("junk packet, not memberlist " + strconv.Itoa(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var summary string
+	re := regexp.MustCompile(`level=ERROR msg="[^"]*\(repeated\)" component=memberlist suppressed=(\d+) window=1m0s`)
+	took := waitFor(t, "the summary of the junk packets' errors", 150*time.Second, func() (bool, string) {
+		m := re.FindStringSubmatch(p.tail(100000))
+		if m == nil {
+			return false, "no summary yet"
+		}
+		summary = m[0]
+		n, _ := strconv.Atoi(m[1])
+		return n >= junk/2, m[0]
+	})
+	logged := 0
+	for line := range strings.SplitSeq(p.tail(100000), "\n") {
+		if strings.Contains(line, "level=ERROR") && strings.Contains(line, "component=memberlist") && !strings.Contains(line, "(repeated)") {
+			logged++
+		}
+	}
+	t.Logf("%d junk packets: %d error lines and, %v later, %q", junk, logged, took.Round(time.Second), summary)
+	if logged > 10 {
+		t.Fatalf("%d error lines for %d junk packets, want at most 10 and a summary", logged, junk)
 	}
 }

@@ -69,7 +69,7 @@ type Options struct {
 	Gatherer   prometheus.Gatherer
 
 	PingInterval    time.Duration // 0 means 25s
-	AllowedOrigins  []string      // browser origins allowed on the WebSocket; "*" allows all
+	AllowedOrigins  []string      // browser origins allowed on the WebSocket and, through CORS, on REST; "*" allows all
 	MaxContentBytes int           // 0 means 4096
 	SendRate        float64       // sends per second per user; 0 means 50
 	SendBurst       int           // 0 means 200
@@ -202,7 +202,49 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, wire.Errorf(wire.CodeNotFound, "no such endpoint: %s %s (the path is not in canonical form)", r.Method, p))
 		return
 	}
+	if r.Header.Get("Origin") != "" && r.URL.Path != socketPath && !s.cors(w, r) {
+		return
+	}
 	s.mux.ServeHTTP(w, r)
+}
+
+const socketPath = "/v1/socket/updates"
+
+// CORS for browser apps on another origin (the WebSocket checks its Origin
+// at the upgrade instead).
+const (
+	corsMethods = "GET, POST, DELETE"
+	corsHeaders = "Authorization, Content-Type"
+	corsExpose  = "Retry-After, WWW-Authenticate"
+	corsMaxAge  = "600"
+)
+
+// cors answers a request that carries an Origin: a request from an origin
+// the node does not allow (the same rule as the WebSocket's, checkOrigin)
+// gets 403 permission_denied, preflight included; an allowed one gets the
+// CORS headers, and a preflight (OPTIONS with
+// Access-Control-Request-Method) is answered 204 here. It reports whether
+// the request goes on to its handler.
+func (s *Server) cors(w http.ResponseWriter, r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	h := w.Header()
+	h.Add("Vary", "Origin")
+	if !s.checkOrigin(r) {
+		writeError(w, wire.Errorf(wire.CodePermissionDenied, "origin %s is not allowed (--allowed-origins)", origin))
+		return false
+	}
+	h.Set("Access-Control-Allow-Origin", origin)
+	h.Set("Access-Control-Expose-Headers", corsExpose)
+	if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+		h.Add("Vary", "Access-Control-Request-Method")
+		h.Add("Vary", "Access-Control-Request-Headers")
+		h.Set("Access-Control-Allow-Methods", corsMethods)
+		h.Set("Access-Control-Allow-Headers", corsHeaders)
+		h.Set("Access-Control-Max-Age", corsMaxAge)
+		w.WriteHeader(http.StatusNoContent)
+		return false
+	}
+	return true
 }
 
 // cleanPath is the canonical form of a URL path as net/http.ServeMux sees
@@ -249,7 +291,7 @@ func (s *Server) routes() {
 	mux.HandleFunc("POST /v1/devices", s.authed("device_add", s.handleDeviceAdd))
 	mux.HandleFunc("DELETE /v1/devices/{token}", s.authed("device_remove", s.handleDeviceRemove))
 	mux.HandleFunc("GET /v1/edges", s.authed("edges", s.handleEdges))
-	mux.HandleFunc("GET /v1/socket/updates", s.handleSocket)
+	mux.HandleFunc("GET "+socketPath, s.handleSocket)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write([]byte(`{"status":"ok"}`))
@@ -455,6 +497,8 @@ func apiError(err error) *wire.Error {
 		return we
 	}
 	switch {
+	case errors.Is(err, relaylog.ErrSenderShareFull):
+		return &wire.Error{Code: wire.CodeRateLimited, Message: "you have a tenth of the recipient's queue (--max-queue-depth) undelivered; retry once some is delivered", RetryAfter: 30 * time.Second}
 	case errors.Is(err, relaylog.ErrQueueFull):
 		return &wire.Error{Code: wire.CodeRateLimited, Message: "the recipient has too many undelivered messages; retry later", RetryAfter: 30 * time.Second}
 	case errors.Is(err, relaylog.ErrRequestIDReused):

@@ -205,11 +205,10 @@ func TestPushPresenceExpiry(t *testing.T) {
 
 // A push due when the leader of the user's shard dies is sent by the next
 // leader.
-func TestPushDueDuringLeaderChange(t *testing.T) {
-	if testing.Short() {
-		t.Skip("multi-node")
-	}
-	fakes := newPushFakes(t, "--push-debounce", "1500ms")
+// startPushCluster starts three nodes in regions eu, us and ap with the
+// fakes' push flags and waits until every shard has three voters.
+func startPushCluster(t *testing.T, fakes *pushFakes) (map[string]*testNode, *testNode, *testNode, *testNode) {
+	t.Helper()
 	base := t.TempDir()
 	n1 := startNodeWith(t, filepath.Join(base, "n1"), "eu", fakes.flags)
 	waitFor(t, "n1 ready", 10*time.Second, func() bool { return n1.Log.Ready() })
@@ -218,6 +217,15 @@ func TestPushDueDuringLeaderChange(t *testing.T) {
 	nodes := map[string]*testNode{n1.Config.NodeID: n1, n2.Config.NodeID: n2, n3.Config.NodeID: n3}
 	regionOf := map[string]string{n1.Config.NodeID: "eu", n2.Config.NodeID: "us", n3.Config.NodeID: "ap"}
 	waitFor(t, "replication", 30*time.Second, func() bool { return fullyReplicated(t, n1, regionOf) })
+	return nodes, n1, n2, n3
+}
+
+func TestPushDueDuringLeaderChange(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-node")
+	}
+	fakes := newPushFakes(t, "--push-debounce", "1500ms")
+	nodes, n1, n2, n3 := startPushCluster(t, fakes)
 	waitFor(t, "every node routes every shard", 10*time.Second, func() bool {
 		return n1.Cluster.Router().Ready() && n2.Cluster.Router().Ready() && n3.Cluster.Router().Ready()
 	})
@@ -287,5 +295,59 @@ func TestPushBadKeyFileFailsStart(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "--apns-key-file") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// TestPushTokenBelongsToOneUser (issue 13, row 3): in a three-node
+// cluster, a push token registered by alice and then by bob, whose shards
+// are led by two different nodes,
+// is alice's no longer once bob's registration has answered; a message to
+// alice then alerts nobody, and the phone gets bob's alerts only.
+func TestPushTokenBelongsToOneUser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-node")
+	}
+	fakes := newPushFakes(t)
+	nodes, n1, n2, n3 := startPushCluster(t, fakes)
+	const alice = int64(1)
+	var bob int64
+	var aliceNode, bobNode *testNode
+	waitFor(t, "alice's and bob's shards led by different nodes", 30*time.Second, func() bool {
+		ss := shardsOf(t, n1)
+		la := ss[relaylog.ShardOf(alice, 4)].Leader
+		for u := int64(2); u < 200 && la != ""; u++ {
+			if lb := ss[relaylog.ShardOf(u, 4)].Leader; lb != "" && lb != la && nodes[la] != nil && nodes[lb] != nil {
+				bob, aliceNode, bobNode = u, nodes[la], nodes[lb]
+				return n1.Cluster.Router().Ready() && n2.Cluster.Router().Ready() && n3.Cluster.Router().Ready()
+			}
+		}
+		return false
+	})
+	t.Logf("alice (%d) on shard %d led by %s, bob (%d) on shard %d led by %s", alice, relaylog.ShardOf(alice, 4), aliceNode.Config.NodeID, bob, relaylog.ShardOf(bob, 4), bobNode.Config.NodeID)
+
+	registerDevice(t, aliceNode, alice, "apns", iosToken, false)
+	if devs := aliceNode.Log.Devices(alice); len(devs) != 1 {
+		t.Fatalf("alice's devices after her registration: %v", devs)
+	}
+	// The same phone, now signed in as bob, through bob's shard's leader:
+	// alice's shard is on the other node.
+	registerDevice(t, bobNode, bob, "apns", iosToken, false)
+	if devs := aliceNode.Log.Devices(alice); len(devs) != 0 {
+		t.Fatalf("the token is still alice's after bob's registration answered: %v", devs)
+	}
+	if devs := bobNode.Log.Devices(bob); len(devs) != 1 || devs[0].Token != iosToken {
+		t.Fatalf("bob's devices: %v", devs)
+	}
+
+	mustPost(t, n1, 7, alice, 1, "for alice's eyes only")
+	toBob := mustPost(t, n1, 7, bob, 2, "for bob")
+	if !fakes.apns.Wait(10*time.Second, func(r []pushtest.APNSRequest) bool { return len(r) >= 1 }) {
+		t.Fatal("no alert for bob within 10 s")
+	}
+	waitFor(t, "bob's push mark", 10*time.Second, func() bool { return bobNode.Log.PushState(bob).Pushed == toBob.MessageID })
+	for _, r := range fakes.apns.Requests() {
+		if strings.Contains(string(r.Body), "alice") || r.Token != iosToken {
+			t.Fatalf("the phone got %s", r.Body)
+		}
 	}
 }

@@ -158,6 +158,9 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 var (
 	// ErrQueueFull: the recipient has too many undelivered messages.
 	ErrQueueFull = errors.New("relaylog: recipient's queue is full")
+	// ErrSenderShareFull: the sender has its share of the recipient's
+	// queue undelivered (SenderShare). It is an ErrQueueFull.
+	ErrSenderShareFull = fmt.Errorf("%w: the sender's share of it is", ErrQueueFull)
 	// ErrRequestIDReused: a requestId came again with other content.
 	ErrRequestIDReused = errors.New("relaylog: requestId already used for a different message")
 	// ErrRequestExpired: a request the shard does not remember is older
@@ -183,6 +186,42 @@ func createdMicros(createdAt string) int64 {
 		return 0
 	}
 	return t.UnixMicro()
+}
+
+// SenderShare is how many undelivered messages one sender may have in a
+// queue of at most limit: a tenth of it, at least 1.
+func SenderShare(limit int64) int64 { return max(1, limit/10) }
+
+// overShare reports whether a send of c would take its sender past its
+// share of the recipient's queue (SenderShare of c.limit). A retry of a
+// send the shard remembers never is: it is answered with its message. The
+// leader checks this before proposing, as admission control like the rate
+// limit; the state machine's rules (and so the replay of entries written
+// by earlier versions) are unchanged. Concurrent sends of one sender may
+// overshoot the share by the sends in flight.
+func (f *fsm) overShare(c *command) bool {
+	share := SenderShare(c.limit)
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	q, _ := f.queues.get(c.user)
+	if c.limit <= 0 || int64(q.msgs) < share {
+		return false
+	}
+	s, _ := f.senders.get(c.from)
+	for i := range s.recs {
+		if r := &s.recs[i]; r.reqID == c.reqID && (r.to == c.user || r.to == 0) {
+			return false
+		}
+	}
+	n := int64(0)
+	for i := range q.events {
+		if e := &q.events[i]; e.Kind == KindMessage && e.From == c.from {
+			if n++; n >= share {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (f *fsm) send(c *command, touched *[]int64) result {
@@ -414,6 +453,14 @@ func (f *fsm) dropPrefix(user int64, q queue, n int) {
 	}
 	q.events = q.events[n:]
 	f.queues.set(user, q)
+}
+
+// tokenOwner is the user of this shard a device token is registered for,
+// or 0.
+func (f *fsm) tokenOwner(token string) int64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.tokens[token]
 }
 
 func (f *fsm) removeToken(token string) {

@@ -408,10 +408,14 @@ func (l *Log) WaitReady(ctx context.Context) error {
 // window, it returns that message with created false and commits nothing.
 func (l *Log) Send(ctx context.Context, from int64, req wire.NewMessageRequest) (Event, bool, error) {
 	s := l.shardOf(req.ToUserID)
-	r, err := s.do(ctx, command{
+	c := command{
 		kind: cmdSend, user: req.ToUserID, from: from, reqID: req.RequestID,
 		limit: int64(l.opts.MaxQueueDepth), content: req.Content, createdAt: req.CreatedAt,
-	})
+	}
+	if s.serving.Load() && s.fsm.overShare(&c) {
+		return Event{}, false, ErrSenderShareFull
+	}
+	r, err := s.do(ctx, c)
 	if err != nil {
 		return Event{}, false, err
 	}
@@ -537,6 +541,20 @@ func (l *Log) MarkRead(ctx context.Context, reader, sender, upTo int64) error {
 func (l *Log) RegisterDevice(ctx context.Context, user int64, d Device) error {
 	_, err := l.shardOf(user).do(ctx, command{kind: cmdDevice, user: user, device: d, at: l.opts.Now().UnixMilli()})
 	return err
+}
+
+// TokenOwner is the user of shard a push token is registered for (0 for
+// none), read on the shard's leader: a *NotLeaderError when this node does
+// not serve the shard.
+func (l *Log) TokenOwner(shard int, token string) (int64, error) {
+	if shard < 0 || shard >= len(l.shards) {
+		return 0, fmt.Errorf("relaylog: no shard %d", shard)
+	}
+	s := l.shards[shard]
+	if !s.serving.Load() {
+		return 0, &NotLeaderError{Shard: shard, Leader: l.Leader(shard)}
+	}
+	return s.fsm.tokenOwner(token), nil
 }
 
 // UnregisterDevice forgets user's push token; it is not an error if the

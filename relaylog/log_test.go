@@ -104,18 +104,39 @@ func TestIdempotentSend(t *testing.T) {
 func TestQueueDepthLimit(t *testing.T) {
 	l := openLog(t, t.TempDir(), func(o *relaylog.Options) { o.MaxQueueDepth = 3 })
 	defer l.Close()
-	for i := int64(1); i <= 3; i++ {
-		send(t, l, 1, 2, i, "x")
+	// Three senders, one message each (a sender's share of a queue of 3
+	// is 1).
+	for from := int64(1); from <= 3; from++ {
+		send(t, l, from, 2, from, "x")
 	}
-	_, _, err := l.Send(context.Background(), 1, wire.NewMessageRequest{RequestID: 4, ToUserID: 2, Content: "x", CreatedAt: createdAt(4)})
-	if !errors.Is(err, relaylog.ErrQueueFull) {
+	_, _, err := l.Send(context.Background(), 4, wire.NewMessageRequest{RequestID: 4, ToUserID: 2, Content: "x", CreatedAt: createdAt(4)})
+	if !errors.Is(err, relaylog.ErrQueueFull) || errors.Is(err, relaylog.ErrSenderShareFull) {
 		t.Fatalf("err = %v, want ErrQueueFull", err)
 	}
 	evs, _ := pending(t, l, 2, 0, 0)
 	if _, err := l.Ack(context.Background(), 2, evs[0].ID); err != nil {
 		t.Fatal(err)
 	}
-	send(t, l, 1, 2, 4, "x")
+	send(t, l, 4, 2, 4, "x")
+}
+
+// TestSenderShare: one sender may have a tenth of a recipient's queue
+// undelivered; a retry of a send already taken is still answered with its
+// message.
+func TestSenderShare(t *testing.T) {
+	l := openLog(t, t.TempDir(), func(o *relaylog.Options) { o.MaxQueueDepth = 20 })
+	defer l.Close()
+	first := send(t, l, 1, 2, 1, "a")
+	send(t, l, 1, 2, 2, "b")
+	_, _, err := l.Send(context.Background(), 1, wire.NewMessageRequest{RequestID: 3, ToUserID: 2, Content: "c", CreatedAt: createdAt(3)})
+	if !errors.Is(err, relaylog.ErrSenderShareFull) || !errors.Is(err, relaylog.ErrQueueFull) {
+		t.Fatalf("a third undelivered message of one sender: err = %v, want ErrSenderShareFull", err)
+	}
+	ev, created, err := l.Send(context.Background(), 1, wire.NewMessageRequest{RequestID: 1, ToUserID: 2, Content: "a", CreatedAt: createdAt(1)})
+	if err != nil || created || ev.ID != first.ID {
+		t.Fatalf("retry at the share: %v %v %v, want the first message", ev.ID, created, err)
+	}
+	send(t, l, 5, 2, 1, "another sender")
 }
 
 func TestReadReceiptsCoalesceAndIgnoreOlder(t *testing.T) {

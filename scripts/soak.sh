@@ -94,7 +94,8 @@ node() {
   local name=$1 base=$2 region=$3 join=${4:-}
   local args=(--data-dir "$TMP/$name" --http-addr 127.0.0.1:$base --gossip-addr 127.0.0.1:$((base+1))
     --cluster-addr 127.0.0.1:$((base+2)) --region "$region" --cluster-secret "$CSECRET" --jwt-secret "$SECRET"
-    --send-rate 1000 --send-burst 1000 --log-level warn)
+    --send-rate 1000 --send-burst 1000 --log-level warn
+    --max-connections-per-ip 1000000) # edgeload's thousands of sockets share loopback addresses
   [ -n "$join" ] && args+=(--join "$join")
   bin/edgenode "${args[@]}" >"$TMP/$name.log" 2>&1 &
   NODE_PID=$!

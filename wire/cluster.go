@@ -34,6 +34,7 @@ const (
 	OpRead          = "read"
 	OpDeviceAdd     = "device_add"
 	OpDeviceRemove  = "device_remove"
+	OpTokenOwner    = "token_owner" // Shard, Token → At: the user the token is registered for in Shard (0: none)
 	OpSetLastSeen   = "set_last_seen"
 	OpGetLastSeen   = "get_last_seen"
 	OpShardProgress = "shard_progress"

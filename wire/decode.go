@@ -5,13 +5,20 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
+	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
+
+	"github.com/edgenode/edgenode/jsonstrict"
 )
 
 // decodeStrict decodes one JSON object from data into v. Unknown fields are
 // ignored so that newer clients keep working against older nodes; wrong
-// types, trailing data and non-objects are errors.
+// types, trailing data, non-objects, a key given twice (at any depth, also
+// when the two differ only by case) and a key that names a field of v only
+// without case ("TOUSERID") are errors.
 func decodeStrict(data []byte, v any) *Error {
 	data = bytes.TrimSpace(data)
 	if len(data) == 0 || data[0] != '{' {
@@ -27,6 +34,9 @@ func decodeStrict(data []byte, v any) *Error {
 	if hasLoneSurrogate(data) {
 		return Invalid(`a string holds a lone surrogate escape (\uD800 to \uDFFF not in a high-low pair), which is not a Unicode character`)
 	}
+	if err := jsonstrict.Check(data, jsonFields(v)...); err != nil {
+		return Invalid("%v", err)
+	}
 	// Unmarshal rejects trailing data itself and is several times cheaper
 	// than a Decoder for one small object.
 	if err := json.Unmarshal(data, v); err != nil {
@@ -37,6 +47,36 @@ func decodeStrict(data []byte, v any) *Error {
 		return Invalid("malformed JSON: %v", err)
 	}
 	return nil
+}
+
+var fieldCache sync.Map // reflect.Type → []string
+
+// jsonFields are the JSON names of the fields of the struct v points to.
+func jsonFields(v any) []string {
+	t := reflect.TypeOf(v)
+	if t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t.Kind() != reflect.Struct {
+		return nil
+	}
+	if f, ok := fieldCache.Load(t); ok {
+		return f.([]string)
+	}
+	var names []string
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		switch {
+		case name == "-" || !f.IsExported():
+		case name == "":
+			names = append(names, f.Name)
+		default:
+			names = append(names, name)
+		}
+	}
+	fieldCache.Store(t, names)
+	return names
 }
 
 // hasLoneSurrogate reports whether data, JSON text, has a \u escape of a
@@ -140,7 +180,26 @@ func ValidContent(content string, maxBytes int) *Error {
 	if !utf8.ValidString(content) {
 		return Invalid("content must be valid UTF-8")
 	}
+	if i := controlChar(content); i >= 0 {
+		r, _ := utf8.DecodeRuneInString(content[i:])
+		return Invalid("content holds the control character U+%04X at byte %d; only newline and tab are allowed", r, i)
+	}
 	return nil
+}
+
+// controlChar is the index of the first control character in s (U+0000 to
+// U+001F but newline and tab, U+007F, U+0080 to U+009F), or -1. s is valid
+// UTF-8.
+func controlChar(s string) int {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c < 0x20 && c != '\n' && c != '\t', c == 0x7f:
+			return i
+		case c == 0xc2 && i+1 < len(s) && s[i+1] >= 0x80 && s[i+1] <= 0x9f:
+			return i
+		}
+	}
+	return -1
 }
 
 // DecodeNewMessageRequest decodes and validates a POST /v1/messages body.
@@ -239,10 +298,33 @@ func DecodeDeviceRequest(data []byte) (DeviceRequest, *Error) {
 	if err := ValidDeviceToken(req.Token); err != nil {
 		return DeviceRequest{}, err
 	}
-	if len(req.Topic) > MaxTopicBytes || !utf8.ValidString(req.Topic) {
-		return DeviceRequest{}, Invalid("topic must be at most %d bytes of UTF-8", MaxTopicBytes)
+	if len(req.Topic) > MaxTopicBytes {
+		return DeviceRequest{}, Invalid("topic must be at most %d bytes", MaxTopicBytes)
+	}
+	if req.Topic != "" && !ValidTopic(req.Topic) {
+		return DeviceRequest{}, Invalid("topic must be a reverse-DNS name such as com.example.chat (letters, digits and '-' in two or more dot-separated labels)")
 	}
 	return req, nil
+}
+
+// ValidTopic reports whether topic is a reverse-DNS name, as APNs topics
+// (bundle ids, with suffixes such as .voip) are: two or more labels of
+// ASCII letters, digits and '-', separated by dots, none empty.
+func ValidTopic(topic string) bool {
+	labels := 0
+	for label := range strings.SplitSeq(topic, ".") {
+		if label == "" {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+		labels++
+	}
+	return labels >= 2
 }
 
 // ValidDeviceToken checks a push token: 1 to MaxDeviceTokenBytes printable

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -55,6 +57,9 @@ func inspect(args []string, stdout io.Writer, path string, table func(w io.Write
 	if err != nil {
 		return err
 	}
+	if err := clearTextRefused(req.URL); err != nil {
+		return err
+	}
 	req.Header.Set("Authorization", "Bearer "+secret)
 	client := &http.Client{Timeout: 15 * time.Second}
 	resp, err := client.Do(req)
@@ -77,6 +82,20 @@ func inspect(args []string, stdout io.Writer, path string, table func(w io.Write
 		return err
 	}
 	return table(stdout, body)
+}
+
+// clearTextRefused refuses to send the cluster secret over plain HTTP to
+// anything but a loopback address: whoever sees it can join the cluster
+// and read every queue.
+func clearTextRefused(u *url.URL) error {
+	if u.Scheme != "http" {
+		return nil
+	}
+	host := u.Hostname()
+	if ip := net.ParseIP(host); host == "localhost" || ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	return fmt.Errorf("refusing to send the cluster secret in clear text to %s: use https:// with a node serving TLS (--tls-cert), or run the command on the node (--addr 127.0.0.1:PORT) or through an SSH tunnel", u.Host)
 }
 
 // clusterSecret is the cluster secret of cfg, else the one a node keeps in

@@ -94,6 +94,14 @@ func TestInspectSendsTheClusterSecret(t *testing.T) {
 	if err == nil || !strings.Contains(errOut, "401") || !strings.Contains(errOut, "--cluster-secret") {
 		t.Fatalf("members with a wrong secret: %v\nstdout %s\nstderr %s", err, out, errOut)
 	}
+	// Never the secret in clear text to another machine: refused before
+	// any connection (192.0.2.1 is TEST-NET-1, which nothing answers).
+	for _, what := range []string{"members", "shards"} {
+		_, errOut, err := runIn(t, empty, nil, what, "--addr", "192.0.2.1:8080", "--cluster-secret", secret)
+		if err == nil || !strings.Contains(errOut, "refusing to send the cluster secret in clear text") {
+			t.Fatalf("%s over plain HTTP to a remote address: %v\n%s", what, err, errOut)
+		}
+	}
 	// Other arguments are still checked.
 	if _, errOut, err := runIn(t, empty, nil, "members", "--addr", addr, "--cluster-secret", secret, "--no-such-flag", "x"); err == nil || !strings.Contains(errOut, "no-such-flag") {
 		t.Fatalf("members with an unknown flag: %v %s", err, errOut)

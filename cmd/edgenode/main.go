@@ -38,6 +38,7 @@ import (
 	"github.com/edgenode/edgenode/config"
 	"github.com/edgenode/edgenode/datadir"
 	"github.com/edgenode/edgenode/node"
+	"github.com/edgenode/edgenode/ratelog"
 	"github.com/edgenode/edgenode/relaylog"
 	"github.com/edgenode/edgenode/relaylog/walstore"
 )
@@ -130,12 +131,15 @@ func versionString() string {
 	return "dev"
 }
 
+// newLogger is the node's logger: text or JSON, and repeated warnings and
+// errors rate-limited (ratelog: 10 of a kind per minute, then one summary).
 func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	var h slog.Handler = slog.NewTextHandler(w, opts)
 	if cfg.LogFormat == config.LogJSON {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		h = slog.NewJSONHandler(w, opts)
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return slog.New(ratelog.New(h, ratelog.Options{}))
 }
 
 func serve(args []string, stderr io.Writer) error {
@@ -157,6 +161,9 @@ func serve(args []string, stderr io.Writer) error {
 	// message text and device tokens (hashicorp/raft makes them 0644).
 	datadir.Umask()
 	logger := newLogger(cfg, stderr)
+	for _, f := range config.SecretFlags(args) {
+		logger.Warn("a secret is given as a command-line flag, which every local user can read (ps, /proc); prefer its environment variable or the config file", "flag", f, "env", config.EnvName(strings.TrimPrefix(f, "--")))
+	}
 	n, err := node.Start(context.Background(), cfg, logger)
 	if err != nil {
 		var ce *walstore.CorruptError
