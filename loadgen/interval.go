@@ -21,6 +21,54 @@ import (
 // counted in it; an event that is later still (a stalled pacer) goes to the
 // oldest interval not yet reported.
 
+// SlowestPerInterval is how many of an interval's slowest deliveries its
+// report lists (IntervalReport.Slowest), to trace what made them slow.
+const SlowestPerInterval = 20
+
+// SlowDelivery is one of an interval's slowest deliveries: when its send
+// was due, how long the message took to reach its recipient's socket, and
+// the recipient (whose shard the message went through).
+type SlowDelivery struct {
+	Sent      time.Time `json:"sent"`
+	LatencyMs float64   `json:"latencyMs"`
+	To        int64     `json:"to"`
+}
+
+// keepSlowest adds d to list if it is among the SlowestPerInterval slowest.
+func keepSlowest(list []SlowDelivery, d SlowDelivery) []SlowDelivery {
+	if len(list) < SlowestPerInterval {
+		return append(list, d)
+	}
+	min := 0
+	for i := range list {
+		if list[i].LatencyMs < list[min].LatencyMs {
+			min = i
+		}
+	}
+	if d.LatencyMs > list[min].LatencyMs {
+		list[min] = d
+	}
+	return list
+}
+
+// slowestFirst sorts list by latency, slowest first, and keeps
+// SlowestPerInterval.
+func slowestFirst(list []SlowDelivery) []SlowDelivery {
+	slices.SortFunc(list, func(a, b SlowDelivery) int {
+		switch {
+		case a.LatencyMs > b.LatencyMs:
+			return -1
+		case a.LatencyMs < b.LatencyMs:
+			return 1
+		}
+		return a.Sent.Compare(b.Sent)
+	})
+	if len(list) > SlowestPerInterval {
+		list = list[:SlowestPerInterval]
+	}
+	return list
+}
+
 // intervalGrace is how long a worker waits after an interval's end before
 // reporting it.
 const intervalGrace = 250 * time.Millisecond
@@ -42,7 +90,8 @@ type IntervalReport struct {
 	Deliver         Summary          `json:"deliver"` // send→deliver latency of the interval's deliveries
 	Send201         Summary          `json:"send201"` // send→201 latency of the interval's 201s
 	ReadySockets    int64            `json:"readySockets"`
-	Workers         int              `json:"workers"` // worker processes merged into this report
+	Workers         int              `json:"workers"`           // worker processes merged into this report
+	Slowest         []SlowDelivery   `json:"slowest,omitempty"` // the interval's slowest deliveries, slowest first
 
 	// Worker → coordinator only (dropped from the merged line).
 	DeliverHist *HistSnapshot `json:"deliverHist,omitempty"`
@@ -66,6 +115,7 @@ type intervalBucket struct {
 	attempted, accepted, delivered int64
 	errors                         map[string]int64
 	deliver, send201               *hdrHistogram
+	slow                           []SlowDelivery
 }
 
 // intervals accumulates one worker's events per interval.
@@ -128,7 +178,7 @@ func (iv *intervals) accept(now time.Time, lat time.Duration) {
 	iv.mu.Unlock()
 }
 
-func (iv *intervals) deliver(now time.Time, lat time.Duration) {
+func (iv *intervals) deliver(now time.Time, lat time.Duration, to int64) {
 	if iv == nil {
 		return
 	}
@@ -136,6 +186,7 @@ func (iv *intervals) deliver(now time.Time, lat time.Duration) {
 	if b := iv.bucket(now); b != nil {
 		b.delivered++
 		_ = b.deliver.RecordValue(toMicros(lat))
+		b.slow = keepSlowest(b.slow, SlowDelivery{Sent: now.Add(-lat), LatencyMs: float64(lat.Microseconds()) / 1000, To: to})
 	}
 	iv.mu.Unlock()
 }
@@ -163,6 +214,7 @@ func (iv *intervals) take(k int, start, end time.Time) IntervalReport {
 		r.Attempted, r.Accepted, r.Delivered, r.Errors = b.attempted, b.accepted, b.delivered, b.errors
 		r.Deliver, r.Send201 = Summarize(b.deliver), Summarize(b.send201)
 		r.DeliverHist, r.Send201Hist = ExportHist(b.deliver), ExportHist(b.send201)
+		r.Slowest = slowestFirst(b.slow)
 	}
 	r.finish()
 	return r
@@ -223,7 +275,9 @@ func MergeIntervals(parts []IntervalReport) (IntervalReport, error) {
 		out.Workers += max(p.Workers, 1)
 		dlv = append(dlv, p.DeliverHist)
 		s201 = append(s201, p.Send201Hist)
+		out.Slowest = append(out.Slowest, p.Slowest...)
 	}
+	out.Slowest = slowestFirst(out.Slowest)
 	h, err := MergeSnapshots(dlv...)
 	if err != nil {
 		return out, err

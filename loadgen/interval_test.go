@@ -112,9 +112,9 @@ func TestIntervalsAttributeEventsByTime(t *testing.T) {
 	iv.attempt(at(0))
 	iv.attempt(at(59.9))
 	iv.accept(at(59.99), 5*time.Millisecond)
-	iv.deliver(at(30), 7*time.Millisecond)
-	iv.deliver(at(61), 100*time.Millisecond) // in the second interval
-	iv.attempt(at(150))                      // after the window: not counted
+	iv.deliver(at(30), 7*time.Millisecond, 5)
+	iv.deliver(at(61), 100*time.Millisecond, 6) // in the second interval
+	iv.attempt(at(150))                         // after the window: not counted
 
 	r := iv.take(0, start, at(60))
 	if r.Interval != 1 || r.Attempted != 2 || r.Accepted != 1 || r.Delivered != 1 || r.Seconds != 60 {
@@ -170,5 +170,36 @@ func TestIntervalWriterWaitsForEveryWorker(t *testing.T) {
 	}
 	if strings.Join(got, " ") != "1/11/2 2/2/1 3/3/1" {
 		t.Fatalf("lines (interval/attempted/workers): %v", got)
+	}
+}
+
+// TestIntervalsListTheSlowestDeliveries: each report lists its
+// SlowestPerInterval slowest deliveries with send time and recipient,
+// slowest first, and merging keeps the slowest of all workers.
+func TestIntervalsListTheSlowestDeliveries(t *testing.T) {
+	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	iv := newIntervals(time.Minute)
+	iv.window(start, start.Add(time.Minute))
+	for i := range 100 {
+		lat := time.Duration(i+1) * time.Millisecond
+		iv.deliver(start.Add(time.Second+lat), lat, int64(1000+i))
+	}
+	r := iv.take(0, start, start.Add(time.Minute))
+	if len(r.Slowest) != SlowestPerInterval {
+		t.Fatalf("%d slowest, want %d", len(r.Slowest), SlowestPerInterval)
+	}
+	for i, d := range r.Slowest {
+		want := 100 - i
+		if d.LatencyMs != float64(want) || d.To != int64(1000+want-1) || !d.Sent.Equal(start.Add(time.Second)) {
+			t.Fatalf("slowest[%d] = %+v, want %d ms to %d sent at %v", i, d, want, 1000+want-1, start.Add(time.Second))
+		}
+	}
+	other := IntervalReport{Interval: 1, Start: start, End: r.End, Slowest: []SlowDelivery{{Sent: start, LatencyMs: 500, To: 7}}}
+	m, err := MergeIntervals([]IntervalReport{r, other})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Slowest) != SlowestPerInterval || m.Slowest[0].To != 7 || m.Slowest[1].LatencyMs != 100 || m.Slowest[SlowestPerInterval-1].LatencyMs != 82 {
+		t.Fatalf("merged slowest %+v", m.Slowest)
 	}
 }

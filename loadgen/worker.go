@@ -591,7 +591,7 @@ func (w *Worker) sendOne(ctx context.Context, at time.Time, measured bool) {
 	b = wire.AppendTime(b, time.Now())
 	b = append(b, `"}`...)
 
-	w.pend.add(reqID, at, measured)
+	w.pend.add(reqID, at, measured, r.id)
 	ctx, cancel := context.WithTimeout(ctx, w.cfg.Timeout.D())
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.targets[s.target].Base+"/v1/messages", bytes.NewReader(b))
@@ -659,7 +659,7 @@ func (w *Worker) onDeliver(nonce int64, now time.Time) {
 		return
 	}
 	w.delivered.Add(1)
-	w.iv.deliver(now, now.Sub(p.at))
+	w.iv.deliver(now, now.Sub(p.at), p.to)
 	if p.accepted && p.measured {
 		w.pendAccepted.Add(-1)
 	}
@@ -791,6 +791,7 @@ func (w *Worker) Close() {
 
 type pend struct {
 	at       time.Time
+	to       int64 // the recipient
 	measured bool
 	accepted bool
 }
@@ -810,10 +811,10 @@ func (p *pendingMap) init() {
 	}
 }
 
-func (p *pendingMap) add(id int64, at time.Time, measured bool) {
+func (p *pendingMap) add(id int64, at time.Time, measured bool, to int64) {
 	s := &p.shards[uint64(id)%pendShards]
 	s.mu.Lock()
-	s.m[id] = pend{at: at, measured: measured}
+	s.m[id] = pend{at: at, to: to, measured: measured}
 	s.mu.Unlock()
 }
 

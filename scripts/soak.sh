@@ -25,7 +25,13 @@
 # CSV (sends_per_s, p50/p99/max_ms of send→deliver, errors) are the whole
 # run's, repeated on each node's row; "snapshots" counts the node's raft
 # snapshots that started in the interval (from the snapshot directories'
-# names), to tell a snapshot's latency from anything else's.
+# names), to tell a snapshot's latency from anything else's. For tracing,
+# soakplot also writes $SOAK_OUT/<run>-slow.csv (each interval's 20 slowest
+# deliveries: send time, latency, recipient, whose shard is
+# relaylog.ShardOf) and $SOAK_OUT/<run>-snapshots.csv (every raft snapshot
+# it saw: node, shard, start from the directory name, end from state.bin's
+# modification time; raft keeps two per shard, so a shard that snapshots
+# more than twice between samples loses some).
 #
 #   SOAK_MINUTES=2 SOAK3_MINUTES=2 SOAK_INTERVAL=20s scripts/soak.sh   smoke run
 #   SOAK_ONLY=one|three     only one of the two runs

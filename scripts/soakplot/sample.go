@@ -62,6 +62,12 @@ type intervalLine struct {
 		Max   float64 `json:"maxMs"`
 	} `json:"deliver"`
 	ReadySockets int64 `json:"readySockets"`
+	// Slowest are the interval's slowest deliveries (loadgen.SlowDelivery).
+	Slowest []struct {
+		Sent      time.Time `json:"sent"`
+		LatencyMs float64   `json:"latencyMs"`
+		To        int64     `json:"to"`
+	} `json:"slowest"`
 }
 
 // nodeSample is what one node showed at the end of an interval; a value
@@ -69,8 +75,12 @@ type intervalLine struct {
 type nodeSample struct {
 	rss, heap, queued, dataDir, snapshot float64
 	state                                map[string]float64
-	snaps                                map[string]time.Time // every complete raft snapshot: path → when it started
+	snaps                                map[string]snapTimes // every complete raft snapshot by path
 }
+
+// snapTimes are when a raft snapshot started (its directory's name) and
+// ended (its state.bin's modification time).
+type snapTimes struct{ start, end time.Time }
 
 type sampler struct {
 	nodes  []nodeSpec
@@ -83,6 +93,11 @@ type sampler struct {
 	rows  []map[string]string
 	ivs   [][2]time.Time    // each interval's start and end; its rows are ivs index × len(nodes) + node
 	seen  []map[string]bool // per node: snapshots already counted
+	// For tracing slow deliveries: every snapshot seen (node, shard, start,
+	// end) and every interval's slowest deliveries, written beside the CSV
+	// as NAME-snapshots.csv and NAME-slow.csv.
+	snapRows [][]string
+	slowRows [][]string
 }
 
 func newSampler(nodes []nodeSpec, out string, log io.Writer) *sampler {
@@ -239,10 +254,36 @@ func (s *sampler) add(l intervalLine, samples []nodeSample) error {
 			row["sends_per_s"], row["p50_ms"], row["p99_ms"], row["max_ms"], l.ErrorCount)
 	}
 	s.ivs = append(s.ivs, [2]time.Time{l.Start, l.End})
+	for _, d := range l.Slowest {
+		s.slowRows = append(s.slowRows, []string{strconv.Itoa(l.Interval), d.Sent.UTC().Format(time.RFC3339Nano),
+			strconv.FormatFloat(d.LatencyMs, 'f', -1, 64), strconv.FormatInt(d.To, 10)})
+	}
 	for i := range s.nodes {
 		s.countSnapshots(i, samples[i].snaps)
 	}
-	return s.write()
+	if err := s.write(); err != nil {
+		return err
+	}
+	base := strings.TrimSuffix(s.out, ".csv")
+	if err := writeTable(base+"-snapshots.csv", []string{"node", "shard", "start", "end"}, s.snapRows); err != nil {
+		return err
+	}
+	return writeTable(base+"-slow.csv", []string{"minute", "sent", "latency_ms", "to"}, s.slowRows)
+}
+
+// writeTable replaces path with a CSV of header and rows.
+func writeTable(path string, header []string, rows [][]string) error {
+	var b bytes.Buffer
+	w := csv.NewWriter(&b)
+	_ = w.Write(header)
+	_ = w.WriteAll(rows)
+	if err := w.Error(); err != nil {
+		return err
+	}
+	if err := os.WriteFile(path+".tmp", b.Bytes(), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(path+".tmp", path)
 }
 
 // countSnapshots adds each snapshot of node i not counted yet to the
@@ -250,13 +291,16 @@ func (s *sampler) add(l intervalLine, samples []nodeSample) error {
 // finished after that interval's sample, so an earlier row can change).
 // Snapshots started before the first interval (warm-up) are not counted;
 // one started after the newest interval's end waits for the next.
-func (s *sampler) countSnapshots(i int, snaps map[string]time.Time) {
+func (s *sampler) countSnapshots(i int, snaps map[string]snapTimes) {
 	last := s.ivs[len(s.ivs)-1][1]
-	for path, at := range snaps {
+	for _, path := range slices.Sorted(maps.Keys(snaps)) {
+		at := snaps[path].start
 		if s.seen[i][path] || !at.Before(last) {
 			continue
 		}
 		s.seen[i][path] = true
+		s.snapRows = append(s.snapRows, []string{s.nodes[i].name, shardOf(path),
+			at.UTC().Format(time.RFC3339Nano), snaps[path].end.UTC().Format(time.RFC3339Nano)})
 		for k, iv := range s.ivs {
 			if at.Before(iv[0]) || !at.Before(iv[1]) {
 				continue
@@ -266,6 +310,19 @@ func (s *sampler) countSnapshots(i int, snaps map[string]time.Time) {
 			row["snapshots"] = strconv.Itoa(n + 1)
 		}
 	}
+}
+
+// shardOf is the shard of a snapshot directory
+// (.../snapshots/shard-NNN/snapshots/ID), or "" if the path has none.
+func shardOf(path string) string {
+	for dir := filepath.Dir(path); dir != "." && dir != "/"; dir = filepath.Dir(dir) {
+		if n, ok := strings.CutPrefix(filepath.Base(dir), "shard-"); ok {
+			if v, err := strconv.Atoi(n); err == nil {
+				return strconv.Itoa(v)
+			}
+		}
+	}
+	return ""
 }
 
 func mibStr(v float64) string {
@@ -445,9 +502,10 @@ func dirBytes(dir string) (int64, error) {
 // (edgenode: <data-dir>/relaylog/snapshots/shard-NNN/snapshots/), and
 // "<name>.tmp" while one is being written. It returns the sum of state.bin
 // of the newest (highest term, then index) complete snapshot per store, and
-// every complete snapshot with the time it started (the name's unix ms).
-func snapshotFiles(dir string) (int64, map[string]time.Time, error) {
-	all := map[string]time.Time{}
+// every complete snapshot with the time it started (the name's unix ms) and
+// ended (state.bin's modification time).
+func snapshotFiles(dir string) (int64, map[string]snapTimes, error) {
+	all := map[string]snapTimes{}
 	type snap struct {
 		term, index, ms uint64
 		size            int64
@@ -483,7 +541,7 @@ func snapshotFiles(dir string) (int64, map[string]time.Time, error) {
 			return nil
 		}
 		s := snap{v[0], v[1], v[2], info.Size()}
-		all[sdir] = time.UnixMilli(int64(v[2]))
+		all[sdir] = snapTimes{start: time.UnixMilli(int64(v[2])), end: info.ModTime()}
 		store := filepath.Dir(sdir)
 		if o, ok := newest[store]; !ok || s.term > o.term || (s.term == o.term && (s.index > o.index || (s.index == o.index && s.ms > o.ms))) {
 			newest[store] = s

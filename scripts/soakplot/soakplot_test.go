@@ -216,7 +216,8 @@ func TestSamplerFollowsTheReport(t *testing.T) {
 	line := func(k int, errs string) string {
 		return fmt.Sprintf(`{"interval":%d,"start":"2026-01-01T00:0%d:00Z","end":"2026-01-01T00:0%d:00Z","seconds":60,"attempted":120000,"accepted":119000,`+
 			`"errorCount":2,"errors":%s,"delivered":118000,"acceptedPerSec":1983.333,"deliveredPerSec":1966.667,`+
-			`"deliver":{"count":118000,"p50Ms":4.5,"p99Ms":91.25,"maxMs":812.5},"readySockets":10000,"workers":1}`, k, k-1, k, errs)
+			`"deliver":{"count":118000,"p50Ms":4.5,"p99Ms":91.25,"maxMs":812.5},"readySockets":10000,"workers":1,`+
+			`"slowest":[{"sent":"2026-01-01T00:0%d:30Z","latencyMs":812.5,"to":42}]}`, k, k-1, k, errs, k-1)
 	}
 	os.WriteFile(report, []byte(line(1, `{"timeout":2}`)+"\n"+line(2, `{"http_503_unavailable":1,"overload":1}`)+"\n"+`{"interval":3,"sta`), 0o644)
 
@@ -262,6 +263,16 @@ func TestSamplerFollowsTheReport(t *testing.T) {
 		if tb.str(1, col) != "" {
 			t.Errorf("n2 %s = %q, want empty", col, tb.str(1, col))
 		}
+	}
+	// Beside the CSV: the slowest deliveries and every snapshot seen, for
+	// tracing.
+	slow, _ := os.ReadFile(strings.TrimSuffix(out, ".csv") + "-slow.csv")
+	if want := "minute,sent,latency_ms,to\n1,2026-01-01T00:00:30Z,812.5,42\n2,2026-01-01T00:01:30Z,812.5,42\n"; string(slow) != want {
+		t.Errorf("slow.csv:\n%s\nwant\n%s", slow, want)
+	}
+	snaps, _ := os.ReadFile(strings.TrimSuffix(out, ".csv") + "-snapshots.csv")
+	if !strings.HasPrefix(string(snaps), "node,shard,start,end\n") || !strings.Contains(string(snaps), "\nn1,2,2026-01-01T00:00:30Z,") || !strings.Contains(string(snaps), "\nn1,2,2026-01-01T00:01:10Z,") {
+		t.Errorf("snapshots.csv:\n%s", snaps)
 	}
 	// Each snapshot counts once, in the interval it started in.
 	if tb.str(2, "snapshots") != "1" || tb.str(1, "snapshots") != "" || tb.str(3, "snapshots") != "" {
