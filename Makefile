@@ -35,6 +35,7 @@ fuzz:
 	$(GO) test -tags $(TAGS) -run XXX -fuzz FuzzDecodeEntry -fuzztime 30s ./relaylog
 	$(GO) test -tags $(TAGS) -run XXX -fuzz FuzzVerify -fuzztime 30s ./auth
 	$(GO) test -tags $(TAGS) -run XXX -fuzz FuzzReadNodeFrameKinds -fuzztime 30s ./wire
+	$(GO) test -tags $(TAGS) -run XXX -fuzz FuzzCheck -fuzztime 30s ./jsonstrict
 
 # A short version of docs/PERFORMANCE.md's table (scripts/perf.sh short:
 # one node, three nodes, idle sockets, connect storm) and the Go benchmarks
