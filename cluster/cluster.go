@@ -419,7 +419,9 @@ func (c *Cluster) execute(ctx context.Context, req *wire.CallRequest) *wire.Call
 	case wire.OpAck:
 		resp.N, err = l.Ack(ctx, req.User, req.UpTo)
 	case wire.OpRead:
-		err = l.MarkRead(ctx, req.User, req.From, req.UpTo)
+		// User is the sender (whose shard takes the receipt), From the
+		// reader, as Router.MarkRead sends them.
+		err = l.MarkRead(ctx, req.From, req.User, req.UpTo)
 	case wire.OpStatus:
 		if err = l.CheckServing(req.User); err == nil {
 			c.subs.mu.Lock()
@@ -446,6 +448,8 @@ func (c *Cluster) execute(ctx context.Context, req *wire.CallRequest) *wire.Call
 			t, resp.Found = l.LastConnected(req.User)
 			resp.At = t.UnixMilli()
 		}
+	case wire.OpContact:
+		resp.At, resp.Found, err = l.Contact(req.User, req.From)
 	case wire.OpTokenOwner:
 		if req.Shard < 0 || req.Shard >= l.Shards() {
 			return &wire.CallResponse{Err: wire.NodeErrBadRequest}

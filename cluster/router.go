@@ -284,8 +284,30 @@ func (r *Router) Ack(ctx context.Context, user, upTo int64) (n int, err error) {
 }
 
 // MarkRead implements edge.Store. The read mark lives in the sender's shard.
+// A mark names a conversation with a message from sender to reader: the
+// leader of reader's shard is asked first (contact), and a mark of anything
+// else (a stranger, an id past sender's newest message) creates nothing. A
+// node of a version without the call answers bad_request: the mark goes on
+// unchecked, as before.
 func (r *Router) MarkRead(ctx context.Context, reader, sender, upTo int64) error {
-	_, err := r.route(ctx, sender, func() error { return r.c.log.MarkRead(ctx, reader, sender, upTo) },
+	var last int64
+	var ok bool
+	resp, err := r.route(ctx, reader, func() (err error) {
+		last, ok, err = r.c.log.Contact(reader, sender)
+		return err
+	}, &wire.CallRequest{Op: wire.OpContact, User: reader, From: sender})
+	switch {
+	case resp != nil && resp.Err == wire.NodeErrBadRequest:
+		last, ok = upTo, true
+	case err != nil:
+		return err
+	case resp != nil:
+		last, ok = resp.At, resp.Found
+	}
+	if !ok || upTo > last {
+		return nil
+	}
+	_, err = r.route(ctx, sender, func() error { return r.c.log.MarkRead(ctx, reader, sender, upTo) },
 		&wire.CallRequest{Op: wire.OpRead, User: sender, From: reader, UpTo: upTo})
 	return err
 }

@@ -30,7 +30,10 @@ import (
 //     neither connected nor registered a device for the retention period;
 //   - lastConn: per user, dropped after the retention period;
 //   - lastRead: per (sender, reader), dropped once the mark is older than the
-//     retention period.
+//     retention period;
+//   - contacts: per (sender, reader) with a message from sender to reader
+//     (reader on this shard), the id of the newest; dropped once that id is
+//     older than the retention period.
 //
 // Tables are copy-on-write towards snapshots (see table), so taking a
 // snapshot costs O(1) under the lock whatever the state's size.
@@ -48,9 +51,10 @@ type fsm struct {
 	tokens   map[string]int64    // device token → user, so a token moves between users; rebuilt on restore
 	lastConn table[int64, int64] // user → Unix ms
 	lastRead table[readKey, int64]
-	gen      int          // generation of the latest freeze
-	idemRecs int          // records in all senders' entries
-	queued   atomic.Int64 // messages in all queues (metrics read it without the lock)
+	contacts table[readKey, int64] // (sender, reader on this shard) → id of the newest message
+	gen      int                   // generation of the latest freeze
+	idemRecs int                   // records in all senders' entries
+	queued   atomic.Int64          // messages in all queues (metrics read it without the lock)
 }
 
 // IdempotencyPerSender is how many of a sender's latest accepted sends to
@@ -105,6 +109,7 @@ func (f *fsm) reset() {
 	f.tokens = make(map[string]int64)
 	f.lastConn = newTable[int64, int64]()
 	f.lastRead = newTable[readKey, int64]()
+	f.contacts = newTable[readKey, int64]()
 	f.idemRecs = 0
 	f.queued.Store(0)
 }
@@ -266,6 +271,7 @@ func (f *fsm) send(c *command, touched *[]int64) result {
 	s.recs = append(recs, rec)
 	s.last = ev.ID
 	f.senders.set(c.from, s)
+	f.contacts.set(readKey{sender: c.from, reader: c.user}, ev.ID)
 	*touched = append(*touched, c.user)
 	return result{ev: ev, created: true}
 }
@@ -434,6 +440,7 @@ func (f *fsm) expire(retainID, idemID int64) int {
 		return true
 	})
 	f.lastRead.deleteIf(func(_ readKey, upTo int64) bool { return upTo < retainID })
+	f.contacts.deleteIf(func(_ readKey, id int64) bool { return id < retainID })
 	return n
 }
 
@@ -590,21 +597,30 @@ func (f *fsm) maxID() int64 {
 
 // StateSizes counts the entries of each table of a shard's state machine.
 type StateSizes struct {
-	Queues, Senders, IdempotencyRecords, Devices, LastConnected, ReadMarks int
+	Queues, Senders, IdempotencyRecords, Devices, LastConnected, ReadMarks, Contacts int
+}
+
+// hasContact reports whether sender sent reader (a user of this shard) a
+// message within the retention period, and the id of the newest.
+func (f *fsm) hasContact(reader, sender int64) (int64, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.contacts.get(readKey{sender: sender, reader: reader})
 }
 
 func (f *fsm) sizes() StateSizes {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	return StateSizes{Queues: f.queues.len(), Senders: f.senders.len(), IdempotencyRecords: f.idemRecs, Devices: f.devices.len(), LastConnected: f.lastConn.len(), ReadMarks: f.lastRead.len()}
+	return StateSizes{Queues: f.queues.len(), Senders: f.senders.len(), IdempotencyRecords: f.idemRecs, Devices: f.devices.len(), LastConnected: f.lastConn.len(), ReadMarks: f.lastRead.len(), Contacts: f.contacts.len()}
 }
 
 // Snapshots.
 
 // Version 3 keeps idempotency records per sender (with the recipient and
 // createdAt of each, and the sender's floor) and the push mark inside each
-// queue; versions 1 and 2 still restore.
-const snapshotVersion = 3
+// queue; version 4 adds the contacts at the end. Versions 1 to 3 still
+// restore (without contacts: they come back with the next messages).
+const snapshotVersion = 4
 
 type fsmSnapshot struct {
 	f        *fsm
@@ -615,6 +631,7 @@ type fsmSnapshot struct {
 	devices  map[int64][]Device
 	lastConn map[int64]int64
 	lastRead map[readKey]int64
+	contacts map[readKey]int64
 }
 
 // Snapshot implements raft.FSM. It freezes the tables, O(1) whatever their
@@ -633,6 +650,7 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 		devices:  f.devices.freeze(f.gen),
 		lastConn: f.lastConn.freeze(f.gen),
 		lastRead: f.lastRead.freeze(f.gen),
+		contacts: f.contacts.freeze(f.gen),
 	}, nil
 }
 
@@ -646,6 +664,7 @@ func (s *fsmSnapshot) Release() {
 	f.devices.thaw(s.gen)
 	f.lastConn.thaw(s.gen)
 	f.lastRead.thaw(s.gen)
+	f.contacts.thaw(s.gen)
 }
 
 // persistMu lets one snapshot of this process be written at a time. Every
@@ -723,6 +742,13 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 	}
 	e.uvarint(uint64(len(s.lastRead)))
 	for k, v := range s.lastRead {
+		e.varint(k.sender)
+		e.varint(k.reader)
+		e.varint(v)
+		flush()
+	}
+	e.uvarint(uint64(len(s.contacts)))
+	for k, v := range s.contacts {
 		e.varint(k.sender)
 		e.varint(k.reader)
 		e.varint(v)
@@ -858,6 +884,12 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	for n := d.count(3); n > 0 && d.err == nil; n-- {
 		k := readKey{sender: d.varint(), reader: d.varint()}
 		f.lastRead.set(k, d.varint())
+	}
+	if version >= 4 {
+		for n := d.count(3); n > 0 && d.err == nil; n-- {
+			k := readKey{sender: d.varint(), reader: d.varint()}
+			f.contacts.set(k, d.varint())
+		}
 	}
 	if version == 2 {
 		for n := d.count(2); n > 0 && d.err == nil; n-- {

@@ -532,8 +532,29 @@ func (l *Log) Delivered(ctx context.Context, sender, by int64, ids []int64) erro
 // MarkRead commits a READ receipt to sender: reader has read every message
 // from sender up to upTo. Repeating it, or an older mark, changes nothing.
 func (l *Log) MarkRead(ctx context.Context, reader, sender, upTo int64) error {
+	// A read mark names a conversation with a message from sender: a mark
+	// to anyone else creates nothing. Checked where the reader's shard is
+	// served here (a cluster checks it first at the reader's shard leader,
+	// Contact).
+	if rs := l.shardOf(reader); rs.serving.Load() {
+		if last, ok := rs.fsm.hasContact(reader, sender); !ok || upTo > last {
+			return nil
+		}
+	}
 	_, err := l.shardOf(sender).do(ctx, command{kind: cmdRead, user: sender, from: reader, upTo: upTo})
 	return err
+}
+
+// Contact reports, on the leader of reader's shard, the id of the newest
+// message sender sent reader within the retention period (false: none).
+// A *NotLeaderError when this node does not serve reader's shard.
+func (l *Log) Contact(reader, sender int64) (int64, bool, error) {
+	s := l.shardOf(reader)
+	if !s.serving.Load() {
+		return 0, false, &NotLeaderError{Shard: s.id, Leader: l.Leader(s.id)}
+	}
+	id, ok := s.fsm.hasContact(reader, sender)
+	return id, ok, nil
 }
 
 // RegisterDevice stores a push token for user (moving it from any other
@@ -630,6 +651,7 @@ func (l *Log) StateSizes() StateSizes {
 		t.Devices += z.Devices
 		t.LastConnected += z.LastConnected
 		t.ReadMarks += z.ReadMarks
+		t.Contacts += z.Contacts
 	}
 	return t
 }

@@ -300,3 +300,51 @@ func pending(t *testing.T, l *relaylog.Log, user, after int64, limit int) ([]rel
 	}
 	return evs, more
 }
+
+// TestReadMarksNeedAConversation: a mark-read creates a READ receipt only
+// for a conversation that carried a message from the sender to the reader,
+// up to the sender's newest message; the contacts survive a snapshot and
+// a restart.
+func TestReadMarksNeedAConversation(t *testing.T) {
+	dir := t.TempDir()
+	l := openLog(t, dir, nil)
+	ctx := context.Background()
+	m := send(t, l, 5, 6, 1, "hi")
+	stranger := send(t, l, 7, 6, 1, "someone else")
+	reads := func(l *relaylog.Log, user int64) int {
+		evs, _ := pending(t, l, user, 0, 0)
+		n := 0
+		for _, e := range evs {
+			if e.Kind == relaylog.KindRead {
+				n++
+			}
+		}
+		return n
+	}
+	for _, c := range []struct{ sender, upTo int64 }{{8, m.ID}, {5, stranger.ID + 1<<20}} {
+		if err := l.MarkRead(ctx, 6, c.sender, c.upTo); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if reads(l, 8) != 0 || reads(l, 5) != 0 {
+		t.Fatal("a mark without a conversation, or past its newest message, made a receipt")
+	}
+	if z := l.StateSizes(); z.Contacts != 2 {
+		t.Fatalf("%d contacts, want 2 (5→6, 7→6)", z.Contacts)
+	}
+	if err := l.Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	l = openLog(t, dir, nil)
+	defer l.Close()
+	if z := l.StateSizes(); z.Contacts != 2 {
+		t.Fatalf("%d contacts after a snapshot and a restart, want 2", z.Contacts)
+	}
+	if err := l.MarkRead(ctx, 6, 5, m.ID); err != nil {
+		t.Fatal(err)
+	}
+	if reads(l, 5) != 1 {
+		t.Fatal("no READ receipt for a message the sender sent")
+	}
+}

@@ -35,6 +35,7 @@ const (
 	OpDeviceAdd     = "device_add"
 	OpDeviceRemove  = "device_remove"
 	OpTokenOwner    = "token_owner" // Shard, Token → At: the user the token is registered for in Shard (0: none)
+	OpContact       = "contact"     // User (reader), From (sender) → Found, At: the newest message from sender to reader
 	OpSetLastSeen   = "set_last_seen"
 	OpGetLastSeen   = "get_last_seen"
 	OpShardProgress = "shard_progress"

@@ -1,0 +1,106 @@
+package node_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/edgenode/edgenode/relaylog"
+)
+
+func markRead(t *testing.T, n *testNode, reader, sender, upTo int64) {
+	t.Helper()
+	body := []byte(fmt.Sprintf(`{"upToMessageId":%d}`, upTo))
+	r, _ := http.NewRequest("POST", fmt.Sprintf("%s/v1/conversations/%d/read", n.URL(), sender), bytes.NewReader(body))
+	r.Header.Set("Authorization", "Bearer "+tok(t, reader))
+	resp, err := http.DefaultClient.Do(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("mark read: %d", resp.StatusCode)
+	}
+}
+
+// readsBy lists the READ receipts by reader in user's queue, read on the
+// leader of user's shard.
+func readsBy(t *testing.T, nodes map[string]*testNode, n *testNode, user, reader int64) []int64 {
+	t.Helper()
+	leader := nodes[shardsOf(t, n)[relaylog.ShardOf(user, 4)].Leader]
+	if leader == nil {
+		t.Fatalf("no leader for user %d's shard", user)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	evs, _, err := leader.Log.Pending(ctx, user, 0, 500)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []int64
+	for _, e := range evs {
+		if e.Kind == relaylog.KindRead && e.By == reader {
+			out = append(out, e.UpTo)
+		}
+	}
+	return out
+}
+
+// TestReadMarksOnlyForConversations (issue 13, row 4): in a three-node
+// cluster, where the reader's and the sender's shards are led by different
+// nodes, a mark-read of a message from the sender puts a READ receipt in
+// the sender's queue (it used to be dropped when forwarded: the node
+// receiving the call swapped reader and sender); a mark-read of a stranger's
+// conversation, or past the sender's newest message, creates nothing.
+func TestReadMarksOnlyForConversations(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-node")
+	}
+	nodes, n1, _, _ := startPushCluster(t, newPushFakes(t))
+	const alice = int64(1) // the reader
+	var bob, carol int64   // a sender, and a stranger to alice
+	waitFor(t, "senders on shards led by other nodes than alice's", 30*time.Second, func() bool {
+		ss := shardsOf(t, n1)
+		la := ss[relaylog.ShardOf(alice, 4)].Leader
+		bob, carol = 0, 0
+		for u := int64(2); u < 200 && la != ""; u++ {
+			if lu := ss[relaylog.ShardOf(u, 4)].Leader; lu != "" && lu != la {
+				if bob == 0 {
+					bob = u
+				} else if carol == 0 {
+					carol = u
+					return true
+				}
+			}
+		}
+		return false
+	})
+	msg := mustPost(t, n1, bob, alice, 1, "hi alice")
+	// Through every node: the call is forwarded to both leaders from some.
+	for _, n := range nodes {
+		markRead(t, n, alice, carol, msg.MessageID)    // carol never wrote to alice
+		markRead(t, n, alice, bob, msg.MessageID+4096) // past bob's newest
+	}
+	// Through the node that leads neither alice's nor bob's shard: both the
+	// check and the mark are forwarded.
+	ss := shardsOf(t, n1)
+	var third *testNode
+	for id, n := range nodes {
+		if id != ss[relaylog.ShardOf(alice, 4)].Leader && id != ss[relaylog.ShardOf(bob, 4)].Leader {
+			third = n
+		}
+	}
+	if third == nil {
+		t.Fatalf("no node leads neither shard: %v", ss)
+	}
+	markRead(t, third, alice, bob, msg.MessageID)
+	if got := readsBy(t, nodes, n1, bob, alice); len(got) != 1 || got[0] != msg.MessageID {
+		t.Fatalf("READ receipts by alice in bob's queue: %v, want [%d]", got, msg.MessageID)
+	}
+	if got := readsBy(t, nodes, n1, carol, alice); len(got) != 0 {
+		t.Fatalf("READ receipts by alice in the queue of carol, who never wrote to her: %v", got)
+	}
+}
