@@ -40,6 +40,19 @@ func written(b []byte) int {
 	return n
 }
 
+// refusedStart starts p, which must not start (because of what), and
+// checks that the end of its log says why.
+func refusedStart(t *testing.T, p *proc, what, says string) {
+	t.Helper()
+	if err := p.tryStart(); err == nil {
+		p.stop()
+		t.Fatalf("a node started with %s", what)
+	}
+	if !strings.Contains(p.tail(5), says) {
+		t.Errorf("%s: the log does not say %q: %s", what, says, p.tail(5))
+	}
+}
+
 // kill SIGKILLs p and waits for it to exit.
 func kill(t *testing.T, p *proc) {
 	t.Helper()
@@ -242,26 +255,14 @@ func TestProcessDataDirChecked(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.Chmod(ww.dir, 0o777)
-	if err := ww.tryStart(); err == nil {
-		ww.stop()
-		t.Fatal("a node started on a world-writable data dir")
-	}
-	if !strings.Contains(ww.tail(5), "writable by its group or others") {
-		t.Errorf("world-writable data dir: %s", ww.tail(5))
-	}
+	refusedStart(t, ww, "a world-writable data dir", "writable by its group or others")
 
 	// A planted link as the cluster secret.
 	pl := newProc(t, base, "planted", "eu")
 	os.MkdirAll(pl.dir, 0o700)
 	os.Symlink(target, filepath.Join(pl.dir, "cluster-secret"))
 	pl.secretVia = "none"
-	if err := pl.tryStart(); err == nil {
-		pl.stop()
-		t.Fatal("a node adopted a cluster-secret that is a symbolic link")
-	}
-	if !strings.Contains(pl.tail(5), "symbolic link") {
-		t.Errorf("planted cluster-secret link: %s", pl.tail(5))
-	}
+	refusedStart(t, pl, "a cluster-secret that is a symbolic link", "symbolic link")
 
 	// Links planted where the node writes its files: removed, not followed.
 	p := newProc(t, base, "links", "eu")

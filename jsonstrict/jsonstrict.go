@@ -79,18 +79,9 @@ func (w *walker) value(depth int) error {
 			if err := w.value(depth + 1); err != nil {
 				return err
 			}
-			w.space()
-			if w.i >= len(w.b) {
-				return errMalformed
+			if done, err := w.next(']'); done || err != nil {
+				return err
 			}
-			if w.b[w.i] == ']' {
-				w.i++
-				return nil
-			}
-			if w.b[w.i] != ',' {
-				return errMalformed
-			}
-			w.i++
 		}
 	case c == '"':
 		_, _, err := w.str()
@@ -187,18 +178,26 @@ func (w *walker) object(depth int) error {
 		if err := w.value(depth + 1); err != nil {
 			return err
 		}
-		w.space()
-		if w.i >= len(w.b) {
-			return errMalformed
-		}
-		switch w.b[w.i] {
-		case ',':
-			w.i++
-		case '}':
-			w.i++
-			return nil
-		default:
-			return errMalformed
+		if done, err := w.next('}'); done || err != nil {
+			return err
 		}
 	}
+}
+
+// next reads what follows an element of an array or object: a comma (more
+// to come) or the closing byte (done).
+func (w *walker) next(closing byte) (done bool, err error) {
+	w.space()
+	if w.i >= len(w.b) {
+		return false, errMalformed
+	}
+	switch w.b[w.i] {
+	case ',':
+		w.i++
+		return false, nil
+	case closing:
+		w.i++
+		return true, nil
+	}
+	return false, errMalformed
 }

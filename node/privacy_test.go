@@ -1,7 +1,6 @@
 package node_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net/http"
@@ -13,16 +12,8 @@ import (
 
 func markRead(t *testing.T, n *testNode, reader, sender, upTo int64) {
 	t.Helper()
-	body := []byte(fmt.Sprintf(`{"upToMessageId":%d}`, upTo))
-	r, _ := http.NewRequest("POST", fmt.Sprintf("%s/v1/conversations/%d/read", n.URL(), sender), bytes.NewReader(body))
-	r.Header.Set("Authorization", "Bearer "+tok(t, reader))
-	resp, err := http.DefaultClient.Do(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusNoContent {
-		t.Fatalf("mark read: %d", resp.StatusCode)
+	if code := postAs(t, n, reader, fmt.Sprintf("/v1/conversations/%d/read", sender), map[string]any{"upToMessageId": upTo}); code != http.StatusNoContent {
+		t.Fatalf("mark read: %d", code)
 	}
 }
 

@@ -55,17 +55,24 @@ func newPushFakes(t *testing.T, extra ...string) *pushFakes {
 
 func registerDevice(t *testing.T, n *testNode, user int64, platform, token string, sandbox bool) {
 	t.Helper()
-	body, _ := json.Marshal(map[string]any{"platform": platform, "token": token, "sandbox": sandbox})
-	r, _ := http.NewRequest("POST", n.URL()+"/v1/devices", bytes.NewReader(body))
+	if code := postAs(t, n, user, "/v1/devices", map[string]any{"platform": platform, "token": token, "sandbox": sandbox}); code != http.StatusCreated {
+		t.Fatalf("register device: %d", code)
+	}
+}
+
+// postAs POSTs body as JSON to path on n with user's token and returns the
+// status.
+func postAs(t *testing.T, n *testNode, user int64, path string, body any) int {
+	t.Helper()
+	b, _ := json.Marshal(body)
+	r, _ := http.NewRequest("POST", n.URL()+path, bytes.NewReader(b))
 	r.Header.Set("Authorization", "Bearer "+tok(t, user))
 	resp, err := http.DefaultClient.Do(r)
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		t.Fatalf("register device: %d", resp.StatusCode)
-	}
+	return resp.StatusCode
 }
 
 func mustPost(t *testing.T, n *testNode, from, to, req int64, content string) wire.Message {

@@ -15,6 +15,7 @@ package ratelog
 import (
 	"context"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 )
@@ -176,20 +177,15 @@ func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 	return h.next.Handle(ctx, r)
 }
 
-// withoutDigits is msg with its ASCII digits dropped.
+// withoutDigits is msg with its ASCII digits dropped (msg itself, with no
+// copy, when it has none).
 func withoutDigits(msg string) string {
-	for i := 0; i < len(msg); i++ {
-		if msg[i] >= '0' && msg[i] <= '9' {
-			b := make([]byte, 0, len(msg))
-			for j := 0; j < len(msg); j++ {
-				if msg[j] < '0' || msg[j] > '9' {
-					b = append(b, msg[j])
-				}
-			}
-			return string(b)
+	return strings.Map(func(r rune) rune {
+		if r >= '0' && r <= '9' {
+			return -1
 		}
-	}
-	return msg
+		return r
+	}, msg)
 }
 
 // WithAttrs shares the rate limits of h.
