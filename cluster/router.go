@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/edgenode/edgenode/cluster/member"
@@ -325,15 +326,22 @@ func (r *Router) RegisterDevice(ctx context.Context, user int64, d relaylog.Devi
 	if err != nil {
 		return err
 	}
+	// Every shard's leader is asked at once: one after the other, a
+	// cluster across regions would take a round trip per shard.
 	home := r.c.log.ShardFor(user)
-	for shard := range r.c.log.Shards() {
-		if shard == home {
-			continue
+	owners := make([]int64, r.c.log.Shards())
+	errs := make([]error, len(owners))
+	var wg sync.WaitGroup
+	for shard := range owners {
+		if shard != home {
+			wg.Go(func() { owners[shard], errs[shard] = r.tokenOwner(ctx, shard, d.Token) })
 		}
-		owner, err := r.tokenOwner(ctx, shard, d.Token)
-		if err != nil {
-			return err
-		}
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	for _, owner := range owners {
 		if owner != 0 && owner != user {
 			if err := r.UnregisterDevice(ctx, owner, d.Token); err != nil {
 				return err
