@@ -6,6 +6,7 @@
 package jsonstrict
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -126,14 +127,18 @@ func (w *walker) str() ([]byte, bool, error) {
 
 func (w *walker) object(depth int) error {
 	w.i++ // the opening brace
-	// keys maps each folded key to the key as sent.
-	var keys map[string]string
-	for {
+	// The keys seen so far, as sent: the first few in an array (objects
+	// are small, and a key that needs no unescaping is a slice of the
+	// input), the rest in a map by folded key.
+	var few [8][]byte
+	var n int
+	var many map[string][]byte
+	for first := true; ; first = false {
 		w.space()
 		if w.i >= len(w.b) {
 			return errMalformed
 		}
-		if w.b[w.i] == '}' && len(keys) == 0 {
+		if first && w.b[w.i] == '}' {
 			w.i++
 			return nil
 		}
@@ -144,31 +149,45 @@ func (w *walker) object(depth int) error {
 		if err != nil {
 			return err
 		}
-		key := string(raw[1 : len(raw)-1])
+		key := raw[1 : len(raw)-1]
 		if esc {
-			if json.Unmarshal(raw, &key) != nil {
+			var k string
+			if json.Unmarshal(raw, &k) != nil {
 				return errMalformed
 			}
+			key = []byte(k)
 		}
-		folded := strings.ToLower(key)
-		if k, ok := keys[folded]; ok {
-			if k == key {
-				w.found(fmt.Errorf("key %q is given twice", key))
-			} else {
-				w.found(fmt.Errorf("keys %q and %q differ only by case", k, key))
+		var seen []byte
+		for _, k := range few[:n] {
+			if bytes.EqualFold(k, key) {
+				seen = k
 			}
+		}
+		if seen == nil && many != nil {
+			seen = many[strings.ToLower(string(key))]
+		}
+		switch {
+		case seen == nil:
+		case bytes.Equal(seen, key):
+			w.found(fmt.Errorf("key %q is given twice", key))
+		default:
+			w.found(fmt.Errorf("keys %q and %q differ only by case", seen, key))
 		}
 		if depth == 0 {
 			for _, f := range w.fields {
-				if key != f && strings.EqualFold(key, f) {
+				if string(key) != f && strings.EqualFold(string(key), f) {
 					w.found(fmt.Errorf("key %q: keys are case-sensitive (the field is %q)", key, f))
 				}
 			}
 		}
-		if keys == nil {
-			keys = make(map[string]string, 4)
+		if n < len(few) {
+			few[n], n = key, n+1
+		} else {
+			if many == nil {
+				many = make(map[string][]byte)
+			}
+			many[strings.ToLower(string(key))] = key
 		}
-		keys[folded] = key
 		w.space()
 		if w.i >= len(w.b) || w.b[w.i] != ':' {
 			return errMalformed

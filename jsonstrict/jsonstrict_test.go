@@ -24,6 +24,11 @@ func TestCheck(t *testing.T) {
 		{`{"to\u0055serId":2,"toUserId":3}`, `key "toUserId" is given twice`},
 		{`{"a\"b":1,"a\"b":2}`, `key "a\"b" is given twice`},
 		{`{"a":"}","a":2}`, `key "a" is given twice`},
+		// Past the first eight keys (kept apart from the others).
+		{`{"a":1,"b":2,"c":3,"d":4,"e":5,"f":6,"g":7,"h":8,"i":9,"j":10}`, ""},
+		{`{"a":1,"b":2,"c":3,"d":4,"e":5,"f":6,"g":7,"h":8,"i":9,"I":10}`, `keys "i" and "I" differ only by case`},
+		{`{"a":1,"b":2,"c":3,"d":4,"e":5,"f":6,"g":7,"h":8,"i":9,"B":10}`, `keys "b" and "B" differ only by case`},
+		{`{"a":1,"b":2,"c":3,"d":4,"e":5,"f":6,"g":7,"h":8,"i":9,"j":10,"j":11}`, `key "j" is given twice`},
 		// Malformed input is the decoder's to report.
 		{`{"a":1,"a"`, ""},
 		{`{"a" 1, "a": 2}`, ""},
@@ -63,4 +68,16 @@ func FuzzCheck(f *testing.F) {
 			t.Fatalf("Check(%q) = %v", s, err)
 		}
 	})
+}
+
+// BenchmarkCheckTypingFrame: the check's cost on a socket frame that takes
+// the general decoder (typing), the most frequent of those.
+func BenchmarkCheckTypingFrame(b *testing.B) {
+	frame := []byte(`{"type":"typing","payload":{"toUserId":42,"typing":true}}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := Check(frame, "type", "payload"); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -46,6 +46,18 @@ func BenchmarkDecodeAckFrame(b *testing.B) {
 	}
 }
 
+// A typing frame takes the general decoder (encoding/json and the strict
+// key check), unlike an ack.
+func BenchmarkDecodeTypingFrame(b *testing.B) {
+	f := []byte(`{"type":"typing","payload":{"toUserId":42,"typing":true}}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := DecodeClientFrame(f); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // One forwarded send as nodes exchange it: the call's frame written and
 // read back (the binary node codec).
 func BenchmarkNodeFrameSend(b *testing.B) {
