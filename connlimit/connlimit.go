@@ -210,11 +210,14 @@ func (l *Listener) release(key netip.Prefix) {
 // sourceKey is what the per-IP cap counts: the IPv4 address, or the /64 of
 // an IPv6 one (a single host commonly holds a whole /64).
 func sourceKey(a net.Addr) netip.Prefix {
-	ap, err := netip.ParseAddrPort(a.String())
-	if err != nil {
+	var ip netip.Addr
+	if ta, ok := a.(*net.TCPAddr); ok {
+		ip = ta.AddrPort().Addr().Unmap()
+	} else if ap, err := netip.ParseAddrPort(a.String()); err == nil {
+		ip = ap.Addr().Unmap()
+	} else {
 		return netip.Prefix{}
 	}
-	ip := ap.Addr().Unmap()
 	bits := 32
 	if ip.Is6() {
 		bits = 64
