@@ -24,9 +24,6 @@ func TestTwoClientsChat(t *testing.T) {
 	a.Start()
 	b.Start()
 	waitFor(t, "both online", 10*time.Second, func() bool { return a.Connected() && b.Connected() })
-	waitFor(t, "bob sees alice online", 10*time.Second, func() bool {
-		return b.rec.sawStatus(func(ci client.ContactInfo) bool { return ci.UserID == alice && ci.Online })
-	})
 
 	m, err := a.Send(bob, "hi bob")
 	if err != nil {
@@ -40,6 +37,12 @@ func TestTwoClientsChat(t *testing.T) {
 		t.Fatalf("alice's conversation right after send: %+v", h)
 	}
 	waitFor(t, "bob receives it", 10*time.Second, func() bool { return len(history(t, b, alice)) == 1 })
+	// Presence is only between users who share a conversation: bob's
+	// watch of alice showed her never connected until her message
+	// arrived, and now shows her online.
+	waitFor(t, "bob sees alice online", 10*time.Second, func() bool {
+		return b.rec.sawStatus(func(ci client.ContactInfo) bool { return ci.UserID == alice && ci.Online })
+	})
 	// The listener is told after the commit that history reads.
 	waitFor(t, "bob's listener told", 10*time.Second, func() bool { return b.rec.changes(alice) > 0 })
 	got := history(t, b, alice)[0]

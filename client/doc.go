@@ -51,7 +51,10 @@
 //   - Message statuses SYNCED, DELIVERED, READ come from the server and its
 //     receipts; PENDING (and FAILED) exist only on the device, for requests.
 //   - Presence and typing: contact_status_update events for the users set
-//     with Watch (kept across reconnects) and for anyone typing to me.
+//     with Watch (kept across reconnects) and for anyone typing to me. The
+//     server shows presence only between users who share a conversation (a
+//     message either way within its retention): a watched stranger looks
+//     never connected until the first message between the two.
 //
 // Client architecture (step 3)
 //

@@ -320,8 +320,10 @@ func (c *Client) contactStatus(ctx context.Context, cs wire.ContactStatus) {
 
 // Watch replaces the set of contacts whose presence the client follows
 // (typically the contact of the open conversation, or the chat list). It
-// is kept across reconnects. ids is a comma-separated list of user ids, for
-// gomobile; Go callers can use WatchIDs.
+// is kept across reconnects. A watched user who shares no conversation
+// with this user yet looks never connected; their status follows once a
+// message passes between the two. ids is a comma-separated list of user
+// ids, for gomobile; Go callers can use WatchIDs.
 func (c *Client) Watch(ids string) error {
 	var list []int64
 	for _, p := range strings.Split(ids, ",") {

@@ -450,6 +450,11 @@ func (c *Cluster) execute(ctx context.Context, req *wire.CallRequest) *wire.Call
 		}
 	case wire.OpContact:
 		resp.At, resp.Found, err = l.Contact(req.User, req.From)
+	case wire.OpContacts:
+		if req.Shard < 0 || req.Shard >= l.Shards() || len(req.IDs)%2 != 0 || len(req.IDs) > 2*2*wire.MaxWatch {
+			return &wire.CallResponse{Err: wire.NodeErrBadRequest}
+		}
+		resp.Flags, err = l.Contacts(req.Shard, req.IDs)
 	case wire.OpTokenOwner:
 		if req.Shard < 0 || req.Shard >= l.Shards() {
 			return &wire.CallResponse{Err: wire.NodeErrBadRequest}

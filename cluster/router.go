@@ -224,7 +224,11 @@ func (c *Cluster) forwardOnce(ctx context.Context, shard int, req *wire.CallRequ
 // route runs a call locally when this node serves the user's shard and
 // forwards it otherwise; a nil response with a nil error means it ran here.
 func (r *Router) route(ctx context.Context, user int64, local func() error, req *wire.CallRequest) (*wire.CallResponse, error) {
-	shard := r.c.log.ShardFor(user)
+	return r.routeShard(ctx, r.c.log.ShardFor(user), local, req)
+}
+
+// routeShard is route for a call about a shard rather than a user.
+func (r *Router) routeShard(ctx context.Context, shard int, local func() error, req *wire.CallRequest) (*wire.CallResponse, error) {
 	for i := 0; i < 3; i++ {
 		if r.c.log.Serving(shard) {
 			if err := local(); !errors.Is(err, relaylog.ErrNoLeader) {
@@ -313,6 +317,52 @@ func (r *Router) MarkRead(ctx context.Context, reader, sender, upTo int64) error
 	return err
 }
 
+// Shared implements edge.Store: for each of users, whether viewer shares
+// a conversation with them (a message in either direction within the
+// retention period). Every shard involved is asked at once, through its
+// leader. A node of a version without the call answers bad_request: its
+// pairs count as shared, as every pair did before.
+func (r *Router) Shared(ctx context.Context, viewer int64, users []int64) ([]bool, error) {
+	qs, out := r.c.log.ContactQueries(viewer, users)
+	flags := make([][]bool, len(qs))
+	errs := make([]error, len(qs))
+	var wg sync.WaitGroup
+	for i := range qs {
+		wg.Go(func() { flags[i], errs[i] = r.contacts(ctx, qs[i].Shard, qs[i].Pairs) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	for i, q := range qs {
+		for j, f := range flags[i] {
+			out[q.Index[j]] = out[q.Index[j]] || f
+		}
+	}
+	return out, nil
+}
+
+// contacts asks shard's leader about pairs (relaylog.Log.Contacts).
+func (r *Router) contacts(ctx context.Context, shard int, pairs []int64) (flags []bool, err error) {
+	resp, err := r.routeShard(ctx, shard, func() (err error) {
+		flags, err = r.c.log.Contacts(shard, pairs)
+		return err
+	}, &wire.CallRequest{Op: wire.OpContacts, Shard: shard, IDs: pairs})
+	switch {
+	case resp != nil && resp.Err == wire.NodeErrBadRequest:
+		all := make([]bool, len(pairs)/2)
+		for i := range all {
+			all[i] = true
+		}
+		return all, nil
+	case err != nil || resp == nil:
+		return flags, err
+	case len(resp.Flags) != len(pairs)/2:
+		return nil, errors.New("cluster: malformed contacts response")
+	}
+	return resp.Flags, nil
+}
+
 // RegisterDevice implements edge.Store. A push token names one phone, so
 // it belongs to one user cluster-wide: once registered for user (which
 // moves it from any other user of user's shard), it is removed from
@@ -354,27 +404,18 @@ func (r *Router) RegisterDevice(ctx context.Context, user int64, d relaylog.Devi
 // tokenOwner asks shard's leader which of its users token is registered
 // for (0: none). A node of a version without the call answers bad_request:
 // taken as none.
-func (r *Router) tokenOwner(ctx context.Context, shard int, token string) (int64, error) {
-	for range 3 {
-		if r.c.log.Serving(shard) {
-			owner, err := r.c.log.TokenOwner(shard, token)
-			if !errors.Is(err, relaylog.ErrNoLeader) {
-				return owner, err
-			}
-		}
-		resp, err := r.c.forward(ctx, shard, &wire.CallRequest{Op: wire.OpTokenOwner, Shard: shard, Token: token})
-		if errors.Is(err, errServeLocally) {
-			continue
-		}
-		if err != nil {
-			return 0, err
-		}
-		if resp.Err == wire.NodeErrBadRequest {
-			return 0, nil
-		}
-		return resp.At, responseError(shard, resp)
+func (r *Router) tokenOwner(ctx context.Context, shard int, token string) (owner int64, err error) {
+	resp, err := r.routeShard(ctx, shard, func() (err error) {
+		owner, err = r.c.log.TokenOwner(shard, token)
+		return err
+	}, &wire.CallRequest{Op: wire.OpTokenOwner, Shard: shard, Token: token})
+	switch {
+	case resp != nil && resp.Err == wire.NodeErrBadRequest:
+		return 0, nil
+	case err != nil || resp == nil:
+		return owner, err
 	}
-	return 0, &relaylog.NotLeaderError{Shard: shard}
+	return resp.At, nil
 }
 
 // UnregisterDevice implements edge.Store.

@@ -58,6 +58,7 @@ type Config struct {
 	SendRate              float64       // --send-rate: sustained sends per user per second
 	SendBurst             int           // --send-burst: sends per user allowed at once
 	MaxConnectionsPerUser int           // --max-connections-per-user: concurrent sockets per user
+	Presence              string        // --presence: PresenceContacts or PresenceEveryone
 	MaxConnections        int           // --max-connections: client connections open at once; 0 = from the file limit
 	MaxConnectionsPerIP   int           // --max-connections-per-ip: client connections from one IP (IPv6: /64); 0 = a quarter of --max-connections
 	MaxQueueDepth         int           // --max-queue-depth: undelivered messages per user
@@ -90,6 +91,12 @@ const (
 	PreviewFull  = "full"  // the notification shows the message content
 	PreviewFixed = "fixed" // a fixed text ("New message"), the sender still shown
 	PreviewNone  = "none"  // no alert text: only the badge changes
+)
+
+// Values of Config.Presence.
+const (
+	PresenceContacts = "contacts" // presence, last seen and typing only between users who share a conversation
+	PresenceEveryone = "everyone" // any user sees any user's
 )
 
 // Values of Config.LogFormat.
@@ -139,6 +146,7 @@ func Defaults() Config {
 		WriteTimeout:          10 * time.Second,
 		MaxUnacked:            1024,
 		PushPreview:           PreviewFull,
+		Presence:              PresenceContacts,
 		PushDebounce:          time.Second,
 		PushAckTimeout:        15 * time.Second,
 	}
@@ -383,6 +391,8 @@ var options = func() []*option {
 			integer(func(c *Config) *int { return &c.SendBurst })),
 		o(gLimits, "max-connections-per-user", "N", "WebSockets one user may hold open at once on one node",
 			integer(func(c *Config) *int { return &c.MaxConnectionsPerUser })),
+		o(gLimits, "presence", "WHO", "who sees a user's online state, last seen and typing: contacts (users who share a conversation with them: a message either way within --retention) or everyone",
+			oneOf(func(c *Config) *string { return &c.Presence }, PresenceContacts, PresenceEveryone)),
 		o(gLimits, "max-connections", "N", "client connections (HTTP and WebSocket) open at once; more are answered 503 and closed; 0 = the process's file limit minus max(256, a 64th of it)",
 			integer(func(c *Config) *int { return &c.MaxConnections })),
 		o(gLimits, "max-connections-per-ip", "N", "client connections open at once from one IP address (IPv6: one /64); 0 = a quarter of --max-connections; at or above --max-connections there is no per-IP cap (behind a load balancer or NAT)",

@@ -51,7 +51,7 @@ func TestDefaults(t *testing.T) {
 		"send-burst": 200, "max-connections-per-user": 10, "max-queue-depth": 10000,
 		"max-connections": 0, "max-connections-per-ip": 0,
 		"retention": 720 * time.Hour, "idempotency-window": 24 * time.Hour, "write-timeout": 10 * time.Second,
-		"max-unacked": 1024, "gomaxprocs": 0, "debug-addr": "", "push-preview": "full",
+		"max-unacked": 1024, "gomaxprocs": 0, "debug-addr": "", "push-preview": "full", "presence": "contacts",
 		"apns-sandbox-url": "https://api.sandbox.push.apple.com", "push-debounce": time.Second,
 		"push-ack-timeout": 15 * time.Second, "push-ca-file": "",
 	}
@@ -101,7 +101,7 @@ var fieldName = map[string]string{
 	"max-queue-depth": "MaxQueueDepth", "retention": "Retention", "idempotency-window": "IdempotencyWindow",
 	"apns-key-file": "APNSKeyFile", "apns-key-id": "APNSKeyID", "apns-team-id": "APNSTeamID",
 	"apns-topic": "APNSTopic", "apns-url": "APNSURL", "fcm-credentials-file": "FCMCredentialsFile",
-	"fcm-url": "FCMURL", "push-preview": "PushPreview", "apns-sandbox-url": "APNSSandboxURL",
+	"fcm-url": "FCMURL", "push-preview": "PushPreview", "presence": "Presence", "apns-sandbox-url": "APNSSandboxURL",
 	"push-debounce": "PushDebounce", "push-ack-timeout": "PushAckTimeout", "push-ca-file": "PushCAFile", "log-level": "LogLevel", "log-format": "LogFormat",
 	"gomaxprocs": "GOMAXPROCS", "debug-addr": "DebugAddr",
 }
@@ -159,6 +159,7 @@ func TestEveryFlag(t *testing.T) {
 		{"fcm-credentials-file", "/fcm/sa.json", "/fcm/sa.json", nil},
 		{"fcm-url", "http://127.0.0.1:9443", "http://127.0.0.1:9443", nil},
 		{"push-preview", "fixed", "fixed", nil},
+		{"presence", "everyone", "everyone", nil},
 		{"apns-sandbox-url", "https://127.0.0.1:8444", "https://127.0.0.1:8444", nil},
 		{"push-debounce", "250ms", 250 * time.Millisecond, nil},
 		{"push-ack-timeout", "1m", time.Minute, nil},
@@ -347,6 +348,7 @@ func TestErrors(t *testing.T) {
 		{"bad level", []string{"--log-level", "verbose"}, nil, "", []string{"--log-level (flag)", "debug, info, warn, error"}},
 		{"bad format", nil, nil, "log-format: xml\n", []string{"--log-format (", ":1)", "text, json"}},
 		{"bad preview", []string{"--push-preview", "some"}, nil, "", []string{"--push-preview (flag)", "full, fixed, none"}},
+		{"bad presence", []string{"--presence", "friends"}, nil, "", []string{"--presence (flag)", "contacts, everyone"}},
 		{"all bad values reported", []string{"--shards", "x", "--send-burst", "y"}, nil, "", []string{"--shards", "--send-burst"}},
 
 		// Validation names the source too.

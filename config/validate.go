@@ -215,6 +215,11 @@ func (c *Config) problems() []problem {
 	if c.PushAckTimeout <= 0 {
 		add("push-ack-timeout", "%v is not positive", c.PushAckTimeout)
 	}
+	switch c.Presence {
+	case PresenceContacts, PresenceEveryone:
+	default:
+		add("presence", "%q is not one of contacts, everyone", c.Presence)
+	}
 	switch c.PushPreview {
 	case PreviewFull, PreviewFixed, PreviewNone:
 	default:

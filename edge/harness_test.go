@@ -35,7 +35,10 @@ func start(t *testing.T, mod func(*edge.Options, *relaylog.Options)) *harness {
 	var hub *presence.Hub
 	lo := relaylog.Options{Dir: t.TempDir(), NodeID: "n1", Shards: 4, HeartbeatTimeout: 100 * time.Millisecond,
 		OnEvents: func(u int64) { hub.NotifyEvents(u) }}
-	eo := edge.Options{NodeID: "n1", Region: "test", SendBurst: 1000, SendRate: 1000}
+	// Presence is open and calls unlimited here: most tests are about
+	// presence's mechanics and the API's answers; privacy_test.go tests
+	// the defaults.
+	eo := edge.Options{NodeID: "n1", Region: "test", SendBurst: 1000, SendRate: 1000, OpenPresence: true, CallRate: 1e6, CallBurst: 1e6}
 	if mod != nil {
 		mod(&eo, &lo)
 	}

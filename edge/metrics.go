@@ -60,3 +60,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 func (m *metrics) route(name string) routeMetrics {
 	return routeMetrics{seconds: m.requestSeconds.WithLabelValues(name), errors: m.requestErrors.WithLabelValues(name)}
 }
+
+// registerState publishes the sizes of the edge's own tables as
+// edgenode_edge_state_entries{kind}.
+func (m *metrics) registerState(reg prometheus.Registerer, kinds map[string]func() int) {
+	for kind, size := range kinds {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "edgenode_edge_state_entries", Help: "Entries of the edge's own tables, by kind: rate_buckets (rate-limit buckets of recently active users), presence_pairs (cached answers to whether two users share a conversation).",
+			ConstLabels: prometheus.Labels{"kind": kind},
+		}, func() float64 { return float64(size()) }))
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/edgenode/edgenode/relaylog"
 	"github.com/edgenode/edgenode/wire"
@@ -94,6 +95,7 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request, user int64) 
 		s.m.sends.WithLabelValues(werr.Code).Inc()
 		return werr
 	}
+	s.conversationStarted(user, req.ToUserID)
 	if created {
 		s.m.sends.WithLabelValues("created").Inc()
 	} else {
@@ -214,6 +216,9 @@ func (s *Server) handleRead(w http.ResponseWriter, r *http.Request, user int64) 
 	if werr != nil {
 		return werr
 	}
+	if wait, ok := s.calls.allow(user); !ok {
+		return callsLimited(wait)
+	}
 	ctx, cancel := s.ctx(r)
 	defer cancel()
 	if err := s.log.MarkRead(ctx, user, other, req.UpToMessageID); err != nil {
@@ -232,9 +237,27 @@ func (s *Server) handleTyping(w http.ResponseWriter, r *http.Request, user int64
 	if werr != nil {
 		return werr
 	}
-	s.hub.SetTyping(user, other, req.Typing)
+	if wait, ok := s.calls.allow(user); !ok {
+		return callsLimited(wait)
+	}
+	s.typing(user, other, req.Typing)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+// typing relays from's indicator to to, when to may see from's presence
+// (visible); otherwise, or when that cannot be found out within a second,
+// it is dropped, as typing is not stored.
+func (s *Server) typing(from, to int64, typing bool) {
+	if typing {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		ok, _ := s.visibleOne(ctx, from, to)
+		cancel()
+		if !ok {
+			return
+		}
+	}
+	s.hub.SetTyping(from, to, typing)
 }
 
 func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request, user int64) *wire.Error {
@@ -242,8 +265,27 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request, user int64
 	if werr != nil {
 		return werr
 	}
-	writeJSON(w, http.StatusOK, s.hub.Status(user, other))
+	if wait, ok := s.calls.allow(user); !ok {
+		return callsLimited(wait)
+	}
+	ctx, cancel := s.ctx(r)
+	ok, err := s.visibleOne(ctx, user, other)
+	cancel()
+	if err != nil {
+		return apiError(err)
+	}
+	st := wire.ContactStatus{UserID: other} // as if never connected
+	if ok {
+		st = s.hub.Status(user, other)
+	}
+	writeJSON(w, http.StatusOK, st)
 	return nil
+}
+
+// callsLimited answers a read mark, typing, status lookup or watch beyond
+// the user's allowance (Options.CallRate).
+func callsLimited(wait time.Duration) *wire.Error {
+	return &wire.Error{Code: wire.CodeRateLimited, Message: "too many calls; slow down", RetryAfter: wait}
 }
 
 func (s *Server) handleDeviceAdd(w http.ResponseWriter, r *http.Request, user int64) *wire.Error {

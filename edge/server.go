@@ -39,6 +39,10 @@ type Store interface {
 	RegisterDevice(ctx context.Context, user int64, d relaylog.Device) error
 	UnregisterDevice(ctx context.Context, user int64, token string) error
 	SetLastConnected(ctx context.Context, user int64, t time.Time) error
+	// Shared reports, for each of users, whether viewer shares a
+	// conversation with them: a message in either direction within the
+	// retention period.
+	Shared(ctx context.Context, viewer int64, users []int64) ([]bool, error)
 	// Ready reports whether every shard can take calls.
 	Ready() bool
 }
@@ -74,8 +78,16 @@ type Options struct {
 	SendRate        float64       // sends per second per user; 0 means 50
 	SendBurst       int           // 0 means 200
 	MaxConnsPerUser int           // 0 means 10
-	WriteTimeout    time.Duration // per socket write; 0 means 10s
-	MaxUnacked      int           // events in flight per socket; 0 means 1024
+	// CallRate and CallBurst limit each user's read marks, typing calls
+	// (REST), status lookups and watch frames together (a watch of n
+	// users counts 1+n/100); 0 means 20 a second and 100 at once.
+	CallRate  float64
+	CallBurst int
+	// OpenPresence lets every user see every user's presence, last seen
+	// and typing; by default only users who share a conversation do.
+	OpenPresence bool
+	WriteTimeout time.Duration // per socket write; 0 means 10s
+	MaxUnacked   int           // events in flight per socket; 0 means 1024
 	// CallTimeout bounds a call's wait for the relay log; 0 means 10s.
 	CallTimeout time.Duration
 
@@ -106,6 +118,12 @@ func (o *Options) setDefaults() {
 	if o.SendBurst <= 0 {
 		o.SendBurst = 200
 	}
+	if o.CallRate <= 0 {
+		o.CallRate = 20
+	}
+	if o.CallBurst <= 0 {
+		o.CallBurst = 100
+	}
 	if o.MaxConnsPerUser <= 0 {
 		o.MaxConnsPerUser = 10
 	}
@@ -126,15 +144,19 @@ func (o *Options) setDefaults() {
 
 // Server serves the client API of one node.
 type Server struct {
-	opts     Options
-	log      Store
-	hub      *presence.Hub
-	limiter  *limiter
-	m        *metrics
-	upgrader websocket.Upgrader
-	origins  map[string]bool
-	anyOrig  bool
-	mux      *http.ServeMux
+	opts         Options
+	log          Store
+	hub          *presence.Hub
+	limiter      *limiter // sends
+	calls        *limiter // read marks, typing, status lookups, watch
+	visibleCache *visibleCache
+	// hiddenSockets counts sockets watching users they may not see yet.
+	hiddenSockets atomic.Int64
+	m             *metrics
+	upgrader      websocket.Upgrader
+	origins       map[string]bool
+	anyOrig       bool
+	mux           *http.ServeMux
 
 	connMu   sync.Mutex
 	conns    map[int64]int // sockets per user, reserved before upgrade
@@ -148,15 +170,17 @@ type Server struct {
 func New(opts Options) *Server {
 	opts.setDefaults()
 	s := &Server{
-		opts:    opts,
-		log:     opts.Log,
-		hub:     opts.Hub,
-		limiter: newLimiter(opts.SendRate, opts.SendBurst, opts.Now),
-		m:       newMetrics(opts.Registerer),
-		origins: make(map[string]bool),
-		conns:   make(map[int64]int),
-		sockets: make(map[*socket]struct{}),
-		poller:  newPoller(),
+		opts:         opts,
+		log:          opts.Log,
+		hub:          opts.Hub,
+		limiter:      newLimiter(opts.SendRate, opts.SendBurst, opts.Now),
+		calls:        newLimiter(opts.CallRate, opts.CallBurst, opts.Now),
+		visibleCache: newVisibleCache(),
+		m:            newMetrics(opts.Registerer),
+		origins:      make(map[string]bool),
+		conns:        make(map[int64]int),
+		sockets:      make(map[*socket]struct{}),
+		poller:       newPoller(),
 	}
 	for _, o := range opts.AllowedOrigins {
 		o = strings.TrimRight(strings.TrimSpace(o), "/")
@@ -186,6 +210,10 @@ func New(opts Options) *Server {
 			writeError(w, &wire.Error{Code: codeForStatus(status), Message: upgradeMessage(status, reason)})
 		},
 	}
+	s.m.registerState(opts.Registerer, map[string]func() int{
+		"rate_buckets":   func() int { return s.limiter.size() + s.calls.size() },
+		"presence_pairs": s.visibleCache.size,
+	})
 	s.routes()
 	return s
 }

@@ -80,6 +80,15 @@ type socket struct {
 	retryPending atomic.Bool
 	pingTimer    *time.Timer
 
+	// The watch list, under watchMu: users the client may see (visible)
+	// are watched in the hub; the others (hidden) are answered as never
+	// connected and wait for a conversation with the user (unhide).
+	watchMu    sync.Mutex
+	watchShown []int64
+	hidden     map[int64]struct{}
+	hiddenN    atomic.Int32
+	watchDone  bool // cleanup began: the hub must not get the socket back
+
 	sent       atomic.Int64 // highest queue id written to the socket
 	clientAck  atomic.Int64 // highest id the client acknowledged
 	pendingAck atomic.Int64 // highest ack not yet committed to the relay log
@@ -528,6 +537,9 @@ func (sk *socket) writeEvents(buf []byte, evs []relaylog.Event) (_ []byte, full 
 	if len(evs) == 0 {
 		return buf, full, nil
 	}
+	if sk.hiddenN.Load() > 0 {
+		sk.unhideSenders(evs)
+	}
 	now := time.Now()
 	buf = buf[:0]
 	for i := range evs {
@@ -605,6 +617,10 @@ func (sk *socket) finish(errs []*wire.Error) {
 func (sk *socket) cleanup() {
 	s := sk.srv
 	at := s.opts.Now()
+	sk.watchMu.Lock()
+	sk.watchDone, sk.hidden = true, nil
+	sk.setHiddenLocked(0)
+	sk.watchMu.Unlock()
 	s.hub.Disconnect(sk, at)
 	s.connMu.Lock()
 	delete(s.sockets, sk)
@@ -865,6 +881,9 @@ func (sk *socket) handleMessage(op byte, data []byte) bool {
 	case wire.TypeAck:
 		sk.ack(f.Ack.UpTo)
 	case wire.TypeRead:
+		if wait, ok := s.calls.allow(sk.user); !ok {
+			return sk.sendError(callsLimited(wait))
+		}
 		c, cancel := context.WithTimeout(context.Background(), s.opts.CallTimeout)
 		err := s.log.MarkRead(c, sk.user, f.Read.UserID, f.Read.UpToMessageID)
 		cancel()
@@ -873,18 +892,133 @@ func (sk *socket) handleMessage(op byte, data []byte) bool {
 		}
 	case wire.TypeTyping:
 		if sk.typingAllowed(time.Now().UnixNano()) {
-			s.hub.SetTyping(sk.user, f.Typing.ToUserID, f.Typing.Typing)
+			s.typing(sk.user, f.Typing.ToUserID, f.Typing.Typing)
 		}
 	case wire.TypeWatch:
-		// Up to 1000 statuses answer a watch; a newer watch's answer
-		// replaces one not yet written (it covers the new list).
-		sts := s.hub.Watch(sk, f.Watch.UserIDs)
-		sk.mu.Lock()
-		sk.watchAns, sk.hasWatch = sts, true
-		sk.mu.Unlock()
-		sk.kick()
+		if wait, ok := s.calls.allowN(sk.user, watchCost(len(f.Watch.UserIDs))); !ok {
+			return sk.sendError(callsLimited(wait))
+		}
+		return sk.watch(f.Watch.UserIDs)
 	}
 	return true
+}
+
+// watchCost is what a watch of n users takes from the user's call bucket:
+// one, and one more per 100 users.
+func watchCost(n int) float64 { return float64(1 + n/100) }
+
+// watch replaces the socket's watch list. Up to 1000 statuses answer it: the
+// hub's for users the client may see, "never connected" for the others; a
+// newer watch's answer replaces one not yet written (it covers the new
+// list).
+func (sk *socket) watch(ids []int64) bool {
+	s := sk.srv
+	uniq := make([]int64, 0, len(ids))
+	seen := make(map[int64]struct{}, len(ids))
+	for _, u := range ids {
+		if _, dup := seen[u]; !dup {
+			seen[u] = struct{}{}
+			uniq = append(uniq, u)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.CallTimeout)
+	vis, err := s.visible(ctx, sk.user, uniq, false)
+	cancel()
+	if err != nil {
+		return sk.sendError(apiError(err))
+	}
+	var shown []int64
+	var hidden map[int64]struct{}
+	for i, u := range uniq {
+		if vis[i] {
+			shown = append(shown, u)
+			continue
+		}
+		if hidden == nil {
+			hidden = make(map[int64]struct{})
+		}
+		hidden[u] = struct{}{}
+	}
+	sk.watchMu.Lock()
+	if sk.watchDone {
+		sk.watchMu.Unlock()
+		return false
+	}
+	sk.watchShown, sk.hidden = shown, hidden
+	sk.setHiddenLocked(len(hidden))
+	sts := s.hub.Watch(sk, shown)
+	sk.watchMu.Unlock()
+	if len(hidden) > 0 { // in the order of the list
+		known := make(map[int64]wire.ContactStatus, len(sts))
+		for _, st := range sts {
+			known[st.UserID] = st
+		}
+		sts = sts[:0]
+		for _, u := range uniq {
+			if st, ok := known[u]; ok {
+				sts = append(sts, st)
+			} else if _, ok := hidden[u]; ok {
+				sts = append(sts, wire.ContactStatus{UserID: u})
+			}
+		}
+	}
+	sk.mu.Lock()
+	sk.watchAns, sk.hasWatch = sts, true
+	sk.mu.Unlock()
+	sk.kick()
+	return true
+}
+
+// setHiddenLocked records the number of hidden watch entries, and whether
+// the socket counts among the server's sockets with some.
+func (sk *socket) setHiddenLocked(n int) {
+	was := sk.hiddenN.Swap(int32(n))
+	switch {
+	case was == 0 && n > 0:
+		sk.srv.hiddenSockets.Add(1)
+	case was > 0 && n == 0:
+		sk.srv.hiddenSockets.Add(-1)
+	}
+}
+
+// unhide starts watching u, hidden until now, when the socket's user and u
+// have just started a conversation; the client gets u's status.
+func (sk *socket) unhide(u int64) {
+	if sk.hiddenN.Load() == 0 {
+		return
+	}
+	sk.watchMu.Lock()
+	if _, ok := sk.hidden[u]; !ok || sk.watchDone {
+		sk.watchMu.Unlock()
+		return
+	}
+	delete(sk.hidden, u)
+	sk.setHiddenLocked(len(sk.hidden))
+	sk.watchShown = append(sk.watchShown, u)
+	sts := sk.srv.hub.Watch(sk, sk.watchShown)
+	sk.watchMu.Unlock()
+	for _, st := range sts {
+		if st.UserID == u {
+			sk.Status(st) // else it arrives from u's home
+		}
+	}
+}
+
+// unhideSenders unhides the senders of messages among evs (the socket is
+// writing them: each sender shares a conversation with its user now).
+func (sk *socket) unhideSenders(evs []relaylog.Event) {
+	for i := range evs {
+		if evs[i].Kind != relaylog.KindMessage || sk.hiddenN.Load() == 0 {
+			continue
+		}
+		sk.watchMu.Lock()
+		_, hidden := sk.hidden[evs[i].From]
+		sk.watchMu.Unlock()
+		if hidden {
+			sk.srv.visibleCache.put(pairOf(sk.user, evs[i].From), true, sk.srv.opts.Now().UnixNano())
+			sk.unhide(evs[i].From)
+		}
+	}
 }
 
 // typingAllowed is the limit on typing frames (GCRA: one int64 of state,

@@ -487,6 +487,11 @@ func TestPresenceWatchAndTypingAcrossNodes(t *testing.T) {
 	}
 	alice := pick(n1.Config.NodeID, 500)
 	bob := pick(n2.Config.NodeID, 600)
+	// Presence is only between users who share a conversation: alice
+	// writes bob (through a third node).
+	if code, _ := post(t, n3, alice, bob, 1, "hi bob"); code != http.StatusCreated {
+		t.Fatalf("send: %d", code)
+	}
 
 	a := dialSock(t, n1, alice)
 	a.conn.WriteJSON(map[string]any{"type": "watch", "payload": map[string]any{"userIds": []int64{bob}}})
@@ -503,6 +508,19 @@ func TestPresenceWatchAndTypingAcrossNodes(t *testing.T) {
 		at, err := time.Parse(time.RFC3339Nano, *st.LastConnectedAt)
 		return err == nil && !at.Before(dialed.Add(-time.Second))
 	})
+	// A stranger, asking bob's own node, sees him as never connected.
+	r, _ := http.NewRequest("GET", fmt.Sprintf("%s/v1/users/%d/status", n2.URL(), bob), nil)
+	r.Header.Set("Authorization", "Bearer "+tok(t, 999))
+	resp, err := http.DefaultClient.Do(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st wire.ContactStatus
+	json.NewDecoder(resp.Body).Decode(&st)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || st.Online || st.LastConnectedAt != nil {
+		t.Fatalf("a stranger sees bob as %d %+v, want never connected", resp.StatusCode, st)
+	}
 
 	// Bob types to alice through a third node's REST API. Typing is best
 	// effort (the node taking it asks bob's home whether he is online, and

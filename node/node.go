@@ -485,6 +485,7 @@ func StartTuned(ctx context.Context, cfg config.Config, logger *slog.Logger, tun
 		Edges:      n.edges,
 		Registerer: n.Registry, Gatherer: n.Registry,
 		PingInterval: cfg.PingInterval, AllowedOrigins: cfg.AllowedOrigins,
+		OpenPresence:    cfg.Presence == config.PresenceEveryone,
 		MaxContentBytes: cfg.MaxContentBytes, SendRate: cfg.SendRate, SendBurst: cfg.SendBurst,
 		MaxConnsPerUser: cfg.MaxConnectionsPerUser, WriteTimeout: cfg.WriteTimeout, MaxUnacked: cfg.MaxUnacked,
 		// GET /v1/cluster/members and /v1/cluster/shards, for operators

@@ -29,11 +29,12 @@ import (
 //   - devices: at most MaxDevicesPerUser per user, dropped once the user has
 //     neither connected nor registered a device for the retention period;
 //   - lastConn: per user, dropped after the retention period;
-//   - lastRead: per (sender, reader), dropped once the mark is older than the
+//   - lastRead: per sender on this shard, the read marks of at most
+//     MaxPairsPerUser readers, each dropped once it is older than the
 //     retention period;
-//   - contacts: per (sender, reader) with a message from sender to reader
-//     (reader on this shard), the id of the newest; dropped once that id is
-//     older than the retention period.
+//   - contacts: per reader on this shard, at most MaxPairsPerUser senders
+//     with a message to the reader, each with the id of the newest; dropped
+//     once that id is older than the retention period.
 //
 // Tables are copy-on-write towards snapshots (see table), so taking a
 // snapshot costs O(1) under the lock whatever the state's size.
@@ -50,11 +51,12 @@ type fsm struct {
 	devices  table[int64, []Device]
 	tokens   map[string]int64    // device token → user, so a token moves between users; rebuilt on restore
 	lastConn table[int64, int64] // user → Unix ms
-	lastRead table[readKey, int64]
-	contacts table[readKey, int64] // (sender, reader on this shard) → id of the newest message
-	gen      int                   // generation of the latest freeze
-	idemRecs int                   // records in all senders' entries
-	queued   atomic.Int64          // messages in all queues (metrics read it without the lock)
+	lastRead pairs               // sender → (reader, read up to id)
+	contacts pairs               // reader → (sender, id of the newest message from sender)
+	retainID int64               // the latest retention cutoff (cmdExpire): older pairs are dropped as they are met
+	gen      int                 // generation of the latest freeze
+	idemRecs int                 // records in all senders' entries
+	queued   atomic.Int64        // messages in all queues (metrics read it without the lock)
 }
 
 // IdempotencyPerSender is how many of a sender's latest accepted sends to
@@ -83,8 +85,6 @@ type idemRec struct {
 // assigned by another node whose clock is ahead of this shard's leader.
 const maxClockSkewID = 10 * 60 * 1000 << 12
 
-type readKey struct{ sender, reader int64 }
-
 // queue holds events in increasing id order. Its slice is copy-on-write
 // towards snapshots: the prefix is dropped by reslicing, new events are
 // appended past every snapshot's length, and removal from the middle builds
@@ -108,8 +108,9 @@ func (f *fsm) reset() {
 	f.devices = newTable[int64, []Device]()
 	f.tokens = make(map[string]int64)
 	f.lastConn = newTable[int64, int64]()
-	f.lastRead = newTable[readKey, int64]()
-	f.contacts = newTable[readKey, int64]()
+	f.lastRead = newPairs()
+	f.contacts = newPairs()
+	f.retainID = 0
 	f.idemRecs = 0
 	f.queued.Store(0)
 }
@@ -271,7 +272,7 @@ func (f *fsm) send(c *command, touched *[]int64) result {
 	s.recs = append(recs, rec)
 	s.last = ev.ID
 	f.senders.set(c.from, s)
-	f.contacts.set(readKey{sender: c.from, reader: c.user}, ev.ID)
+	f.contacts.set(c.user, c.from, ev.ID, f.retainID)
 	*touched = append(*touched, c.user)
 	return result{ev: ev, created: true}
 }
@@ -295,11 +296,10 @@ func (f *fsm) apply(c *command, touched *[]int64) result {
 		if c.upTo <= 0 || IDShard(c.upTo, f.shards) != ShardOf(c.from, f.shards) || c.upTo > c.id+maxClockSkewID {
 			return result{}
 		}
-		k := readKey{sender: c.user, reader: c.from}
-		if last, _ := f.lastRead.get(k); last >= c.upTo {
+		if last, _ := f.lastRead.get(c.user, c.from); last >= c.upTo {
 			return result{}
 		}
-		f.lastRead.set(k, c.upTo)
+		f.lastRead.set(c.user, c.from, c.upTo, f.retainID)
 		q, _ := f.queues.get(c.user)
 		// A newer read mark replaces the one still queued: a sender needs
 		// only the latest, and the queue stays bounded by contacts.
@@ -439,8 +439,9 @@ func (f *fsm) expire(retainID, idemID int64) int {
 		}
 		return true
 	})
-	f.lastRead.deleteIf(func(_ readKey, upTo int64) bool { return upTo < retainID })
-	f.contacts.deleteIf(func(_ readKey, id int64) bool { return id < retainID })
+	f.retainID = max(f.retainID, retainID)
+	f.lastRead.expire(retainID)
+	f.contacts.expire(retainID)
 	return n
 }
 
@@ -605,7 +606,20 @@ type StateSizes struct {
 func (f *fsm) hasContact(reader, sender int64) (int64, bool) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	return f.contacts.get(readKey{sender: sender, reader: reader})
+	return f.contacts.get(reader, sender)
+}
+
+// contactPairs reports, for each (reader, sender) pair of pairs (flat:
+// reader, sender, reader, sender, ...), whether sender sent reader a
+// message within the retention period.
+func (f *fsm) contactPairs(pairs []int64) []bool {
+	out := make([]bool, len(pairs)/2)
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	for i := range out {
+		_, out[i] = f.contacts.get(pairs[2*i], pairs[2*i+1])
+	}
+	return out
 }
 
 func (f *fsm) sizes() StateSizes {
@@ -630,8 +644,10 @@ type fsmSnapshot struct {
 	senders  map[int64]senderIdem
 	devices  map[int64][]Device
 	lastConn map[int64]int64
-	lastRead map[readKey]int64
-	contacts map[readKey]int64
+	lastRead map[int64][]pair // sender → readers
+	contacts map[int64][]pair // reader → senders
+	nRead    int              // pairs in lastRead
+	nContact int              // pairs in contacts
 }
 
 // Snapshot implements raft.FSM. It freezes the tables, O(1) whatever their
@@ -649,8 +665,10 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 		senders:  f.senders.freeze(f.gen),
 		devices:  f.devices.freeze(f.gen),
 		lastConn: f.lastConn.freeze(f.gen),
-		lastRead: f.lastRead.freeze(f.gen),
-		contacts: f.contacts.freeze(f.gen),
+		lastRead: f.lastRead.t.freeze(f.gen),
+		contacts: f.contacts.t.freeze(f.gen),
+		nRead:    f.lastRead.len(),
+		nContact: f.contacts.len(),
 	}, nil
 }
 
@@ -663,8 +681,8 @@ func (s *fsmSnapshot) Release() {
 	f.senders.thaw(s.gen)
 	f.devices.thaw(s.gen)
 	f.lastConn.thaw(s.gen)
-	f.lastRead.thaw(s.gen)
-	f.contacts.thaw(s.gen)
+	f.lastRead.t.thaw(s.gen)
+	f.contacts.t.thaw(s.gen)
 }
 
 // persistMu lets one snapshot of this process be written at a time. Every
@@ -740,19 +758,25 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 		e.varint(t)
 		flush()
 	}
-	e.uvarint(uint64(len(s.lastRead)))
-	for k, v := range s.lastRead {
-		e.varint(k.sender)
-		e.varint(k.reader)
-		e.varint(v)
-		flush()
+	// Pairs are written one by one as (sender, reader, id), as versions
+	// before lists were.
+	e.uvarint(uint64(s.nRead))
+	for sender, list := range s.lastRead {
+		for _, p := range list {
+			e.varint(sender)
+			e.varint(p.other)
+			e.varint(p.id)
+			flush()
+		}
 	}
-	e.uvarint(uint64(len(s.contacts)))
-	for k, v := range s.contacts {
-		e.varint(k.sender)
-		e.varint(k.reader)
-		e.varint(v)
-		flush()
+	e.uvarint(uint64(s.nContact))
+	for reader, list := range s.contacts {
+		for _, p := range list {
+			e.varint(p.other)
+			e.varint(reader)
+			e.varint(p.id)
+			flush()
+		}
 	}
 	if werr == nil {
 		_, werr = w.Write(e.b)
@@ -882,14 +906,16 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		f.lastConn.set(u, d.varint())
 	}
 	for n := d.count(3); n > 0 && d.err == nil; n-- {
-		k := readKey{sender: d.varint(), reader: d.varint()}
-		f.lastRead.set(k, d.varint())
+		sender, reader := d.varint(), d.varint()
+		f.lastRead.add(sender, reader, d.varint())
 	}
+	f.lastRead.sortAll()
 	if version >= 4 {
 		for n := d.count(3); n > 0 && d.err == nil; n-- {
-			k := readKey{sender: d.varint(), reader: d.varint()}
-			f.contacts.set(k, d.varint())
+			sender, reader := d.varint(), d.varint()
+			f.contacts.add(reader, sender, d.varint())
 		}
+		f.contacts.sortAll()
 	}
 	if version == 2 {
 		for n := d.count(2); n > 0 && d.err == nil; n-- {

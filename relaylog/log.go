@@ -557,6 +557,77 @@ func (l *Log) Contact(reader, sender int64) (int64, bool, error) {
 	return id, ok, nil
 }
 
+// Contacts reports, on the leader of shard, for each (reader, sender) pair
+// of pairs (flat: reader, sender, reader, sender, ...; every reader a user
+// of shard) whether sender sent reader a message within the retention
+// period. A *NotLeaderError when this node does not serve the shard.
+func (l *Log) Contacts(shard int, pairs []int64) ([]bool, error) {
+	if shard < 0 || shard >= len(l.shards) {
+		return nil, fmt.Errorf("relaylog: no shard %d", shard)
+	}
+	s := l.shards[shard]
+	if !s.serving.Load() {
+		return nil, &NotLeaderError{Shard: s.id, Leader: l.Leader(s.id)}
+	}
+	return s.fsm.contactPairs(pairs), nil
+}
+
+// ContactQuery is one shard's part of the question "does a viewer share a
+// conversation with each of these users": Pairs for Contacts, and for each
+// pair the index of the user it answers for.
+type ContactQuery struct {
+	Shard int
+	Pairs []int64
+	Index []int
+}
+
+// ContactQueries splits "does viewer share a conversation (a message in
+// either direction within the retention period) with each of users" into
+// one query per shard: a message from u to viewer is a contact in viewer's
+// shard, one from viewer to u in u's. A user shares a conversation with
+// themself: those are true in self, and asked nowhere.
+func (l *Log) ContactQueries(viewer int64, users []int64) (qs []ContactQuery, self []bool) {
+	self = make([]bool, len(users))
+	at := make(map[int]int) // shard → index in qs
+	add := func(shard int, reader, sender int64, i int) {
+		k, ok := at[shard]
+		if !ok {
+			k = len(qs)
+			at[shard] = k
+			qs = append(qs, ContactQuery{Shard: shard})
+		}
+		qs[k].Pairs = append(qs[k].Pairs, reader, sender)
+		qs[k].Index = append(qs[k].Index, i)
+	}
+	home := l.ShardFor(viewer)
+	for i, u := range users {
+		if u == viewer {
+			self[i] = true
+			continue
+		}
+		add(home, viewer, u, i)
+		add(l.ShardFor(u), u, viewer, i)
+	}
+	return qs, self
+}
+
+// Shared reports, for each of users, whether viewer shares a conversation
+// with them (ContactQueries), asking the shards this node serves: a
+// *NotLeaderError for any other.
+func (l *Log) Shared(_ context.Context, viewer int64, users []int64) ([]bool, error) {
+	qs, out := l.ContactQueries(viewer, users)
+	for _, q := range qs {
+		flags, err := l.Contacts(q.Shard, q.Pairs)
+		if err != nil {
+			return nil, err
+		}
+		for j, f := range flags {
+			out[q.Index[j]] = out[q.Index[j]] || f
+		}
+	}
+	return out, nil
+}
+
 // RegisterDevice stores a push token for user (moving it from any other
 // user of the same shard).
 func (l *Log) RegisterDevice(ctx context.Context, user int64, d Device) error {
@@ -914,7 +985,12 @@ func (l *Log) openShard(i int) (*shard, error) {
 	// (raft's default is half of it): a GC pause or an fsync stall on a
 	// busy host should not cost an election.
 	cfg.LeaderLeaseTimeout = o.HeartbeatTimeout
-	cfg.MaxAppendEntries = 512
+	// raft's default. Entries are already batches of commands (proposeLoop),
+	// and raft allocates a slice of this many pointers on every commit it
+	// hands to the FSM: at 512 that was 4 KiB per commit, 43% of a one-node
+	// soak's allocations (0.91 of 2.1 GB in 30 s at 2,000 sends/s) and the
+	// main driver of its GC cycles.
+	cfg.MaxAppendEntries = 64
 	cfg.BatchApplyCh = true
 	cfg.SnapshotThreshold = 16384
 	cfg.TrailingLogs = 8192

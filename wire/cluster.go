@@ -36,6 +36,7 @@ const (
 	OpDeviceRemove  = "device_remove"
 	OpTokenOwner    = "token_owner" // Shard, Token → At: the user the token is registered for in Shard (0: none)
 	OpContact       = "contact"     // User (reader), From (sender) → Found, At: the newest message from sender to reader
+	OpContacts      = "contacts"    // Shard, IDs (reader, sender, reader, sender, ...) → Flags: did each sender message its reader
 	OpSetLastSeen   = "set_last_seen"
 	OpGetLastSeen   = "get_last_seen"
 	OpShardProgress = "shard_progress"
@@ -99,6 +100,7 @@ type CallResponse struct {
 	Found   bool        `json:"found,omitempty"`
 	Index   uint64      `json:"index,omitempty"`  // shard_progress: last applied raft index
 	Voters  []string    `json:"voters,omitempty"` // shard_progress: the shard's voters as the callee knows them
+	Flags   []bool      `json:"flags,omitempty"`  // contacts: one per pair
 }
 
 // Subscribe frame operations.

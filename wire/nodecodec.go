@@ -192,6 +192,14 @@ func appendCallResponse(b []byte, r *CallResponse) []byte {
 	for _, v := range r.Voters {
 		e.str(v)
 	}
+	// Fields added later are written only when set, so that a node of a
+	// version before them still reads every answer to a call it knows.
+	if len(r.Flags) > 0 {
+		e.uint(uint64(len(r.Flags)))
+		for _, f := range r.Flags {
+			e.bool(f)
+		}
+	}
 	return e.b
 }
 
@@ -212,6 +220,16 @@ func decodeCallResponse(b []byte, r *CallResponse) error {
 		r.Voters = make([]string, n)
 		for i := range r.Voters {
 			r.Voters[i] = d.str()
+		}
+	}
+	if len(d.b) > 0 && d.err == nil {
+		n := d.count(1)
+		if n == 0 {
+			d.fail() // written only when there are some
+		}
+		r.Flags = make([]bool, n)
+		for i := range r.Flags {
+			r.Flags[i] = d.bool()
 		}
 	}
 	return d.end()
