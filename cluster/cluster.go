@@ -43,6 +43,9 @@ type Options struct {
 	ReconcileEvery time.Duration
 	// CallTimeout bounds one forwarded call; 0 means 5s.
 	CallTimeout time.Duration
+	// Limits are users' allowances, summed at their homes across the
+	// cluster (Router.ReportUsage); zero values: not summed.
+	Limits Limits
 }
 
 // Cluster is this node's part of the cluster.
@@ -52,6 +55,7 @@ type Cluster struct {
 	self   string
 	router *Router
 	subs   *subscriptions
+	usage  *homeUsage // nil without Options.Limits
 
 	hintMu sync.Mutex
 	hints  map[int]string // shard → last known leader
@@ -101,6 +105,7 @@ func New(opts Options) *Cluster {
 		muxes: make(map[string]*callMux),
 		kick:  make(chan struct{}, 1),
 		stop:  make(chan struct{}),
+		usage: newHomeUsage(opts.Limits),
 	}
 	c.router = &Router{c: c}
 	c.subs = newSubscriptions(c)
@@ -450,6 +455,8 @@ func (c *Cluster) execute(ctx context.Context, req *wire.CallRequest) *wire.Call
 		}
 	case wire.OpContact:
 		resp.At, resp.Found, err = l.Contact(req.User, req.From)
+	case wire.OpUsage:
+		return c.usageCall(req)
 	case wire.OpContacts:
 		if req.Shard < 0 || req.Shard >= l.Shards() || len(req.IDs)%2 != 0 || len(req.IDs) > 2*2*wire.MaxWatch {
 			return &wire.CallResponse{Err: wire.NodeErrBadRequest}

@@ -76,7 +76,7 @@ func (s *Server) ctx(r *http.Request) (context.Context, context.CancelFunc) {
 }
 
 func (s *Server) handleSend(w http.ResponseWriter, r *http.Request, user int64) *wire.Error {
-	if wait, ok := s.limiter.allow(user); !ok {
+	if wait, ok := s.allowSend(user); !ok {
 		s.m.sends.WithLabelValues("rate_limited").Inc()
 		return &wire.Error{Code: wire.CodeRateLimited, Message: "too many messages; slow down", RetryAfter: wait}
 	}
@@ -216,7 +216,7 @@ func (s *Server) handleRead(w http.ResponseWriter, r *http.Request, user int64) 
 	if werr != nil {
 		return werr
 	}
-	if wait, ok := s.calls.allow(user); !ok {
+	if wait, ok := s.allowCalls(user, 1); !ok {
 		return callsLimited(wait)
 	}
 	ctx, cancel := s.ctx(r)
@@ -237,7 +237,7 @@ func (s *Server) handleTyping(w http.ResponseWriter, r *http.Request, user int64
 	if werr != nil {
 		return werr
 	}
-	if wait, ok := s.calls.allow(user); !ok {
+	if wait, ok := s.allowCalls(user, 1); !ok {
 		return callsLimited(wait)
 	}
 	s.typing(user, other, req.Typing)
@@ -265,7 +265,7 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request, user int64
 	if werr != nil {
 		return werr
 	}
-	if wait, ok := s.calls.allow(user); !ok {
+	if wait, ok := s.allowCalls(user, 1); !ok {
 		return callsLimited(wait)
 	}
 	ctx, cancel := s.ctx(r)

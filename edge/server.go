@@ -25,6 +25,7 @@ import (
 
 	"github.com/edgenode/edgenode/auth"
 	"github.com/edgenode/edgenode/presence"
+	"github.com/edgenode/edgenode/ratelimit"
 	"github.com/edgenode/edgenode/relaylog"
 	"github.com/edgenode/edgenode/wire"
 )
@@ -86,8 +87,13 @@ type Options struct {
 	// OpenPresence lets every user see every user's presence, last seen
 	// and typing; by default only users who share a conversation do.
 	OpenPresence bool
-	WriteTimeout time.Duration // per socket write; 0 means 10s
-	MaxUnacked   int           // events in flight per socket; 0 means 1024
+	// Usage, when set, makes the send and call limits hold across the
+	// cluster: RunUsage reports each user's usage to it every
+	// UsageInterval (0 means 1s) and imposes the blocks it answers.
+	Usage         UsageReporter
+	UsageInterval time.Duration
+	WriteTimeout  time.Duration // per socket write; 0 means 10s
+	MaxUnacked    int           // events in flight per socket; 0 means 1024
 	// CallTimeout bounds a call's wait for the relay log; 0 means 10s.
 	CallTimeout time.Duration
 
@@ -98,6 +104,13 @@ type Options struct {
 	Cluster       map[string]http.Handler
 	ClusterSecret string
 }
+
+// The default allowance of read marks, REST typing, status lookups and
+// watch frames per user (Options.CallRate, CallBurst).
+const (
+	DefaultCallRate  = 20
+	DefaultCallBurst = 100
+)
 
 func (o *Options) setDefaults() {
 	if o.Logger == nil {
@@ -118,11 +131,14 @@ func (o *Options) setDefaults() {
 	if o.SendBurst <= 0 {
 		o.SendBurst = 200
 	}
+	if o.UsageInterval <= 0 {
+		o.UsageInterval = time.Second
+	}
 	if o.CallRate <= 0 {
-		o.CallRate = 20
+		o.CallRate = DefaultCallRate
 	}
 	if o.CallBurst <= 0 {
-		o.CallBurst = 100
+		o.CallBurst = DefaultCallBurst
 	}
 	if o.MaxConnsPerUser <= 0 {
 		o.MaxConnsPerUser = 10
@@ -147,16 +163,19 @@ type Server struct {
 	opts         Options
 	log          Store
 	hub          *presence.Hub
-	limiter      *limiter // sends
-	calls        *limiter // read marks, typing, status lookups, watch
+	limiter      *ratelimit.Limiter // sends
+	calls        *ratelimit.Limiter // read marks, typing, status lookups, watch
 	visibleCache *visibleCache
 	// hiddenSockets counts sockets watching users they may not see yet.
 	hiddenSockets atomic.Int64
-	m             *metrics
-	upgrader      websocket.Upgrader
-	origins       map[string]bool
-	anyOrig       bool
-	mux           *http.ServeMux
+
+	usageMu  sync.Mutex
+	usage    map[int64]ratelimit.Usage // since the last report (RunUsage)
+	m        *metrics
+	upgrader websocket.Upgrader
+	origins  map[string]bool
+	anyOrig  bool
+	mux      *http.ServeMux
 
 	connMu   sync.Mutex
 	conns    map[int64]int // sockets per user, reserved before upgrade
@@ -173,8 +192,9 @@ func New(opts Options) *Server {
 		opts:         opts,
 		log:          opts.Log,
 		hub:          opts.Hub,
-		limiter:      newLimiter(opts.SendRate, opts.SendBurst, opts.Now),
-		calls:        newLimiter(opts.CallRate, opts.CallBurst, opts.Now),
+		limiter:      ratelimit.New(opts.SendRate, opts.SendBurst, opts.Now),
+		calls:        ratelimit.New(opts.CallRate, opts.CallBurst, opts.Now),
+		usage:        make(map[int64]ratelimit.Usage),
 		visibleCache: newVisibleCache(),
 		m:            newMetrics(opts.Registerer),
 		origins:      make(map[string]bool),
@@ -211,7 +231,7 @@ func New(opts Options) *Server {
 		},
 	}
 	s.m.registerState(opts.Registerer, map[string]func() int{
-		"rate_buckets":   func() int { return s.limiter.size() + s.calls.size() },
+		"rate_buckets":   func() int { return s.limiter.Size() + s.calls.Size() },
 		"presence_pairs": s.visibleCache.size,
 	})
 	s.routes()

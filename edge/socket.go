@@ -881,7 +881,7 @@ func (sk *socket) handleMessage(op byte, data []byte) bool {
 	case wire.TypeAck:
 		sk.ack(f.Ack.UpTo)
 	case wire.TypeRead:
-		if wait, ok := s.calls.allow(sk.user); !ok {
+		if wait, ok := s.allowCalls(sk.user, 1); !ok {
 			return sk.sendError(callsLimited(wait))
 		}
 		c, cancel := context.WithTimeout(context.Background(), s.opts.CallTimeout)
@@ -895,7 +895,7 @@ func (sk *socket) handleMessage(op byte, data []byte) bool {
 			s.typing(sk.user, f.Typing.ToUserID, f.Typing.Typing)
 		}
 	case wire.TypeWatch:
-		if wait, ok := s.calls.allowN(sk.user, watchCost(len(f.Watch.UserIDs))); !ok {
+		if wait, ok := s.allowCalls(sk.user, watchCost(len(f.Watch.UserIDs))); !ok {
 			return sk.sendError(callsLimited(wait))
 		}
 		return sk.watch(f.Watch.UserIDs)

@@ -433,6 +433,7 @@ func StartTuned(ctx context.Context, cfg config.Config, logger *slog.Logger, tun
 	}
 	cl = cluster.New(cluster.Options{
 		Log: n.Log, Members: members, Mesh: n.Mesh, Logger: logger,
+		Limits: cluster.Limits{SendRate: cfg.SendRate, SendBurst: cfg.SendBurst, CallRate: edge.DefaultCallRate, CallBurst: edge.DefaultCallBurst},
 		Notify: func(user int64) {
 			if h := hubP.Load(); h != nil {
 				h.NotifyEvents(user)
@@ -488,6 +489,8 @@ func StartTuned(ctx context.Context, cfg config.Config, logger *slog.Logger, tun
 		OpenPresence:    cfg.Presence == config.PresenceEveryone,
 		MaxContentBytes: cfg.MaxContentBytes, SendRate: cfg.SendRate, SendBurst: cfg.SendBurst,
 		MaxConnsPerUser: cfg.MaxConnectionsPerUser, WriteTimeout: cfg.WriteTimeout, MaxUnacked: cfg.MaxUnacked,
+		// Limits hold across the cluster: each user's home sums them.
+		Usage: cl.Router().ReportUsage,
 		// GET /v1/cluster/members and /v1/cluster/shards, for operators
 		// holding the cluster secret (`edgenode members`, `edgenode shards`).
 		Cluster: map[string]http.Handler{
@@ -540,6 +543,7 @@ func StartTuned(ctx context.Context, cfg config.Config, logger *slog.Logger, tun
 	bg, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
 	go hub.Run(bg)
+	go n.Edge.RunUsage(bg)
 	go func() { n.served <- n.http.Serve(ln) }()
 	logger.Info("edgenode serving", "node", cfg.NodeID, "region", cfg.Region, "url", n.url, "shards", n.Log.Shards(), "data", cfg.DataDir)
 	go n.logReady(time.Now())

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -94,4 +95,54 @@ func TestReadMarksOnlyForConversations(t *testing.T) {
 	if got := readsBy(t, nodes, n1, carol, alice); len(got) != 0 {
 		t.Fatalf("READ receipts by alice in the queue of carol, who never wrote to her: %v", got)
 	}
+}
+
+// A user's send allowance holds across the cluster: spent on one node, the
+// other node (whose own bucket for the user is still full) refuses the
+// user too once its usage report reaches the user's home, within a few
+// sends instead of a whole burst.
+func TestSendLimitHoldsAcrossNodes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-node")
+	}
+	base := t.TempDir()
+	const burst = 20
+	args := []string{"--jwt-secret", jwtSecret, "--send-rate", "0.5", "--send-burst", fmt.Sprint(burst)}
+	n1 := startNodeWith(t, filepath.Join(base, "n1"), "eu", args)
+	waitFor(t, "n1 ready", 10*time.Second, func() bool { return n1.Log.Ready() })
+	n2 := startNodeWith(t, filepath.Join(base, "n2"), "us", args, n1.Members.GossipAddr())
+	n3 := startNodeWith(t, filepath.Join(base, "n3"), "ap", args, n1.Members.GossipAddr())
+	regionOf := map[string]string{n1.Config.NodeID: "eu", n2.Config.NodeID: "us", n3.Config.NodeID: "ap"}
+	waitFor(t, "replication", 30*time.Second, func() bool { return fullyReplicated(t, n1, regionOf) })
+	waitFor(t, "every node routes every shard", 10*time.Second, func() bool {
+		return n1.Cluster.Router().Ready() && n2.Cluster.Router().Ready() && n3.Cluster.Router().Ready()
+	})
+	const user, to = 4242, 77
+	for i := range int64(burst) {
+		if code, _ := post(t, n1, user, to, i+1, "x"); code != http.StatusCreated {
+			t.Fatalf("send %d on n1: %d", i+1, code)
+		}
+	}
+	if code, _ := post(t, n1, user, to, burst+1, "x"); code != http.StatusTooManyRequests {
+		t.Fatalf("send past the burst on n1: %d, want 429", code)
+	}
+	// Paced like a client that retries: each report interval (1 s) sees
+	// a few of n2's sends.
+	tick := time.NewTicker(300 * time.Millisecond)
+	defer tick.Stop()
+	accepted := 0
+	for i := int64(burst + 2); ; i++ {
+		code, _ := post(t, n2, user, to, i, "x")
+		if code == http.StatusTooManyRequests {
+			break
+		}
+		if code != http.StatusCreated {
+			t.Fatalf("send on n2: %d", code)
+		}
+		if accepted++; accepted >= burst {
+			t.Fatalf("n2 accepted %d sends of a user who had spent the cluster-wide allowance on n1", accepted)
+		}
+		<-tick.C
+	}
+	t.Logf("n2 accepted %d sends before refusing", accepted)
 }

@@ -37,6 +37,7 @@ const (
 	OpTokenOwner    = "token_owner" // Shard, Token → At: the user the token is registered for in Shard (0: none)
 	OpContact       = "contact"     // User (reader), From (sender) → Found, At: the newest message from sender to reader
 	OpContacts      = "contacts"    // Shard, IDs (reader, sender, reader, sender, ...) → Flags: did each sender message its reader
+	OpUsage         = "usage"       // Shard, IDs (user, sends, calls, ...) spent on the caller → Events: users over their allowance, From = user, UpTo/By = sends/calls refused until (Unix ms, 0: not)
 	OpSetLastSeen   = "set_last_seen"
 	OpGetLastSeen   = "get_last_seen"
 	OpShardProgress = "shard_progress"
