@@ -575,8 +575,13 @@ func TestProcessBlankNodeNeverStartsASecondCluster(t *testing.T) {
 	}
 	c.restart(lowest)
 	c.waitHealthy(lowest.name+" back empty under its id: one cluster, every shard replicated", "")
-	log := lowest.tail(400)
-	if strings.Contains(log, "bootstrapping the shards") || !strings.Contains(log, "joining it instead of bootstrapping") {
+	// The cluster can look healthy before the restarted node has decided
+	// (it logs its decision a moment after it serves): wait for it.
+	waitFor(t, lowest.name+" to decide to join", 30*time.Second, func() (bool, string) {
+		log := lowest.tail(400)
+		return strings.Contains(log, "joining it instead of bootstrapping") || strings.Contains(log, "bootstrapping the shards"), ""
+	})
+	if log := lowest.tail(400); strings.Contains(log, "bootstrapping the shards") {
 		t.Fatalf("%s (wiped, --bootstrap-expect 3, lowest id) did not join the existing cluster:\n%s", lowest.name, lowest.tail(30))
 	}
 	waitFor(t, lowest.name+" to take the cluster's id", 30*time.Second, func() (bool, string) {
