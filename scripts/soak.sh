@@ -16,7 +16,9 @@
 # sending (--senders 1.0) to random others and acknowledging what they get.
 # edgeload keeps its sockets for the whole run and appends one JSON line per
 # SOAK_INTERVAL (default 60s) to $SOAK_OUT/<run>.jsonl; as each line appears,
-# `soakplot sample` reads every node: VmRSS, go_memstats_heap_inuse_bytes,
+# `soakplot sample` reads every node: VmRSS, go_memstats_heap_inuse_bytes
+# and the live heap after the last GC (heap_live_bytes: the GC's goal
+# divided by 1 + GOGC/100; heap in use swings with the GC's cycle),
 # every edgenode_state_entries{kind} series, edgenode_queued_messages (from
 # /metrics), du -sb of its data dir and the newest raft snapshot per shard
 # (state.bin), and rewrites $SOAK_OUT/<run>.csv (one row per node per

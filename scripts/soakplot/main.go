@@ -14,7 +14,9 @@
 //
 // Sample nodes (what scripts/soak.sh runs next to edgeload): follow
 // edgeload's --report-file and, as each interval's line appears, read every
-// node's VmRSS, its /metrics (go_memstats_heap_inuse_bytes, every
+// node's VmRSS, its /metrics (go_memstats_heap_inuse_bytes; the live heap
+// after the last GC, go_memstats_next_gc_bytes / (1 + go_gc_gogc_percent/100);
+// every
 // edgenode_state_entries{kind} series, edgenode_queued_messages), the size
 // of its data dir and of its newest raft snapshot per shard, and rewrite the
 // CSV. SIGTERM or SIGINT ends it after the lines already written.

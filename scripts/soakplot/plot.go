@@ -65,7 +65,7 @@ func render(w io.Writer, t *table, title string) error {
 	add := func(title string, log bool, ms []metric, perNode bool) {
 		panels = append(panels, buildPanel(t, nodes, title, log, ms, perNode))
 	}
-	add("Memory (MiB)", false, []metric{{"rss_bytes", "RSS", mib}, {"heap_inuse_bytes", "Go heap in use", mib}}, true)
+	add("Memory (MiB)", false, []metric{{"rss_bytes", "RSS", mib}, {"heap_inuse_bytes", "Go heap in use", mib}, {"heap_live_bytes", "Go heap live after GC", mib}}, true)
 	add("Disk (MiB)", false, []metric{{"data_dir_bytes", "data dir", mib}, {"snapshot_bytes", "newest snapshots", mib}}, true)
 	kinds := t.stateKinds()
 	for i, k := range kinds {

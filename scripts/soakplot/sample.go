@@ -74,8 +74,12 @@ type intervalLine struct {
 // that could not be read is NaN.
 type nodeSample struct {
 	rss, heap, queued, dataDir, snapshot float64
-	state                                map[string]float64
-	snaps                                map[string]snapTimes // every complete raft snapshot by path
+	// heapLive is the live heap at the last GC: the GC's goal divided by
+	// 1+GOGC/100. Heap in use depends on where in its cycle the GC is when
+	// sampled; this does not.
+	heapLive float64
+	state    map[string]float64
+	snaps    map[string]snapTimes // every complete raft snapshot by path
 }
 
 // snapTimes are when a raft snapshot started (its directory's name) and
@@ -177,7 +181,7 @@ func (s *sampler) sampleAll() []nodeSample {
 // sample reads one node; what cannot be read is NaN (an empty cell).
 func (s *sampler) sample(n nodeSpec) nodeSample {
 	nan := math.NaN()
-	ns := nodeSample{rss: nan, heap: nan, queued: nan, dataDir: nan, snapshot: nan, state: map[string]float64{}}
+	ns := nodeSample{rss: nan, heap: nan, heapLive: nan, queued: nan, dataDir: nan, snapshot: nan, state: map[string]float64{}}
 	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", n.pid)); err == nil {
 		if kib, ok := vmRSS(b); ok {
 			ns.rss = kib * 1024
@@ -188,6 +192,13 @@ func (s *sampler) sample(n nodeSpec) nodeSample {
 			m := parseMetrics(resp.Body)
 			if v, ok := m.sum("go_memstats_heap_inuse_bytes"); ok {
 				ns.heap = v
+			}
+			if goal, ok := m.sum("go_memstats_next_gc_bytes"); ok {
+				gogc, ok := m.sum("go_gc_gogc_percent")
+				if !ok || gogc <= 0 {
+					gogc = 100
+				}
+				ns.heapLive = goal / (1 + gogc/100)
 			}
 			if v, ok := m.sum("edgenode_queued_messages"); ok {
 				ns.queued = v
@@ -239,7 +250,7 @@ func (s *sampler) add(l intervalLine, samples []nodeSample) error {
 			"errors": strconv.FormatInt(l.ErrorCount, 10), "time": l.End.UTC().Format(time.RFC3339),
 			"attempted_per_s": ms(float64(l.Attempted) / max(l.Seconds, 1e-9)), "delivered_per_s": ms(l.DeliveredPerSec),
 			"ready_sockets": strconv.FormatInt(l.ReadySockets, 10), "error_kinds": strings.Join(kinds, " "),
-			"snapshots": "0",
+			"snapshots": "0", "heap_live_bytes": num(ns.heapLive),
 		}
 		for k, v := range ns.state {
 			s.kinds[k] = true

@@ -170,6 +170,8 @@ func TestNiceTicks(t *testing.T) {
 const fakeMetrics = `# HELP go_memstats_heap_inuse_bytes Number of heap bytes that are in use.
 # TYPE go_memstats_heap_inuse_bytes gauge
 go_memstats_heap_inuse_bytes 1.2345678e+07
+go_memstats_next_gc_bytes 3e+07
+go_gc_gogc_percent 50
 # TYPE edgenode_state_entries gauge
 edgenode_state_entries{kind="senders"} 10000
 edgenode_state_entries{kind="idempotency_records",shard="1"} 70
@@ -246,7 +248,7 @@ func TestSamplerFollowsTheReport(t *testing.T) {
 		"minute": "1", "heap_inuse_bytes": "12345678", "state_senders": "10000", "state_idempotency_records": "100",
 		"state_read_marks": "5", "queued": "42", "snapshot_bytes": "350", "sends_per_s": "1983.333", "p50_ms": "4.5",
 		"p99_ms": "91.25", "max_ms": "812.5", "errors": "2", "error_kinds": "timeout=2", "ready_sockets": "10000",
-		"snapshots": "1",
+		"snapshots": "1", "heap_live_bytes": "20000000",
 	} {
 		if got := tb.str(0, col); got != want {
 			t.Errorf("%s = %q, want %q", col, got, want)

@@ -15,7 +15,7 @@ import (
 var (
 	headColumns = []string{"minute", "node", "rss_bytes", "heap_inuse_bytes"}
 	tailColumns = []string{"queued", "data_dir_bytes", "snapshot_bytes", "sends_per_s", "p50_ms", "p99_ms", "max_ms", "errors",
-		"time", "attempted_per_s", "delivered_per_s", "ready_sockets", "error_kinds", "snapshots"}
+		"time", "attempted_per_s", "delivered_per_s", "ready_sockets", "error_kinds", "snapshots", "heap_live_bytes"}
 )
 
 const statePrefix = "state_"
