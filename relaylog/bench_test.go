@@ -57,3 +57,41 @@ func BenchmarkEncodeEntry(b *testing.B) {
 }
 
 var _ = fmt.Sprint
+
+// BenchmarkFSMApplyFullLists: sends to users whose conversation lists are
+// full (MaxPairsPerUser senders each) from senders with all their
+// idempotency records, the steady state of a busy shard; per command.
+func BenchmarkFSMApplyFullLists(b *testing.B) {
+	const users = 64
+	f := newFSM(0, 16, nil)
+	idx := uint64(0)
+	reqID := int64(0)
+	at := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	batch := func(n int) []*raft.Log {
+		cmds := make([]*command, n)
+		for i := range cmds {
+			reqID++
+			t := at.Add(time.Duration(reqID) * time.Microsecond)
+			user := reqID % users
+			cmds[i] = &command{kind: cmdSend, id: minIDAt(t), user: user, from: 1000 + (reqID/users)%(2*MaxPairsPerUser), reqID: reqID,
+				limit: 1 << 30, content: "hello there", createdAt: t.Format(time.RFC3339Nano)}
+		}
+		idx++
+		return []*raft.Log{{Index: idx, Type: raft.LogCommand, Data: encodeEntry(nil, cmds)}}
+	}
+	for f.contacts.len() < users*MaxPairsPerUser {
+		f.ApplyBatch(batch(256))
+	}
+	logs := make([][]*raft.Log, b.N) // new sends each: a replayed one would be a retry
+	for i := range logs {
+		logs[i] = batch(256)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	n := 0
+	for i := 0; i < b.N; i++ {
+		f.ApplyBatch(logs[i])
+		n += 256
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n), "ns/command")
+}

@@ -267,9 +267,15 @@ func (f *fsm) send(c *command, touched *[]int64) result {
 		keep = keep[len(keep)-IdempotencyPerSender+1:]
 	}
 	f.idemRecs += len(keep) + 1 - len(s.recs)
-	recs := make([]idemRec, len(keep), len(keep)+1)
-	copy(recs, keep)
-	s.recs = append(recs, rec)
+	if f.senders.shared() {
+		recs := make([]idemRec, len(keep), len(keep)+1)
+		copy(recs, keep)
+		s.recs = append(recs, rec)
+	} else {
+		// keep is a suffix of s.recs, which no snapshot reads: shifted in
+		// place, the array stays at IdempotencyPerSender records.
+		s.recs = append(s.recs[:copy(s.recs, keep)], rec)
+	}
 	s.last = ev.ID
 	f.senders.set(c.from, s)
 	f.contacts.set(c.user, c.from, ev.ID, f.retainID)

@@ -19,7 +19,8 @@ type pair struct{ other, id int64 }
 // (not on the order they came in, which a restore does not keep): every
 // replica keeps and forgets the same ones.
 //
-// Lists are copy-on-write towards snapshots: a change builds a new slice.
+// Lists are copy-on-write towards snapshots: while one reads the table, a
+// change builds a new slice; otherwise it changes the list in place.
 type pairs struct {
 	t table[int64, []pair]
 	n int // pairs in all lists
@@ -42,18 +43,38 @@ func (p *pairs) get(user, other int64) (int64, bool) {
 
 // set makes id the id of user's pair with other, dropping the user's pairs
 // with an id below floor (expired) and, past MaxPairsPerUser, the oldest.
+// The list is changed in place unless a snapshot is reading it.
 func (p *pairs) set(user, other, id, floor int64) {
 	old, _ := p.t.get(user)
-	list := make([]pair, 0, min(len(old)+1, MaxPairsPerUser))
+	var list []pair
+	if p.t.shared() {
+		list = make([]pair, 0, min(len(old)+1, MaxPairsPerUser))
+	} else {
+		list = old[:0] // filtered in place: each write is at or before its read
+	}
 	for _, e := range old {
 		if e.other != other && e.id >= floor {
 			list = append(list, e)
 		}
 	}
-	at, _ := slices.BinarySearchFunc(list, pair{other, id}, cmpPair)
-	list = slices.Insert(list, at, pair{other, id})
-	if len(list) > MaxPairsPerUser {
-		list = list[len(list)-MaxPairsPerUser:]
+	e := pair{other, id}
+	at, _ := slices.BinarySearchFunc(list, e, cmpPair)
+	switch {
+	case len(list) == cap(list) && len(list) < MaxPairsPerUser:
+		// Grown by one, not doubled as append would: most users' lists
+		// stay well below the cap, and a new conversation is rarer than
+		// a message in one.
+		grown := make([]pair, len(list)+1)
+		copy(grown, list[:at])
+		grown[at] = e
+		copy(grown[at+1:], list[at:])
+		list = grown
+	case len(list) < MaxPairsPerUser:
+		list = slices.Insert(list, at, e) // within its capacity: in place
+	case at > 0:
+		// Full: the oldest pair makes room (one older than all is dropped).
+		copy(list, list[1:at])
+		list[at-1] = e
 	}
 	p.n += len(list) - len(old)
 	p.t.set(user, list)

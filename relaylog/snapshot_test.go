@@ -186,3 +186,100 @@ func (s *teeSink) Write(p []byte) (int, error) {
 	s.countingSink.Write(p)
 	return s.w.Write(p)
 }
+
+// TestChangesDuringASnapshotStayOutOfIt: a user's full contact list and a
+// sender's full idempotency records are changed in place between
+// snapshots; sends made while a snapshot is taken (before Persist writes)
+// must leave the snapshot as it was at Snapshot(), and those made after
+// Release must change the live state.
+func TestChangesDuringASnapshotStayOutOfIt(t *testing.T) {
+	f := newFSM(0, 1, nil)
+	idx := uint64(0)
+	at := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	next := 0
+	send := func(user, from, reqID int64) result {
+		t.Helper()
+		next++
+		idx++
+		c := &command{kind: cmdSend, id: minIDAt(at.Add(time.Duration(next) * time.Millisecond)), user: user, from: from, reqID: reqID,
+			content: "hi", createdAt: at.Add(time.Duration(next) * time.Millisecond).Format(time.RFC3339Nano)}
+		out := f.ApplyBatch([]*raft.Log{{Index: idx, Type: raft.LogCommand, Data: encodeEntry(nil, []*command{c})}})
+		res := out[0].([]result)[0]
+		if res.err != nil {
+			t.Fatal(res.err)
+		}
+		return res
+	}
+	const reader, writer = 1, 2
+	// The reader's list fills with MaxPairsPerUser senders; the writer's
+	// records with IdempotencyPerSender requests to user 3.
+	for s := int64(100); s < 100+MaxPairsPerUser; s++ {
+		send(reader, s, 1)
+	}
+	var ids []int64
+	for r := int64(1); r <= IdempotencyPerSender; r++ {
+		ids = append(ids, send(3, writer, r).ev.ID)
+	}
+	before := func(g *fsm) {
+		t.Helper()
+		if n := g.contacts.len(); n != MaxPairsPerUser+1 {
+			t.Fatalf("contacts: %d pairs, want %d", n, MaxPairsPerUser+1)
+		}
+		for s := int64(100); s < 100+MaxPairsPerUser; s++ {
+			if _, ok := g.contacts.get(reader, s); !ok {
+				t.Fatalf("sender %d is missing from the reader's contacts", s)
+			}
+		}
+		sd, _ := g.senders.get(writer)
+		if len(sd.recs) != IdempotencyPerSender || sd.recs[0].id != ids[0] || sd.recs[len(sd.recs)-1].id != ids[len(ids)-1] {
+			t.Fatalf("writer's records %+v, want ids %v", sd.recs, ids)
+		}
+	}
+	before(f)
+
+	snap, err := f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// While frozen: a new sender pushes the reader's oldest out, and the
+	// writer's oldest record goes.
+	send(reader, 500, 1)
+	send(3, writer, 100)
+	store, err := raft.NewFileSnapshotStore(t.TempDir(), 1, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink, err := store.Create(raft.SnapshotVersionMax, idx, 1, raft.Configuration{}, 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := snap.Persist(sink); err != nil {
+		t.Fatal(err)
+	}
+	snap.Release()
+	// After Release the lists are the live state's own again.
+	send(reader, 501, 1)
+	send(3, writer, 101)
+	if _, ok := f.contacts.get(reader, 500); !ok {
+		t.Fatal("the send during the snapshot is missing from the live contacts")
+	}
+	if _, ok := f.contacts.get(reader, 501); !ok {
+		t.Fatal("the send after the snapshot is missing from the live contacts")
+	}
+	if _, ok := f.contacts.get(reader, 101); ok {
+		t.Fatal("the reader's second-oldest contact was kept past the cap")
+	}
+	if sd, _ := f.senders.get(writer); len(sd.recs) != IdempotencyPerSender || sd.recs[len(sd.recs)-1].reqID != 101 || sd.recs[len(sd.recs)-2].reqID != 100 {
+		t.Fatalf("live records %+v", sd.recs)
+	}
+
+	_, rc, err := store.Open(sink.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := newFSM(0, 1, nil)
+	if err := g.Restore(rc); err != nil {
+		t.Fatal(err)
+	}
+	before(g)
+}

@@ -8,9 +8,10 @@ package relaylog
 //
 // Values are stored by value and must not be modified in place while
 // frozen: a writer gets a copy, changes it and sets it. Slices inside
-// values are shared with the frozen map, so they may only be appended to
-// past their length or replaced (the queue and idempotency slices follow
-// that rule).
+// values are shared with the frozen map, so while shared() they may only
+// be appended to past their length or replaced; otherwise they may be
+// changed in place (the pair lists and idempotency records are, to spare
+// an allocation per send).
 //
 // A table is not safe for concurrent use; the fsm's lock guards it. A frozen
 // map may be read by one other goroutine (the snapshot's Persist) while the
@@ -68,6 +69,11 @@ func (t *table[K, V]) del(k K) {
 }
 
 func (t *table[K, V]) len() int { return t.n }
+
+// shared reports whether a snapshot is reading the table's values. While
+// it is not, nothing else reads them (earlier snapshots were released), so
+// a writer may change a value's slices in place instead of copying them.
+func (t *table[K, V]) shared() bool { return t.delta != nil }
 
 // each calls fn for every entry, in no particular order; fn must not write
 // the table (collect keys and write after).
