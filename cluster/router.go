@@ -247,6 +247,18 @@ func (r *Router) routeShard(ctx context.Context, shard int, local func() error, 
 	return nil, &relaylog.NotLeaderError{Shard: shard}
 }
 
+// routeNewShard is routeShard for a call that nodes of earlier versions do
+// not know: a leader of such a version answers bad_request, which comes
+// back as old with no error and no response, for the caller to do what
+// that version did.
+func (r *Router) routeNewShard(ctx context.Context, shard int, local func() error, req *wire.CallRequest) (resp *wire.CallResponse, old bool, err error) {
+	resp, err = r.routeShard(ctx, shard, local, req)
+	if resp != nil && resp.Err == wire.NodeErrBadRequest {
+		return nil, true, nil
+	}
+	return resp, false, err
+}
+
 // Send implements edge.Store.
 func (r *Router) Send(ctx context.Context, from int64, req wire.NewMessageRequest) (ev relaylog.Event, created bool, err error) {
 	resp, err := r.route(ctx, req.ToUserID, func() (err error) {
@@ -297,12 +309,12 @@ func (r *Router) Ack(ctx context.Context, user, upTo int64) (n int, err error) {
 func (r *Router) MarkRead(ctx context.Context, reader, sender, upTo int64) error {
 	var last int64
 	var ok bool
-	resp, err := r.route(ctx, reader, func() (err error) {
+	resp, old, err := r.routeNewShard(ctx, r.c.log.ShardFor(reader), func() (err error) {
 		last, ok, err = r.c.log.Contact(reader, sender)
 		return err
 	}, &wire.CallRequest{Op: wire.OpContact, User: reader, From: sender})
 	switch {
-	case resp != nil && resp.Err == wire.NodeErrBadRequest:
+	case old:
 		last, ok = upTo, true
 	case err != nil:
 		return err
@@ -344,12 +356,12 @@ func (r *Router) Shared(ctx context.Context, viewer int64, users []int64) ([]boo
 
 // contacts asks shard's leader about pairs (relaylog.Log.Contacts).
 func (r *Router) contacts(ctx context.Context, shard int, pairs []int64) (flags []bool, err error) {
-	resp, err := r.routeShard(ctx, shard, func() (err error) {
+	resp, old, err := r.routeNewShard(ctx, shard, func() (err error) {
 		flags, err = r.c.log.Contacts(shard, pairs)
 		return err
 	}, &wire.CallRequest{Op: wire.OpContacts, Shard: shard, IDs: pairs})
 	switch {
-	case resp != nil && resp.Err == wire.NodeErrBadRequest:
+	case old:
 		all := make([]bool, len(pairs)/2)
 		for i := range all {
 			all[i] = true
@@ -405,12 +417,12 @@ func (r *Router) RegisterDevice(ctx context.Context, user int64, d relaylog.Devi
 // for (0: none). A node of a version without the call answers bad_request:
 // taken as none.
 func (r *Router) tokenOwner(ctx context.Context, shard int, token string) (owner int64, err error) {
-	resp, err := r.routeShard(ctx, shard, func() (err error) {
+	resp, old, err := r.routeNewShard(ctx, shard, func() (err error) {
 		owner, err = r.c.log.TokenOwner(shard, token)
 		return err
 	}, &wire.CallRequest{Op: wire.OpTokenOwner, Shard: shard, Token: token})
 	switch {
-	case resp != nil && resp.Err == wire.NodeErrBadRequest:
+	case old:
 		return 0, nil
 	case err != nil || resp == nil:
 		return owner, err

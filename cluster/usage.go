@@ -114,17 +114,17 @@ func (r *Router) ReportUsage(ctx context.Context, usage map[int64]ratelimit.Usag
 		wg.Go(func() {
 			var local *wire.CallResponse
 			req := &wire.CallRequest{Op: wire.OpUsage, Shard: shard, IDs: ids}
-			resp, err := r.routeShard(ctx, shard, func() error {
+			resp, old, err := r.routeNewShard(ctx, shard, func() error {
 				local = r.c.usageCall(req)
 				return responseError(shard, local)
 			}, req)
-			if resp == nil {
+			if resp == nil && !old {
 				resp = local
 			}
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
-			case resp != nil && resp.Err == wire.NodeErrBadRequest:
+			case old:
 			case err != nil:
 				errs = append(errs, err)
 			case resp != nil:
