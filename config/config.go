@@ -44,6 +44,7 @@ type Config struct {
 	JWTPublicKey string // --jwt-public-key: PEM file of Ed25519 or P-256 public keys
 	JWTIssuer    string // --jwt-issuer: required iss; "" = not checked
 	JWTAudience  string // --jwt-audience: required aud; "" = not checked
+	Dev          bool   // --dev: allow a generated development JWT secret on a non-loopback --http-addr
 
 	// Client connections.
 	PingInterval   time.Duration // --ping-interval: WebSocket ping period
@@ -123,7 +124,7 @@ const (
 // --jwt-public-key, which node.PrepareDataDir supplies when none is given.
 func Defaults() Config {
 	return Config{
-		HTTPAddr:              ":8080",
+		HTTPAddr:              "127.0.0.1:8080",
 		GossipAddr:            ":7946",
 		ClusterAddr:           ":7947",
 		DataDir:               "./data",
@@ -160,6 +161,7 @@ type option struct {
 	help   string
 	secret bool // never printed or logged
 	list   bool // repeated flags accumulate
+	flag   bool // a switch: --name alone means true
 	valueType
 }
 
@@ -238,6 +240,20 @@ func formatDuration(d time.Duration) string {
 	return s
 }
 
+func boolean(f func(*Config) *bool) valueType {
+	return valueType{
+		set: func(c *Config, s string) error {
+			b, err := strconv.ParseBool(s)
+			if err != nil {
+				return fmt.Errorf("%q is not true or false", s)
+			}
+			*f(c) = b
+			return nil
+		},
+		get: func(c *Config) string { return strconv.FormatBool(*f(c)) },
+	}
+}
+
 func list(f func(*Config) *[]string) valueType {
 	return valueType{
 		set:    func(c *Config, s string) error { *f(c) = splitList(s); return nil },
@@ -302,6 +318,7 @@ var options = func() []*option {
 	}
 	secret := func(opt *option) *option { opt.secret = true; return opt }
 	multi := func(opt *option) *option { opt.list = true; return opt }
+	flag := func(opt *option) *option { opt.flag = true; return opt }
 	const (
 		gNet     = "Addresses"
 		gCluster = "Cluster"
@@ -327,7 +344,7 @@ var options = func() []*option {
 		o("Config file", "config", "FILE", "config file with further settings (name: value lines; see package docs)",
 			str(func(c *Config) *string { return &c.ConfigFile })),
 
-		o(gNet, "http-addr", "ADDR", "client API listen address (HTTPS and WSS when --tls-cert and --tls-key are given)",
+		o(gNet, "http-addr", "ADDR", "client API listen address (HTTPS and WSS when --tls-cert and --tls-key are given); the default serves this machine only: give :8080 (with a JWT key, or --dev) to serve the network",
 			str(func(c *Config) *string { return &c.HTTPAddr })),
 		o(gNet, "gossip-addr", "ADDR", "memberlist gossip listen address, TCP and UDP",
 			str(func(c *Config) *string { return &c.GossipAddr })),
@@ -369,6 +386,8 @@ var options = func() []*option {
 			str(func(c *Config) *string { return &c.JWTIssuer })),
 		o(gAuth, "jwt-audience", "AUD", "required aud claim of client tokens; empty = not checked",
 			str(func(c *Config) *string { return &c.JWTAudience })),
+		flag(o(gAuth, "dev", "", "development mode: without --jwt-secret or --jwt-public-key, serve a non-loopback --http-addr anyway, checking tokens against a secret generated in --data-dir (edgenode token signs with it); never in production",
+			boolean(func(c *Config) *bool { return &c.Dev }))),
 
 		o(gConn, "ping-interval", "DURATION", "WebSocket ping period; a socket that misses two is offline",
 			duration(func(c *Config) *time.Duration { return &c.PingInterval })),

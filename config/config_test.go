@@ -42,7 +42,7 @@ func load(t *testing.T, args []string, env map[string]string, file string) (Conf
 func TestDefaults(t *testing.T) {
 	d := Defaults()
 	want := map[string]any{
-		"http-addr": ":8080", "gossip-addr": ":7946", "cluster-addr": ":7947", "advertise-addr": "",
+		"http-addr": "127.0.0.1:8080", "dev": false, "gossip-addr": ":7946", "cluster-addr": ":7947", "advertise-addr": "",
 		"public-url": "", "data-dir": "./data", "node-id": "", "region": "default", "join": []string(nil),
 		"bootstrap-expect": 1, "shards": 0, "cluster-secret": "", "gossip-profile": "lan", "cluster-ca": "", "cluster-cert": "", "cluster-key": "", "jwt-secret": "", "jwt-public-key": "",
 		"ping-interval": 25 * time.Second, "allowed-origins": []string(nil), "tls-cert": "", "tls-key": "",
@@ -93,7 +93,7 @@ var fieldName = map[string]string{
 	"advertise-addr": "AdvertiseAddr", "public-url": "PublicURL", "data-dir": "DataDir", "node-id": "NodeID",
 	"region": "Region", "join": "Join", "bootstrap-expect": "BootstrapExpect", "shards": "Shards",
 	"cluster-secret": "ClusterSecret", "gossip-profile": "GossipProfile", "cluster-ca": "ClusterCA", "cluster-cert": "ClusterCert", "cluster-key": "ClusterKey", "jwt-secret": "JWTSecret", "jwt-public-key": "JWTPublicKey",
-	"jwt-issuer": "JWTIssuer", "jwt-audience": "JWTAudience", "ping-interval": "PingInterval",
+	"jwt-issuer": "JWTIssuer", "jwt-audience": "JWTAudience", "dev": "Dev", "ping-interval": "PingInterval",
 	"allowed-origins": "AllowedOrigins", "tls-cert": "TLSCert", "tls-key": "TLSKey",
 	"write-timeout": "WriteTimeout", "max-unacked": "MaxUnacked", "max-content-bytes": "MaxContentBytes",
 	"send-rate": "SendRate", "send-burst": "SendBurst", "max-connections-per-user": "MaxConnectionsPerUser",
@@ -104,6 +104,20 @@ var fieldName = map[string]string{
 	"fcm-url": "FCMURL", "push-preview": "PushPreview", "presence": "Presence", "apns-sandbox-url": "APNSSandboxURL",
 	"push-debounce": "PushDebounce", "push-ack-timeout": "PushAckTimeout", "push-ca-file": "PushCAFile", "log-level": "LogLevel", "log-format": "LogFormat",
 	"gomaxprocs": "GOMAXPROCS", "debug-addr": "DebugAddr",
+}
+
+// A switch alone means true and takes no value from the next argument.
+func TestSwitchAlone(t *testing.T) {
+	c, err := load(t, []string{"--dev", "--region", "eu"}, nil, "")
+	if err != nil || !c.Dev || c.Region != "eu" {
+		t.Fatalf("--dev --region eu: Dev %v, Region %q, %v", c.Dev, c.Region, err)
+	}
+	if c, err := load(t, []string{"--dev=false"}, nil, ""); err != nil || c.Dev {
+		t.Fatalf("--dev=false: Dev %v, %v", c.Dev, err)
+	}
+	if _, err := load(t, []string{"--dev=maybe"}, nil, ""); err == nil || !strings.Contains(err.Error(), "--dev") {
+		t.Fatalf("--dev=maybe: %v", err)
+	}
 }
 
 // TestEveryFlag sets each flag, of every type, from each of the three
@@ -136,6 +150,7 @@ func TestEveryFlag(t *testing.T) {
 		{"jwt-public-key", "/etc/edgenode/jwt.pem", "/etc/edgenode/jwt.pem", nil},
 		{"jwt-issuer", "https://login.example", "https://login.example", nil},
 		{"jwt-audience", "chat", "chat", nil},
+		{"dev", "true", true, nil},
 		{"ping-interval", "1m30s", 90 * time.Second, nil},
 		{"allowed-origins", "https://app.example,http://localhost:3000", []string{"https://app.example", "http://localhost:3000"}, nil},
 		{"tls-cert", "/tls/cert.pem", "/tls/cert.pem", []string{"--tls-key", "/tls/key.pem"}},
@@ -180,6 +195,9 @@ func TestEveryFlag(t *testing.T) {
 				switch source {
 				case "flag":
 					args = []string{"--" + tt.name, tt.value}
+					if optionByName[tt.name].flag {
+						args = []string{"--" + tt.name + "=" + tt.value}
+					}
 				case "env":
 					env[EnvName(tt.name)] = tt.value
 				case "file":
@@ -504,13 +522,17 @@ func TestUsage(t *testing.T) {
 	Usage(&b)
 	out := b.String()
 	for _, o := range options {
-		for _, w := range []string{"--" + o.name + " ", EnvName(o.name), o.help} {
+		flag := "--" + o.name + " "
+		if o.flag {
+			flag = "--" + o.name + "\n"
+		}
+		for _, w := range []string{flag, EnvName(o.name), o.help} {
 			if !strings.Contains(out, w) {
 				t.Errorf("Usage lacks %q", w)
 			}
 		}
 	}
-	for _, w := range []string{`default ":8080"`, "default 25s", "default 720h\n", "default 24h\n", "default info", `default "https://api.push.apple.com"`} {
+	for _, w := range []string{`default "127.0.0.1:8080"`, "default false", "default 25s", "default 720h\n", "default 24h\n", "default info", `default "https://api.push.apple.com"`} {
 		if !strings.Contains(out, w) {
 			t.Errorf("Usage lacks %q", w)
 		}

@@ -16,7 +16,8 @@
 // environment, the environment beats the file, the file beats the default.
 // An empty environment variable counts as unset. A list flag (--join,
 // --allowed-origins) given twice on the command line accumulates; across
-// sources the stronger one replaces the list.
+// sources the stronger one replaces the list. A switch (--dev) given alone
+// means true; EDGENODE_DEV=true and "dev: true" set it too.
 //
 // # Config file
 //

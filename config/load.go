@@ -104,8 +104,8 @@ func SecretFlags(args []string) []string {
 }
 
 // parseArgs reads --name value, --name=value (one dash works too) and "--"
-// ending the flags. A list flag given twice accumulates; for any other the
-// last wins.
+// ending the flags; a switch (--dev) alone means --dev=true. A list flag
+// given twice accumulates; for any other the last wins.
 func parseArgs(args []string) ([]setting, error) {
 	var out []setting
 	lists := map[string]int{} // list option name → index in out
@@ -131,6 +131,9 @@ func parseArgs(args []string) ([]setting, error) {
 		o, ok := optionByName[name]
 		if !ok {
 			return nil, fmt.Errorf("config: unknown flag --%s", name)
+		}
+		if !hasValue && o.flag {
+			value, hasValue = "true", true
 		}
 		if !hasValue {
 			if i+1 >= len(args) {

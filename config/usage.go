@@ -17,7 +17,11 @@ func Usage(w io.Writer) {
 			group = o.group
 			fmt.Fprintf(w, "\n%s:\n", group)
 		}
-		fmt.Fprintf(w, "  --%s %s\n", o.name, o.arg)
+		if o.flag {
+			fmt.Fprintf(w, "  --%s\n", o.name)
+		} else {
+			fmt.Fprintf(w, "  --%s %s\n", o.name, o.arg)
+		}
 		fmt.Fprintf(w, "        %s\n", o.help)
 		d := o.get(&def)
 		switch {

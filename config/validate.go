@@ -45,6 +45,28 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// DevSecretRefusal reports why the node may not run on a generated
+// development JWT secret, nil when it may (or a JWT key is configured).
+// Such a secret lives in one node's data dir: on a network address anyone
+// who reads that file, or guesses that a node runs with it, holds the key
+// of every user, so it is refused unless --dev says this is a trial; and
+// every node of a cluster would check tokens against its own, so a
+// cluster needs the same --jwt-secret or --jwt-public-key on every node.
+func (c Config) DevSecretRefusal() error {
+	if c.JWTSecret != "" || c.JWTPublicKey != "" {
+		return nil
+	}
+	switch {
+	case len(c.Join) > 0 || c.BootstrapExpect > 1:
+		return problem{"jwt-secret", "no --jwt-secret or --jwt-public-key: every node of a cluster needs the same one (a development secret generated on this node would refuse the others' tokens); " +
+			"give every node your login service's key, or for a trial the same random secret of at least 32 bytes (EDGENODE_JWT_SECRET; a cluster started by an earlier version shares the one in any node's DATA_DIR/jwt-secret)"}.err()
+	case !c.Dev && !loopbackAddr(c.HTTPAddr):
+		return problem{"jwt-secret", fmt.Sprintf("no --jwt-secret or --jwt-public-key, and --http-addr %q is not a loopback address: clients on the network would be checked against a development secret generated here; "+
+			"give your login service's key (EDGENODE_JWT_SECRET or --jwt-public-key), or --dev to try edgenode on a network", c.HTTPAddr)}.err()
+	}
+	return nil
+}
+
 // CheckFiles reports every file named by a flag that cannot be read as a
 // regular file, joined into one error; nil when all can (or none is named).
 // Validate includes it.

@@ -3,9 +3,7 @@ package deploy_test
 import (
 	"bytes"
 	"context"
-	"crypto/hkdf"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -26,6 +24,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/edgenode/edgenode/e2e"
+	"github.com/edgenode/edgenode/node"
 )
 
 // The compose cluster's services, in the order the rolling restart takes.
@@ -122,14 +121,14 @@ type shardView struct {
 
 var apiClient = &http.Client{Timeout: 5 * time.Second}
 
-// getJSON reads an operator view under /v1/cluster/, with the cluster
-// secret as bearer token.
+// getJSON reads an operator view under /v1/cluster/, with the operator
+// token (derived from the cluster secret) as bearer token.
 func (c *cluster) getJSON(url string, v any) error {
 	req, err := http.NewRequest(http.MethodGet, url, nil)
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Authorization", "Bearer "+c.secret)
+	req.Header.Set("Authorization", "Bearer "+node.OperatorToken(c.secret))
 	resp, err := apiClient.Do(req)
 	if err != nil {
 		return err
@@ -285,16 +284,6 @@ func removeStale(t *testing.T, compose []string) {
 	}
 }
 
-// derivedJWTSecret is the development JWT secret every node derives from the
-// cluster secret when no --jwt-secret is given (node.PrepareDataDir).
-func derivedJWTSecret(t *testing.T, clusterSecret string) string {
-	k, err := hkdf.Key(sha256.New, []byte(clusterSecret), nil, "edgenode development jwt v1", 32)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return base64.RawURLEncoding.EncodeToString(k)
-}
-
 // TestComposeCluster builds the image FROM scratch, brings the three-region
 // compose cluster up, sends a message across regions with a WebSocket
 // client, then under continuous load kills a whole region, brings it back,
@@ -327,11 +316,16 @@ func TestComposeCluster(t *testing.T) {
 	}
 	t.Cleanup(func() { docker("rmi", "-f", image) })
 
-	var sec [30]byte
-	rand.Read(sec[:])
-	clusterSecret := base64.RawURLEncoding.EncodeToString(sec[:])
+	// The two secrets up.sh writes into cluster.env: the nodes share one
+	// JWT secret, as every node of a cluster must.
+	secret := func() string {
+		var b [30]byte
+		rand.Read(b[:])
+		return base64.RawURLEncoding.EncodeToString(b[:])
+	}
+	clusterSecret, jwtSecret := secret(), secret()
 	envFile := filepath.Join(t.TempDir(), "cluster.env")
-	if err := os.WriteFile(envFile, []byte("EDGENODE_CLUSTER_SECRET="+clusterSecret+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(envFile, []byte("EDGENODE_CLUSTER_SECRET="+clusterSecret+"\nEDGENODE_JWT_SECRET="+jwtSecret+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	var lim syscall.Rlimit
@@ -398,7 +392,6 @@ func TestComposeCluster(t *testing.T) {
 	crossRegion(t, c)
 
 	// ---- load through every node, a whole region down, back ----
-	jwtSecret := derivedJWTSecret(t, clusterSecret)
 	var recipients []int64
 	seenShard := map[int]bool{}
 	for u := int64(2001); len(recipients) < testShards; u++ {

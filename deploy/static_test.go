@@ -144,8 +144,11 @@ type envVar struct {
 	Name      string `json:"name"`
 	Value     string `json:"value"`
 	ValueFrom *struct {
-		SecretKeyRef *struct{ Name, Key string } `json:"secretKeyRef"`
-		FieldRef     *struct {
+		SecretKeyRef *struct {
+			Name, Key string
+			Optional  bool `json:"optional"`
+		} `json:"secretKeyRef"`
+		FieldRef *struct {
 			FieldPath string `json:"fieldPath"`
 		} `json:"fieldRef"`
 	} `json:"valueFrom"`
@@ -235,6 +238,10 @@ func TestKubernetesManifests(t *testing.T) {
 	}
 	if err := json.Unmarshal(mustJSON(t, secretYAML), &secret); err != nil || secret.StringData["cluster-secret"] == "" {
 		t.Fatalf("secret.yaml has no stringData.cluster-secret (%v)", err)
+	}
+	// A node of a cluster refuses to start without a JWT key.
+	if secret.StringData["jwt-secret"] == "" {
+		t.Fatal("secret.yaml has no stringData.jwt-secret: the nodes would refuse to start")
 	}
 
 	// Services: a headless one for gossip and QUIC, a client one.
@@ -356,6 +363,9 @@ func TestKubernetesManifests(t *testing.T) {
 		}
 		if e := env["EDGENODE_CLUSTER_SECRET"]; e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil || e.ValueFrom.SecretKeyRef.Name != "edgenode-cluster" {
 			t.Errorf("%s: EDGENODE_CLUSTER_SECRET must come from the Secret edgenode-cluster", name)
+		}
+		if e := env["EDGENODE_JWT_SECRET"]; e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil || e.ValueFrom.SecretKeyRef.Name != "edgenode-cluster" || e.ValueFrom.SecretKeyRef.Optional {
+			t.Errorf("%s: EDGENODE_JWT_SECRET must come from the Secret edgenode-cluster, not optionally (a node of a cluster refuses to start without it)", name)
 		}
 		if env["EDGENODE_REGION"].Value != region {
 			t.Errorf("%s: EDGENODE_REGION %q, pod label %q", name, env["EDGENODE_REGION"].Value, region)

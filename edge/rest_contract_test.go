@@ -72,7 +72,7 @@ func apiError(t *testing.T, what string, status int, hdr http.Header, body []byt
 // bodyless redirect (ServeMux's 307/301), whatever the method.
 func TestUncleanPathsAre404NotRedirects(t *testing.T) {
 	h := start(t, func(eo *edge.Options, _ *relaylog.Options) {
-		eo.ClusterSecret = "cluster-secret-0123456789abcdef-0123"
+		eo.OperatorToken = "cluster-secret-0123456789abcdef-0123"
 		eo.Cluster = map[string]http.Handler{"members": http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("[]")) })}
 	})
 	tok := tokenFor(t, 1)
@@ -109,7 +109,7 @@ func TestUncleanPathsAre404NotRedirects(t *testing.T) {
 // method_not_allowed, and an Allow header.
 func TestWrongMethodIs405MethodNotAllowed(t *testing.T) {
 	h := start(t, func(eo *edge.Options, _ *relaylog.Options) {
-		eo.ClusterSecret = "cluster-secret-0123456789abcdef-0123"
+		eo.OperatorToken = "cluster-secret-0123456789abcdef-0123"
 		eo.Cluster = map[string]http.Handler{"shards": http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("[]")) })}
 	})
 	tok := tokenFor(t, 1)
@@ -342,15 +342,15 @@ func TestSyncLimitClampsHugeValues(t *testing.T) {
 	}
 }
 
-// /v1/cluster/* takes the cluster secret as bearer token, nothing else.
-func TestClusterViewsNeedTheClusterSecret(t *testing.T) {
+// /v1/cluster/* takes the operator token as bearer token, nothing else.
+func TestClusterViewsNeedTheOperatorToken(t *testing.T) {
 	const secret = "cluster-secret-0123456789abcdef-0123"
 	view := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write([]byte(`[{"nodeId":"n1","addr":"10.1.2.3:7946"}]`))
 	})
 	h := start(t, func(eo *edge.Options, _ *relaylog.Options) {
-		eo.ClusterSecret = secret
+		eo.OperatorToken = secret
 		eo.Cluster = map[string]http.Handler{"members": view}
 	})
 	url := h.url + "/v1/cluster/members"

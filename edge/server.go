@@ -99,10 +99,10 @@ type Options struct {
 
 	// Cluster serves the operators' views under /v1/cluster/, by name
 	// ("members" is GET /v1/cluster/members); nil serves none. Every such
-	// call needs "Authorization: Bearer <ClusterSecret>" and is answered
-	// 401 unauthenticated otherwise (always, when ClusterSecret is "").
+	// call needs "Authorization: Bearer <OperatorToken>" and is answered
+	// 401 unauthenticated otherwise (always, when OperatorToken is "").
 	Cluster       map[string]http.Handler
-	ClusterSecret string
+	OperatorToken string
 }
 
 // The default allowance of read marks, REST typing, status lookups and
@@ -436,12 +436,12 @@ func (s *Server) authenticate(r *http.Request, allowQuery bool) (int64, *wire.Er
 }
 
 // clusterAuthed guards an operator view under /v1/cluster/: the bearer
-// token must be the cluster secret (compared in constant time).
+// token must be the operator token (compared in constant time).
 func (s *Server) clusterAuthed(route string, h http.Handler) http.HandlerFunc {
 	rm := s.m.route(route)
 	var want [sha256.Size]byte
-	if s.opts.ClusterSecret != "" {
-		want = sha256.Sum256([]byte(s.opts.ClusterSecret))
+	if s.opts.OperatorToken != "" {
+		want = sha256.Sum256([]byte(s.opts.OperatorToken))
 	}
 	return func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -449,8 +449,8 @@ func (s *Server) clusterAuthed(route string, h http.Handler) http.HandlerFunc {
 		got := sha256.Sum256([]byte(tok))
 		// Hashing first makes the comparison independent of the
 		// lengths too.
-		if ok := subtle.ConstantTimeCompare(got[:], want[:]) == 1; !ok || tok == "" || s.opts.ClusterSecret == "" {
-			msg := "this endpoint needs the cluster secret as bearer token (edgenode join-token prints it)"
+		if ok := subtle.ConstantTimeCompare(got[:], want[:]) == 1; !ok || tok == "" || s.opts.OperatorToken == "" {
+			msg := "this endpoint needs the operator token as bearer token: `edgenode members` and `edgenode shards` derive it from the cluster secret"
 			if tok == "" {
 				msg = "missing bearer token: " + msg
 			}

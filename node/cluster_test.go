@@ -573,7 +573,7 @@ func TestBootstrapExpect(t *testing.T) {
 	}
 	base := t.TempDir()
 	start := func(name, region string, join ...string) *testNode {
-		return startNodeWith(t, filepath.Join(base, name), region, []string{"--bootstrap-expect", "3"}, join...)
+		return startNodeWith(t, filepath.Join(base, name), region, []string{"--bootstrap-expect", "3", "--jwt-secret", jwtSecret}, join...)
 	}
 	n1 := start("a", "eu")
 	n2 := start("b", "us", n1.Members.GossipAddr())

@@ -89,8 +89,10 @@ type Node struct {
 
 // PrepareDataDir creates (or checks) the data dir and fills in the identity
 // and secrets a node keeps there: the node id, the cluster secret and, when
-// no JWT verification is configured, a development HS256 secret (so that a
-// node started with no flags works; `edgenode token` signs with it).
+// no JWT verification is configured, a random development HS256 secret (so
+// that a node started with no flags works; `edgenode token` signs with it),
+// which it refuses to use on a non-loopback --http-addr without --dev and
+// on a node of a cluster (config.DevSecretRefusal).
 //
 // The data dir must be the node user's own and writable by no one else
 // (datadir.Check). A cluster secret given by flag, environment or config
@@ -99,6 +101,11 @@ type Node struct {
 // kept, a node that is to --join refuses to start (a new secret could join
 // nothing); a node starting a new cluster generates one.
 func PrepareDataDir(cfg *config.Config, logger *slog.Logger) error {
+	// Before anything is created: a node that may not run on a
+	// development JWT secret leaves no data dir behind.
+	if err := cfg.DevSecretRefusal(); err != nil {
+		return err
+	}
 	if err := datadir.Prepare(cfg.DataDir); err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
@@ -158,22 +165,28 @@ func PrepareDataDir(cfg *config.Config, logger *slog.Logger) error {
 		}
 	}
 	if cfg.JWTSecret == "" && cfg.JWTPublicKey == "" {
-		// Derived from the cluster secret, so that every node of a cluster
-		// accepts the same development tokens without a second secret.
+		// A random secret of its own, kept in the data dir for `edgenode
+		// token`: never derived from the cluster secret, which gossip
+		// and the mesh also use, so that one leaked does not give the
+		// other. Only on loopback, or with --dev (checked above).
 		path := filepath.Join(cfg.DataDir, JWTSecretFile)
-		_, statErr := os.Lstat(path)
-		derived := func() string {
-			k, _ := hkdf.Key(sha256.New, []byte(cfg.ClusterSecret), nil, "edgenode development jwt v1", 32)
-			return base64.RawURLEncoding.EncodeToString(k)
-		}
-		if cfg.JWTSecret, err = keepOrCreate(path, derived); err != nil {
+		if cfg.JWTSecret, err = keepOrCreate(path, func() string { return randomToken(32) }); err != nil {
 			return err
 		}
-		if errors.Is(statErr, os.ErrNotExist) {
-			logger.Warn("no --jwt-secret or --jwt-public-key given: generated a development secret; use `edgenode token --user ID` to get tokens, and configure your login service's key in production", "file", path)
-		}
+		logger.Warn("DEVELOPMENT MODE: no --jwt-secret or --jwt-public-key given: client tokens are checked against the development secret in the data dir (`edgenode token --user ID` signs with it); configure your login service's key before real users connect",
+			"file", path, "http_addr", cfg.HTTPAddr, "dev", cfg.Dev)
 	}
 	return nil
+}
+
+// OperatorToken is the bearer token of the operator views
+// (/v1/cluster/*): derived from the cluster secret with HKDF-SHA256, so
+// that every node accepts the same one and `edgenode members` can compute
+// it, while a captured request gives neither the cluster secret (gossip's
+// key, the mesh CA's seed) nor anything beyond those read-only views.
+func OperatorToken(clusterSecret string) string {
+	k, _ := hkdf.Key(sha256.New, []byte(clusterSecret), nil, "edgenode operator token v1", 32)
+	return base64.RawURLEncoding.EncodeToString(k)
 }
 
 // ReadDataDir reads, and never creates, what a node keeps in its data dir,
@@ -492,12 +505,13 @@ func StartTuned(ctx context.Context, cfg config.Config, logger *slog.Logger, tun
 		// Limits hold across the cluster: each user's home sums them.
 		Usage: cl.Router().ReportUsage,
 		// GET /v1/cluster/members and /v1/cluster/shards, for operators
-		// holding the cluster secret (`edgenode members`, `edgenode shards`).
+		// holding the cluster secret (`edgenode members`, `edgenode shards`
+		// send the token derived from it).
 		Cluster: map[string]http.Handler{
 			"members": http.HandlerFunc(n.handleMembers),
 			"shards":  http.HandlerFunc(n.handleShards),
 		},
-		ClusterSecret: cfg.ClusterSecret,
+		OperatorToken: OperatorToken(cfg.ClusterSecret),
 	})
 	n.http = &http.Server{
 		Handler:           n.Edge.Handler(),

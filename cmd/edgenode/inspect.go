@@ -20,7 +20,8 @@ import (
 
 // inspect asks a running node (--addr HOST:PORT, or a URL) for a cluster
 // view and prints it as a table, or as the node's JSON with --json. The
-// views need the cluster secret; inspect finds it as the node does: from
+// views need the operator token, derived from the cluster secret, which
+// inspect finds as the node does: from
 // --cluster-secret, EDGENODE_CLUSTER_SECRET or the config file, else in the
 // node's data dir (--data-dir), which it only reads.
 func inspect(args []string, stdout io.Writer, path string, table func(w io.Writer, body []byte) error) error {
@@ -60,7 +61,7 @@ func inspect(args []string, stdout io.Writer, path string, table func(w io.Write
 	if err := clearTextRefused(req.URL); err != nil {
 		return err
 	}
-	req.Header.Set("Authorization", "Bearer "+secret)
+	req.Header.Set("Authorization", "Bearer "+node.OperatorToken(secret))
 	client := &http.Client{Timeout: 15 * time.Second}
 	resp, err := client.Do(req)
 	if err != nil {
@@ -72,7 +73,7 @@ func inspect(args []string, stdout io.Writer, path string, table func(w io.Write
 		return err
 	}
 	if resp.StatusCode == http.StatusUnauthorized {
-		return fmt.Errorf("%s refused the cluster secret (%s): pass the cluster's own with --cluster-secret or EDGENODE_CLUSTER_SECRET (`edgenode join-token` on a node prints it)", addr, resp.Status)
+		return fmt.Errorf("%s refused the operator token derived from the cluster secret (%s): pass the cluster's own with --cluster-secret or EDGENODE_CLUSTER_SECRET (`edgenode join-token` on a node prints it)", addr, resp.Status)
 	}
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("%s answered %s: %s", addr, resp.Status, strings.TrimSpace(string(body)))
@@ -84,9 +85,9 @@ func inspect(args []string, stdout io.Writer, path string, table func(w io.Write
 	return table(stdout, body)
 }
 
-// clearTextRefused refuses to send the cluster secret over plain HTTP to
-// anything but a loopback address: whoever sees it can join the cluster
-// and read every queue.
+// clearTextRefused refuses to send the operator token over plain HTTP to
+// anything but a loopback address: whoever sees it reads the cluster's
+// members and shards.
 func clearTextRefused(u *url.URL) error {
 	if u.Scheme != "http" {
 		return nil
@@ -95,7 +96,7 @@ func clearTextRefused(u *url.URL) error {
 	if ip := net.ParseIP(host); host == "localhost" || ip != nil && ip.IsLoopback() {
 		return nil
 	}
-	return fmt.Errorf("refusing to send the cluster secret in clear text to %s: use https:// with a node serving TLS (--tls-cert), or run the command on the node (--addr 127.0.0.1:PORT) or through an SSH tunnel", u.Host)
+	return fmt.Errorf("refusing to send the operator token in clear text to %s: use https:// with a node serving TLS (--tls-cert), or run the command on the node (--addr 127.0.0.1:PORT) or through an SSH tunnel", u.Host)
 }
 
 // clusterSecret is the cluster secret of cfg, else the one a node keeps in

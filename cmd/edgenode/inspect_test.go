@@ -98,7 +98,7 @@ func TestInspectSendsTheClusterSecret(t *testing.T) {
 	// any connection (192.0.2.1 is TEST-NET-1, which nothing answers).
 	for _, what := range []string{"members", "shards"} {
 		_, errOut, err := runIn(t, empty, nil, what, "--addr", "192.0.2.1:8080", "--cluster-secret", secret)
-		if err == nil || !strings.Contains(errOut, "refusing to send the cluster secret in clear text") {
+		if err == nil || !strings.Contains(errOut, "refusing to send the operator token in clear text") {
 			t.Fatalf("%s over plain HTTP to a remote address: %v\n%s", what, err, errOut)
 		}
 	}

@@ -3,6 +3,7 @@ package main_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -430,4 +431,80 @@ func TestTokenAndJoinTokenCreateNothing(t *testing.T) {
 // every new message.
 func reqCreatedAt(req int64) string {
 	return time.Date(2026, 11, 27, 10, 20, 8, 0, time.UTC).Add(time.Duration(req) * time.Millisecond).Format("2006-01-02T15:04:05.000Z")
+}
+
+// runUntilExit runs the binary with env (over a clean environment) and
+// returns its output once it exits, or fails if it is still running after
+// 20 s.
+func runUntilExit(t *testing.T, dir string, env []string, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd.Dir = dir
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "EDGENODE_GOSSIP_ADDR=127.0.0.1:0", "EDGENODE_CLUSTER_ADDR=127.0.0.1:0"}, env...)
+	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		t.Fatalf("edgenode %v did not exit:\n%s", args, out)
+	}
+	return string(out), err
+}
+
+// Without a JWT key a node checks tokens against a development secret in
+// its data dir: only on a loopback address, unless --dev; never on a node
+// of a cluster; and never one derived from the cluster secret.
+func TestDevelopmentSecretStaysLocal(t *testing.T) {
+	// A network address without --dev: refused before anything is
+	// created. 192.0.2.1 (TEST-NET-1) is on no interface here: the test
+	// serves no network, and a node that tried would fail to listen.
+	dir := t.TempDir()
+	out, err := runUntilExit(t, dir, []string{"EDGENODE_HTTP_ADDR=192.0.2.1:0"})
+	if err == nil || !strings.Contains(out, "--dev") || !strings.Contains(out, "not a loopback address") {
+		t.Fatalf("no JWT key on a network address: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "data")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the refused node left a data dir (%v)", err)
+	}
+	// A node joining a cluster, even with --dev.
+	out, err = runUntilExit(t, t.TempDir(), []string{"EDGENODE_HTTP_ADDR=127.0.0.1:0", "EDGENODE_CLUSTER_SECRET=" + strings.Repeat("s", 40)}, "--dev", "--join", "127.0.0.1:1")
+	if err == nil || !strings.Contains(out, "every node of a cluster needs the same one") {
+		t.Fatalf("no JWT key with --join: %v\n%s", err, out)
+	}
+
+	// With --dev a network address passes: the node warns loudly, keeps a
+	// secret and only then fails to listen on 192.0.2.1.
+	dir = t.TempDir()
+	out, err = runUntilExit(t, dir, []string{"EDGENODE_HTTP_ADDR=192.0.2.1:0"}, "--dev")
+	if err == nil || !strings.Contains(out, "DEVELOPMENT MODE") || !strings.Contains(out, "listen on 192.0.2.1:0") {
+		t.Fatalf("--dev on a network address: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "data", "jwt-secret")); err != nil {
+		t.Fatalf("--dev kept no development secret: %v", err)
+	}
+
+	// On loopback it serves with a secret of its own: two nodes given the
+	// same cluster secret get different ones.
+	const clusterSecret = "the-same-cluster-secret-0123456789abcdef"
+	var secrets []string
+	for i := 0; i < 2; i++ {
+		dir := t.TempDir()
+		p := startProc(t, dir, []string{"EDGENODE_CLUSTER_SECRET=" + clusterSecret})
+		if !strings.Contains(p.logText(), "DEVELOPMENT MODE") {
+			t.Fatalf("no warning of development mode:\n%s", p.logText())
+		}
+		code, b, err := p.request("GET", "/v1/messages", p.token(7), nil)
+		if err != nil || code != 200 {
+			t.Fatalf("a token from the development secret: %d %s %v", code, b, err)
+		}
+		s, err := os.ReadFile(filepath.Join(dir, "data", "jwt-secret"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		secrets = append(secrets, strings.TrimSpace(string(s)))
+		p.cmd.Process.Kill()
+		<-p.done
+	}
+	if secrets[0] == secrets[1] {
+		t.Fatal("two nodes with the same cluster secret have the same development JWT secret: it is derived, not random")
+	}
 }

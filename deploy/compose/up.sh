@@ -2,7 +2,7 @@
 # One command to a running three-region cluster on this machine:
 #   deploy/compose/up.sh
 # builds the image (make image) unless it exists, creates cluster.env with a
-# fresh cluster secret unless it exists, starts the six nodes (project
+# fresh cluster secret and JWT secret unless it exists, starts the six nodes (project
 # "edgenode"), waits until every shard has three voters in three regions,
 # and sends a message from Alice through eu-1 that Bob reads through ap-1.
 # Tear down with:
@@ -22,8 +22,10 @@ if ! docker image inspect "$EDGENODE_IMAGE" >/dev/null 2>&1; then
   make -C "$root" image IMAGE="$EDGENODE_IMAGE"
 fi
 if [ -z "${EDGENODE_ENV_FILE:-}" ] && [ ! -f "$here/cluster.env" ]; then
-  (umask 077; printf 'EDGENODE_CLUSTER_SECRET=%s\n' "$(head -c 32 /dev/urandom | base64 | tr -d '/+=\n')" >"$here/cluster.env")
-  echo "created $here/cluster.env with a new cluster secret"
+  (umask 077; for v in CLUSTER_SECRET JWT_SECRET; do
+     printf 'EDGENODE_%s=%s\n' "$v" "$(head -c 32 /dev/urandom | base64 | tr -d '/+=\n')"
+   done >"$here/cluster.env")
+  echo "created $here/cluster.env with a new cluster secret and JWT secret"
 fi
 # A container's open-file limit cannot exceed the Docker daemon's.
 if [ -z "${EDGENODE_NOFILE:-}" ]; then
@@ -53,8 +55,8 @@ done
 "${compose[@]}" exec -T eu-1 /edgenode members
 "${compose[@]}" exec -T eu-1 /edgenode shards
 
-# Tokens: signed by a node's binary with the secret derived from the
-# cluster secret, so a token made on one node works on all.
+# Tokens: signed by a node's binary with the JWT secret of cluster.env,
+# which every node shares, so a token made on one node works on all.
 alice=$("${compose[@]}" exec -T eu-1 /edgenode token --user 1 | tr -d '\r')
 bob=$("${compose[@]}" exec -T ap-1 /edgenode token --user 2 | tr -d '\r')
 now=$(date -u +%Y-%m-%dT%H:%M:%S.000Z)
