@@ -170,7 +170,9 @@ func (c *Cluster) reconcileShard(shard int, r *raft.Raft, alive []member.Member,
 			}
 			return score(shard, surplus[i]) < score(shard, surplus[j])
 		})
-		for _, id := range surplus {
+		// One change per pass: the best candidate only.
+		if len(surplus) > 0 {
+			id := surplus[0]
 			if id == c.self {
 				// Hand over first; the next leader removes this node.
 				if next := firstVoter(target, voters, c.self); next != "" && !c.isDraining(next) {

@@ -87,16 +87,6 @@ func (s *subscriptions) setHub(h *presence.Hub) {
 	s.mu.Unlock()
 }
 
-func (s *subscriptions) localCount(user int64) int {
-	s.mu.Lock()
-	h := s.hub
-	s.mu.Unlock()
-	if h == nil {
-		return 0
-	}
-	return h.Count(user)
-}
-
 // set records that this edge needs (or no longer needs) a socket or watch
 // registration for user, and registers at once.
 func (s *subscriptions) set(user int64, socket bool, on bool) {

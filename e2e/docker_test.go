@@ -306,7 +306,7 @@ func TestDockerPartition(t *testing.T) {
 					load.SetURL(i, victim.url())
 				}
 			}
-			took = waitFor(t, victim.name+" back after its restart", 90*time.Second, back)
+			waitFor(t, victim.name+" back after its restart", 90*time.Second, back)
 			t.Logf("after the workaround restart: %s", views())
 			break
 		}

@@ -42,9 +42,8 @@ type Load struct {
 	tokens map[int64]string
 	next   map[int64]int64 // per sender: the next requestId
 
-	stop    chan struct{}
-	stopped chan struct{}
-	wg      sync.WaitGroup
+	stop chan struct{}
+	wg   sync.WaitGroup
 
 	probeID atomic.Int64 // the last probe sender id handed out
 

@@ -86,7 +86,7 @@ func TestEveryRESTError(t *testing.T) {
 			if resp.StatusCode != c.status {
 				t.Fatalf("status %d, want %d: %s", resp.StatusCode, c.status, buf.String())
 			}
-			if e := decodeError(t, []byte(buf.String())); e.Code != c.code || e.Message == "" {
+			if e := decodeError(t, buf.Bytes()); e.Code != c.code || e.Message == "" {
 				t.Fatalf("error %+v, want code %s", e, c.code)
 			}
 		})

@@ -326,5 +326,3 @@ func (s *Server) handleEdges(w http.ResponseWriter, r *http.Request, user int64)
 	writeJSON(w, http.StatusOK, edges)
 	return nil
 }
-
-var errDraining = errors.New("edge: draining")

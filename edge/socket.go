@@ -1167,8 +1167,6 @@ type idRing struct {
 	max  int
 }
 
-func newIDRing(max int) *idRing { return &idRing{max: max} }
-
 func (r *idRing) free() int { return r.max - (len(r.ids) - r.head) }
 
 func (r *idRing) push(id int64) { r.ids = append(r.ids, id) }

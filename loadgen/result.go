@@ -70,7 +70,6 @@ type Result struct {
 	DuplicateMsgs  int64             `json:"duplicateDeliveries"` // delivered again after being matched
 	WorkerFailures []string          `json:"workerFailures,omitempty"`
 	ClientCPU      float64           `json:"clientCpuCores"` // this tool's CPU time / wall time during the timeline, all workers
-	runSeconds     float64
 }
 
 // Merge combines worker results into one: counts add up, histograms merge,

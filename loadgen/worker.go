@@ -27,14 +27,13 @@ import (
 // among the worker's own users, so the receiving socket finds the send it
 // matches in this process's memory.
 type Worker struct {
-	cfg       WorkerConfig
-	targets   []Target
-	users     []*user
-	nsend     int
-	clients   []*http.Client
-	netDialer *net.Dialer // per-target copies differ only in LocalAddr
-	dialers   []*net.Dialer
-	wpool     websocket.BufferPool
+	cfg     WorkerConfig
+	targets []Target
+	users   []*user
+	nsend   int
+	clients []*http.Client
+	dialers []*net.Dialer
+	wpool   websocket.BufferPool
 
 	state    atomic.Pointer[string] // "connect", "ready", then timeline phases, "done"
 	stopping atomic.Bool
