@@ -60,16 +60,13 @@ func (p *pairs) set(user, other, id, floor int64) {
 	e := pair{other, id}
 	at, _ := slices.BinarySearchFunc(list, e, cmpPair)
 	switch {
-	case len(list) == cap(list) && len(list) < MaxPairsPerUser:
-		// Grown by one, not doubled as append would: most users' lists
-		// stay well below the cap, and a new conversation is rarer than
-		// a message in one.
-		grown := make([]pair, len(list)+1)
-		copy(grown, list[:at])
-		grown[at] = e
-		copy(grown[at+1:], list[at:])
-		list = grown
 	case len(list) < MaxPairsPerUser:
+		if len(list) == cap(list) {
+			// Grown by one, not doubled as Insert would: most users'
+			// lists stay well below the cap, and a new conversation is
+			// rarer than a message in one.
+			list = append(make([]pair, 0, len(list)+1), list...)
+		}
 		list = slices.Insert(list, at, e) // within its capacity: in place
 	case at > 0:
 		// Full: the oldest pair makes room (one older than all is dropped).
