@@ -48,7 +48,7 @@ func startNode(t testing.TB, dir, httpAddr, region string, join ...string) *node
 	if httpAddr == "" {
 		httpAddr = "127.0.0.1:0"
 	}
-	args := []string{"--data-dir", dir, "--region", region, "--http-addr", httpAddr,
+	args := []string{"--data-dir", dir, "--region", region, "--http-addr", httpAddr, "--admin-addr", "127.0.0.1:0",
 		"--gossip-addr", "127.0.0.1:0", "--cluster-addr", "127.0.0.1:0", "--advertise-addr", "127.0.0.1",
 		"--cluster-secret", clusterSecret, "--jwt-secret", jwtSecret, "--shards", "2",
 		"--send-rate", "1000", "--send-burst", "1000", "--ping-interval", "1s"}

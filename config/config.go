@@ -21,6 +21,7 @@ type Config struct {
 
 	// Listening and addressing.
 	HTTPAddr      string // --http-addr: client API, HTTPS when TLSCert and TLSKey are set
+	AdminAddr     string // --admin-addr: operator listener; "" = loopback at --http-addr's port + 1 (OperatorAddr)
 	GossipAddr    string // --gossip-addr: memberlist, TCP and UDP
 	ClusterAddr   string // --cluster-addr: QUIC between nodes (UDP)
 	AdvertiseAddr string // --advertise-addr: host other nodes dial; "" = first private address
@@ -346,6 +347,8 @@ var options = func() []*option {
 
 		o(gNet, "http-addr", "ADDR", "client API listen address (HTTPS and WSS when --tls-cert and --tls-key are given); the default serves this machine only: give :8080 (with a JWT key, or --dev) to serve the network",
 			str(func(c *Config) *string { return &c.HTTPAddr })),
+		o(gNet, "admin-addr", "ADDR", "operator listener (/v1/cluster/members, /v1/cluster/shards, /metrics), plain HTTP on a loopback address, mutual TLS with the mesh's certificates on any other; empty = 127.0.0.1 at --http-addr's port + 1 (8081 by default)",
+			str(func(c *Config) *string { return &c.AdminAddr })),
 		o(gNet, "gossip-addr", "ADDR", "memberlist gossip listen address, TCP and UDP",
 			str(func(c *Config) *string { return &c.GossipAddr })),
 		o(gNet, "cluster-addr", "ADDR", "QUIC listen address for traffic between nodes (UDP)",

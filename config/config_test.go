@@ -42,7 +42,7 @@ func load(t *testing.T, args []string, env map[string]string, file string) (Conf
 func TestDefaults(t *testing.T) {
 	d := Defaults()
 	want := map[string]any{
-		"http-addr": "127.0.0.1:8080", "dev": false, "gossip-addr": ":7946", "cluster-addr": ":7947", "advertise-addr": "",
+		"http-addr": "127.0.0.1:8080", "admin-addr": "", "dev": false, "gossip-addr": ":7946", "cluster-addr": ":7947", "advertise-addr": "",
 		"public-url": "", "data-dir": "./data", "node-id": "", "region": "default", "join": []string(nil),
 		"bootstrap-expect": 1, "shards": 0, "cluster-secret": "", "gossip-profile": "lan", "cluster-ca": "", "cluster-cert": "", "cluster-key": "", "jwt-secret": "", "jwt-public-key": "",
 		"ping-interval": 25 * time.Second, "allowed-origins": []string(nil), "tls-cert": "", "tls-key": "",
@@ -89,7 +89,7 @@ func field(c Config, name string) any {
 }
 
 var fieldName = map[string]string{
-	"config": "ConfigFile", "http-addr": "HTTPAddr", "gossip-addr": "GossipAddr", "cluster-addr": "ClusterAddr",
+	"config": "ConfigFile", "http-addr": "HTTPAddr", "admin-addr": "AdminAddr", "gossip-addr": "GossipAddr", "cluster-addr": "ClusterAddr",
 	"advertise-addr": "AdvertiseAddr", "public-url": "PublicURL", "data-dir": "DataDir", "node-id": "NodeID",
 	"region": "Region", "join": "Join", "bootstrap-expect": "BootstrapExpect", "shards": "Shards",
 	"cluster-secret": "ClusterSecret", "gossip-profile": "GossipProfile", "cluster-ca": "ClusterCA", "cluster-cert": "ClusterCert", "cluster-key": "ClusterKey", "jwt-secret": "JWTSecret", "jwt-public-key": "JWTPublicKey",
@@ -131,6 +131,7 @@ func TestEveryFlag(t *testing.T) {
 		extra []string // flags the value needs to validate
 	}{
 		{"http-addr", "127.0.0.1:9090", "127.0.0.1:9090", nil},
+		{"admin-addr", "10.0.0.5:7000", "10.0.0.5:7000", nil},
 		{"gossip-addr", "[::1]:8946", "[::1]:8946", nil},
 		{"cluster-addr", "0.0.0.0:0", "0.0.0.0:0", nil},
 		{"advertise-addr", "10.0.0.5", "10.0.0.5", nil},
@@ -585,5 +586,36 @@ func TestSecretFlags(t *testing.T) {
 	}
 	if got := SecretFlags([]string{"--region", "eu"}); len(got) != 0 {
 		t.Fatalf("SecretFlags without secrets = %q", got)
+	}
+}
+
+// The operator listener defaults to loopback beside the client port,
+// whatever host the client port serves; --admin-addr overrides it.
+func TestOperatorAddr(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "127.0.0.1:8081"},
+		{[]string{"--http-addr", ":9000", "--dev"}, "127.0.0.1:9001"},
+		{[]string{"--http-addr", "127.0.0.1:0"}, "127.0.0.1:0"},
+		{[]string{"--admin-addr", "10.0.0.5:7000"}, "10.0.0.5:7000"},
+	} {
+		cfg, err := Load(c.args, nil)
+		if err != nil {
+			t.Fatalf("%q: %v", c.args, err)
+		}
+		if got := cfg.OperatorAddr(); got != c.want {
+			t.Errorf("%q: OperatorAddr() = %q, want %q", c.args, got, c.want)
+		}
+	}
+	for _, args := range [][]string{
+		{"--http-addr", "127.0.0.1:65535"},
+		{"--admin-addr", "nope"},
+		{"--admin-addr", "127.0.0.1:8080"}, // the client port
+	} {
+		if _, err := Load(args, nil); err == nil || !strings.Contains(err.Error(), "admin-addr") {
+			t.Errorf("%q: %v, want an error naming admin-addr", args, err)
+		}
 	}
 }

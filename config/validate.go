@@ -108,6 +108,15 @@ func (c *Config) problems() []problem {
 			add(a.name, "%v", err)
 		}
 	}
+	if c.AdminAddr != "" {
+		if err := checkListenAddr(c.AdminAddr); err != nil {
+			add("admin-addr", "%v", err)
+		} else if c.AdminAddr == c.HTTPAddr && !strings.HasSuffix(c.AdminAddr, ":0") {
+			add("admin-addr", "%q is also --http-addr; the operator listener needs a port of its own", c.AdminAddr)
+		}
+	} else if _, err := c.operatorAddr(); err != nil && checkListenAddr(c.HTTPAddr) == nil {
+		add("admin-addr", "%v", err)
+	}
 	// Both are UDP: one port cannot carry gossip and QUIC.
 	if c.GossipAddr != "" && c.GossipAddr == c.ClusterAddr && !strings.HasSuffix(c.GossipAddr, ":0") {
 		add("cluster-addr", "%q is also --gossip-addr; they need different ports", c.ClusterAddr)
@@ -280,6 +289,41 @@ func checkListenAddr(addr string) error {
 
 // loopbackAddr reports whether the host of host:port is a loopback
 // address or "localhost" (an empty host means every interface).
+// OperatorAddr is where the node serves its operator listener, and where
+// `edgenode members` and `shards` look for it: --admin-addr, else 127.0.0.1
+// at the port after --http-addr's (8081 beside the default 8080; port 0, a
+// port of the kernel's choice, stays 0). Whatever --http-addr's host, the
+// default is loopback: the operator views never face the clients' network
+// unless an operator says so.
+func (c Config) OperatorAddr() string {
+	a, _ := c.operatorAddr()
+	return a
+}
+
+func (c Config) operatorAddr() (string, error) {
+	if c.AdminAddr != "" {
+		return c.AdminAddr, nil
+	}
+	_, port, err := net.SplitHostPort(c.HTTPAddr)
+	if err != nil {
+		return "", err
+	}
+	n, err := strconv.Atoi(port)
+	switch {
+	case err != nil || n < 0 || n > 65535:
+		return "", fmt.Errorf("--http-addr %q has no numeric port to put the operator listener beside; give --admin-addr", c.HTTPAddr)
+	case n == 65535:
+		return "", fmt.Errorf("--http-addr %q leaves no next port for the operator listener; give --admin-addr", c.HTTPAddr)
+	case n > 0:
+		n++
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(n)), nil
+}
+
+// LoopbackAddr reports whether addr (host:port) names a loopback host:
+// localhost, 127.0.0.0/8 or ::1. An empty host (every interface) is not.
+func LoopbackAddr(addr string) bool { return loopbackAddr(addr) }
+
 func loopbackAddr(addr string) bool {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {

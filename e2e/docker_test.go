@@ -3,8 +3,10 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -46,10 +48,29 @@ func dockerUsable() string {
 type dockerNode struct {
 	name, region, ip string
 	hostAddr         string // 127.0.0.1:port published for the client API
-	id               string
+	// adminAddr is the operator listener published on the host: in the
+	// container it listens on :8081, no loopback address, so it speaks
+	// mutual TLS only, and the URL says https.
+	adminAddr string
+	id        string
 }
 
 func (n *dockerNode) url() string { return "http://" + n.hostAddr }
+
+// published reads the host ports Docker gave the node's two listeners.
+func (n *dockerNode) published(ctx context.Context) error {
+	client, err := docker(ctx, "port", n.name, "8080/tcp")
+	if err != nil {
+		return err
+	}
+	admin, err := docker(ctx, "port", n.name, "8081/tcp")
+	if err != nil {
+		return err
+	}
+	n.hostAddr = strings.Split(client, "\n")[0]
+	n.adminAddr = "https://" + strings.Split(admin, "\n")[0]
+	return nil
+}
 
 func errOrEmpty(err error) string {
 	if err == nil {
@@ -131,10 +152,10 @@ func TestDockerPartition(t *testing.T) {
 		// --restart on-failure: Docker is the supervisor that starts a
 		// crashed node again.
 		args := []string{"run", "-d", "--restart", "on-failure:5", "--name", n.name, "--hostname", "edge-" + region,
-			"--network", run, "--ip", n.ip, "-p", "127.0.0.1::8080",
+			"--network", run, "--ip", n.ip, "-p", "127.0.0.1::8080", "-p", "127.0.0.1::8081",
 			image,
 			"--region", region, "--data-dir", "/data",
-			"--http-addr", ":8080", "--gossip-addr", ":7946", "--cluster-addr", ":7947",
+			"--http-addr", ":8080", "--admin-addr", ":8081", "--gossip-addr", ":7946", "--cluster-addr", ":7947",
 			"--advertise-addr", n.ip,
 			"--cluster-secret", clusterSecret, "--jwt-secret", jwtSecret,
 			"--shards", strconv.Itoa(shardCount), "--send-rate", "1000", "--send-burst", "1000"}
@@ -143,19 +164,35 @@ func TestDockerPartition(t *testing.T) {
 		}
 		nodes = append(nodes, n)
 		must(docker(ctx, args...))
-		n.hostAddr = strings.Split(must(docker(ctx, "port", n.name, "8080/tcp")), "\n")[0]
+		if err := n.published(ctx); err != nil {
+			t.Fatal(err)
+		}
 		waitFor(t, n.name+" answering /healthz", 30*time.Second, func() (bool, string) {
 			code, err := httpGet(n.url() + "/healthz")
 			return code == 200, fmt.Sprint(code, err)
 		})
 	}
 	took := waitFor(t, "every shard with 3 voters in 3 regions and leaders on 2+ nodes", 90*time.Second, func() (bool, string) {
-		return healthy(nodes[0].hostAddr, 3, 2, "")
+		return healthy(nodes[0].adminAddr, 3, 2, "")
 	})
 	t.Logf("3 containers formed the cluster %v after the last start", took.Round(time.Millisecond))
-	ms, err := membersAt(nodes[0].hostAddr)
+	ms, err := membersAt(nodes[0].adminAddr)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The views came over mutual TLS; plain HTTP, or TLS without a
+	// certificate of the cluster's CA, gets nothing, token or not.
+	plain := "http" + strings.TrimPrefix(nodes[0].adminAddr, "https") + "/v1/cluster/members"
+	if resp, err := httpShort.Get(plain); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == 200 {
+			t.Fatalf("GET %s in plain HTTP: %s", plain, resp.Status)
+		}
+	}
+	noCert := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	if resp, err := noCert.Get(nodes[0].adminAddr + "/v1/cluster/members"); err == nil {
+		resp.Body.Close()
+		t.Fatalf("GET /v1/cluster/members over TLS without a client certificate: %s", resp.Status)
 	}
 	for _, m := range ms {
 		for _, n := range nodes {
@@ -210,7 +247,7 @@ func TestDockerPartition(t *testing.T) {
 	check("warm-up", nodes)
 
 	// Cut off the node leading most shards.
-	victimID, led := mostLeader(stableShards(t, nodes[0].hostAddr))
+	victimID, led := mostLeader(stableShards(t, nodes[0].adminAddr))
 	var victim *dockerNode
 	var others []*dockerNode
 	for _, n := range nodes {
@@ -239,7 +276,7 @@ func TestDockerPartition(t *testing.T) {
 	if os.Getenv("E2E_TRACE") != "" {
 		t.Logf("attempts after the fault:\n%s", load.Trace(f))
 		for _, n := range others {
-			ss, err := shardsAt(n.hostAddr)
+			ss, err := shardsAt(n.adminAddr)
 			t.Logf("%s sees %s %v", n.name, fmtShards(ss), err)
 		}
 	}
@@ -249,7 +286,7 @@ func TestDockerPartition(t *testing.T) {
 	runPhase("partition")
 	check("the partition of "+victim.name, others)
 	waitFor(t, "the others to see "+victim.name+" not alive", 30*time.Second, func() (bool, string) {
-		ms, err := membersAt(others[0].hostAddr)
+		ms, err := membersAt(others[0].adminAddr)
 		if err != nil {
 			return false, err.Error()
 		}
@@ -266,7 +303,9 @@ func TestDockerPartition(t *testing.T) {
 	must(docker(ctx, "network", "connect", "--ip", victim.ip, run, victim.name))
 	// Docker publishes the port anew on reconnect, often on another host
 	// port: a client would find it again through GET /v1/edges or DNS.
-	victim.hostAddr = strings.Split(must(docker(ctx, "port", victim.name, "8080/tcp")), "\n")[0]
+	if err := victim.published(ctx); err != nil {
+		t.Fatal(err)
+	}
 	for i, n := range nodes {
 		if n == victim {
 			load.SetURL(i, victim.url())
@@ -274,7 +313,7 @@ func TestDockerPartition(t *testing.T) {
 	}
 	back := func() (bool, string) {
 		for _, n := range nodes {
-			if ok, saw := healthy(n.hostAddr, 3, 2, victimID); !ok {
+			if ok, saw := healthy(n.adminAddr, 3, 2, victimID); !ok {
 				return false, n.name + ": " + saw
 			}
 		}
@@ -283,7 +322,7 @@ func TestDockerPartition(t *testing.T) {
 	views := func() string {
 		var out []string
 		for _, n := range nodes {
-			ms, err := membersAt(n.hostAddr)
+			ms, err := membersAt(n.adminAddr)
 			out = append(out, fmt.Sprintf("%s sees %s %v", n.region, fmtMembers(ms), errOrEmpty(err)))
 		}
 		return strings.Join(out, "; ")
@@ -300,7 +339,9 @@ func TestDockerPartition(t *testing.T) {
 			}
 			t.Errorf("SERVER BUG: %s was not healthy again (3 voters in 3 regions per shard, leading at least one) within 20s of the partition healing (it was cut off for %v; Docker restarted it %s times): %s. Restarting the container as a workaround (its --join runs at start).", victim.name, cut.Round(time.Millisecond), restarts, views())
 			must(docker(ctx, "restart", "-t", "30", victim.name))
-			victim.hostAddr = strings.Split(must(docker(ctx, "port", victim.name, "8080/tcp")), "\n")[0]
+			if err := victim.published(ctx); err != nil {
+				t.Fatal(err)
+			}
 			for i, n := range nodes {
 				if n == victim {
 					load.SetURL(i, victim.url())

@@ -155,7 +155,8 @@ type memberInfo struct {
 }
 
 // inspect runs `edgenode <what> --addr addr --json`, as an operator would,
-// with the cluster secret in the environment (the views need it).
+// against a node's operator listener (addr), with the cluster secret in
+// the environment (the views need it).
 func inspect(addr, what string, out any) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -339,6 +340,7 @@ type proc struct {
 	t                         *testing.T
 	name, region, dir         string
 	httpPort, gossip, cluster int
+	adminPort                 int // the operator listener's
 	logPath                   string
 	join                      string
 	id                        string // node id, read from the data dir
@@ -362,12 +364,13 @@ type proc struct {
 func newProc(t *testing.T, base, name, region string) *proc {
 	return &proc{
 		t: t, name: name, region: region, dir: filepath.Join(base, name),
-		httpPort: freePort(t), gossip: freePort(t), cluster: freePort(t),
+		httpPort: freePort(t), gossip: freePort(t), cluster: freePort(t), adminPort: freePort(t),
 		logPath: filepath.Join(base, name+".log"),
 	}
 }
 
 func (p *proc) httpAddr() string   { return fmt.Sprintf("127.0.0.1:%d", p.httpPort) }
+func (p *proc) adminAddr() string  { return fmt.Sprintf("127.0.0.1:%d", p.adminPort) }
 func (p *proc) url() string        { return "http://" + p.httpAddr() }
 func (p *proc) gossipAddr() string { return fmt.Sprintf("127.0.0.1:%d", p.gossip) }
 
@@ -387,7 +390,7 @@ func (p *proc) tryStart() error {
 	t.Helper()
 	args := []string{
 		"--region", p.region, "--data-dir", p.dir,
-		"--http-addr", p.httpAddr(), "--gossip-addr", p.gossipAddr(),
+		"--http-addr", p.httpAddr(), "--admin-addr", p.adminAddr(), "--gossip-addr", p.gossipAddr(),
 		"--cluster-addr", fmt.Sprintf("127.0.0.1:%d", p.cluster), "--advertise-addr", "127.0.0.1",
 		"--jwt-secret", jwtSecret,
 		"--shards", strconv.Itoa(shardCount),

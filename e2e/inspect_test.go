@@ -30,14 +30,14 @@ func TestInspectMembersShardsNeedClusterSecret(t *testing.T) {
 	})
 
 	// With the secret (harness inspect: EDGENODE_CLUSTER_SECRET).
-	ms, err := membersAt(p.httpAddr())
+	ms, err := membersAt(p.adminAddr())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(ms) != 1 || ms[0].NodeID != p.id || ms[0].Status != "alive" || ms[0].Region != "eu" {
 		t.Fatalf("members: %+v, want %s alive in eu", ms, p.id)
 	}
-	ss, err := shardsAt(p.httpAddr())
+	ss, err := shardsAt(p.adminAddr())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,27 +60,27 @@ func TestInspectMembersShardsNeedClusterSecret(t *testing.T) {
 		}
 		return stdout.String(), stderr.String(), err
 	}
-	out, errOut, err := run(nil, "members", "--addr", p.httpAddr(), "--cluster-secret", clusterSecret)
+	out, errOut, err := run(nil, "members", "--addr", p.adminAddr(), "--cluster-secret", clusterSecret)
 	if err != nil || !strings.Contains(out, "NODE") || !strings.Contains(out, p.id) {
 		t.Fatalf("members with --cluster-secret: %v\nstdout %s\nstderr %s", err, out, errOut)
 	}
 
 	// Without any secret: a clear error, and nothing created.
 	for _, what := range []string{"members", "shards"} {
-		out, errOut, err := run(nil, what, "--addr", p.httpAddr())
+		out, errOut, err := run(nil, what, "--addr", p.adminAddr())
 		if err == nil || !strings.Contains(errOut, "--cluster-secret") || !strings.Contains(errOut, "EDGENODE_CLUSTER_SECRET") {
 			t.Fatalf("%s without a secret: %v\nstdout %s\nstderr %s", what, err, out, errOut)
 		}
 	}
 	// A wrong secret: refused by the node.
-	out, errOut, err = run([]string{"EDGENODE_CLUSTER_SECRET=not-the-cluster-secret-0123456789abcdef"}, "shards", "--addr", p.httpAddr())
+	out, errOut, err = run([]string{"EDGENODE_CLUSTER_SECRET=not-the-cluster-secret-0123456789abcdef"}, "shards", "--addr", p.adminAddr())
 	if err == nil || !strings.Contains(errOut, "401") {
 		t.Fatalf("shards with a wrong secret: %v\nstdout %s\nstderr %s", err, out, errOut)
 	}
 
 	// The endpoints themselves, without a token: 401 in the API's error model.
 	for _, path := range []string{"/v1/cluster/members", "/v1/cluster/shards"} {
-		resp, err := httpShort.Get(p.url() + path)
+		resp, err := httpShort.Get("http://" + p.adminAddr() + path)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -190,7 +190,7 @@ func TestProcessClusterSecretKept(t *testing.T) {
 	b.join, b.secretVia = a.gossipAddr(), "env"
 	b.start()
 	t.Cleanup(b.stop)
-	waitFor(t, "a to see b alive", 30*time.Second, func() (bool, string) { return aliveAt(a.httpAddr(), b.id) })
+	waitFor(t, "a to see b alive", 30*time.Second, func() (bool, string) { return aliveAt(a.adminAddr(), b.id) })
 
 	path := filepath.Join(b.dir, "cluster-secret")
 	info, err := os.Lstat(path)
@@ -204,7 +204,7 @@ func TestProcessClusterSecretKept(t *testing.T) {
 	}
 	b.secretVia = "none"
 	b.start()
-	waitFor(t, "a to see b alive again after its restart without the secret", 30*time.Second, func() (bool, string) { return aliveAt(a.httpAddr(), b.id) })
+	waitFor(t, "a to see b alive again after its restart without the secret", 30*time.Second, func() (bool, string) { return aliveAt(a.adminAddr(), b.id) })
 
 	w := newProc(t, base, "w-ap", "ap")
 	w.join, w.secret = a.gossipAddr(), "a-wrong-cluster-secret-0123456789abcdef"
@@ -229,7 +229,7 @@ func TestProcessClusterSecretKept(t *testing.T) {
 		t.Errorf("wrong secret: exited after %v, want within 60s", took.Round(time.Second))
 	}
 	t.Logf("a node with a wrong secret exited after %v: %s", took.Round(time.Millisecond), lastLines(w.tail(5), 1))
-	if ok, saw := aliveAt(a.httpAddr(), b.id); !ok {
+	if ok, saw := aliveAt(a.adminAddr(), b.id); !ok {
 		t.Errorf("b is not alive at a after all this: %s", saw)
 	}
 }
@@ -415,7 +415,7 @@ func TestProcessWipedVoterCannotElectAStaleLeader(t *testing.T) {
 	// election timeout. Only a leader in a later term was elected since.
 	before := map[int]uint64{}
 	for _, p := range []*proc{a, cc} {
-		ss, err := shardsAt(p.httpAddr())
+		ss, err := shardsAt(p.adminAddr())
 		if err != nil {
 			t.Fatalf("shards at %s: %v", p.name, err)
 		}
@@ -438,7 +438,7 @@ func TestProcessWipedVoterCannotElectAStaleLeader(t *testing.T) {
 	lostAt := time.Now()
 	for time.Since(lostAt) < 10*time.Second {
 		for _, p := range []*proc{b, cc} {
-			if ss, err := shardsAt(p.httpAddr()); err == nil {
+			if ss, err := shardsAt(p.adminAddr()); err == nil {
 				for _, s := range ss {
 					if s.Leader != "" && s.Term > before[s.Shard] {
 						t.Fatalf("shard %d elected %s in term %d (was %d) with A down and C wiped (B lacks A's and C's last entries): %s", s.Shard, s.Leader, s.Term, before[s.Shard], fmtShards(ss))
@@ -479,7 +479,7 @@ func TestProcessWipedVoterCannotElectAStaleLeader(t *testing.T) {
 // incarnationAt is node id's incarnation as p's members view shows it.
 func incarnationAt(t *testing.T, p *proc, id string) string {
 	t.Helper()
-	ms, err := membersAt(p.httpAddr())
+	ms, err := membersAt(p.adminAddr())
 	if err != nil {
 		t.Fatalf("members at %s: %v", p.name, err)
 	}
@@ -605,7 +605,7 @@ func TestProcessBlankNodeNeverStartsASecondCluster(t *testing.T) {
 		t.Fatalf("the new node bootstrapped shards of its own:\n%s", fresh.tail(30))
 	}
 	for _, p := range c.live() {
-		if ok, saw := aliveAt(p.httpAddr(), fresh.id); !ok {
+		if ok, saw := aliveAt(p.adminAddr(), fresh.id); !ok {
 			t.Errorf("%s does not list the new node alive: %s", p.name, saw)
 		}
 	}

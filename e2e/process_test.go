@@ -49,12 +49,12 @@ func startProcCluster(t *testing.T, regions ...string) *procCluster {
 		}
 	}
 	took := waitFor(t, "every shard with 3 voters in 3 regions and leaders on 2+ nodes", 90*time.Second, func() (bool, string) {
-		return healthy(c.procs[0].httpAddr(), 3, 2, "")
+		return healthy(c.procs[0].adminAddr(), 3, 2, "")
 	})
-	ss, _ := shardsAt(c.procs[0].httpAddr())
+	ss, _ := shardsAt(c.procs[0].adminAddr())
 	t.Logf("%d nodes formed the cluster %v after the first start (%v after the last join): %s", len(regions), time.Since(start).Round(time.Millisecond), took.Round(time.Millisecond), fmtShards(ss))
 	for _, p := range c.procs {
-		if ok, saw := healthy(p.httpAddr(), 3, 2, ""); !ok {
+		if ok, saw := healthy(p.adminAddr(), 3, 2, ""); !ok {
 			t.Fatalf("%s sees another picture: %s", p.name, saw)
 		}
 	}
@@ -120,7 +120,7 @@ func (c *procCluster) liveURLs() []string {
 
 func (c *procCluster) shards() []shardInfo {
 	c.t.Helper()
-	return stableShards(c.t, c.live()[0].httpAddr())
+	return stableShards(c.t, c.live()[0].adminAddr())
 }
 
 // check drains every recipient through the live nodes and fails the test
@@ -182,7 +182,7 @@ func (c *procCluster) waitHealthy(what string, mustLead string) {
 	c.t.Helper()
 	took := waitFor(c.t, what, 90*time.Second, func() (bool, string) {
 		for _, p := range c.live() {
-			if ok, saw := healthy(p.httpAddr(), 3, 2, mustLead); !ok {
+			if ok, saw := healthy(p.adminAddr(), 3, 2, mustLead); !ok {
 				return false, p.name + ": " + saw
 			}
 		}
@@ -220,7 +220,7 @@ func (c *procCluster) restart(p *proc) {
 		var saw []string
 		ok := true
 		for _, q := range c.live() {
-			ms, err := membersAt(q.httpAddr())
+			ms, err := membersAt(q.adminAddr())
 			if err != nil {
 				return false, err.Error()
 			}
@@ -360,7 +360,7 @@ func TestProcessThreeRegions(t *testing.T) {
 	}
 	waitFor(t, "the others to see "+leaver.name+" as left", 30*time.Second, func() (bool, string) {
 		for _, p := range c.live() {
-			ms, err := membersAt(p.httpAddr())
+			ms, err := membersAt(p.adminAddr())
 			if err != nil {
 				return false, err.Error()
 			}

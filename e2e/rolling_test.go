@@ -55,7 +55,7 @@ func TestProcessRollingRestart(t *testing.T) {
 		for deadline := time.Now().Add(500 * time.Millisecond); ; time.Sleep(50 * time.Millisecond) {
 			stale = nil
 			for _, q := range c.live() {
-				ss, err := shardsAt(q.httpAddr())
+				ss, err := shardsAt(q.adminAddr())
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -85,7 +85,7 @@ func TestProcessRollingRestart(t *testing.T) {
 		}
 		waitFor(t, "the others to see "+p.name+" as left", 30*time.Second, func() (bool, string) {
 			for _, q := range c.live() {
-				ms, err := membersAt(q.httpAddr())
+				ms, err := membersAt(q.adminAddr())
 				if err != nil {
 					return false, err.Error()
 				}
@@ -113,7 +113,7 @@ func TestProcessRollingRestart(t *testing.T) {
 		c.runPhase("after the restart of " + p.name)
 
 		wait, who := longestWait(c.checker, senders, from, time.Now())
-		ss, _ := shardsAt(c.procs[0].httpAddr())
+		ss, _ := shardsAt(c.procs[0].adminAddr())
 		t.Logf("ROLLING %s: exited %v after SIGTERM; while down: %s; restarted, rejoined in %v, cluster whole again and %v of load since; longest wait of a send during the restart %v (%s); %d sends answered 201 during it (%d in all); shards now %s",
 			p.name, left.Round(time.Millisecond), fmtShards(down), rejoined.Round(time.Millisecond), phase(), wait.Round(time.Millisecond), who, c.checker.Acked()-acked, c.checker.Acked(), fmtShards(ss))
 	}

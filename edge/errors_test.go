@@ -246,6 +246,11 @@ func TestHealthReadyMetrics(t *testing.T) {
 		if code != 200 || !strings.Contains(string(b), want) {
 			t.Fatalf("%s: %d %s", path, code, b)
 		}
+		// The operator listener serves the same.
+		code, _, b = raw(t, "GET", h.opURL+path, nil, nil)
+		if code != 200 || !strings.Contains(string(b), want) {
+			t.Fatalf("operator %s: %d %s", path, code, b)
+		}
 	}
 	// Sockets have latency histograms: each write of frames, and how long
 	// a socket stayed open once it closes.

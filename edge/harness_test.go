@@ -25,9 +25,11 @@ var testSecret = []byte("0123456789abcdef0123456789abcdef")
 type harness struct {
 	t   *testing.T
 	url string
-	log *relaylog.Log
-	srv *edge.Server
-	hts *httptest.Server
+	// opURL is the operator listener's (Server.OperatorHandler).
+	opURL string
+	log   *relaylog.Log
+	srv   *edge.Server
+	hts   *httptest.Server
 }
 
 func start(t *testing.T, mod func(*edge.Options, *relaylog.Options)) *harness {
@@ -62,8 +64,10 @@ func start(t *testing.T, mod func(*edge.Options, *relaylog.Options)) *harness {
 	eo.Log, eo.Hub = l, hub
 	srv := edge.New(eo)
 	hts := httptest.NewServer(srv.Handler())
-	h := &harness{t: t, url: hts.URL, log: l, srv: srv, hts: hts}
+	ops := httptest.NewServer(srv.OperatorHandler())
+	h := &harness{t: t, url: hts.URL, opURL: ops.URL, log: l, srv: srv, hts: hts}
 	t.Cleanup(func() {
+		ops.Close()
 		dctx, dcancel := context.WithTimeout(context.Background(), 5*time.Second)
 		srv.Drain(dctx)
 		dcancel()

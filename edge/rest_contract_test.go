@@ -88,13 +88,20 @@ func TestUncleanPathsAre404NotRedirects(t *testing.T) {
 		{"GET", "//healthz"},
 		{"GET", "/./readyz"},
 		{"DELETE", "/v1/devices/./abc"},
-		{"GET", "//v1/cluster/members"},
 		{"GET", "/v1//socket/updates"},
 	} {
 		code, hdr, body := raw(t, c.method, h.url+c.path, bearer(tok), nil)
 		apiError(t, c.method+" "+c.path, code, hdr, body, 404, wire.CodeNotFound)
 		if loc := hdr.Get("Location"); loc != "" {
 			t.Fatalf("%s %s: Location %q", c.method, c.path, loc)
+		}
+	}
+	// The operator listener likewise.
+	for _, p := range []string{"//v1/cluster/members", "/v1/./cluster/members", "//metrics", "/./readyz"} {
+		code, hdr, body := raw(t, "GET", h.opURL+p, bearer(tok), nil)
+		apiError(t, "operator GET "+p, code, hdr, body, 404, wire.CodeNotFound)
+		if loc := hdr.Get("Location"); loc != "" {
+			t.Fatalf("operator GET %s: Location %q", p, loc)
 		}
 	}
 	// Canonical paths, a trailing slash included, are routed as before.
@@ -127,7 +134,6 @@ func TestWrongMethodIs405MethodNotAllowed(t *testing.T) {
 		{"DELETE", "/readyz", "GET"},
 		{"POST", "/metrics", "GET"},
 		{"OPTIONS", "/v1/messages", "GET, POST"},
-		{"POST", "/v1/cluster/shards", "GET"},
 	} {
 		code, hdr, body := raw(t, c.method, h.url+c.path, bearer(tok), nil)
 		msg := apiError(t, c.method+" "+c.path, code, hdr, body, 405, edge.CodeMethodNotAllowed)
@@ -136,6 +142,15 @@ func TestWrongMethodIs405MethodNotAllowed(t *testing.T) {
 		}
 		if !strings.Contains(msg, c.method) {
 			t.Fatalf("%s %s: message %q does not name the method", c.method, c.path, msg)
+		}
+	}
+	for _, c := range []struct{ method, path string }{
+		{"POST", "/v1/cluster/shards"}, {"DELETE", "/v1/cluster/shards"}, {"POST", "/metrics"}, {"PUT", "/readyz"},
+	} {
+		code, hdr, body := raw(t, c.method, h.opURL+c.path, bearer(tok), nil)
+		apiError(t, "operator "+c.method+" "+c.path, code, hdr, body, 405, edge.CodeMethodNotAllowed)
+		if got := hdr.Get("Allow"); got != "GET" {
+			t.Fatalf("operator %s %s: Allow %q, want GET", c.method, c.path, got)
 		}
 	}
 }
@@ -342,7 +357,8 @@ func TestSyncLimitClampsHugeValues(t *testing.T) {
 	}
 }
 
-// /v1/cluster/* takes the operator token as bearer token, nothing else.
+// /v1/cluster/* is served on the operator listener only, and takes the
+// operator token as bearer token, nothing else.
 func TestClusterViewsNeedTheOperatorToken(t *testing.T) {
 	const secret = "cluster-secret-0123456789abcdef-0123"
 	view := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -353,7 +369,12 @@ func TestClusterViewsNeedTheOperatorToken(t *testing.T) {
 		eo.OperatorToken = secret
 		eo.Cluster = map[string]http.Handler{"members": view}
 	})
-	url := h.url + "/v1/cluster/members"
+	// The client listener does not know the path, token or not.
+	for _, hdr := range []http.Header{nil, bearer(secret)} {
+		code, rh, body := raw(t, "GET", h.url+"/v1/cluster/members", hdr, nil)
+		apiError(t, "client listener", code, rh, body, 404, wire.CodeNotFound)
+	}
+	url := h.opURL + "/v1/cluster/members"
 	for _, c := range []struct {
 		name string
 		hdr  http.Header
@@ -383,7 +404,7 @@ func TestClusterViewsNeedTheOperatorToken(t *testing.T) {
 		eo.Cluster = map[string]http.Handler{"members": view}
 	})
 	for _, hdr := range []http.Header{nil, bearer(""), {"Authorization": {"Bearer "}}, bearer(tokenFor(t, 1))} {
-		code, rh, body := raw(t, "GET", h2.url+"/v1/cluster/members", hdr, nil)
+		code, rh, body := raw(t, "GET", h2.opURL+"/v1/cluster/members", hdr, nil)
 		apiError(t, "no secret configured", code, rh, body, 401, wire.CodeUnauthenticated)
 	}
 }

@@ -97,8 +97,9 @@ type Options struct {
 	// CallTimeout bounds a call's wait for the relay log; 0 means 10s.
 	CallTimeout time.Duration
 
-	// Cluster serves the operators' views under /v1/cluster/, by name
-	// ("members" is GET /v1/cluster/members); nil serves none. Every such
+	// Cluster serves the operators' views under /v1/cluster/ on the
+	// OperatorHandler, by name ("members" is GET /v1/cluster/members);
+	// nil serves none. Every such
 	// call needs "Authorization: Bearer <OperatorToken>" and is answered
 	// 401 unauthenticated otherwise (always, when OperatorToken is "").
 	Cluster       map[string]http.Handler
@@ -176,6 +177,7 @@ type Server struct {
 	origins  map[string]bool
 	anyOrig  bool
 	mux      *http.ServeMux
+	opMux    *http.ServeMux // OperatorHandler's
 
 	connMu   sync.Mutex
 	conns    map[int64]int // sockets per user, reserved before upgrade
@@ -240,6 +242,19 @@ func New(opts Options) *Server {
 
 // Handler is the node's HTTP handler.
 func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.serveHTTP) }
+
+// OperatorHandler serves the operator listener (--admin-addr): the views
+// of Options.Cluster under /v1/cluster/ (operator token), /healthz,
+// /readyz and /metrics. The client Handler serves no /v1/cluster/ path.
+func (s *Server) OperatorHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p := r.URL.EscapedPath(); p != cleanPath(p) {
+			writeError(w, wire.Errorf(wire.CodeNotFound, "no such endpoint: %s %s (the path is not in canonical form)", r.Method, p))
+			return
+		}
+		s.opMux.ServeHTTP(w, r)
+	})
+}
 
 // serveHTTP answers a path that is not in canonical form ("//v1/messages",
 // "/v1/./edges", "/v1/users//status") 404 in the API's error model: the
@@ -340,37 +355,54 @@ func (s *Server) routes() {
 	mux.HandleFunc("DELETE /v1/devices/{token}", s.authed("device_remove", s.handleDeviceRemove))
 	mux.HandleFunc("GET /v1/edges", s.authed("edges", s.handleEdges))
 	mux.HandleFunc("GET "+socketPath, s.handleSocket)
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.Write([]byte(`{"status":"ok"}`))
-	})
+	mux.HandleFunc("GET /healthz", healthz)
 	mux.HandleFunc("GET /readyz", s.handleReady)
 	// A collector that fails is logged and left out rather than turning
 	// the scrape into a plain-text 500 (every non-2xx answer has the API's
 	// error body).
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.opts.Gatherer, promhttp.HandlerOpts{
+	metrics := promhttp.HandlerFor(s.opts.Gatherer, promhttp.HandlerOpts{
 		ErrorHandling: promhttp.ContinueOnError, ErrorLog: promLog{s.opts.Logger},
-	}))
+	})
+	mux.Handle("GET /metrics", metrics)
 	allowed := map[string]string{
 		"/v1/messages": "GET, POST", "/v1/conversations/{userId}/read": "POST",
 		"/v1/conversations/{userId}/typing": "POST", "/v1/users/{userId}/status": "GET",
 		"/v1/devices": "POST", "/v1/devices/{token}": "DELETE", "/v1/edges": "GET",
 		"/v1/socket/updates": "GET", "/healthz": "GET", "/readyz": "GET", "/metrics": "GET",
 	}
+	s.mux = finish(mux, allowed)
+
+	// The operator listener: the cluster views (operator token), and the
+	// same health and metrics as the client listener.
+	op := http.NewServeMux()
+	opAllowed := map[string]string{"/healthz": "GET", "/readyz": "GET", "/metrics": "GET"}
+	op.HandleFunc("GET /healthz", healthz)
+	op.HandleFunc("GET /readyz", s.handleReady)
+	op.Handle("GET /metrics", metrics)
 	for name, h := range s.opts.Cluster {
 		p := "/v1/cluster/" + name
-		mux.Handle("GET "+p, s.clusterAuthed("cluster_"+name, h))
-		allowed[p] = "GET"
+		op.Handle("GET "+p, s.clusterAuthed("cluster_"+name, h))
+		opAllowed[p] = "GET"
 	}
-	// The same paths with any other method: 405 in the API's error model
-	// rather than net/http's plain-text answer.
+	s.opMux = finish(op, opAllowed)
+}
+
+func healthz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Write([]byte(`{"status":"ok"}`))
+}
+
+// finish answers the paths of mux with any other method 405 in the API's
+// error model rather than net/http's plain-text answer, and every other
+// path 404.
+func finish(mux *http.ServeMux, allowed map[string]string) *http.ServeMux {
 	for p, allow := range allowed {
 		mux.HandleFunc(p, func(w http.ResponseWriter, r *http.Request) { methodNotAllowed(w, r, allow) })
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, wire.Errorf(wire.CodeNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
-	s.mux = mux
+	return mux
 }
 
 // Ready reports whether /readyz answers 200: the node is not draining and

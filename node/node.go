@@ -59,6 +59,10 @@ const (
 	ClusterSecretFile = "cluster-secret"
 )
 
+// MaxOperatorConns caps the connections open at once to the operator
+// listener; more are closed at accept.
+const MaxOperatorConns = 64
+
 // RequestReadTimeout bounds the reading of one HTTP request, headers and
 // body: a client that stops sending mid-request loses its connection.
 const RequestReadTimeout = 30 * time.Second
@@ -78,6 +82,10 @@ type Node struct {
 
 	http     *http.Server
 	listener net.Listener
+	// The operator listener (--admin-addr): /v1/cluster/*, /metrics.
+	admin    *http.Server
+	adminLn  net.Listener
+	adminTLS bool
 	url      string
 	cancel   context.CancelFunc
 	served   chan error
@@ -316,6 +324,12 @@ func StartTuned(ctx context.Context, cfg config.Config, logger *slog.Logger, tun
 		n.closeParts()
 		return nil, err
 	}
+	// The operator listener: loopback unless the operator says otherwise,
+	// and then mutual TLS with the mesh's certificates (below).
+	if n.adminLn, err = net.Listen("tcp", cfg.OperatorAddr()); err != nil {
+		return fail(fmt.Errorf("node: operator listener (--admin-addr) on %s: %w", cfg.OperatorAddr(), err))
+	}
+	n.adminTLS = !n.adminLn.Addr().(*net.TCPAddr).IP.IsLoopback()
 
 	// The QUIC mesh resolves node ids through membership, started below.
 	var members *member.Membership
@@ -504,9 +518,9 @@ func StartTuned(ctx context.Context, cfg config.Config, logger *slog.Logger, tun
 		MaxConnsPerUser: cfg.MaxConnectionsPerUser, WriteTimeout: cfg.WriteTimeout, MaxUnacked: cfg.MaxUnacked,
 		// Limits hold across the cluster: each user's home sums them.
 		Usage: cl.Router().ReportUsage,
-		// GET /v1/cluster/members and /v1/cluster/shards, for operators
-		// holding the cluster secret (`edgenode members`, `edgenode shards`
-		// send the token derived from it).
+		// GET /v1/cluster/members and /v1/cluster/shards on the operator
+		// listener, for operators holding the cluster secret (`edgenode
+		// members`, `edgenode shards` send the token derived from it).
 		Cluster: map[string]http.Handler{
 			"members": http.HandlerFunc(n.handleMembers),
 			"shards":  http.HandlerFunc(n.handleShards),
@@ -559,6 +573,23 @@ func StartTuned(ctx context.Context, cfg config.Config, logger *slog.Logger, tun
 	go hub.Run(bg)
 	go n.Edge.RunUsage(bg)
 	go func() { n.served <- n.http.Serve(ln) }()
+	n.admin = &http.Server{
+		Handler:           n.Edge.OperatorHandler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       RequestReadTimeout,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	// Operators are few: a small cap keeps a flood of connections to this
+	// port (off loopback, anyone can start a handshake) from costing the
+	// node more than a few descriptors.
+	var adminLn net.Listener = connlimit.New(n.adminLn, connlimit.Options{MaxConns: MaxOperatorConns, MaxPerIP: MaxOperatorConns})
+	if n.adminTLS {
+		adminLn = tls.NewListener(adminLn, n.Mesh.OperatorServerTLS())
+	}
+	go n.admin.Serve(adminLn)
+	logger.Info("operator listener", "addr", n.adminLn.Addr().String(), "tls", n.adminTLS)
 	logger.Info("edgenode serving", "node", cfg.NodeID, "region", cfg.Region, "url", n.url, "shards", n.Log.Shards(), "data", cfg.DataDir)
 	go n.logReady(time.Now())
 	return n, nil
@@ -656,6 +687,10 @@ func (n *Node) URL() string { return n.url }
 // Addr is the address the client API listens on.
 func (n *Node) Addr() net.Addr { return n.listener.Addr() }
 
+// OperatorAddr is the operator listener's address (--admin-addr), and
+// whether it speaks mutual TLS (any address but loopback).
+func (n *Node) OperatorAddr() (addr net.Addr, mutualTLS bool) { return n.adminLn.Addr(), n.adminTLS }
+
 // WaitReady blocks until every shard has a leader.
 func (n *Node) WaitReady(ctx context.Context) error { return n.Log.WaitReady(ctx) }
 
@@ -679,6 +714,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		if errors.Is(err, context.DeadlineExceeded) {
 			n.http.Close()
 		}
+		n.admin.Close()
 		n.cancel()
 		if cerr := n.closeParts(); cerr != nil && err == nil {
 			err = cerr
@@ -714,6 +750,9 @@ func (n *Node) closeParts() error {
 	}
 	if n.listener != nil && n.http == nil {
 		n.listener.Close()
+	}
+	if n.adminLn != nil && n.admin == nil {
+		n.adminLn.Close()
 	}
 	return first
 }
@@ -988,6 +1027,7 @@ func (n *Node) Kill() {
 		n.Mesh.Close()
 		n.Members.Shutdown()
 		n.http.Close()
+		n.admin.Close()
 		n.cancel()
 		n.closeParts()
 	})

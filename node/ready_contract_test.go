@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -135,8 +136,10 @@ func TestReadyLoggedOnceWhenReadyzAnswers200(t *testing.T) {
 	}
 }
 
-// The node's client port: /v1/cluster/* needs the cluster secret; paths not
-// in canonical form are 404 in the error model, not redirects.
+// The cluster views are on the operator listener (loopback, plain HTTP, by
+// default) and need the operator token; the client port does not know
+// them. Paths not in canonical form are 404 in the error model, not
+// redirects.
 func TestNodeClusterViewsAndCanonicalPaths(t *testing.T) {
 	n := startNode(t, t.TempDir(), "eu")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -145,9 +148,14 @@ func TestNodeClusterViewsAndCanonicalPaths(t *testing.T) {
 		t.Fatal(err)
 	}
 	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	get := func(method, path, authz string) (int, []byte) {
+	opAddr, mutualTLS := n.OperatorAddr()
+	if mutualTLS || !opAddr.(*net.TCPAddr).IP.IsLoopback() {
+		t.Fatalf("operator listener %v (TLS %v), want plain HTTP on loopback by default", opAddr, mutualTLS)
+	}
+	op := "http://" + opAddr.String()
+	get := func(base, method, path, authz string) (int, []byte) {
 		t.Helper()
-		req, _ := http.NewRequest(method, n.URL()+path, nil)
+		req, _ := http.NewRequest(method, base+path, nil)
 		if authz != "" {
 			req.Header.Set("Authorization", authz)
 		}
@@ -170,22 +178,30 @@ func TestNodeClusterViewsAndCanonicalPaths(t *testing.T) {
 		// The cluster secret itself opens nothing: the operator token is
 		// derived from it, so a captured request does not give it away.
 		for _, authz := range []string{"", "Bearer " + tok(t, 1), "Bearer wrong-secret-0123456789abcdef-0123456", "Bearer " + clusterSecret} {
-			code, b := get("GET", path, authz)
+			code, b := get(op, "GET", path, authz)
 			if code != 401 || errCode(b) != "unauthenticated" || strings.Contains(string(b), "127.0.0.1") {
 				t.Fatalf("GET %s with %q: %d %s", path, authz, code, b)
 			}
 		}
-		code, b := get("GET", path, "Bearer "+node.OperatorToken(clusterSecret))
+		code, b := get(op, "GET", path, "Bearer "+node.OperatorToken(clusterSecret))
 		if code != 200 || !strings.Contains(string(b), n.Config.NodeID) {
 			t.Fatalf("GET %s with the operator token: %d %s", path, code, b)
 		}
-		if code, b := get("POST", path, "Bearer "+node.OperatorToken(clusterSecret)); code != 405 || errCode(b) != "method_not_allowed" {
+		if code, b := get(n.URL(), "GET", path, "Bearer "+node.OperatorToken(clusterSecret)); code != 404 || errCode(b) != "not_found" {
+			t.Fatalf("GET %s on the client port: %d %s", path, code, b)
+		}
+		if code, b := get(op, "POST", path, "Bearer "+node.OperatorToken(clusterSecret)); code != 405 || errCode(b) != "method_not_allowed" {
 			t.Fatalf("POST %s: %d %s", path, code, b)
 		}
 	}
-	for _, path := range []string{"//v1/cluster/members", "/v1/./edges", "/v1/users//status", "//readyz"} {
-		if code, b := get("GET", path, "Bearer "+node.OperatorToken(clusterSecret)); code != 404 || errCode(b) != "not_found" {
+	for _, path := range []string{"/v1/./edges", "/v1/users//status", "//readyz"} {
+		if code, b := get(n.URL(), "GET", path, "Bearer "+node.OperatorToken(clusterSecret)); code != 404 || errCode(b) != "not_found" {
 			t.Fatalf("GET %s: %d %s", path, code, b)
+		}
+	}
+	for _, path := range []string{"//v1/cluster/members", "/v1/cluster/./shards", "//metrics"} {
+		if code, b := get(op, "GET", path, "Bearer "+node.OperatorToken(clusterSecret)); code != 404 || errCode(b) != "not_found" {
+			t.Fatalf("operator GET %s: %d %s", path, code, b)
 		}
 	}
 }

@@ -42,7 +42,7 @@ trap cleanup EXIT
 node() {
   local name=$1 base=$2 region=$3 join=${4:-}
   local args=(--data-dir "$TMP/$name" --http-addr 127.0.0.1:$base --gossip-addr 127.0.0.1:$((base+1))
-    --cluster-addr 127.0.0.1:$((base+2)) --region "$region" --cluster-secret "$CSECRET" --jwt-secret "$SECRET"
+    --cluster-addr 127.0.0.1:$((base+2)) --admin-addr 127.0.0.1:$((base+3)) --region "$region" --cluster-secret "$CSECRET" --jwt-secret "$SECRET"
     --send-rate 1000 --send-burst 1000 --log-level warn
     --max-connections-per-ip 1000000) # edgeload's thousands of sockets share loopback addresses
   [ -n "$join" ] && args+=(--join "$join")
@@ -57,7 +57,7 @@ wait_ready() { # URL...
   done
 }
 
-# wait_balanced URL: every shard has 3 voters and leaders are spread evenly.
+# wait_balanced ADMIN_ADDR: every shard has 3 voters and leaders are spread evenly.
 wait_balanced() {
   for _ in $(seq 1 90); do
     if bin/edgenode shards --addr "$1" --cluster-secret "$CSECRET" --json 2>/dev/null | python3 -c '
@@ -87,7 +87,7 @@ kill -9 $P
 N1=$(node n1 18810 eu); wait_ready http://127.0.0.1:18810
 N2=$(node n2 18820 us 127.0.0.1:18811); N3=$(node n3 18830 ap 127.0.0.1:18811)
 wait_ready http://127.0.0.1:18820 http://127.0.0.1:18830
-wait_balanced 127.0.0.1:18810
+wait_balanced 127.0.0.1:18813
 T3=http://127.0.0.1:18810,http://127.0.0.1:18820,http://127.0.0.1:18830
 load three-node-max $T3 --users $USERS --senders 1.0 --rate 0 --concurrency 512 --warmup $WARM --duration $WIN
 load three-node-rate $T3 --users $USERS --senders 1.0 --rate $RATE3 --warmup $WARM --duration $WIN

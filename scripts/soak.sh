@@ -41,7 +41,7 @@
 #   SOAK_USERS, SOAK_RATE1 (2000), SOAK_RATE3 (1000), SOAK_WARMUP (10s),
 #   SOAK3_PREFILL (15m; 0 for none), SOAK3_PREFILL_RATE (2000)
 #
-# Nodes listen on loopback ports 19800-19832 (scripts/perf.sh uses 188xx).
+# Nodes listen on loopback ports 19800-19833 (scripts/perf.sh uses 188xx).
 # Every process the script starts is killed when it exits; the temporary
 # directory (data dirs, node and edgeload logs) is removed unless a run
 # failed, or SOAK_KEEP=1.
@@ -101,7 +101,7 @@ trap 'FAILED=1; exit 130' INT TERM
 node() {
   local name=$1 base=$2 region=$3 join=${4:-}
   local args=(--data-dir "$TMP/$name" --http-addr 127.0.0.1:$base --gossip-addr 127.0.0.1:$((base+1))
-    --cluster-addr 127.0.0.1:$((base+2)) --region "$region" --cluster-secret "$CSECRET" --jwt-secret "$SECRET"
+    --cluster-addr 127.0.0.1:$((base+2)) --admin-addr 127.0.0.1:$((base+3)) --region "$region" --cluster-secret "$CSECRET" --jwt-secret "$SECRET"
     --send-rate 1000 --send-burst 1000 --log-level warn
     --max-connections-per-ip 1000000) # edgeload's thousands of sockets share loopback addresses
   [ -n "$join" ] && args+=(--join "$join")
@@ -118,7 +118,7 @@ wait_ready() { # URL...
   done
 }
 
-# wait_balanced ADDR: every shard has 3 voters and leaders are spread evenly.
+# wait_balanced ADMIN_ADDR: every shard has 3 voters and leaders are spread evenly.
 wait_balanced() {
   for _ in $(seq 1 90); do
     if bin/edgenode shards --addr "$1" --cluster-secret "$CSECRET" --json 2>/dev/null | python3 -c '
@@ -201,7 +201,7 @@ if [ "$SOAK_ONLY" != one ]; then
   node n2 19820 us 127.0.0.1:19811; N2=$NODE_PID
   node n3 19830 ap 127.0.0.1:19811; N3=$NODE_PID
   wait_ready http://127.0.0.1:19820 http://127.0.0.1:19830
-  wait_balanced 127.0.0.1:19810
+  wait_balanced 127.0.0.1:19813
   T3=http://127.0.0.1:19810,http://127.0.0.1:19820,http://127.0.0.1:19830
   prefill three-nodes "$SOAK3_PREFILL" "$SOAK3_PREFILL_RATE" "$T3"
   soak three-nodes "three nodes (eu, us, ap)" "$SOAK3_MINUTES" "$SOAK_RATE3" "$T3" \

@@ -127,7 +127,8 @@ func secretPKI(secret, nodeID string) (*pki, error) {
 }
 
 // filePKI loads operator-supplied PEM files. The certificate must name the
-// node id (CommonName or a DNS SAN).
+// node id (CommonName or a DNS SAN), unless nodeID is "" (an operator's
+// command, not a node).
 func filePKI(caFile, certFile, keyFile, nodeID string) (*pki, error) {
 	caPEM, err := os.ReadFile(caFile)
 	if err != nil {
@@ -146,7 +147,7 @@ func filePKI(caFile, certFile, keyFile, nodeID string) (*pki, error) {
 			return nil, err
 		}
 	}
-	if !certNames(cert.Leaf, nodeID) {
+	if nodeID != "" && !certNames(cert.Leaf, nodeID) {
 		return nil, fmt.Errorf("mesh: certificate %s does not name node id %q (CommonName or DNS SAN)", certFile, nodeID)
 	}
 	keyPEM, err := os.ReadFile(keyFile)
@@ -263,4 +264,55 @@ func (p *pki) clientTLS(want string) *tls.Config {
 			return nil
 		},
 	}
+}
+
+// The operator listener (a node's --admin-addr off loopback) speaks HTTPS
+// with the mesh's PKI: the node shows its mesh certificate, and the client
+// must show one signed by the same CA. Whoever holds the cluster secret
+// (or, with the operator's own PKI, a certificate of that CA) can mint
+// one; nobody else gets past the handshake.
+const operatorALPN = "http/1.1"
+
+// OperatorServerTLS is the operator listener's TLS: TLS 1.3, this node's
+// mesh certificate, and a client certificate required and verified
+// against the mesh's roots, as between nodes.
+func (m *Mesh) OperatorServerTLS() *tls.Config {
+	c := m.pki.serverTLS()
+	c.NextProtos = []string{operatorALPN}
+	return c
+}
+
+// OperatorClientTLS is what an operator's command (edgenode members,
+// shards) dials an operator listener with: a certificate signed by the
+// CA derived from secret, or, when caFile, certFile and keyFile are given
+// (the operator's own PKI, --cluster-ca and so on), those; and the
+// listener's certificate verified against the same roots. Any node of the
+// cluster will do, so no host name is checked: the CA is the identity.
+func OperatorClientTLS(secret, caFile, certFile, keyFile string) (*tls.Config, error) {
+	var (
+		p   *pki
+		err error
+	)
+	switch {
+	case caFile != "" || certFile != "" || keyFile != "":
+		if caFile == "" || certFile == "" || keyFile == "" {
+			return nil, errors.New("mesh: the cluster CA, certificate and key files go together")
+		}
+		p, err = filePKI(caFile, certFile, keyFile, "")
+	default:
+		p, err = secretPKI(secret, "operator")
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{
+		MinVersion:         tls.VersionTLS13,
+		NextProtos:         []string{operatorALPN},
+		Certificates:       []tls.Certificate{p.cert},
+		InsecureSkipVerify: true, //nolint:gosec // verified in VerifyPeerCertificate
+		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+			_, err := verifyChain(raw, p.roots, x509.ExtKeyUsageServerAuth)
+			return err
+		},
+	}, nil
 }

@@ -28,7 +28,7 @@ const jwtSecret = "jwt-secret-for-edgechat-tests-0123456789"
 
 func startNode(t *testing.T, dir, addr string) *node.Node {
 	t.Helper()
-	cfg, err := config.Load([]string{"--data-dir", dir, "--http-addr", addr, "--gossip-addr", "127.0.0.1:0",
+	cfg, err := config.Load([]string{"--data-dir", dir, "--http-addr", addr, "--admin-addr", "127.0.0.1:0", "--gossip-addr", "127.0.0.1:0",
 		"--cluster-addr", "127.0.0.1:0", "--advertise-addr", "127.0.0.1", "--jwt-secret", jwtSecret, "--shards", "2"}, func(string) string { return "" })
 	if err != nil {
 		t.Fatal(err)

@@ -14,16 +14,20 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/edgenode/edgenode/cluster/mesh"
 	"github.com/edgenode/edgenode/config"
 	"github.com/edgenode/edgenode/node"
 )
 
-// inspect asks a running node (--addr HOST:PORT, or a URL) for a cluster
-// view and prints it as a table, or as the node's JSON with --json. The
-// views need the operator token, derived from the cluster secret, which
-// inspect finds as the node does: from
-// --cluster-secret, EDGENODE_CLUSTER_SECRET or the config file, else in the
-// node's data dir (--data-dir), which it only reads.
+// inspect asks a running node's operator listener (--addr HOST:PORT or a
+// URL; by default where the node's own settings put it, 127.0.0.1:8081
+// beside the default client port) for a cluster view and prints it as a
+// table, or as the node's JSON with --json. Loopback is asked in plain
+// HTTP, any other host in mutual TLS with the mesh's PKI. The views need
+// the operator token, derived from the cluster secret, which inspect finds
+// as the node does: from --cluster-secret, EDGENODE_CLUSTER_SECRET or the
+// config file, else in the node's data dir (--data-dir), which it only
+// reads.
 func inspect(args []string, stdout io.Writer, path string, table func(w io.Writer, body []byte) error) error {
 	addr, args, err := extract(args, "addr")
 	if err != nil {
@@ -48,11 +52,19 @@ func inspect(args []string, stdout io.Writer, path string, table func(w io.Write
 		return err
 	}
 	if addr == "" {
-		addr = "127.0.0.1:8080"
+		addr = cfg.OperatorAddr()
+		if strings.HasSuffix(addr, ":0") {
+			return fmt.Errorf("this node's operator listener has a port chosen at start (--http-addr %s): give --addr with the address of its \"operator listener\" log line, or start the node with --admin-addr", cfg.HTTPAddr)
+		}
 	}
 	base := addr
 	if !strings.Contains(base, "://") {
-		base = "http://" + base
+		// Off loopback the operator listener speaks only mutual TLS.
+		if config.LoopbackAddr(base) {
+			base = "http://" + base
+		} else {
+			base = "https://" + base
+		}
 	}
 	req, err := http.NewRequest(http.MethodGet, strings.TrimRight(base, "/")+path, nil)
 	if err != nil {
@@ -63,6 +75,16 @@ func inspect(args []string, stdout io.Writer, path string, table func(w io.Write
 	}
 	req.Header.Set("Authorization", "Bearer "+node.OperatorToken(secret))
 	client := &http.Client{Timeout: 15 * time.Second}
+	if req.URL.Scheme == "https" {
+		// The node's mesh certificate, checked against the cluster's CA,
+		// and one of our own signed by it: derived from the cluster
+		// secret, or the operator's PKI files (--cluster-ca and so on).
+		conf, err := mesh.OperatorClientTLS(secret, cfg.ClusterCA, cfg.ClusterCert, cfg.ClusterKey)
+		if err != nil {
+			return err
+		}
+		client.Transport = &http.Transport{TLSClientConfig: conf}
+	}
 	resp, err := client.Do(req)
 	if err != nil {
 		return err
@@ -96,7 +118,7 @@ func clearTextRefused(u *url.URL) error {
 	if ip := net.ParseIP(host); host == "localhost" || ip != nil && ip.IsLoopback() {
 		return nil
 	}
-	return fmt.Errorf("refusing to send the operator token in clear text to %s: use https:// with a node serving TLS (--tls-cert), or run the command on the node (--addr 127.0.0.1:PORT) or through an SSH tunnel", u.Host)
+	return fmt.Errorf("refusing to send the operator token in clear text to %s: a node's operator listener off loopback speaks mutual TLS (give --addr %s or https://%s), or run the command on the node or through an SSH tunnel", u.Host, u.Host, u.Host)
 }
 
 // clusterSecret is the cluster secret of cfg, else the one a node keeps in

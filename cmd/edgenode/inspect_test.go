@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -30,8 +31,21 @@ func runIn(t *testing.T, dir string, env []string, args ...string) (string, stri
 	return stdout.String(), stderr.String(), err
 }
 
-// `edgenode members` and `edgenode shards` send the cluster secret, found
-// where the node finds it, and create nothing when they find none.
+var operatorRE = regexp.MustCompile(`msg="operator listener" addr=(\S+) tls=false`)
+
+// operatorAddr is the address of p's operator listener, from its log.
+func operatorAddr(t *testing.T, p *proc) string {
+	t.Helper()
+	m := operatorRE.FindStringSubmatch(p.logText())
+	if m == nil {
+		t.Fatalf("no plain-HTTP \"operator listener\" line in the log:\n%s", p.logText())
+	}
+	return m[1]
+}
+
+// `edgenode members` and `edgenode shards` ask the node's operator
+// listener with the operator token of the cluster secret, found where the
+// node finds it, and create nothing when they find none.
 func TestInspectSendsTheClusterSecret(t *testing.T) {
 	dir := t.TempDir()
 	p := startProc(t, dir, nil)
@@ -40,17 +54,20 @@ func TestInspectSendsTheClusterSecret(t *testing.T) {
 		t.Fatal(err)
 	}
 	secret := strings.TrimSpace(string(secretB))
-	addr := strings.TrimPrefix(p.url, "http://")
+	addr := operatorAddr(t, p)
 
-	// The endpoints are closed without the secret.
+	// The views are closed without the token, and the client port does
+	// not serve them at all.
 	for _, path := range []string{"/v1/cluster/members", "/v1/cluster/shards"} {
-		resp, err := http.Get(p.url + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != 401 {
-			t.Fatalf("GET %s without a token: %s", path, resp.Status)
+		for base, want := range map[string]int{"http://" + addr: 401, p.url: 404} {
+			resp, err := http.Get(base + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != want {
+				t.Fatalf("GET %s%s without a token: %s, want %d", base, path, resp.Status, want)
+			}
 		}
 	}
 
@@ -94,10 +111,21 @@ func TestInspectSendsTheClusterSecret(t *testing.T) {
 	if err == nil || !strings.Contains(errOut, "401") || !strings.Contains(errOut, "--cluster-secret") {
 		t.Fatalf("members with a wrong secret: %v\nstdout %s\nstderr %s", err, out, errOut)
 	}
+	// Without --addr, where the node's own settings put the listener
+	// (--admin-addr here, as EDGENODE_ADMIN_ADDR).
+	out, errOut, err = runIn(t, dir, []string{"EDGENODE_ADMIN_ADDR=" + addr}, "members", "--json")
+	if err != nil || !strings.Contains(out, `"alive"`) {
+		t.Fatalf("members at the configured --admin-addr: %v\nstdout %s\nstderr %s", err, out, errOut)
+	}
+	// Or a URL.
+	out, errOut, err = runIn(t, dir, nil, "shards", "--addr", "http://"+addr+"/")
+	if err != nil || !strings.HasPrefix(out, "SHARD") {
+		t.Fatalf("shards at a URL: %v\nstdout %s\nstderr %s", err, out, errOut)
+	}
 	// Never the secret in clear text to another machine: refused before
 	// any connection (192.0.2.1 is TEST-NET-1, which nothing answers).
 	for _, what := range []string{"members", "shards"} {
-		_, errOut, err := runIn(t, empty, nil, what, "--addr", "192.0.2.1:8080", "--cluster-secret", secret)
+		_, errOut, err := runIn(t, empty, nil, what, "--addr", "http://192.0.2.1:8081", "--cluster-secret", secret)
 		if err == nil || !strings.Contains(errOut, "refusing to send the operator token in clear text") {
 			t.Fatalf("%s over plain HTTP to a remote address: %v\n%s", what, err, errOut)
 		}

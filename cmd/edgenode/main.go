@@ -4,7 +4,7 @@
 //	edgenode [flags]                       run a node (no flags needed to try it)
 //	edgenode token --user ID [--ttl 24h]   print a client token signed with the node's HS256 secret
 //	edgenode join-token                    print the cluster secret other nodes join with
-//	edgenode members|shards --addr H:P     ask a running node about its cluster (needs the cluster secret)
+//	edgenode members|shards --addr H:P     ask a node's operator listener about its cluster (needs the cluster secret)
 //	edgenode repair-wal                    cut the raft log at a corrupt record (node stopped)
 //	edgenode recover-shard --shard N|--all make this node the only voter of shards (node stopped)
 //	edgenode version                       print the version (also: edgenode --version)
@@ -106,8 +106,11 @@ Usage:
   edgenode join-token [--data-dir DIR]    print the cluster secret
   edgenode members [--addr HOST:PORT] [--json]   cluster members as a running node sees them
   edgenode shards [--addr HOST:PORT] [--json]    every shard's leader and voters
-                                          both send the cluster secret: --cluster-secret,
-                                          EDGENODE_CLUSTER_SECRET, --config, or the secret in --data-dir
+                                          both ask a node's operator listener (default: --admin-addr,
+                                          else 127.0.0.1 at --http-addr's port + 1; HTTPS with the
+                                          mesh's certificates off loopback) with the operator token of
+                                          the cluster secret: --cluster-secret, EDGENODE_CLUSTER_SECRET,
+                                          --config, or the secret in --data-dir
   edgenode health [--addr HOST:PORT] [--path /readyz] [--timeout 3s]
                                           exit 0 only if the node answers 200 (container health checks)
   edgenode repair-wal [--data-dir DIR]    cut the node's raft log at a corrupt record (the node
