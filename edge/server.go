@@ -248,11 +248,9 @@ func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.serveHTTP) }
 // /readyz and /metrics. The client Handler serves no /v1/cluster/ path.
 func (s *Server) OperatorHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if p := r.URL.EscapedPath(); p != cleanPath(p) {
-			writeError(w, wire.Errorf(wire.CodeNotFound, "no such endpoint: %s %s (the path is not in canonical form)", r.Method, p))
-			return
+		if canonical(w, r) {
+			s.opMux.ServeHTTP(w, r)
 		}
-		s.opMux.ServeHTTP(w, r)
 	})
 }
 
@@ -261,8 +259,7 @@ func (s *Server) OperatorHandler() http.Handler {
 // mux would redirect it with a bodyless 307 (or 301), and a client that
 // built such a path has a bug that a redirect would only hide.
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
-	if p := r.URL.EscapedPath(); p != cleanPath(p) {
-		writeError(w, wire.Errorf(wire.CodeNotFound, "no such endpoint: %s %s (the path is not in canonical form)", r.Method, p))
+	if !canonical(w, r) {
 		return
 	}
 	if r.Header.Get("Origin") != "" && r.URL.Path != socketPath && !s.cors(w, r) {
@@ -324,6 +321,16 @@ func cleanPath(p string) string {
 		np += "/"
 	}
 	return np
+}
+
+// canonical answers 404 to a path not in canonical form, and says whether
+// the request's path is canonical.
+func canonical(w http.ResponseWriter, r *http.Request) bool {
+	if p := r.URL.EscapedPath(); p != cleanPath(p) {
+		writeError(w, wire.Errorf(wire.CodeNotFound, "no such endpoint: %s %s (the path is not in canonical form)", r.Method, p))
+		return false
+	}
+	return true
 }
 
 // promLog is promhttp's error log on the node's logger.

@@ -306,10 +306,10 @@ func TestPushBadKeyFileFailsStart(t *testing.T) {
 }
 
 // TestPushTokenBelongsToOneUser (issue 13, row 3): in a three-node
-// cluster, a push token registered by alice and then by bob, whose shards
-// are led by two different nodes,
-// is alice's no longer once bob's registration has answered; a message to
-// alice then alerts nobody, and the phone gets bob's alerts only.
+// cluster, push tokens (an APNs and an FCM one) registered by alice and
+// then by bob, whose shards are led by two different nodes, are alice's
+// no longer once bob's registrations have answered; a message to alice
+// then alerts nobody, and the phones get bob's alerts only.
 func TestPushTokenBelongsToOneUser(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-node")
@@ -332,29 +332,37 @@ func TestPushTokenBelongsToOneUser(t *testing.T) {
 	})
 	t.Logf("alice (%d) on shard %d led by %s, bob (%d) on shard %d led by %s", alice, relaylog.ShardOf(alice, 4), aliceNode.Config.NodeID, bob, relaylog.ShardOf(bob, 4), bobNode.Config.NodeID)
 
+	// An iPhone and an Android phone, each signed in as alice, then as
+	// bob, through bob's shard's leader: alice's shard is on the other node.
 	registerDevice(t, aliceNode, alice, "apns", iosToken, false)
-	if devs := aliceNode.Log.Devices(alice); len(devs) != 1 {
-		t.Fatalf("alice's devices after her registration: %v", devs)
+	registerDevice(t, aliceNode, alice, "fcm", gcmToken, false)
+	if devs := aliceNode.Log.Devices(alice); len(devs) != 2 {
+		t.Fatalf("alice's devices after her registrations: %v", devs)
 	}
-	// The same phone, now signed in as bob, through bob's shard's leader:
-	// alice's shard is on the other node.
 	registerDevice(t, bobNode, bob, "apns", iosToken, false)
+	registerDevice(t, bobNode, bob, "fcm", gcmToken, false)
 	if devs := aliceNode.Log.Devices(alice); len(devs) != 0 {
-		t.Fatalf("the token is still alice's after bob's registration answered: %v", devs)
+		t.Fatalf("the tokens are still alice's after bob's registrations answered: %v", devs)
 	}
-	if devs := bobNode.Log.Devices(bob); len(devs) != 1 || devs[0].Token != iosToken {
+	if devs := bobNode.Log.Devices(bob); len(devs) != 2 {
 		t.Fatalf("bob's devices: %v", devs)
 	}
 
 	mustPost(t, n1, 7, alice, 1, "for alice's eyes only")
 	toBob := mustPost(t, n1, 7, bob, 2, "for bob")
-	if !fakes.apns.Wait(10*time.Second, func(r []pushtest.APNSRequest) bool { return len(r) >= 1 }) {
-		t.Fatal("no alert for bob within 10 s")
+	if !fakes.apns.Wait(10*time.Second, func(r []pushtest.APNSRequest) bool { return len(r) >= 1 }) ||
+		!fakes.fcm.Wait(10*time.Second, func(r []pushtest.FCMRequest) bool { return len(r) >= 1 }) {
+		t.Fatal("no alert for bob on both phones within 10 s")
 	}
 	waitFor(t, "bob's push mark", 10*time.Second, func() bool { return bobNode.Log.PushState(bob).Pushed == toBob.MessageID })
+	for _, r := range fakes.fcm.Requests() {
+		if strings.Contains(string(r.Body), "alice") || r.Token != gcmToken {
+			t.Fatalf("the Android phone got %s", r.Body)
+		}
+	}
 	for _, r := range fakes.apns.Requests() {
 		if strings.Contains(string(r.Body), "alice") || r.Token != iosToken {
-			t.Fatalf("the phone got %s", r.Body)
+			t.Fatalf("the iPhone got %s", r.Body)
 		}
 	}
 }
