@@ -33,8 +33,12 @@ func (s *Server) count(user int64, sends, calls int) {
 // RunUsage reports this node's usage every Options.UsageInterval until ctx
 // ends, and imposes the homes' blocks on this node's limiters: a user who
 // spreads their calls over several nodes gets the allowance of one, plus
-// what each node accepts before its next report. A failed report is
-// dropped (the limits stay per node until the next one answers).
+// what each node accepts before its next report. The usage of a failed
+// report (a home slow to answer under load, a leader moving) is carried
+// into the next one rather than dropped: a burst spread over nodes must
+// not pass unseen because one report timed out. A report that failed
+// after some homes counted it may count their part twice, which only
+// blocks a user a little early.
 func (s *Server) RunUsage(ctx context.Context) {
 	if s.opts.Usage == nil {
 		return
@@ -64,6 +68,17 @@ func (s *Server) RunUsage(ctx context.Context) {
 		cancel()
 		if err != nil {
 			s.opts.Logger.Debug("usage report failed", "err", err)
+			s.usageMu.Lock()
+			for user, u := range usage {
+				if _, ok := s.usage[user]; !ok && len(s.usage) >= maxUsageUsers {
+					continue
+				}
+				cur := s.usage[user]
+				cur.Sends += u.Sends
+				cur.Calls += u.Calls
+				s.usage[user] = cur
+			}
+			s.usageMu.Unlock()
 		}
 		for user, b := range blocks {
 			if !b.Sends.IsZero() {
