@@ -326,14 +326,13 @@ func LoopbackAddr(addr string) bool { return loopbackAddr(addr) }
 
 func loopbackAddr(addr string) bool {
 	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
+	return err == nil && LoopbackHost(host)
+}
+
+// LoopbackHost reports whether host is "localhost" or a loopback IP.
+func LoopbackHost(host string) bool {
 	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	return host == "localhost" || ip != nil && ip.IsLoopback()
 }
 
 // validHost accepts a host name or IP address, optionally with a port.

@@ -23,11 +23,16 @@ func (s *Server) count(user int64, sends, calls int) {
 		return
 	}
 	s.usageMu.Lock()
+	s.addUsage(user, sends, calls)
+	s.usageMu.Unlock()
+}
+
+// addUsage adds to user's count for the next report; usageMu is held.
+func (s *Server) addUsage(user int64, sends, calls int) {
 	u := s.usage[user]
 	u.Sends += sends
 	u.Calls += calls
 	s.usage[user] = u
-	s.usageMu.Unlock()
 }
 
 // RunUsage reports this node's usage every Options.UsageInterval until ctx
@@ -73,10 +78,7 @@ func (s *Server) RunUsage(ctx context.Context) {
 				if _, ok := s.usage[user]; !ok && len(s.usage) >= maxUsageUsers {
 					continue
 				}
-				cur := s.usage[user]
-				cur.Sends += u.Sends
-				cur.Calls += u.Calls
-				s.usage[user] = cur
+				s.addUsage(user, u.Sends, u.Calls)
 			}
 			s.usageMu.Unlock()
 		}

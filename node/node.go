@@ -527,18 +527,7 @@ func StartTuned(ctx context.Context, cfg config.Config, logger *slog.Logger, tun
 		},
 		OperatorToken: OperatorToken(cfg.ClusterSecret),
 	})
-	n.http = &http.Server{
-		Handler:           n.Edge.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		// A request, body included, is read within ReadTimeout, or its
-		// connection is closed: a body that never arrives holds nothing
-		// for long. A WebSocket upgrade clears it (gorilla/websocket), and
-		// the socket's ping deadline takes over.
-		ReadTimeout:    RequestReadTimeout,
-		IdleTimeout:    120 * time.Second,
-		MaxHeaderBytes: 16 << 10,
-		ErrorLog:       slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-	}
+	n.http = newHTTPServer(n.Edge.Handler(), logger)
 	refusal := connlimit.HTTPRefusal()
 	if cfg.TLSCert != "" {
 		refusal = nil // a plain-text answer would be garbage in a TLS handshake
@@ -573,14 +562,7 @@ func StartTuned(ctx context.Context, cfg config.Config, logger *slog.Logger, tun
 	go hub.Run(bg)
 	go n.Edge.RunUsage(bg)
 	go func() { n.served <- n.http.Serve(ln) }()
-	n.admin = &http.Server{
-		Handler:           n.Edge.OperatorHandler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       RequestReadTimeout,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-	}
+	n.admin = newHTTPServer(n.Edge.OperatorHandler(), logger)
 	// Operators are few: a small cap keeps a flood of connections to this
 	// port (off loopback, anyone can start a handshake) from costing the
 	// node more than a few descriptors.
@@ -593,6 +575,23 @@ func StartTuned(ctx context.Context, cfg config.Config, logger *slog.Logger, tun
 	logger.Info("edgenode serving", "node", cfg.NodeID, "region", cfg.Region, "url", n.url, "shards", n.Log.Shards(), "data", cfg.DataDir)
 	go n.logReady(time.Now())
 	return n, nil
+}
+
+// newHTTPServer is the server of both listeners, the client's and the
+// operators'.
+func newHTTPServer(h http.Handler, logger *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		// A request, body included, is read within ReadTimeout, or its
+		// connection is closed: a body that never arrives holds nothing
+		// for long. A WebSocket upgrade clears it (gorilla/websocket), and
+		// the socket's ping deadline takes over.
+		ReadTimeout:    RequestReadTimeout,
+		IdleTimeout:    120 * time.Second,
+		MaxHeaderBytes: 16 << 10,
+		ErrorLog:       slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
 }
 
 // logReady logs "edgenode ready" once, when /readyz would first answer 200

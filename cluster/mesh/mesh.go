@@ -221,21 +221,7 @@ func New(opts Options) (*Mesh, error) {
 	}
 	log = log.With("component", "mesh", "node", opts.NodeID)
 
-	var (
-		p   *pki
-		err error
-	)
-	switch {
-	case opts.CertFile != "" || opts.KeyFile != "" || opts.CAFile != "":
-		if opts.CAFile == "" || opts.CertFile == "" || opts.KeyFile == "" {
-			return nil, errors.New("mesh: CAFile, CertFile and KeyFile go together")
-		}
-		p, err = filePKI(opts.CAFile, opts.CertFile, opts.KeyFile, opts.NodeID)
-	case opts.Secret != "":
-		p, err = secretPKI(opts.Secret, opts.NodeID)
-	default:
-		return nil, errors.New("mesh: need a cluster secret or CA/cert/key files")
-	}
+	p, err := newPKI(opts.Secret, opts.CAFile, opts.CertFile, opts.KeyFile, opts.NodeID)
 	if err != nil {
 		return nil, err
 	}

@@ -126,6 +126,26 @@ func secretPKI(secret, nodeID string) (*pki, error) {
 	}, nil
 }
 
+// newPKI is the PKI of the files when any is given (all three must be),
+// else the one derived from secret. nodeID "" is an operator's command:
+// its certificate need not name a node (its leaf from the secret is
+// named "operator").
+func newPKI(secret, caFile, certFile, keyFile, nodeID string) (*pki, error) {
+	switch {
+	case caFile != "" || certFile != "" || keyFile != "":
+		if caFile == "" || certFile == "" || keyFile == "" {
+			return nil, errors.New("mesh: CAFile, CertFile and KeyFile go together")
+		}
+		return filePKI(caFile, certFile, keyFile, nodeID)
+	case secret == "":
+		return nil, errors.New("mesh: need a cluster secret or CA/cert/key files")
+	case nodeID == "":
+		return secretPKI(secret, "operator")
+	default:
+		return secretPKI(secret, nodeID)
+	}
+}
+
 // filePKI loads operator-supplied PEM files. The certificate must name the
 // node id (CommonName or a DNS SAN), unless nodeID is "" (an operator's
 // command, not a node).
@@ -289,19 +309,7 @@ func (m *Mesh) OperatorServerTLS() *tls.Config {
 // listener's certificate verified against the same roots. Any node of the
 // cluster will do, so no host name is checked: the CA is the identity.
 func OperatorClientTLS(secret, caFile, certFile, keyFile string) (*tls.Config, error) {
-	var (
-		p   *pki
-		err error
-	)
-	switch {
-	case caFile != "" || certFile != "" || keyFile != "":
-		if caFile == "" || certFile == "" || keyFile == "" {
-			return nil, errors.New("mesh: the cluster CA, certificate and key files go together")
-		}
-		p, err = filePKI(caFile, certFile, keyFile, "")
-	default:
-		p, err = secretPKI(secret, "operator")
-	}
+	p, err := newPKI(secret, caFile, certFile, keyFile, "")
 	if err != nil {
 		return nil, err
 	}

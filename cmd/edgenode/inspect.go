@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -114,8 +113,7 @@ func clearTextRefused(u *url.URL) error {
 	if u.Scheme != "http" {
 		return nil
 	}
-	host := u.Hostname()
-	if ip := net.ParseIP(host); host == "localhost" || ip != nil && ip.IsLoopback() {
+	if config.LoopbackHost(u.Hostname()) {
 		return nil
 	}
 	return fmt.Errorf("refusing to send the operator token in clear text to %s: a node's operator listener off loopback speaks mutual TLS (give --addr %s or https://%s), or run the command on the node or through an SSH tunnel", u.Host, u.Host, u.Host)
