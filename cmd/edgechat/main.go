@@ -1,5 +1,5 @@
 // Command edgechat is a terminal chat app on the edgenode client SDK
-// (package client): the reference for what an app built on it does.
+// (package edgechat): the reference for what an app built on it does.
 //
 //	edgechat [flags] send USER TEXT...          store a message and try to deliver it
 //	edgechat [flags] sync                       fetch and store what waits on the server
@@ -35,7 +35,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/edgenode/edgenode/client"
+	"github.com/edgenode/edgenode/edgechat"
 )
 
 func main() {
@@ -160,21 +160,21 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(s
 	return 0
 }
 
-func open(o options) (*client.Client, error) {
+func open(o options) (*edgechat.Client, error) {
 	if o.server == "" {
 		return nil, errors.New("no server: pass --server URL or set EDGECHAT_SERVER")
 	}
 	if o.token == "" {
 		return nil, errors.New("no token: pass --token JWT or set EDGECHAT_TOKEN")
 	}
-	uid := client.UserIDFromToken(o.token)
+	uid := edgechat.UserIDFromToken(o.token)
 	if uid <= 0 {
 		return nil, errors.New("the token has no numeric sub claim")
 	}
 	if o.db == "" {
 		o.db = fmt.Sprintf("chats-%d.db", uid)
 	}
-	return client.Open(&client.Config{ServerURL: o.server, Token: o.token, DBPath: o.db, MaxAttempts: 20})
+	return edgechat.Open(&edgechat.Config{ServerURL: o.server, Token: o.token, DBPath: o.db, MaxAttempts: 20})
 }
 
 // Time budgets of the scriptable commands: a few seconds at most.
@@ -234,7 +234,7 @@ func userArg(s string) (int64, error) {
 
 // catchUp retries what is pending and fetches what waits, within a short
 // budget; offline, the command goes on with the local data.
-func catchUp(c *client.Client, stderr io.Writer) {
+func catchUp(c *edgechat.Client, stderr io.Writer) {
 	ferr := c.Flush(retryBudget)
 	serr := func() error {
 		done := make(chan error, 1)
@@ -252,7 +252,7 @@ func catchUp(c *client.Client, stderr io.Writer) {
 	}
 }
 
-func cmdSend(c *client.Client, o options, args []string, stdout, stderr io.Writer) error {
+func cmdSend(c *edgechat.Client, o options, args []string, stdout, stderr io.Writer) error {
 	if len(args) < 2 {
 		return errors.New("usage: send USER TEXT...")
 	}
@@ -271,9 +271,9 @@ func cmdSend(c *client.Client, o options, args []string, stdout, stderr io.Write
 		return err
 	}
 	switch {
-	case out.Status == client.StatusFailed && out.Expired:
+	case out.Status == edgechat.StatusFailed && out.Expired:
 		fmt.Fprintf(stderr, "edgechat: not delivered, expired: it may have been delivered already: %v\n", ferr)
-	case out.Status == client.StatusFailed:
+	case out.Status == edgechat.StatusFailed:
 		fmt.Fprintf(stderr, "edgechat: not delivered: %v\n", ferr)
 	case out.Pending():
 		fmt.Fprintf(stderr, "edgechat: not delivered yet, queued: %v\n", ferr)
@@ -289,10 +289,10 @@ func cmdSend(c *client.Client, o options, args []string, stdout, stderr io.Write
 // its RequestID (a re-stamp after a 409 request_expired keeps it), or,
 // once accepted, the newest message of mine with its content created at or
 // after it (a re-stamp moves createdAt later).
-func sentView(c *client.Client, to int64, m *client.Message) (client.Message, error) {
+func sentView(c *edgechat.Client, to int64, m *edgechat.Message) (edgechat.Message, error) {
 	h, err := c.History(to, 0, 50)
 	if err != nil {
-		return client.Message{}, err
+		return edgechat.Message{}, err
 	}
 	for i := h.Len() - 1; i >= 0; i-- {
 		if x := h.Get(i); x.Pending() && x.RequestID == m.RequestID {
@@ -307,7 +307,7 @@ func sentView(c *client.Client, to int64, m *client.Message) (client.Message, er
 	return *m, nil
 }
 
-func cmdSync(c *client.Client, o options, stdout, stderr io.Writer) error {
+func cmdSync(c *edgechat.Client, o options, stdout, stderr io.Writer) error {
 	ferr := c.Flush(retryBudget)
 	if err := c.Sync(); err != nil {
 		return fmt.Errorf("sync: %w", err)
@@ -331,7 +331,7 @@ func cmdSync(c *client.Client, o options, stdout, stderr io.Writer) error {
 	return nil
 }
 
-func cmdChats(c *client.Client, o options, stdout, stderr io.Writer) error {
+func cmdChats(c *edgechat.Client, o options, stdout, stderr io.Writer) error {
 	catchUp(c, stderr)
 	chats, err := c.Chats()
 	if err != nil {
@@ -340,7 +340,7 @@ func cmdChats(c *client.Client, o options, stdout, stderr io.Writer) error {
 	if o.json {
 		list := chats.Conversations()
 		if list == nil {
-			list = []client.ConversationPreview{}
+			list = []edgechat.ConversationPreview{}
 		}
 		return printJSON(stdout, list)
 	}
@@ -348,7 +348,7 @@ func cmdChats(c *client.Client, o options, stdout, stderr io.Writer) error {
 	return nil
 }
 
-func cmdHistory(c *client.Client, o options, args []string, stdout, stderr io.Writer) error {
+func cmdHistory(c *edgechat.Client, o options, args []string, stdout, stderr io.Writer) error {
 	if len(args) != 1 {
 		return errors.New("usage: history USER [--before ID] [--limit N]")
 	}
@@ -364,7 +364,7 @@ func cmdHistory(c *client.Client, o options, args []string, stdout, stderr io.Wr
 	if o.json {
 		list := page.Messages()
 		if list == nil {
-			list = []client.Message{}
+			list = []edgechat.Message{}
 		}
 		return printJSON(stdout, list)
 	}
@@ -377,7 +377,7 @@ func cmdHistory(c *client.Client, o options, args []string, stdout, stderr io.Wr
 	return nil
 }
 
-func cmdRead(c *client.Client, o options, args []string, stdout, stderr io.Writer) error {
+func cmdRead(c *edgechat.Client, o options, args []string, stdout, stderr io.Writer) error {
 	if len(args) != 1 {
 		return errors.New("usage: read USER")
 	}
@@ -397,7 +397,7 @@ func cmdRead(c *client.Client, o options, args []string, stdout, stderr io.Write
 	return nil
 }
 
-func cmdDevices(c *client.Client, o options, args []string, stdout, stderr io.Writer) error {
+func cmdDevices(c *edgechat.Client, o options, args []string, stdout, stderr io.Writer) error {
 	if len(args) != 2 || (args[0] != "add" && args[0] != "rm") {
 		return errors.New("usage: devices add --platform apns|fcm [--topic T] [--sandbox] TOKEN | devices rm TOKEN")
 	}
@@ -430,15 +430,15 @@ func printJSON(w io.Writer, v any) error {
 // mark is the status mark of one of my messages.
 func mark(status string) string {
 	switch status {
-	case client.StatusPending:
+	case edgechat.StatusPending:
 		return "…"
-	case client.StatusFailed:
+	case edgechat.StatusFailed:
 		return "! failed"
-	case client.StatusSynced:
+	case edgechat.StatusSynced:
 		return "✓"
-	case client.StatusDelivered:
+	case edgechat.StatusDelivered:
 		return "✓✓"
-	case client.StatusRead:
+	case edgechat.StatusRead:
 		return "✓✓ read"
 	}
 	return status
@@ -456,10 +456,10 @@ func shortTime(ts string) string {
 	return t.Format("Jan 2 15:04")
 }
 
-func formatMessage(m *client.Message, me int64) string {
+func formatMessage(m *edgechat.Message, me int64) string {
 	if m.FromUserID == me {
 		line := fmt.Sprintf("%s  me: %s  %s", shortTime(m.CreatedAt), m.Content, mark(m.Status))
-		if m.Status == client.StatusFailed && m.Expired {
+		if m.Status == edgechat.StatusFailed && m.Expired {
 			line += " (expired: it may have been delivered already)"
 		}
 		return line
@@ -467,14 +467,14 @@ func formatMessage(m *client.Message, me int64) string {
 	return fmt.Sprintf("%s  %d: %s", shortTime(m.CreatedAt), m.FromUserID, m.Content)
 }
 
-func contactName(u *client.User) string {
+func contactName(u *edgechat.User) string {
 	if u.Name != "" {
 		return fmt.Sprintf("%s (%d)", u.Name, u.ID)
 	}
 	return strconv.FormatInt(u.ID, 10)
 }
 
-func printChats(w io.Writer, chats *client.ConversationList) {
+func printChats(w io.Writer, chats *edgechat.ConversationList) {
 	if chats.Len() == 0 {
 		fmt.Fprintln(w, "no conversations yet")
 		return
@@ -495,7 +495,7 @@ func printChats(w io.Writer, chats *client.ConversationList) {
 
 // interactive is the chat list and conversation screens of the seed, on a
 // line terminal: the screen is redrawn when the SDK reports a change.
-func interactive(c *client.Client, open int64, stdin io.Reader, stdout io.Writer) error {
+func interactive(c *edgechat.Client, open int64, stdin io.Reader, stdout io.Writer) error {
 	changes := make(chan struct{}, 1)
 	l := &uiListener{changes: changes}
 	c.SetListener(l)
@@ -510,7 +510,7 @@ func interactive(c *client.Client, open int64, stdin io.Reader, stdout io.Writer
 		}
 		close(lines)
 	}()
-	ui := &screen{c: c, w: stdout, current: open, state: client.ConnConnecting}
+	ui := &screen{c: c, w: stdout, current: open, state: edgechat.ConnConnecting}
 	ui.enter(open)
 	// Leaving, give what was just typed a moment to go out; what cannot
 	// stays queued for the next run.
@@ -544,8 +544,8 @@ func (l *uiListener) signal() {
 	}
 }
 
-func (l *uiListener) OnConversationChanged(int64)         { l.signal() }
-func (l *uiListener) OnContactStatus(*client.ContactInfo) { l.signal() }
+func (l *uiListener) OnConversationChanged(int64)           { l.signal() }
+func (l *uiListener) OnContactStatus(*edgechat.ContactInfo) { l.signal() }
 func (l *uiListener) OnConnectionChanged(state string) {
 	l.mu.Lock()
 	l.state = state
@@ -562,7 +562,7 @@ func (l *uiListener) drainInto(s *screen) {
 }
 
 type screen struct {
-	c       *client.Client
+	c       *edgechat.Client
 	w       io.Writer
 	current int64 // 0: the chat list
 	state   string
@@ -615,9 +615,9 @@ func (s *screen) draw() {
 		m := page.Get(i)
 		line := formatMessage(m, s.c.UserID())
 		switch {
-		case m.Status == client.StatusFailed && m.Expired:
+		case m.Status == edgechat.StatusFailed && m.Expired:
 			line += fmt.Sprintf("  (/resend %d sends it again, it may show twice · /delete %d)", m.RequestID, m.RequestID)
-		case m.Status == client.StatusFailed:
+		case m.Status == edgechat.StatusFailed:
 			line += fmt.Sprintf("  (/resend %d · /delete %d)", m.RequestID, m.RequestID)
 		}
 		fmt.Fprintln(s.w, line)

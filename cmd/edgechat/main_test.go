@@ -18,8 +18,8 @@ import (
 	"time"
 
 	"github.com/edgenode/edgenode/auth"
-	"github.com/edgenode/edgenode/client"
 	"github.com/edgenode/edgenode/config"
+	"github.com/edgenode/edgenode/edgechat"
 	"github.com/edgenode/edgenode/node"
 	"github.com/edgenode/edgenode/wire"
 )
@@ -80,9 +80,9 @@ func (u *user) ok(args ...string) string {
 	return out
 }
 
-func (u *user) history(with string) []client.Message {
+func (u *user) history(with string) []edgechat.Message {
 	u.t.Helper()
-	var ms []client.Message
+	var ms []edgechat.Message
 	out := u.ok("history", with, "--json")
 	if err := json.Unmarshal([]byte(out), &ms); err != nil {
 		u.t.Fatalf("history --json: %v: %s", err, out)
@@ -106,7 +106,7 @@ func TestTwoPeopleChatThroughTheNetworkCut(t *testing.T) {
 	if len(h) != 1 || h[0].Content != "hello bob" || h[0].Status != "DELIVERED" || h[0].FromUserID != 1 {
 		t.Fatalf("bob's history %+v", h)
 	}
-	var chats []client.ConversationPreview
+	var chats []edgechat.ConversationPreview
 	if err := json.Unmarshal([]byte(bob.ok("chats", "--json")), &chats); err != nil {
 		t.Fatal(err)
 	}
@@ -226,7 +226,7 @@ func TestExpiredMessageShownAndResendAsksFirst(t *testing.T) {
 		t.Fatalf("history after the 409 %q", out)
 	}
 	h := alice.history("2")
-	if len(h) != 1 || h[0].Status != client.StatusFailed || !h[0].Expired || h[0].RequestID != first {
+	if len(h) != 1 || h[0].Status != edgechat.StatusFailed || !h[0].Expired || h[0].RequestID != first {
 		t.Fatalf("alice's history %+v", h)
 	}
 	resend := fmt.Sprintf("/resend %d\n", first)

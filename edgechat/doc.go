@@ -1,4 +1,4 @@
-// Package client is the edgenode client SDK: the data layer of the chat app
+// Package edgechat is the edgenode client SDK: the data layer of the chat app
 // designed in the seed (steps 3 and 4), for 1:1 chat against any edgenode
 // edge. It owns chats.db, the local SQLite database that is the source of
 // truth on the device, the repositories over it, the message scheduler and
@@ -7,7 +7,7 @@
 //
 // # Using it
 //
-//	c, err := client.Open(&client.Config{ServerURL: url, Token: jwt, DBPath: dir + "/chats.db"})
+//	c, err := edgechat.Open(&edgechat.Config{ServerURL: url, Token: jwt, DBPath: dir + "/chats.db"})
 //	c.SetListener(ui)       // called after every commit that changes what a screen shows
 //	c.Start()               // scheduler, timeout controller, WebSocket, sync
 //	m, _ := c.Send(42, "hi")    // stored as PENDING and shown at once
@@ -167,4 +167,4 @@
 //
 // Group chats, media, encryption at rest and multi-device echo of one's own
 // sent messages are out of scope, as in the seed.
-package client
+package edgechat

@@ -1,4 +1,4 @@
-package client_test
+package edgechat_test
 
 import (
 	"bytes"
@@ -20,8 +20,8 @@ import (
 	"github.com/hashicorp/memberlist"
 
 	"github.com/edgenode/edgenode/auth"
-	"github.com/edgenode/edgenode/client"
 	"github.com/edgenode/edgenode/config"
+	"github.com/edgenode/edgenode/edgechat"
 	"github.com/edgenode/edgenode/node"
 	"github.com/edgenode/edgenode/wire"
 )
@@ -86,7 +86,7 @@ func token(t testing.TB, user int64) string {
 type recorder struct {
 	mu       sync.Mutex
 	convs    map[int64]int
-	statuses []client.ContactInfo
+	statuses []edgechat.ContactInfo
 	states   []string
 }
 
@@ -99,7 +99,7 @@ func (r *recorder) OnConversationChanged(id int64) {
 	r.convs[id]++
 }
 
-func (r *recorder) OnContactStatus(ci *client.ContactInfo) {
+func (r *recorder) OnContactStatus(ci *edgechat.ContactInfo) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.statuses = append(r.statuses, *ci)
@@ -117,7 +117,7 @@ func (r *recorder) changes(id int64) int {
 	return r.convs[id]
 }
 
-func (r *recorder) sawStatus(f func(client.ContactInfo) bool) bool {
+func (r *recorder) sawStatus(f func(edgechat.ContactInfo) bool) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, s := range r.statuses {
@@ -129,20 +129,20 @@ func (r *recorder) sawStatus(f func(client.ContactInfo) bool) bool {
 }
 
 type testClient struct {
-	*client.Client
+	*edgechat.Client
 	rec *recorder
-	cfg client.Config
+	cfg edgechat.Config
 }
 
 // newClient opens a client for user on a real SQLite file in dir.
-func newClient(t testing.TB, dir, server string, user int64, tweak ...func(*client.Config)) *testClient {
+func newClient(t testing.TB, dir, server string, user int64, tweak ...func(*edgechat.Config)) *testClient {
 	t.Helper()
-	cfg := client.Config{ServerURL: server, Token: token(t, user), DBPath: filepath.Join(dir, fmt.Sprintf("user%d", user), "chats.db"),
+	cfg := edgechat.Config{ServerURL: server, Token: token(t, user), DBPath: filepath.Join(dir, fmt.Sprintf("user%d", user), "chats.db"),
 		RetryBaseMillis: 100, RetryMaxMillis: 1000, ReconnectBaseMillis: 50, ReconnectMaxMillis: 500, SendTimeoutMillis: 3000}
 	for _, f := range tweak {
 		f(&cfg)
 	}
-	c, err := client.Open(&cfg)
+	c, err := edgechat.Open(&cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,9 +163,9 @@ func waitFor(t testing.TB, what string, d time.Duration, cond func() bool) {
 	}
 }
 
-func history(t testing.TB, c *testClient, contact int64) []client.Message {
+func history(t testing.TB, c *testClient, contact int64) []edgechat.Message {
 	t.Helper()
-	var all []client.Message
+	var all []edgechat.Message
 	before := int64(0)
 	for {
 		page, err := c.History(contact, before, 100)
@@ -180,7 +180,7 @@ func history(t testing.TB, c *testClient, contact int64) []client.Message {
 	}
 }
 
-func contents(ms []client.Message) string {
+func contents(ms []edgechat.Message) string {
 	var parts []string
 	for _, m := range ms {
 		parts = append(parts, m.Content)
@@ -188,7 +188,7 @@ func contents(ms []client.Message) string {
 	return strings.Join(parts, ",")
 }
 
-func statuses(ms []client.Message) string {
+func statuses(ms []edgechat.Message) string {
 	var parts []string
 	for _, m := range ms {
 		parts = append(parts, m.Status)

@@ -1,4 +1,4 @@
-package client_test
+package edgechat_test
 
 import (
 	"context"
@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgenode/edgenode/client"
+	"github.com/edgenode/edgenode/edgechat"
 	"github.com/edgenode/edgenode/node"
 )
 
@@ -29,7 +29,7 @@ func TestTwoClientsChat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.Status != client.StatusPending || m.RequestID == 0 || m.MessageID != 0 {
+	if m.Status != edgechat.StatusPending || m.RequestID == 0 || m.MessageID != 0 {
 		t.Fatalf("stored message %+v", m)
 	}
 	// Shown at once, before the server answered or not.
@@ -41,12 +41,12 @@ func TestTwoClientsChat(t *testing.T) {
 	// watch of alice showed her never connected until her message
 	// arrived, and now shows her online.
 	waitFor(t, "bob sees alice online", 10*time.Second, func() bool {
-		return b.rec.sawStatus(func(ci client.ContactInfo) bool { return ci.UserID == alice && ci.Online })
+		return b.rec.sawStatus(func(ci edgechat.ContactInfo) bool { return ci.UserID == alice && ci.Online })
 	})
 	// The listener is told after the commit that history reads.
 	waitFor(t, "bob's listener told", 10*time.Second, func() bool { return b.rec.changes(alice) > 0 })
 	got := history(t, b, alice)[0]
-	if got.Content != "hi bob" || got.FromUserID != alice || got.Status != client.StatusDelivered || got.MessageID == 0 {
+	if got.Content != "hi bob" || got.FromUserID != alice || got.Status != edgechat.StatusDelivered || got.MessageID == 0 {
 		t.Fatalf("bob got %+v", got)
 	}
 	chats, _ := b.Chats()
@@ -55,7 +55,7 @@ func TestTwoClientsChat(t *testing.T) {
 	}
 	waitFor(t, "alice sees DELIVERED", 10*time.Second, func() bool {
 		h := history(t, a, bob)
-		return len(h) == 1 && h[0].Status == client.StatusDelivered && h[0].MessageID == got.MessageID
+		return len(h) == 1 && h[0].Status == edgechat.StatusDelivered && h[0].MessageID == got.MessageID
 	})
 
 	if err := b.MarkRead(alice); err != nil {
@@ -66,7 +66,7 @@ func TestTwoClientsChat(t *testing.T) {
 	}
 	waitFor(t, "alice sees READ", 10*time.Second, func() bool {
 		h := history(t, a, bob)
-		return len(h) == 1 && h[0].Status == client.StatusRead
+		return len(h) == 1 && h[0].Status == edgechat.StatusRead
 	})
 
 	// Typing reaches bob without a watch on his side being needed.
@@ -197,7 +197,7 @@ func TestAnswerLostMidSendNoDuplicate(t *testing.T) {
 		t.Fatal(err)
 	}
 	h = history(t, a, bob)
-	if len(h) != 1 || h[0].MessageID == 0 || h[0].Status != client.StatusSynced {
+	if len(h) != 1 || h[0].MessageID == 0 || h[0].Status != edgechat.StatusSynced {
 		t.Fatalf("after the retry: %+v", h)
 	}
 	b := newClient(t, dir, n.URL(), bob)
@@ -220,15 +220,15 @@ func TestRequestLeftSentByACrashIsRetried(t *testing.T) {
 	proxy.setHang(true)
 	m, _ := a.Send(bob, "survives a crash")
 	a.Flush(300) // gives up while the request is on the wire, as a killed app would
-	if r, _ := a.Request(m.RequestID); r == nil || r.Status != client.RequestSent {
+	if r, _ := a.Request(m.RequestID); r == nil || r.Status != edgechat.RequestSent {
 		t.Fatalf("request after the cut %+v", r)
 	}
 	a.Close()
 	proxy.setHang(false)
-	a2 := newClient(t, dir, proxy.url(), alice, func(c *client.Config) { c.SendTimeoutMillis = 200 })
+	a2 := newClient(t, dir, proxy.url(), alice, func(c *edgechat.Config) { c.SendTimeoutMillis = 200 })
 	// The server may have accepted it: a 409 request_expired would not
 	// re-stamp it.
-	if r, _ := a2.Request(m.RequestID); r == nil || r.Status != client.RequestFailed || !r.MaybeAccepted {
+	if r, _ := a2.Request(m.RequestID); r == nil || r.Status != edgechat.RequestFailed || !r.MaybeAccepted {
 		t.Fatalf("request after the timeout controller %+v", r)
 	}
 	waitFor(t, "the orphaned request retried", 10*time.Second, func() bool {
@@ -272,7 +272,7 @@ func TestOrderingPendingAfterAcknowledged(t *testing.T) {
 			t.Fatalf("acknowledged messages not by id: %+v", h)
 		}
 	}
-	if h[4].Status != client.StatusPending || h[5].Status != client.StatusPending || h[4].CreatedAt > h[5].CreatedAt {
+	if h[4].Status != edgechat.StatusPending || h[5].Status != edgechat.StatusPending || h[4].CreatedAt > h[5].CreatedAt {
 		t.Fatalf("pending part %+v", h[4:])
 	}
 	// Once accepted they take their place by id, still after b2 since the
@@ -306,7 +306,7 @@ func TestPaginationKeyset(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.Send(bob, "pending one") // not flushed: the newest page ends with it
-	var pages [][]client.Message
+	var pages [][]edgechat.Message
 	before := int64(0)
 	for {
 		p, err := a.History(bob, before, 50)
@@ -326,7 +326,7 @@ func TestPaginationKeyset(t *testing.T) {
 	if first[len(first)-1].Content != "pending one" || len(first) != 51 {
 		t.Fatalf("newest page ends with %q (%d items)", first[len(first)-1].Content, len(first))
 	}
-	var all []client.Message
+	var all []edgechat.Message
 	for i := len(pages) - 1; i >= 0; i-- {
 		all = append(all, pages[i]...)
 	}
@@ -390,25 +390,25 @@ func TestEviction(t *testing.T) {
 func TestFailedForGoodThenResendOrDelete(t *testing.T) {
 	dir := t.TempDir()
 	down := freeAddr(t)
-	a := newClient(t, dir, "http://"+down, alice, func(c *client.Config) { c.MaxAttempts = 2; c.RetryBaseMillis = 20 })
+	a := newClient(t, dir, "http://"+down, alice, func(c *edgechat.Config) { c.MaxAttempts = 2; c.RetryBaseMillis = 20 })
 	a.Start()
 	m, _ := a.Send(bob, "doomed")
 	waitFor(t, "FAILED for good", 10*time.Second, func() bool {
 		h := history(t, a, bob)
-		return len(h) == 1 && h[0].Status == client.StatusFailed
+		return len(h) == 1 && h[0].Status == edgechat.StatusFailed
 	})
 	r, err := a.Request(m.RequestID)
-	if err != nil || r.FailCount != 2 || r.Status != client.RequestFailed {
+	if err != nil || r.FailCount != 2 || r.Status != edgechat.RequestFailed {
 		t.Fatalf("request %+v %v", r, err)
 	}
 	// No more attempts once failed for good.
 	if err := a.Resend(m.RequestID); err != nil {
 		t.Fatal(err)
 	}
-	if h := history(t, a, bob); h[0].Status != client.StatusPending {
+	if h := history(t, a, bob); h[0].Status != edgechat.StatusPending {
 		t.Fatalf("after resend %s", h[0].Status)
 	}
-	waitFor(t, "FAILED again", 10*time.Second, func() bool { return history(t, a, bob)[0].Status == client.StatusFailed })
+	waitFor(t, "FAILED again", 10*time.Second, func() bool { return history(t, a, bob)[0].Status == edgechat.StatusFailed })
 	if err := a.DeleteRequest(m.RequestID); err != nil {
 		t.Fatal(err)
 	}
@@ -421,7 +421,7 @@ func TestFailedForGoodThenResendOrDelete(t *testing.T) {
 	b := newClient(t, dir, n.URL(), bob)
 	big, _ := b.Send(alice, strings.Repeat("y", 5000))
 	b.Flush(5000)
-	if r, _ := b.Request(big.RequestID); r == nil || r.FailCount != 1 || history(t, b, alice)[0].Status != client.StatusFailed {
+	if r, _ := b.Request(big.RequestID); r == nil || r.FailCount != 1 || history(t, b, alice)[0].Status != edgechat.StatusFailed {
 		t.Fatalf("refused request %+v", r)
 	}
 }

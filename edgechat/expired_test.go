@@ -1,4 +1,4 @@
-package client_test
+package edgechat_test
 
 import (
 	"errors"
@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgenode/edgenode/client"
+	"github.com/edgenode/edgenode/edgechat"
 	"github.com/edgenode/edgenode/wire"
 )
 
@@ -48,7 +48,7 @@ func TestExpiredRequestNeverAcceptedIsRestampedAndSentOnce(t *testing.T) {
 			waitFor(t, "everything accepted", 20*time.Second, func() bool {
 				a.Flush(5000)
 				for _, m := range history(t, a, bob) {
-					if m.Status == client.StatusFailed || m.Expired {
+					if m.Status == edgechat.StatusFailed || m.Expired {
 						t.Fatalf("a request that cannot have been accepted failed: %+v", m)
 					}
 				}
@@ -79,7 +79,7 @@ func TestExpiredRequestNeverAcceptedIsRestampedAndSentOnce(t *testing.T) {
 			if contents(h) != "first,second" || h[0].MessageID == 0 || h[0].MessageID >= h[1].MessageID || h[0].CreatedAt != restamped.CreatedAt {
 				t.Fatalf("alice's conversation %+v, re-stamped %+v", h, restamped)
 			}
-			if _, err := a.Request(first.RequestID); !errors.Is(err, client.ErrNotFound) {
+			if _, err := a.Request(first.RequestID); !errors.Is(err, edgechat.ErrNotFound) {
 				t.Fatalf("request after acceptance: %v", err)
 			}
 			b := newClient(t, dir, n.URL(), bob)
@@ -113,7 +113,7 @@ func TestExpiredRequestMaybeAcceptedFailsAndResendRestamps(t *testing.T) {
 			dir := t.TempDir()
 			n := startNode(t, filepath.Join(dir, "node"), "", "eu")
 			proxy := newAPIProxy(t, n.URL())
-			a := newClient(t, dir, proxy.url(), alice, func(c *client.Config) { c.SendTimeoutMillis = tc.sendTimeout })
+			a := newClient(t, dir, proxy.url(), alice, func(c *edgechat.Config) { c.SendTimeoutMillis = tc.sendTimeout })
 			m, err := a.Send(bob, "maybe")
 			if err != nil {
 				t.Fatal(err)
@@ -132,19 +132,19 @@ func TestExpiredRequestMaybeAcceptedFailsAndResendRestamps(t *testing.T) {
 				t.Fatal("first flush succeeded")
 			}
 			r, err := a.Request(m.RequestID)
-			if err != nil || r.Status != client.RequestFailed || !r.MaybeAccepted || r.Expired || r.FailCount != 1 {
+			if err != nil || r.Status != edgechat.RequestFailed || !r.MaybeAccepted || r.Expired || r.FailCount != 1 {
 				t.Fatalf("after an attempt with unknown outcome: %+v %v", r, err)
 			}
 			err = a.Flush(3000)
-			if ae, ok := err.(*client.APIError); !ok || ae.Status != http.StatusConflict || ae.Code != wire.CodeRequestExpired {
+			if ae, ok := err.(*edgechat.APIError); !ok || ae.Status != http.StatusConflict || ae.Code != wire.CodeRequestExpired {
 				t.Fatalf("second flush: %v", err)
 			}
 			r, _ = a.Request(m.RequestID)
-			if r == nil || r.Status != client.RequestFailed || !r.Expired || r.WireRequestID != m.RequestID || r.FailCount != 2 {
+			if r == nil || r.Status != edgechat.RequestFailed || !r.Expired || r.WireRequestID != m.RequestID || r.FailCount != 2 {
 				t.Fatalf("after 409: %+v", r)
 			}
 			h := history(t, a, bob)
-			if len(h) != 1 || h[0].Status != client.StatusFailed || !h[0].Expired || h[0].RequestID != m.RequestID {
+			if len(h) != 1 || h[0].Status != edgechat.StatusFailed || !h[0].Expired || h[0].RequestID != m.RequestID {
 				t.Fatalf("conversation after 409: %+v", h)
 			}
 			// FAILED for good: nothing more is sent on its own.
@@ -158,11 +158,11 @@ func TestExpiredRequestMaybeAcceptedFailsAndResendRestamps(t *testing.T) {
 				t.Fatal(err)
 			}
 			r, _ = a.Request(m.RequestID)
-			if r == nil || r.Status != client.RequestPending || r.Expired || r.MaybeAccepted || r.WireRequestID == m.RequestID ||
+			if r == nil || r.Status != edgechat.RequestPending || r.Expired || r.MaybeAccepted || r.WireRequestID == m.RequestID ||
 				r.WireCreatedAt < m.CreatedAt || r.CreatedAt != m.CreatedAt {
 				t.Fatalf("after Resend: %+v", r)
 			}
-			if h := history(t, a, bob); len(h) != 1 || h[0].Status != client.StatusPending || h[0].Expired {
+			if h := history(t, a, bob); len(h) != 1 || h[0].Status != edgechat.StatusPending || h[0].Expired {
 				t.Fatalf("conversation after Resend: %+v", h)
 			}
 			if err := a.Flush(5000); err != nil {
@@ -198,7 +198,7 @@ func TestExpiredAgainAfterRestampBacksOff(t *testing.T) {
 	n := startNode(t, filepath.Join(dir, "node"), "", "eu")
 	proxy := newAPIProxy(t, n.URL())
 	proxy.setRule(func(wire.NewMessageRequest, []wire.NewMessageRequest) proxyAction { return answerExpired })
-	a := newClient(t, dir, proxy.url(), alice, func(c *client.Config) { c.MaxAttempts = 2 })
+	a := newClient(t, dir, proxy.url(), alice, func(c *edgechat.Config) { c.MaxAttempts = 2 })
 	m, _ := a.Send(bob, "never")
 	a.Flush(3000)
 	posts := proxy.sent()
@@ -207,7 +207,7 @@ func TestExpiredAgainAfterRestampBacksOff(t *testing.T) {
 		r == nil || r.FailCount != 1 || r.Expired || r.MaybeAccepted || r.WireRequestID != posts[1].RequestID {
 		t.Fatalf("after one pass: %+v, request %+v", posts, r)
 	}
-	if h := history(t, a, bob); h[0].Status != client.StatusPending {
+	if h := history(t, a, bob); h[0].Status != edgechat.StatusPending {
 		t.Fatalf("a retry is scheduled, shown as %s", h[0].Status)
 	}
 	a.Flush(3000)
@@ -215,7 +215,7 @@ func TestExpiredAgainAfterRestampBacksOff(t *testing.T) {
 	if got := len(proxy.sent()); got != 4 || r == nil || r.FailCount != 2 || r.Expired {
 		t.Fatalf("after two passes: %d POSTs, request %+v", got, r)
 	}
-	if h := history(t, a, bob); h[0].Status != client.StatusFailed || h[0].Expired {
+	if h := history(t, a, bob); h[0].Status != edgechat.StatusFailed || h[0].Expired {
 		t.Fatalf("after MaxAttempts %+v", h[0])
 	}
 }
