@@ -141,6 +141,18 @@ func (c *Cluster) RemoteReceipt(ctx context.Context, sender, by int64, ids []int
 	return err
 }
 
+// RemoteExpired commits an EXPIRED receipt at the leader of sender's shard
+// (relaylog.Options.RemoteExpired). A leader of a version without it
+// answers bad_request: relaylog.ErrReceiptUnsupported.
+func (c *Cluster) RemoteExpired(ctx context.Context, sender, by int64, ids []int64) error {
+	_, old, err := c.router.routeNewShard(ctx, c.log.ShardFor(sender), func() error { return c.log.Expired(ctx, sender, by, ids) },
+		&wire.CallRequest{Op: wire.OpExpired, User: sender, From: by, IDs: ids})
+	if old {
+		return relaylog.ErrReceiptUnsupported
+	}
+	return err
+}
+
 // UserOnline and UserOffline follow the first and last local socket of a
 // user, so that the edge subscribes at the user's shard leader.
 func (c *Cluster) UserOnline(user int64) {
@@ -437,6 +449,8 @@ func (c *Cluster) execute(ctx context.Context, req *wire.CallRequest) *wire.Call
 		}
 	case wire.OpDelivered:
 		err = l.Delivered(ctx, req.User, req.From, req.IDs)
+	case wire.OpExpired:
+		err = l.Expired(ctx, req.User, req.From, req.IDs)
 	case wire.OpDeviceAdd:
 		if req.Device == nil {
 			return &wire.CallResponse{Err: wire.NodeErrBadRequest}

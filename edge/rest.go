@@ -156,6 +156,8 @@ func toWire(ev *relaylog.Event) (msg *wire.Message, rc *wire.Receipt) {
 		return &wire.Message{MessageID: ev.ID, FromUserID: ev.From, ToUserID: ev.To, Content: ev.Content, Status: wire.StatusDelivered, CreatedAt: ev.CreatedAt}, nil
 	case relaylog.KindDelivered:
 		return nil, &wire.Receipt{ID: ev.ID, Status: wire.StatusDelivered, ByUserID: ev.By, MessageIDs: ev.MessageIDs, At: wire.FormatTime(ev.Time())}
+	case relaylog.KindExpired:
+		return nil, &wire.Receipt{ID: ev.ID, Status: wire.StatusExpired, ByUserID: ev.By, MessageIDs: ev.MessageIDs, At: wire.FormatTime(ev.Time())}
 	default:
 		return nil, &wire.Receipt{ID: ev.ID, Status: wire.StatusRead, ByUserID: ev.By, UpToMessageID: ev.UpTo, At: wire.FormatTime(ev.Time())}
 	}

@@ -389,6 +389,13 @@ func StartTuned(ctx context.Context, cfg config.Config, logger *slog.Logger, tun
 			}
 			return c.RemoteReceipt(ctx, sender, by, ids)
 		},
+		RemoteExpired: func(ctx context.Context, sender, by int64, ids []int64) error {
+			c := clP.Load()
+			if c == nil {
+				return relaylog.ErrNoLeader
+			}
+			return c.RemoteExpired(ctx, sender, by, ids)
+		},
 		OnEvents: func(user int64) {
 			if h := hubP.Load(); h != nil {
 				h.NotifyEvents(user)

@@ -23,8 +23,9 @@ const (
 	cmdDevice        cmdKind = 5
 	cmdDeviceRemove  cmdKind = 6
 	cmdLastConnected cmdKind = 7
-	cmdExpire        cmdKind = 8 // upTo=retention cutoff id, at=idempotency cutoff id
-	cmdPushed        cmdKind = 9 // user was alerted by push of its messages up to upTo
+	cmdExpire        cmdKind = 8  // upTo=retention cutoff id, at=idempotency cutoff id
+	cmdPushed        cmdKind = 9  // user was alerted by push of its messages up to upTo
+	cmdExpired       cmdKind = 10 // user=sender of the messages, from=recipient whose queue dropped ids at expiry
 )
 
 type command struct {
@@ -53,7 +54,7 @@ func encodeCommand(e *enc, c *command) {
 		e.varint(c.limit)
 		e.str(c.content)
 		e.str(c.createdAt)
-	case cmdDelivered:
+	case cmdDelivered, cmdExpired:
 		e.varint(c.id)
 		e.varint(c.user)
 		e.varint(c.from)
@@ -100,7 +101,7 @@ func decodeCommand(d *dec) command {
 		c.limit = d.varint()
 		c.content = d.str()
 		c.createdAt = d.str()
-	case cmdDelivered:
+	case cmdDelivered, cmdExpired:
 		c.id = d.varint()
 		c.user = d.varint()
 		c.from = d.varint()

@@ -13,6 +13,10 @@ const (
 	// KindRead tells the queue's user that By read every message to By up
 	// to UpTo.
 	KindRead EventKind = 3
+	// KindExpired tells the queue's user that MessageIDs, which the user
+	// sent to By, were dropped undelivered from By's queue at the end of
+	// the retention period.
+	KindExpired EventKind = 4
 )
 
 // Event is one entry of a user's undelivered queue. Events are immutable
@@ -26,7 +30,7 @@ type Event struct {
 	CreatedAt string
 	// Receipt fields.
 	By         int64
-	MessageIDs []int64 // KindDelivered
+	MessageIDs []int64 // KindDelivered, KindExpired
 	UpTo       int64   // KindRead
 }
 

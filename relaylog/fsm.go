@@ -2,9 +2,11 @@ package relaylog
 
 import (
 	"bufio"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -21,8 +23,17 @@ import (
 // "State and its bounds"):
 //
 //   - queues: one per user with undelivered events, at most MaxQueueDepth
-//     messages plus one READ receipt per contact and the DELIVERED receipts
-//     not yet acknowledged; events expire after the retention period;
+//     messages plus one READ receipt per contact and the DELIVERED and
+//     EXPIRED receipts not yet acknowledged; events expire after the
+//     retention period. Only messages count toward the depth limit and a
+//     sender's share of it. Receipts are bounded by the user's own sends:
+//     a DELIVERED receipt names messages of the user that its recipient
+//     acknowledged, an EXPIRED one (at most MaxExpiredIDs ids) messages
+//     of the user that the retention period dropped from its recipient's
+//     queue undelivered, each message named once while its receipt is
+//     queued (cmdExpired drops ids a queued EXPIRED receipt of the same
+//     recipient already names); receipts that expire are dropped without
+//     a receipt of their own;
 //   - senders: per sender with a send to this shard, at most
 //     IdempotencyPerSender records, each for at most the idempotency window,
 //     and the entry itself until the retention period after its last send;
@@ -294,6 +305,17 @@ func (f *fsm) apply(c *command, touched *[]int64) result {
 		f.queues.set(c.user, q)
 		*touched = append(*touched, c.user)
 		return result{ev: ev, created: true}
+	case cmdExpired:
+		q, _ := f.queues.get(c.user)
+		ids := unnamedExpired(q.events, c.from, c.ids)
+		if len(ids) == 0 {
+			return result{}
+		}
+		ev := Event{ID: f.nextID(c.id), Kind: KindExpired, By: c.from, MessageIDs: ids}
+		q.events = append(q.events, ev)
+		f.queues.set(c.user, q)
+		*touched = append(*touched, c.user)
+		return result{ev: ev, created: true}
 	case cmdRead:
 		// A mark can only name a message to the reader: such ids carry
 		// the reader's shard and were assigned before this command. Any
@@ -374,6 +396,68 @@ func (f *fsm) apply(c *command, touched *[]int64) result {
 		return result{n: f.expire(c.upTo, c.at)}
 	}
 	return result{err: fmt.Errorf("relaylog: unknown command %d", c.kind)}
+}
+
+// unnamedExpired is ids without those a queued EXPIRED receipt of by
+// already names: an expiry repeated after its receipts were committed (the
+// leader lost its leadership before cmdExpire committed) queues each id
+// once. It returns ids itself when nothing is taken out.
+func unnamedExpired(events []Event, by int64, ids []int64) []int64 {
+	var named map[int64]bool
+	for i := range events {
+		if e := &events[i]; e.Kind == KindExpired && e.By == by {
+			if named == nil {
+				named = make(map[int64]bool)
+			}
+			for _, id := range e.MessageIDs {
+				named[id] = true
+			}
+		}
+	}
+	if named == nil {
+		return ids
+	}
+	var out []int64
+	for _, id := range ids {
+		if !named[id] {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// expiringMsg is a message an expiry would drop undelivered.
+type expiringMsg struct{ id, from, to int64 }
+
+// expiring lists, oldest first, the messages that cmdExpire with retainID
+// would drop from the queues, at most limit of them, and the cutoff that
+// drops exactly those: retainID, or the id of the first message left out.
+// It scans every queue, as expire does, and holds at most 2*(limit+1)
+// messages at a time.
+func (f *fsm) expiring(retainID int64, limit int) ([]expiringMsg, int64) {
+	var out []expiringMsg
+	byID := func(a, b expiringMsg) int { return cmp.Compare(a.id, b.id) }
+	f.mu.RLock()
+	f.queues.each(func(_ int64, q queue) {
+		if q.msgs == 0 {
+			return
+		}
+		for i := 0; i < len(q.events) && q.events[i].ID < retainID; i++ {
+			if e := &q.events[i]; e.Kind == KindMessage {
+				out = append(out, expiringMsg{id: e.ID, from: e.From, to: e.To})
+				if len(out) >= 2*(limit+1) {
+					slices.SortFunc(out, byID)
+					out = out[:limit+1]
+				}
+			}
+		}
+	})
+	f.mu.RUnlock()
+	slices.SortFunc(out, byID)
+	if len(out) > limit {
+		return out[:limit], out[limit].id
+	}
+	return out, retainID
 }
 
 // expire drops what the retention period (events and marks with ids below
@@ -640,6 +724,8 @@ func (f *fsm) sizes() StateSizes {
 // createdAt of each, and the sender's floor) and the push mark inside each
 // queue; version 4 adds the contacts at the end. Versions 1 to 3 still
 // restore (without contacts: they come back with the next messages).
+// EXPIRED receipts (KindExpired events) came later within version 4: an
+// older build restores a version 4 snapshot unless it holds one.
 const snapshotVersion = 4
 
 type fsmSnapshot struct {
@@ -806,7 +892,7 @@ func encodeEvent(e *enc, ev *Event) {
 		e.varint(ev.To)
 		e.str(ev.Content)
 		e.str(ev.CreatedAt)
-	case KindDelivered:
+	case KindDelivered, KindExpired:
 		e.varint(ev.By)
 		e.ids(ev.MessageIDs)
 	case KindRead:
@@ -823,7 +909,7 @@ func decodeEvent(d *dec) Event {
 		ev.To = d.varint()
 		ev.Content = d.str()
 		ev.CreatedAt = d.str()
-	case KindDelivered:
+	case KindDelivered, KindExpired:
 		ev.By = d.varint()
 		ev.MessageIDs = d.ids()
 	case KindRead:

@@ -18,6 +18,7 @@ func FuzzDecodeEntry(f *testing.F) {
 		{kind: cmdDeviceRemove, user: 2, device: Device{Token: "t"}},
 		{kind: cmdLastConnected, user: 2, at: 99},
 		{kind: cmdExpire, upTo: 1, at: 2},
+		{kind: cmdExpired, id: 4 << 20, user: 1, from: 2, ids: []int64{5, 9}},
 	}))
 	f.Add([]byte{1, 0xff, 0xff, 0xff, 0xff, 0x0f})
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -50,6 +51,7 @@ func FuzzRestore(f *testing.F) {
 	fm.apply(&command{kind: cmdDevice, user: 2, device: Device{Platform: "fcm", Token: "t"}}, &touched)
 	fm.apply(&command{kind: cmdLastConnected, user: 2, at: 99}, &touched)
 	fm.apply(&command{kind: cmdRead, id: 2 << 20, user: 1, from: 2, upTo: 9}, &touched)
+	fm.apply(&command{kind: cmdExpired, id: 3 << 20, user: 1, from: 2, ids: []int64{1 << 20}}, &touched)
 	snap, _ := fm.Snapshot()
 	var sink memSink
 	if err := snap.Persist(&sink); err != nil {

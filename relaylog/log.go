@@ -42,6 +42,10 @@ var (
 	// ErrClockSkew: Expire did not run because this node's clock is too far
 	// from the other nodes' (Options.ClockSkew).
 	ErrClockSkew = errors.New("relaylog: clock skew")
+	// ErrReceiptUnsupported: the node that leads the shard a receipt goes
+	// to runs a version without that kind of receipt (Options.RemoteExpired
+	// answers it). Expire drops the messages anyway.
+	ErrReceiptUnsupported = errors.New("relaylog: the leader of the sender's shard does not know this receipt")
 )
 
 // Store kinds.
@@ -122,6 +126,12 @@ type Options struct {
 	// sender's queue when another node leads sender's shard; nil means
 	// every shard is local.
 	RemoteReceipt func(ctx context.Context, sender, by int64, ids []int64) error
+	// RemoteExpired commits an EXPIRED receipt (ids, sent to by, dropped
+	// undelivered from by's queue at the end of the retention period) to
+	// sender's queue when another node leads sender's shard; nil means
+	// every shard is local. ErrReceiptUnsupported when that node's version
+	// has no EXPIRED receipts.
+	RemoteExpired func(ctx context.Context, sender, by int64, ids []int64) error
 	// Join says this node joins an existing cluster: its shards start empty
 	// and wait for their leaders to add them, instead of bootstrapping a
 	// one-voter group each.
@@ -529,6 +539,14 @@ func (l *Log) Delivered(ctx context.Context, sender, by int64, ids []int64) erro
 	return err
 }
 
+// Expired commits an EXPIRED receipt to sender: ids, sent to by, were
+// dropped undelivered from by's queue at the end of the retention period.
+// It is the remote half of Expire, run on the leader of sender's shard.
+func (l *Log) Expired(ctx context.Context, sender, by int64, ids []int64) error {
+	_, err := l.shardOf(sender).do(ctx, command{kind: cmdExpired, user: sender, from: by, ids: ids})
+	return err
+}
+
 // MarkRead commits a READ receipt to sender: reader has read every message
 // from sender up to upTo. Repeating it, or an older mark, changes nothing.
 func (l *Log) MarkRead(ctx context.Context, reader, sender, upTo int64) error {
@@ -740,23 +758,157 @@ func (l *Log) Snapshot() error {
 // Expire drops events older than the retention period and idempotency
 // records older than the window, on every shard this node leads. It runs
 // every minute by itself.
+//
+// The senders of the messages it drops (undelivered by definition) are
+// told: on each shard, the messages the cutoff drops are read first, and
+// an EXPIRED receipt per sender and recipient (at most MaxExpiredIDs ids
+// each) is committed to the sender's shard, here or through
+// Options.RemoteExpired, before cmdExpire drops them, so that a crash
+// between the two writes can repeat a receipt but never lose one. A run
+// tells of at most MaxExpiringPerRun messages per shard; the cutoff stops
+// at the first message left out, and the next run goes on from there. A
+// receipt that fails to commit holds its messages back too (the cutoff
+// stops at its first id) for the next run, for up to MaxExpiryHold; past
+// that, or when the sender's shard leader runs a version without EXPIRED
+// receipts, the messages are dropped anyway and the failure is logged.
 func (l *Log) Expire(ctx context.Context) error {
 	if err := l.clockOK(); err != nil {
 		l.m.expirySkipped.Inc()
 		return err
 	}
 	now := l.opts.Now()
-	c := command{kind: cmdExpire, upTo: minIDAt(now.Add(-l.opts.Retention)), at: minIDAt(now.Add(-l.opts.IdempotencyWindow))}
+	retainID, idemID := minIDAt(now.Add(-l.opts.Retention)), minIDAt(now.Add(-l.opts.IdempotencyWindow))
 	var first error
 	for _, s := range l.shards {
 		if s.raft.State() != raft.Leader {
 			continue
 		}
-		if _, err := s.do(ctx, c); err != nil && first == nil {
+		if err := l.expireShard(ctx, s, now, retainID, idemID); err != nil && first == nil {
 			first = err
 		}
 	}
 	return first
+}
+
+// Bounds of one expiry run, per shard.
+const (
+	// MaxExpiringPerRun is how many dropped messages one run tells their
+	// senders of, per shard; more wait for the next run (a minute later).
+	MaxExpiringPerRun = 10000
+	// MaxExpiredIDs is how many message ids one EXPIRED receipt names.
+	MaxExpiredIDs = 1000
+	// MaxExpiryHold is how long receipts that fail to commit may hold
+	// back the expiry of their messages.
+	MaxExpiryHold = time.Hour
+	// remoteExpiredCalls bounds the EXPIRED receipts one run has in
+	// flight to other nodes.
+	remoteExpiredCalls = 16
+)
+
+func (l *Log) expireShard(ctx context.Context, s *shard, now time.Time, retainID, idemID int64) error {
+	// What expires is read from the state machine: only a leader that has
+	// applied everything committed before it sees every message.
+	if err := s.check(); err != nil {
+		return err
+	}
+	msgs, cutoff := s.fsm.expiring(retainID, MaxExpiringPerRun)
+	receipts := expiredReceipts(msgs)
+	errs := l.commitExpired(ctx, receipts)
+	held := cutoff
+	var failed, unsupported int
+	var firstErr error
+	for i, err := range errs {
+		switch {
+		case err == nil:
+		case errors.Is(err, ErrReceiptUnsupported):
+			unsupported += len(receipts[i].ids)
+		default:
+			failed += len(receipts[i].ids)
+			held = min(held, receipts[i].ids[0])
+			if firstErr == nil {
+				firstErr = err
+			}
+		}
+	}
+	if unsupported > 0 {
+		l.opts.Logger.Warn("relaylog: expired messages dropped without EXPIRED receipts: the sender's shard leader runs a version without them",
+			"shard", s.id, "messages", unsupported)
+	}
+	if failed > 0 {
+		since := s.expiryHeld.Load()
+		if since == 0 {
+			since = now.UnixNano()
+			s.expiryHeld.Store(since)
+		}
+		if now.Sub(time.Unix(0, since)) < MaxExpiryHold {
+			l.opts.Logger.Warn("relaylog: EXPIRED receipts not committed; their messages stay queued for the next expiry run",
+				"shard", s.id, "messages", failed, "err", firstErr)
+			cutoff = held
+		} else {
+			l.opts.Logger.Error("relaylog: EXPIRED receipts not committed for too long; their messages are dropped without them",
+				"shard", s.id, "messages", failed, "hold", MaxExpiryHold, "err", firstErr)
+		}
+	} else {
+		s.expiryHeld.Store(0)
+	}
+	if _, err := s.do(ctx, command{kind: cmdExpire, upTo: cutoff, at: idemID}); err != nil {
+		return err
+	}
+	return nil
+}
+
+// expiredReceipts groups dropped messages (oldest first) into cmdExpired
+// commands, one per sender and recipient and per MaxExpiredIDs ids, each
+// with its ids in increasing order.
+func expiredReceipts(msgs []expiringMsg) []command {
+	type pair struct{ from, to int64 }
+	at := make(map[pair]int)
+	var out []command
+	for _, m := range msgs {
+		k := pair{m.from, m.to}
+		i, ok := at[k]
+		if !ok || len(out[i].ids) >= MaxExpiredIDs {
+			i = len(out)
+			at[k] = i
+			out = append(out, command{kind: cmdExpired, user: m.from, from: m.to})
+		}
+		out[i].ids = append(out[i].ids, m.id)
+	}
+	return out
+}
+
+// commitExpired commits receipts, each to its sender's shard: local ones
+// as proposals, all at once, the others through Options.RemoteExpired, a
+// few at a time. It returns each receipt's error.
+func (l *Log) commitExpired(ctx context.Context, receipts []command) []error {
+	errs := make([]error, len(receipts))
+	props := make([]*proposal, len(receipts))
+	var remote []int
+	for i, c := range receipts {
+		s := l.shardOf(c.user)
+		if !s.serving.Load() && l.opts.RemoteExpired != nil {
+			remote = append(remote, i)
+			continue
+		}
+		props[i], errs[i] = s.submit(ctx, c)
+	}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, remoteExpiredCalls)
+	for _, i := range remote {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			c := &receipts[i]
+			errs[i] = l.opts.RemoteExpired(ctx, c.user, c.from, c.ids)
+		})
+	}
+	for i, p := range props {
+		if p != nil {
+			_, errs[i] = p.wait()
+		}
+	}
+	wg.Wait()
+	return errs
 }
 
 // DefaultMaxClockSkew is Options.MaxClockSkew when 0.

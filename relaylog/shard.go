@@ -44,6 +44,10 @@ type shard struct {
 	// machine has applied everything committed before the leadership
 	// began: reads and the checks made at proposal see the whole state.
 	serving atomic.Bool
+
+	// expiryHeld is when EXPIRED receipts that failed to commit began to
+	// hold back this shard's expiry (Unix ns; 0: they do not).
+	expiryHeld atomic.Int64
 }
 
 type proposal struct {
@@ -167,13 +171,19 @@ func (s *shard) proposeLoop() {
 	defer s.wg.Done()
 	defer close(s.waiting)
 	var cmds []*command
+	// carry is a proposal taken from the queue that could not join the
+	// batch before it: the first of the next.
+	var carry *proposal
 	for {
-		var first *proposal
-		select {
-		case first = <-s.propose:
-		case <-s.stop:
-			s.failQueued()
-			return
+		first := carry
+		carry = nil
+		if first == nil {
+			select {
+			case first = <-s.propose:
+			case <-s.stop:
+				s.failQueued()
+				return
+			}
 		}
 		select {
 		case s.inflight <- struct{}{}:
@@ -189,6 +199,14 @@ func (s *shard) proposeLoop() {
 		for len(batch) < maxBatchCommands && size < maxBatchBytes {
 			select {
 			case p := <-s.propose:
+				// EXPIRED receipts travel in entries of their own: a
+				// replica of a build without them cannot decode such an
+				// entry and skips it whole, which then costs it only
+				// receipts, never another command.
+				if (p.cmd.kind == cmdExpired) != (first.cmd.kind == cmdExpired) {
+					carry = p
+					break drain
+				}
 				batch = append(batch, p)
 				size += len(p.cmd.content) + 64
 			default:
@@ -198,7 +216,7 @@ func (s *shard) proposeLoop() {
 		cmds = cmds[:0]
 		for _, p := range batch {
 			switch p.cmd.kind {
-			case cmdSend, cmdDelivered, cmdRead:
+			case cmdSend, cmdDelivered, cmdRead, cmdExpired:
 				p.cmd.id = s.log.gen.next(s.id)
 			}
 			cmds = append(cmds, &p.cmd)

@@ -42,6 +42,7 @@ const (
 	OpGetLastSeen   = "get_last_seen"
 	OpShardProgress = "shard_progress"
 	OpDelivered     = "delivered" // a DELIVERED receipt for User's queue, by From, of IDs
+	OpExpired       = "expired"   // an EXPIRED receipt for User's queue: IDs, sent to From, dropped undelivered (older nodes answer bad_request)
 	OpStatus        = "status"    // is User online anywhere (Found) and last seen (At)
 	OpDraining      = "draining"  // the calling node is shutting down: hand it no leadership
 )

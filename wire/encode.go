@@ -64,12 +64,15 @@ func AppendNewMessageEvent(b []byte, m *Message) []byte {
 	return append(b, "}}"...)
 }
 
-// AppendReceiptEvent appends a complete message_delivered or message_read
-// frame, chosen by r.Status.
+// AppendReceiptEvent appends a complete message_delivered, message_read or
+// message_expired frame, chosen by r.Status.
 func AppendReceiptEvent(b []byte, r *Receipt) []byte {
 	typ := TypeMessageDelivered
-	if r.Status == StatusRead {
+	switch r.Status {
+	case StatusRead:
 		typ = TypeMessageRead
+	case StatusExpired:
+		typ = TypeMessageExpired
 	}
 	b = append(b, `{"type":"`...)
 	b = append(b, typ...)

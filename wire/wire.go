@@ -32,6 +32,9 @@ const (
 	StatusSynced    = "SYNCED"
 	StatusDelivered = "DELIVERED"
 	StatusRead      = "READ"
+	// StatusExpired is a receipt status only: the server dropped the
+	// receipt's messages undelivered at the end of the retention period.
+	StatusExpired = "EXPIRED"
 )
 
 // Event types of the WebSocket protocol.
@@ -40,6 +43,7 @@ const (
 	TypeNewMessage          = "new_message"
 	TypeMessageDelivered    = "message_delivered"
 	TypeMessageRead         = "message_read"
+	TypeMessageExpired      = "message_expired"
 	TypeContactStatusUpdate = "contact_status_update"
 	TypeError               = "error"
 	TypeAck                 = "ack"
@@ -72,7 +76,8 @@ type NewMessageResponse struct {
 	FromMessageRequestID int64   `json:"fromMessageRequestId"`
 }
 
-// Receipt tells a sender that messages were delivered or read.
+// Receipt tells a sender that messages were delivered, read, or dropped
+// undelivered at the end of the retention period (EXPIRED).
 type Receipt struct {
 	ID            int64   `json:"id"`
 	Status        string  `json:"status"`

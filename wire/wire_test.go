@@ -95,6 +95,15 @@ func TestEncodeMatchesEncodingJSON(t *testing.T) {
 	if got := AppendReceipt(nil, &r); string(got) != string(want) {
 		t.Errorf("receipt:\n got %s\nwant %s", got, want)
 	}
+	for status, typ := range map[string]string{StatusDelivered: TypeMessageDelivered, StatusRead: TypeMessageRead, StatusExpired: TypeMessageExpired} {
+		r := Receipt{ID: 9, Status: status, ByUserID: 2, MessageIDs: []int64{1, 2}, At: "2026-11-27T10:20:08.123Z"}
+		var f Frame
+		var p Receipt
+		b := AppendReceiptEvent(nil, &r)
+		if err := json.Unmarshal(b, &f); err != nil || f.Type != typ || f.ID != 9 || json.Unmarshal(f.Payload, &p) != nil || p.Status != status {
+			t.Errorf("receipt event %s: %v, want type %s", b, err, typ)
+		}
+	}
 	ts := "2026-11-27T10:20:08.123Z"
 	for _, st := range []ContactStatus{{UserID: 1, Online: true}, {UserID: 2, LastConnectedAt: &ts, Typing: true}} {
 		var f struct {
