@@ -22,7 +22,7 @@ func (c *Client) Chats() (*ConversationList, error) {
 func (c *Client) chats(ctx context.Context) (*ConversationList, error) {
 	rows, err := c.store.db.QueryContext(ctx, `
 		SELECT u.id, u.name, coalesce(u.avatar_url, ''), coalesce(u.last_connected_at, ''),
-			m.id, m.from_user_id, m.content, m.status, m.created_at,
+			m.id, m.from_user_id, m.content, `+messageStatus("m")+`, m.created_at,
 			(SELECT count(*) FROM Messages x WHERE x.contact_id = u.id AND x.id > u.read_up_to AND x.from_user_id = u.id)
 		FROM (SELECT contact_id, max(id) AS id FROM Messages GROUP BY contact_id) last
 		JOIN Messages m ON m.id = last.id

@@ -29,7 +29,7 @@ func (c *Client) RegisterDevice(platform, token, topic string, sandbox bool) err
 }
 
 func (c *Client) registerDevice(d wire.DeviceRequest) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(c.calls(), 10*time.Second)
 	defer cancel()
 	return c.remote.registerDevice(ctx, d)
 }
@@ -37,7 +37,7 @@ func (c *Client) registerDevice(d wire.DeviceRequest) error {
 // UnregisterDevice removes a push token (on logout, or when the platform
 // rotates it).
 func (c *Client) UnregisterDevice(token string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(c.calls(), 10*time.Second)
 	defer cancel()
 	return c.remote.unregisterDevice(ctx, token)
 }

@@ -5,31 +5,95 @@
 // the real-time connection. It does not own the UI, the login (the app
 // passes a token) or the platform's push client (the app passes push tokens).
 //
-// # Using it
+// # An app's lifecycle, as code
 //
-//	c, err := edgechat.Open(&edgechat.Config{ServerURL: url, Token: jwt, DBPath: dir + "/chats.db"})
-//	c.SetListener(ui)       // called after every commit that changes what a screen shows
-//	c.Start()               // scheduler, timeout controller, WebSocket, sync
-//	m, _ := c.Send(42, "hi")    // stored as PENDING and shown at once
-//	page, _ := c.History(42, 0, 50) // offline, oldest first, pending last
-//	chats, _ := c.Chats()       // ConversationPreviews, newest first, unread counts
-//	c.MarkRead(42)              // local at once, READ receipt to the sender
-//	defer c.Close()
+// One Client per logged-in account, kept for as long as the account is
+// logged in. Every call may be made from any thread; those that reach the
+// server block up to their timeout, so the UI calls them off its thread.
+// Listener methods arrive on an SDK goroutine: post them to the UI thread.
+//
+//	// Start: log in (the app's login service), open the account's database.
+//	cfg := &edgechat.Config{ServerURL: "https://chat.example.com", DBPath: dir + "/chats.db",
+//		Token: login.Token(), TokenSource: login} // login.Token(reason) (string, error)
+//	c, err := edgechat.Open(cfg)
+//	if edgechat.ErrorCode(err) == edgechat.CodeOtherAccount {
+//		// chats.db is another account's (a log-out without cleanup): empty
+//		// it for this one, or give each account its own DBPath.
+//		cfg.WipeOtherAccount = true
+//		c, err = edgechat.Open(cfg)
+//	}
+//	c.SetListener(ui) // OnChanges, OnContactStatus, OnConnectionChanged, OnAuthFailed
+//	c.Start()         // token, scheduler, socket (which replays what waits)
+//
+//	// Use: everything reads and writes chats.db first, works offline.
+//	m, _ := c.Send(42, "hi")        // PENDING at once: OnChanges message_added
+//	page, _ := c.History(42, 0, 50) // oldest first, pending last
+//	chats, _ := c.Chats()           // newest first, unread counts
+//	c.MarkRead(42)                  // local at once, READ receipt to 42
+//	c.WatchIDs([]int64{42})         // presence and typing of 42 (Watch("42") from Java/Swift)
+//	c.RegisterFCM(fcmToken)         // or RegisterAPNs(token, topic, sandbox)
+//
+//	// Background: the socket closes, presence becomes unknown, messages
+//	// written meanwhile wait in chats.db; the platform's push takes over.
+//	c.Pause()
+//	// Foreground: a fresh token, the socket at once (it replays what came
+//	// meanwhile), queued messages without waiting out their backoff.
+//	c.Resume()
+//	// The network changed (Wi-Fi to cellular, back online): redial now.
+//	c.NetworkChanged()
+//
+//	// Push arrival: the notification is only an alert. In the foreground
+//	// the socket brings the message; from a background task, fetch it:
+//	c.Sync() // stores and acknowledges what waits, then OnChanges
+//
+//	// Token refresh happens by itself: the TokenSource is asked on Start
+//	// and Resume, before the token expires, and when the server answers
+//	// 401. A 401 is never retried as a transient failure: if no token is
+//	// had, OnAuthFailed(code, message) fires once, nothing is sent and the
+//	// socket waits; messages stay PENDING until
+//	c.SetToken(newToken) // after the user logs in again
+//
+//	// Failures: "retry all" for messages that failed for good.
+//	n, _ := c.RetryFailed()
+//	_, err = c.Send(42, "")
+//	switch edgechat.ErrorCode(err) { // docs/API.md's codes, and the SDK's
+//	case "rate_limited", "unauthenticated", edgechat.CodeEmpty: // ...
+//	}
+//
+//	// Account switch: log out, log in as someone else.
+//	c.UnregisterDevice(fcmToken)
+//	c.Close()
+//	cfg = &edgechat.Config{ServerURL: url, DBPath: dir + "/chats.db", Token: other.Token(),
+//		TokenSource: other, WipeOtherAccount: true} // or another DBPath, keeping both
+//	c, _ = edgechat.Open(cfg)
+//
+// Change events (OnChanges) say what changed: message_added (a request
+// written here, or a message received), message_accepted (a request became
+// message MessageID), message_status (DELIVERED, READ, EXPIRED; PENDING or
+// FAILED for requests), message_removed, conversation_removed and, for
+// changes to many messages at once, conversation_changed (re-read that
+// conversation). A message of mine the server dropped undelivered at the
+// end of its retention period shows status EXPIRED.
 //
 // A short-lived program (cmd/edgechat) skips Start and calls Flush and Sync.
 //
 // # Bindable surface (gomobile)
 //
-// Open, Config's string/int fields, Client's methods whose parameters and
-// results are strings, integers, bools, errors and pointers to this
-// package's structs, the Listener interface, and the list types
-// (MessageList, ConversationList, UsageList, EdgeList) with Len and Get(i)
-// can be bound with `gomobile bind` for Android and iOS. The rest is a Go
-// layer that gomobile skips: Config.Logger, Config.HTTPClient and Config.Now,
-// the *Context variants of calls, WatchIDs, and the Messages(),
-// Conversations() and Usage() slice accessors. Struct fields of struct type
-// are not bound; ConversationPreview.GetContact returns the contact.
-// Listener callbacks arrive on a goroutine of the SDK, never the UI thread.
+// The package is named for its bindings: Java gets edgechat.Client and
+// Edgechat.open(config); Objective-C EdgechatClient and EdgechatOpen.
+// Open, Config's string/int/bool fields, Client's methods whose parameters
+// and results are strings, integers, bools, errors and pointers to this
+// package's structs, the Listener and TokenSource interfaces (which Java
+// and Swift implement), ErrorCode, ErrorStatus and IsTransient, and the
+// list types (MessageList, ConversationList, UsageList, EdgeList,
+// ChangeList) with Len and Get(i) are bound by `gomobile bind` for Android
+// and iOS; CI generates the bindings (make bindings). The rest is a Go
+// layer that gomobile skips: Config.Logger, Config.HTTPClient, Config.Now
+// and Config.TokenSource (use SetTokenSource), the *Context variants of
+// calls, WatchIDs, and the Messages(), Conversations(), Usage() and
+// Changes() slice accessors. Struct fields of struct type are not bound;
+// ConversationPreview.GetContact returns the contact. Errors reach Java
+// and Swift as exceptions with the message; ErrorCode(err) gives the code.
 //
 // # The seed's decisions, point by point
 //
@@ -47,7 +111,12 @@
 //     and only the sender's 8 newest accepted sends to each shard's
 //     recipients; a request it can no longer check gets 409
 //     request_expired (see Deep dive, Expired).
-//   - GET /v1/messages syncs on start and after every reconnect.
+//   - Catch-up: every new socket replays the user's queue from its head,
+//     so a started client catches up through the socket alone (one copy
+//     of each waiting message: 1,000 waiting messages cost 219 kB instead
+//     of 368 kB when a REST sync also ran after each connect). Sync (GET
+//     /v1/messages) is for programs without a socket and for push arrival
+//     in the background.
 //   - Message statuses SYNCED, DELIVERED, READ come from the server and its
 //     receipts; PENDING (and FAILED) exist only on the device, for requests.
 //   - Presence and typing: contact_status_update events for the users set
@@ -62,9 +131,10 @@
 //     modernc.org/sqlite (no cgo), file chats.db, WAL, synchronous=FULL so
 //     that a commit is durable before it is acknowledged.
 //   - Unidirectional, reactive flow: every write commits first, then the
-//     Listener is told (coalesced, from one goroutine); screens re-read the
-//     repositories. Nothing is shown that is not in chats.db, except live
-//     presence and typing.
+//     Listener is told what changed (OnChanges, in commit order, from one
+//     goroutine); screens apply the changes or re-read the repositories.
+//     Nothing is shown that is not in chats.db, except live presence and
+//     typing.
 //   - Repositories: the messages repository (Send, History, Resend,
 //     DeleteRequest, MarkRead) merges Messages and MessageRequests; the
 //     conversations repository (Chats, UnreadCount) builds
@@ -126,14 +196,26 @@
 //     created_at and seq, which order it, so it keeps its place before the
 //     recipient's later requests. The accepted message carries the new
 //     createdAt.
-//   - Receiving: new_message, message_delivered and message_read events are
-//     batched into one transaction, then acknowledged (ack upTo) only after
-//     the commit; a sync page is acknowledged by the next call's cursor,
+//   - Receiving: new_message, message_delivered, message_read and
+//     message_expired events are batched into one transaction, then
+//     acknowledged (ack upTo) only after the commit; a sync page is acknowledged by the next call's cursor,
 //     after its commit. Duplicates are dropped by id (INSERT OR IGNORE), and
-//     statuses only move forward (SYNCED < DELIVERED < READ).
+//     statuses only move forward (SYNCED < DELIVERED < READ; an EXPIRED
+//     receipt marks only messages still SYNCED, and later receipts leave
+//     an EXPIRED message as it is).
 //   - Reconnection: exponential backoff with equal jitter (500 ms to 30 s);
 //     a 1012 close (the node drains) reconnects at once to the next edge. A
 //     socket silent for 2.5 heartbeats is treated as dead (half-open TCP).
+//     When the socket closes, every contact's presence and typing become
+//     unknown: offline and not typing, last seen kept, and OnContactStatus
+//     says so. A 401 at the handshake asks the TokenSource once; without a
+//     token the socket waits for one instead of redialling.
+//   - Accounts: chats.db records its owner (the Account table: user id and
+//     Config.ServerURL); Open refuses another account with ErrOtherAccount
+//     unless Config.WipeOtherAccount, so one user's sync cursor never
+//     acknowledges another user's queue. A database of version 2 (no
+//     owner) is adopted unless it holds a message neither from nor to the
+//     user opening it.
 //   - Nearest edge: GET /v1/edges, round trip to each edge's /healthz
 //     measured concurrently, best first; a failed call or connection moves
 //     to the next edge, and the list is re-measured after repeated failures.
@@ -145,7 +227,8 @@
 //     one script (schema.sql) in dependency order, foreign keys on.
 //     Migrations are versioned with PRAGMA user_version (version 2,
 //     schema_v2.sql, adds the re-stampable key; a version 1 request that
-//     was ever put on the wire counts as maybe accepted). Additions to the
+//     was ever put on the wire counts as maybe accepted; version 3,
+//     schema_v3.sql, the Account owner and Messages.expired_at). Additions to the
 //     seed's columns are bookkeeping: Messages.contact_id (the other party,
 //     for one index serving conversation and chat list),
 //     MessageRequests.created_at (when written), next_attempt_at and seq,
@@ -160,7 +243,8 @@
 //     readers run alongside); all work off the caller's UI thread is the
 //     app's choice, the SDK's own work runs on its goroutines.
 //   - Push: RegisterAPNs, RegisterFCM and UnregisterDevice register the
-//     platform's token; a notification in the foreground should call Sync.
+//     platform's token; a notification while the client is paused (app in
+//     the background) calls Sync; in the foreground the socket delivers.
 //     Push is only an alert: messages always come through sync or socket.
 //
 // # Not covered

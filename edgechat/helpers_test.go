@@ -45,6 +45,12 @@ var fastTuning = node.Tuning{
 // startNode starts a real edgenode on loopback. httpAddr "" picks a port.
 func startNode(t testing.TB, dir, httpAddr, region string, join ...string) *node.Node {
 	t.Helper()
+	return startNodeWith(t, dir, httpAddr, region, nil, join...)
+}
+
+// startNodeWith is startNode with extra flags.
+func startNodeWith(t testing.TB, dir, httpAddr, region string, extra []string, join ...string) *node.Node {
+	t.Helper()
 	if httpAddr == "" {
 		httpAddr = "127.0.0.1:0"
 	}
@@ -52,6 +58,7 @@ func startNode(t testing.TB, dir, httpAddr, region string, join ...string) *node
 		"--gossip-addr", "127.0.0.1:0", "--cluster-addr", "127.0.0.1:0", "--advertise-addr", "127.0.0.1",
 		"--cluster-secret", clusterSecret, "--jwt-secret", jwtSecret, "--shards", "2",
 		"--send-rate", "1000", "--send-burst", "1000", "--ping-interval", "1s"}
+	args = append(args, extra...)
 	if len(join) > 0 {
 		args = append(args, "--join", strings.Join(join, ","))
 	}
@@ -86,17 +93,29 @@ func token(t testing.TB, user int64) string {
 type recorder struct {
 	mu       sync.Mutex
 	convs    map[int64]int
+	all      []edgechat.Change
 	statuses []edgechat.ContactInfo
 	states   []string
+	auth     []string // codes of OnAuthFailed
 }
 
-func (r *recorder) OnConversationChanged(id int64) {
+func (r *recorder) OnChanges(l *edgechat.ChangeList) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.convs == nil {
 		r.convs = map[int64]int{}
 	}
-	r.convs[id]++
+	for i := range l.Len() {
+		ch := l.Get(i)
+		r.convs[ch.ContactID]++
+		r.all = append(r.all, *ch)
+	}
+}
+
+func (r *recorder) OnAuthFailed(code, _ string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.auth = append(r.auth, code)
 }
 
 func (r *recorder) OnContactStatus(ci *edgechat.ContactInfo) {
@@ -217,6 +236,7 @@ type cutProxy struct {
 	drop    bool
 	hang    bool
 	conns   []net.Conn
+	down    bytes.Buffer // every byte passed from the backend to clients
 }
 
 func newCutProxy(t testing.TB, backend string) *cutProxy {
@@ -254,6 +274,20 @@ func (p *cutProxy) setHang(h bool) {
 	p.mu.Unlock()
 }
 
+// resetDownloaded forgets the bytes passed so far.
+func (p *cutProxy) resetDownloaded() {
+	p.mu.Lock()
+	p.down.Reset()
+	p.mu.Unlock()
+}
+
+// downloaded is every byte passed from the backend since the last reset.
+func (p *cutProxy) downloaded() []byte {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return bytes.Clone(p.down.Bytes())
+}
+
 func (p *cutProxy) closeAll() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -289,6 +323,9 @@ func (p *cutProxy) serve(c net.Conn) {
 				b.Close()
 				return
 			}
+			p.mu.Lock()
+			p.down.Write(buf[:n])
+			p.mu.Unlock()
 			if _, werr := c.Write(buf[:n]); werr != nil {
 				b.Close()
 				return

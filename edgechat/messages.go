@@ -63,7 +63,7 @@ func (c *Client) store1(ctx context.Context, to int64, content, status string) (
 	if err != nil {
 		return nil, fmt.Errorf("client: store message: %w", err)
 	}
-	c.notify.conversation(to)
+	c.notify.change(Change{Kind: ChangeMessageAdded, ContactID: to, RequestID: m.RequestID, Status: m.Status})
 	if status == RequestPending {
 		c.wake()
 	}
@@ -111,7 +111,7 @@ func (c *Client) requeue(requestID int64, from string) error {
 	if err != nil {
 		return err
 	}
-	c.notify.conversation(to)
+	c.notify.change(Change{Kind: ChangeMessageStatus, ContactID: to, RequestID: requestID, Status: StatusPending})
 	c.wake()
 	return nil
 }
@@ -132,7 +132,7 @@ func (c *Client) DeleteRequest(requestID int64) error {
 	if err != nil {
 		return err
 	}
-	c.notify.conversation(to)
+	c.notify.change(Change{Kind: ChangeMessageRemoved, ContactID: to, RequestID: requestID})
 	return nil
 }
 
@@ -152,7 +152,7 @@ func (c *Client) history(ctx context.Context, contact, before int64, limit int) 
 	if before <= 0 {
 		before = wire.MaxID + 1
 	}
-	rows, err := c.store.db.QueryContext(ctx, `SELECT id, from_user_id, to_user_id, content, status, created_at
+	rows, err := c.store.db.QueryContext(ctx, `SELECT id, from_user_id, to_user_id, content, `+messageStatus("")+`, created_at
 		FROM Messages WHERE contact_id = ? AND id < ? ORDER BY id DESC LIMIT ?`, contact, before, limit+1)
 	if err != nil {
 		return nil, fmt.Errorf("client: history: %w", err)
@@ -209,6 +209,17 @@ func (c *Client) requests(ctx context.Context, contact int64) ([]Message, error)
 		out = append(out, m)
 	}
 	return out, rows.Err()
+}
+
+// messageStatus is the SQL expression of a Messages row's status as the
+// UI sees it: EXPIRED once the server dropped it undelivered (expired_at,
+// set by an EXPIRED receipt), else the status column. alias is the table's
+// alias ("" for none).
+func messageStatus(alias string) string {
+	if alias != "" {
+		alias += "."
+	}
+	return "CASE WHEN " + alias + "expired_at IS NOT NULL THEN '" + StatusExpired + "' ELSE " + alias + "status END"
 }
 
 // viewStatus maps a request's status to the Message status the UI shows:
@@ -351,7 +362,10 @@ func (c *Client) flushReadMarks(ctx context.Context) error {
 // applied is what a batch of server events changed.
 type applied struct {
 	contacts []int64
-	maxID    int64
+	// changes are the changes to tell the listener once the batch is
+	// committed (notifyApplied), at most maxQueuedChanges of them.
+	changes []Change
+	maxID   int64
 }
 
 func (a *applied) touch(id int64) {
@@ -360,13 +374,28 @@ func (a *applied) touch(id int64) {
 	}
 }
 
+// add records a change of the batch.
+func (a *applied) add(ch Change) {
+	a.touch(ch.ContactID)
+	a.changes = append(a.changes, ch)
+	if len(a.changes) > maxQueuedChanges {
+		a.changes = collapse(a.changes)
+	}
+}
+
+// notifyApplied tells the listener what a committed batch of server
+// events (applyEvents) changed. Call it only after the commit.
+func (c *Client) notifyApplied(a *applied) {
+	c.notify.change(a.changes...)
+}
+
 // applyEvents stores messages and receipts from the server (sync page or
 // socket frames) and advances the cursor, in the caller's transaction.
 // Duplicates are dropped by id; statuses only move forward.
 func (c *Client) applyEvents(ctx context.Context, tx *sql.Tx, msgs []wire.Message, receipts []wire.Receipt, cursor int64, a *applied) error {
 	for i := range msgs {
 		m := &msgs[i]
-		if err := c.insertMessage(ctx, tx, m, a); err != nil {
+		if _, _, err := c.insertMessage(ctx, tx, m, a); err != nil {
 			return err
 		}
 		a.maxID = max(a.maxID, m.MessageID)
@@ -385,23 +414,27 @@ func (c *Client) applyEvents(ctx context.Context, tx *sql.Tx, msgs []wire.Messag
 	return nil
 }
 
-func (c *Client) insertMessage(ctx context.Context, tx *sql.Tx, m *wire.Message, a *applied) error {
+// insertMessage stores a message from the server (received, or the answer
+// to my request) unless it is stored already, and records a
+// ChangeMessageAdded in a when it is new. It returns the status it stored
+// and whether it stored it (false: the message was there already).
+func (c *Client) insertMessage(ctx context.Context, tx *sql.Tx, m *wire.Message, a *applied) (string, bool, error) {
 	contact := m.FromUserID
 	if contact == c.me {
 		contact = m.ToUserID
 	}
 	if err := ensureUser(ctx, tx, m.FromUserID); err != nil {
-		return err
+		return "", false, err
 	}
 	if err := ensureUser(ctx, tx, m.ToUserID); err != nil {
-		return err
+		return "", false, err
 	}
 	status := m.Status
 	if m.FromUserID == c.me {
 		// Receipts may have overtaken the 201 that carries the message.
 		var delivered, read int64
 		if err := tx.QueryRowContext(ctx, `SELECT their_delivered_up_to, their_read_up_to FROM Users WHERE id = ?`, contact).Scan(&delivered, &read); err != nil {
-			return err
+			return "", false, err
 		}
 		switch {
 		case m.MessageID <= read:
@@ -412,7 +445,7 @@ func (c *Client) insertMessage(ctx context.Context, tx *sql.Tx, m *wire.Message,
 	} else {
 		var readUpTo int64
 		if err := tx.QueryRowContext(ctx, `SELECT read_up_to FROM Users WHERE id = ?`, contact).Scan(&readUpTo); err != nil {
-			return err
+			return "", false, err
 		}
 		if m.MessageID <= readUpTo {
 			status = StatusRead
@@ -424,20 +457,34 @@ func (c *Client) insertMessage(ctx context.Context, tx *sql.Tx, m *wire.Message,
 	res, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO Messages(id, from_user_id, to_user_id, content, status, created_at, contact_id)
 		VALUES (?, ?, ?, ?, ?, ?, ?)`, m.MessageID, m.FromUserID, m.ToUserID, m.Content, status, m.CreatedAt, contact)
 	if err != nil {
-		return fmt.Errorf("client: store message %d: %w", m.MessageID, err)
+		return "", false, fmt.Errorf("client: store message %d: %w", m.MessageID, err)
 	}
-	if n, _ := res.RowsAffected(); n > 0 {
-		a.touch(contact)
+	if n, _ := res.RowsAffected(); n == 0 {
+		return "", false, nil // a duplicate
 	}
-	return nil
+	a.add(Change{Kind: ChangeMessageAdded, ContactID: contact, MessageID: m.MessageID, Status: status})
+	return status, true, nil
 }
 
+// applyReceipt applies a receipt for messages of mine: DELIVERED and READ
+// move statuses forward (never past EXPIRED: the recipient never got an
+// expired message, whatever range a read mark covers), EXPIRED marks
+// messages the server dropped undelivered (only SYNCED ones: a DELIVERED or
+// READ one did reach the recipient). It records a ChangeMessageStatus in a
+// for each message whose status changed.
 func (c *Client) applyReceipt(ctx context.Context, tx *sql.Tx, r *wire.Receipt, a *applied) error {
 	by := r.ByUserID
 	if err := ensureUser(ctx, tx, by); err != nil {
 		return err
 	}
-	var res sql.Result
+	idList := func() (string, []any) {
+		args := []any{by, c.me}
+		for _, id := range r.MessageIDs {
+			args = append(args, id)
+		}
+		return strings.Repeat(",?", len(r.MessageIDs))[1:], args
+	}
+	var rows *sql.Rows
 	var err error
 	switch r.Status {
 	case wire.StatusDelivered:
@@ -449,25 +496,49 @@ func (c *Client) applyReceipt(ctx context.Context, tx *sql.Tx, r *wire.Receipt, 
 		if _, err = tx.ExecContext(ctx, `UPDATE Users SET their_delivered_up_to = max(their_delivered_up_to, ?) WHERE id = ?`, slices.Max(r.MessageIDs), by); err != nil {
 			return err
 		}
-		ph := strings.Repeat(",?", len(r.MessageIDs))[1:]
-		args := []any{by, c.me}
-		for _, id := range r.MessageIDs {
-			args = append(args, id)
-		}
-		res, err = tx.ExecContext(ctx, `UPDATE Messages SET status = 'DELIVERED' WHERE contact_id = ? AND from_user_id = ? AND status = 'SYNCED' AND id IN (`+ph+`)`, args...)
+		ph, args := idList()
+		rows, err = tx.QueryContext(ctx, `UPDATE Messages SET status = 'DELIVERED'
+			WHERE contact_id = ? AND from_user_id = ? AND status = 'SYNCED' AND expired_at IS NULL AND id IN (`+ph+`) RETURNING id`, args...)
 	case wire.StatusRead:
 		if _, err = tx.ExecContext(ctx, `UPDATE Users SET their_read_up_to = max(their_read_up_to, ?) WHERE id = ?`, r.UpToMessageID, by); err != nil {
 			return err
 		}
-		res, err = tx.ExecContext(ctx, `UPDATE Messages SET status = 'READ' WHERE contact_id = ? AND from_user_id = ? AND id <= ? AND status != 'READ'`, by, c.me, r.UpToMessageID)
+		rows, err = tx.QueryContext(ctx, `UPDATE Messages SET status = 'READ'
+			WHERE contact_id = ? AND from_user_id = ? AND id <= ? AND status != 'READ' AND expired_at IS NULL RETURNING id`, by, c.me, r.UpToMessageID)
+	case StatusExpired:
+		if len(r.MessageIDs) == 0 {
+			return nil
+		}
+		at := r.At
+		if at == "" {
+			at = c.nowString()
+		}
+		ph, args := idList()
+		rows, err = tx.QueryContext(ctx, `UPDATE Messages SET expired_at = ?
+			WHERE contact_id = ? AND from_user_id = ? AND status = 'SYNCED' AND expired_at IS NULL AND id IN (`+ph+`) RETURNING id`, append([]any{at}, args...)...)
 	default:
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("client: receipt %d: %w", r.ID, err)
 	}
-	if n, _ := res.RowsAffected(); n > 0 {
-		a.touch(by)
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return fmt.Errorf("client: receipt %d: %w", r.ID, err)
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("client: receipt %d: %w", r.ID, err)
+	}
+	// RETURNING gives the rows in no promised order: report them by id.
+	slices.Sort(ids)
+	for _, id := range ids {
+		a.add(Change{Kind: ChangeMessageStatus, ContactID: by, MessageID: id, Status: r.Status})
 	}
 	return nil
 }
@@ -477,20 +548,38 @@ func (c *Client) applyReceipt(ctx context.Context, tx *sql.Tx, r *wire.Receipt, 
 // server made of it, in one transaction (seed: no SUCCEEDED status; the
 // request becomes a Message).
 func (c *Client) accept(ctx context.Context, requestID int64, resp wire.NewMessageResponse) error {
-	var a applied
+	var ch Change
 	err := c.store.write(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM MessageRequests WHERE request_id = ?`, requestID); err != nil {
+		res, err := tx.ExecContext(ctx, `DELETE FROM MessageRequests WHERE request_id = ?`, requestID)
+		if err != nil {
 			return err
 		}
 		m := resp.Message
 		if m.Status == "" {
 			m.Status = StatusSynced
 		}
-		return c.insertMessage(ctx, tx, &m, &a)
+		var a applied
+		status, inserted, err := c.insertMessage(ctx, tx, &m, &a)
+		if err != nil {
+			return err
+		}
+		if !inserted {
+			// Stored already: the status shown is the stored one.
+			if err := tx.QueryRowContext(ctx, `SELECT `+messageStatus("")+` FROM Messages WHERE id = ?`, m.MessageID).Scan(&status); err != nil {
+				return err
+			}
+		}
+		ch = Change{Kind: ChangeMessageAccepted, ContactID: m.ToUserID, MessageID: m.MessageID, RequestID: requestID, Status: status}
+		if n, _ := res.RowsAffected(); n == 0 {
+			// DeleteRequest removed it while it was on the wire (and the
+			// listener was told): the message is new to the screen.
+			ch.Kind, ch.RequestID = ChangeMessageAdded, 0
+		}
+		return nil
 	})
 	if err != nil {
 		return err
 	}
-	c.notify.conversation(resp.Message.ToUserID)
+	c.notify.change(ch)
 	return nil
 }

@@ -1,9 +1,6 @@
 package edgechat
 
-import (
-	"errors"
-	"time"
-)
+import "time"
 
 // Message statuses as the UI sees them. SYNCED, DELIVERED and READ come
 // from the server; PENDING and FAILED exist only on the device and belong to
@@ -14,6 +11,10 @@ const (
 	StatusSynced    = "SYNCED"
 	StatusDelivered = "DELIVERED"
 	StatusRead      = "READ"
+	// StatusExpired: the server dropped my message undelivered at the end
+	// of its retention period (its EXPIRED receipt); the recipient never
+	// got it. The app shows it as not delivered.
+	StatusExpired = "EXPIRED"
 )
 
 // MessageRequest statuses (seed, "Sending messages").
@@ -29,17 +30,6 @@ const (
 	ConnOffline    = "offline"
 	ConnConnecting = "connecting"
 	ConnOnline     = "online"
-)
-
-// Errors of this package.
-var (
-	ErrClosed        = errors.New("client: closed")
-	ErrNotFound      = errors.New("client: not found")
-	ErrEmptyContent  = errors.New("client: empty content")
-	ErrSchemaTooNew  = errors.New("client: database schema is newer than this client")
-	ErrNoUserID      = errors.New("client: no user id (set Config.UserID or use a token with a numeric sub)")
-	ErrNotRetryable  = errors.New("client: request is not failed")
-	ErrServerRefused = errors.New("client: server refused the request")
 )
 
 // Message is one entry of a conversation: a message the server accepted

@@ -17,15 +17,17 @@ import (
 )
 
 // The Real-time Updates Remote DataSource of the seed: one WebSocket,
-// reconnected with backoff, and a sync through GET /v1/messages on start and
-// after every reconnect.
+// reconnected with backoff. Every new socket replays the user's queue from
+// its head (API.md, "Delivery"), so a started client catches up through the
+// socket alone; GET /v1/messages (Sync) is for programs that do not keep a
+// socket.
 
 // Sync fetches everything waiting on the server through GET /v1/messages,
 // stores it and acknowledges it (the next page's cursor acknowledges the
 // previous page, after it is committed). A started client syncs by itself
 // after every (re)connect.
 func (c *Client) Sync() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(c.calls(), 30*time.Second)
 	defer cancel()
 	return c.SyncContext(ctx)
 }
@@ -54,7 +56,7 @@ func (c *Client) SyncContext(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		c.notify.conversation(a.contacts...)
+		c.notifyApplied(&a)
 		cursor = max(cursor, page.LastSyncedMessage)
 	}
 }
@@ -77,12 +79,19 @@ func (s *socket) send(typ string, payload any) error {
 	return s.conn.WriteMessage(websocket.TextMessage, f)
 }
 
+// typeMessageExpired is the socket event of an EXPIRED receipt.
+const typeMessageExpired = "message_expired"
+
+// errUnauthorized: the socket's token was refused and no fresh one came.
+var errUnauthorized = errors.New("edgechat: token refused")
+
 // errDraining is a close 1012: the node drains, go elsewhere at once.
 var errDraining = errors.New("client: edge is draining")
 
 func (c *Client) socketLoop(ctx context.Context) {
 	c.notify.connection(ConnConnecting)
-	if err := c.edges.refresh(ctx, c.cfg.Token); err != nil {
+	tok, _ := c.auth.current()
+	if err := c.edges.refresh(ctx, tok); err != nil {
 		c.log.Debug("edges", "err", err)
 	}
 	failures := 0
@@ -103,6 +112,18 @@ func (c *Client) socketLoop(ctx context.Context) {
 		}
 		var wait time.Duration
 		switch {
+		case errors.Is(err, errUnauthorized):
+			// The token was refused and no fresh one came: dialling again
+			// with it cannot succeed. Wait for SetToken or the TokenSource.
+			c.notify.connection(ConnOffline)
+			if changed := c.auth.waitChange(); func() bool { _, failed := c.auth.current(); return failed }() {
+				select {
+				case <-ctx.Done():
+				case <-changed:
+				}
+			}
+			failures = 0
+			continue
 		case errors.Is(err, errDraining):
 			c.edges.failed(edge)
 		case !wasReady:
@@ -110,7 +131,8 @@ func (c *Client) socketLoop(ctx context.Context) {
 			wait = backoff(failures, base, maxWait)
 			if failures%3 == 0 {
 				// Edges may have moved; ask again and re-measure.
-				c.edges.refresh(ctx, c.cfg.Token)
+				tok, _ := c.auth.current()
+				c.edges.refresh(ctx, tok)
 			}
 		default:
 			wait = backoff(1, base, maxWait)
@@ -118,9 +140,14 @@ func (c *Client) socketLoop(ctx context.Context) {
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
-			t.Stop()
 		case <-t.C:
+		case <-c.redial:
+			// The network changed: the edges' round trips did too.
+			failures = 0
+			tok, _ := c.auth.current()
+			c.edges.refresh(ctx, tok)
 		}
+		t.Stop()
 	}
 	c.notify.connection(ConnOffline)
 }
@@ -130,7 +157,20 @@ func (c *Client) socketLoop(ctx context.Context) {
 func (c *Client) runSocket(ctx context.Context, edge string) (bool, error) {
 	u := "ws" + strings.TrimPrefix(edge, "http") + "/v1/socket/updates"
 	d := websocket.Dialer{HandshakeTimeout: 10 * time.Second, Proxy: http.ProxyFromEnvironment}
-	conn, resp, err := d.DialContext(ctx, u, http.Header{"Authorization": {"Bearer " + c.cfg.Token}})
+	tok, _ := c.auth.current()
+	conn, resp, err := d.DialContext(ctx, u, http.Header{"Authorization": {"Bearer " + tok}})
+	if err != nil && resp != nil && resp.StatusCode == http.StatusUnauthorized {
+		// Expired or revoked: one fresh token, one more try.
+		fresh, rerr := c.auth.refresh(TokenUnauthorized, tok)
+		if rerr != nil {
+			return false, errUnauthorized
+		}
+		conn, resp, err = d.DialContext(ctx, u, http.Header{"Authorization": {"Bearer " + fresh}})
+		if err != nil && resp != nil && resp.StatusCode == http.StatusUnauthorized {
+			c.auth.fail(wire.CodeUnauthenticated, "the server refused the TokenSource's token")
+			return false, errUnauthorized
+		}
+	}
 	if err != nil {
 		if resp != nil && resp.StatusCode == http.StatusServiceUnavailable {
 			return false, errDraining
@@ -175,6 +215,7 @@ func (c *Client) runSocket(ctx context.Context, edge string) (bool, error) {
 			c.sock = nil
 		}
 		c.mu.Unlock()
+		c.presenceUnknown()
 	}()
 	c.notify.connection(ConnOnline)
 	if len(watched) > 0 {
@@ -194,15 +235,13 @@ func (c *Client) runSocket(ctx context.Context, edge string) (bool, error) {
 		<-sctx.Done()
 		conn.Close() // unblocks the reader
 	}()
-	// The network is back: sync what waits, and send what is queued
-	// without waiting out the backoff.
+	// The network is back: send what is queued without waiting out the
+	// backoff. What waits on the server comes on this socket (it replays
+	// the queue), so there is no REST sync to make.
 	go func() {
 		defer workers.Done()
 		if err := c.retryNow(sctx); err == nil {
 			c.wake()
-		}
-		if err := c.SyncContext(sctx); err != nil && sctx.Err() == nil {
-			c.log.Debug("sync after connect", "err", err)
 		}
 	}()
 
@@ -272,7 +311,7 @@ func (c *Client) handleFrames(ctx context.Context, s *socket, batch []wire.Frame
 			if json.Unmarshal(f.Payload, &p) == nil && p.Message.MessageID > 0 {
 				msgs = append(msgs, p.Message)
 			}
-		case wire.TypeMessageDelivered, wire.TypeMessageRead:
+		case wire.TypeMessageDelivered, wire.TypeMessageRead, typeMessageExpired:
 			var r wire.Receipt
 			if json.Unmarshal(f.Payload, &r) == nil && r.ID > 0 {
 				receipts = append(receipts, r)
@@ -295,9 +334,29 @@ func (c *Client) handleFrames(ctx context.Context, s *socket, batch []wire.Frame
 	}); err != nil {
 		return err
 	}
-	c.notify.conversation(a.contacts...)
+	c.notifyApplied(&a)
 	// Acknowledge only what is committed.
 	return s.send(wire.TypeAck, wire.Ack{UpTo: a.maxID})
+}
+
+// presenceUnknown: the socket closed, so nothing tells the client of
+// contacts going offline or stopping typing any more. Every live status
+// becomes offline and not typing (the last seen time stays), and the
+// listener hears of each that changed.
+func (c *Client) presenceUnknown() {
+	c.mu.Lock()
+	var changed []ContactInfo
+	for id, ci := range c.contacts {
+		if ci.Online || ci.Typing {
+			ci.Online, ci.Typing = false, false
+			c.contacts[id] = ci
+			changed = append(changed, ci)
+		}
+	}
+	c.mu.Unlock()
+	for _, ci := range changed {
+		c.notify.contact(ci)
+	}
 }
 
 func (c *Client) contactStatus(ctx context.Context, cs wire.ContactStatus) {
@@ -375,7 +434,7 @@ func (c *Client) ContactInfo(userID int64) *ContactInfo {
 // FetchContactInfo asks the server for a user's status (GET
 // /v1/users/{id}/status), remembers it and returns it.
 func (c *Client) FetchContactInfo(userID int64) (*ContactInfo, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(c.cfg.SendTimeoutMillis)*time.Millisecond)
+	ctx, cancel := context.WithTimeout(c.calls(), time.Duration(c.cfg.SendTimeoutMillis)*time.Millisecond)
 	defer cancel()
 	cs, err := c.remote.status(ctx, userID)
 	if err != nil {
@@ -396,7 +455,7 @@ func (c *Client) SetTyping(contactID int64, typing bool) error {
 	if s != nil && s.send(wire.TypeTyping, wire.TypingFrame{ToUserID: contactID, Typing: typing}) == nil {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(c.calls(), 5*time.Second)
 	defer cancel()
 	return c.remote.typing(ctx, contactID, typing)
 }
@@ -416,7 +475,8 @@ func (c *Client) Edges() *EdgeList { return c.edges.snapshot() }
 
 // RefreshEdges asks for GET /v1/edges again and re-measures round trips.
 func (c *Client) RefreshEdges() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(c.calls(), 10*time.Second)
 	defer cancel()
-	return c.edges.refresh(ctx, c.cfg.Token)
+	tok, _ := c.auth.current()
+	return c.edges.refresh(ctx, tok)
 }

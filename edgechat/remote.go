@@ -15,18 +15,6 @@ import (
 	"github.com/edgenode/edgenode/wire"
 )
 
-// APIError is a non-2xx answer of the server.
-type APIError struct {
-	Status     int
-	Code       string
-	Message    string
-	RetryAfter time.Duration
-}
-
-func (e *APIError) Error() string {
-	return fmt.Sprintf("client: server answered %d %s: %s", e.Status, e.Code, e.Message)
-}
-
 // permanent reports whether retrying the same request cannot succeed.
 func (e *APIError) permanent() bool {
 	switch e.Status {
@@ -61,25 +49,50 @@ func (e *APIError) storedNothing() bool {
 // whichever edge the edge set says is current.
 type remote struct {
 	http  *http.Client
-	token string
+	auth  *auth
 	edges *edgeSet
 }
 
+// do makes one call. A 401 asks the TokenSource for a new token and makes
+// the call once more with it; a second 401, or no new token, leaves auth
+// failed and returns the 401.
 func (r *remote) do(ctx context.Context, method, path string, body, out any) error {
+	var b []byte
+	if body != nil {
+		var err error
+		if b, err = json.Marshal(body); err != nil {
+			return err
+		}
+	}
+	tok, _ := r.auth.current()
+	err := r.once(ctx, method, path, tok, b, out)
+	if ae, ok := isAPIError(err); !ok || ae.Status != http.StatusUnauthorized {
+		return err
+	}
+	fresh, rerr := r.auth.refresh(TokenUnauthorized, tok)
+	if rerr != nil {
+		// The 401's code stays (ErrorCode: unauthenticated); the message
+		// says why no new token came.
+		return fmt.Errorf("%w (no new token: %v)", err, rerr)
+	}
+	err = r.once(ctx, method, path, fresh, b, out)
+	if ae, ok := isAPIError(err); ok && ae.Status == http.StatusUnauthorized {
+		r.auth.fail(wire.CodeUnauthenticated, "the server refused the TokenSource's token: "+ae.Message)
+	}
+	return err
+}
+
+func (r *remote) once(ctx context.Context, method, path, tok string, body []byte, out any) error {
 	base := r.edges.current()
 	var rd io.Reader
 	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(b)
+		rd = bytes.NewReader(body)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, base+path, rd)
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Authorization", "Bearer "+r.token)
+	req.Header.Set("Authorization", "Bearer "+tok)
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
@@ -89,12 +102,12 @@ func (r *remote) do(ctx context.Context, method, path string, body, out any) err
 			// The edge did not answer: the next call tries the next one.
 			r.edges.failed(base)
 		}
-		return fmt.Errorf("client: %s %s: %w", method, path, err)
+		return fmt.Errorf("edgechat: %s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
 	if err != nil {
-		return fmt.Errorf("client: %s %s: %w", method, path, err)
+		return fmt.Errorf("edgechat: %s %s: %w", method, path, err)
 	}
 	if resp.StatusCode/100 != 2 {
 		e := &APIError{Status: resp.StatusCode}
@@ -112,7 +125,7 @@ func (r *remote) do(ctx context.Context, method, path string, body, out any) err
 	}
 	if out != nil {
 		if err := json.Unmarshal(b, out); err != nil {
-			return fmt.Errorf("client: %s %s: decode: %w", method, path, err)
+			return fmt.Errorf("edgechat: %s %s: decode: %w", method, path, err)
 		}
 	}
 	return nil

@@ -51,9 +51,9 @@ func (c *Client) pendingRequests(ctx context.Context) ([]due, error) {
 // server may have accepted it, so it is maybe-accepted from now on.
 func (c *Client) expireSent(ctx context.Context) (int, error) {
 	cutoff := c.now().Add(-time.Duration(c.cfg.SendTimeoutMillis) * time.Millisecond)
-	var ids []int64
-	var tos []int64
+	var chs []Change
 	err := c.store.write(ctx, func(tx *sql.Tx) error {
+		chs = chs[:0]
 		rows, err := tx.QueryContext(ctx, `SELECT request_id, to_user_id, fail_count FROM MessageRequests WHERE status = 'SENT' AND last_sent_at < ?`, formatTime(cutoff))
 		if err != nil {
 			return err
@@ -73,35 +73,48 @@ func (c *Client) expireSent(ctx context.Context) (int, error) {
 		}
 		rows.Close()
 		for _, x := range rs {
-			if err := c.markFailed(ctx, tx, x.id, x.fails+1, false, 0, true); err != nil {
+			ch, err := c.markFailed(ctx, tx, x.id, x.fails+1, false, 0, true)
+			if err != nil {
 				return err
 			}
-			ids, tos = append(ids, x.id), append(tos, x.to)
+			if ch != nil {
+				chs = append(chs, *ch)
+			}
 		}
 		return nil
 	})
-	if len(tos) > 0 {
-		c.notify.conversation(tos...)
+	if err != nil {
+		return 0, err
 	}
-	return len(ids), err
+	c.notify.change(chs...)
+	return len(chs), nil
 }
 
 // markFailed records a failed attempt: FAILED with a retry scheduled after
 // the backoff, or FAILED for good (no next attempt) when the attempts are
 // used up or retrying cannot help. unknown says that the server may have
 // accepted the attempt (no answer, a timeout, a 5xx): the request is then
-// maybe-accepted for as long as it keeps its key.
-func (c *Client) markFailed(ctx context.Context, tx *sql.Tx, id int64, fails int, permanent bool, atLeast time.Duration, unknown bool) error {
+// maybe-accepted for as long as it keeps its key. It returns the change
+// the conversation shows (PENDING while a retry is scheduled, FAILED when
+// none is), nil when the request is gone (deleted meanwhile).
+func (c *Client) markFailed(ctx context.Context, tx *sql.Tx, id int64, fails int, permanent bool, atLeast time.Duration, unknown bool) (*Change, error) {
 	var next any
 	if !permanent && fails < c.cfg.MaxAttempts {
 		d := backoff(fails, time.Duration(c.cfg.RetryBaseMillis)*time.Millisecond, time.Duration(c.cfg.RetryMaxMillis)*time.Millisecond)
 		d = max(d, atLeast)
 		next = c.now().Add(d).UnixMilli()
 	}
-	_, err := tx.ExecContext(ctx, `UPDATE MessageRequests SET status = 'FAILED', fail_count = ?, next_attempt_at = ?,
-		maybe_accepted = maybe_accepted OR ?, last_modified_at = ? WHERE request_id = ?`,
-		fails, next, unknown, c.nowString(), id)
-	return err
+	var to int64
+	err := tx.QueryRowContext(ctx, `UPDATE MessageRequests SET status = 'FAILED', fail_count = ?, next_attempt_at = ?,
+		maybe_accepted = maybe_accepted OR ?, last_modified_at = ? WHERE request_id = ? RETURNING to_user_id`,
+		fails, next, unknown, c.nowString(), id).Scan(&to)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &Change{Kind: ChangeMessageStatus, ContactID: to, RequestID: id, Status: viewStatus(RequestFailed, next == nil)}, nil
 }
 
 // attempt sends one request and records the outcome. It returns the send
@@ -140,15 +153,33 @@ func (c *Client) attempt(ctx context.Context, d due) error {
 			// retried with the same requestId.
 			return sendErr
 		}
+		if ErrorCode(sendErr) == wire.CodeUnauthenticated {
+			// The token was refused and no fresh one came (remote.do asked
+			// the TokenSource): the request is not at fault and a 401
+			// stored nothing. It waits, due, without spending an attempt,
+			// for SetToken or the TokenSource.
+			err := c.store.write(wctx, func(tx *sql.Tx) error {
+				_, err := tx.ExecContext(wctx, `UPDATE MessageRequests SET status = 'PENDING', next_attempt_at = ?, last_modified_at = ? WHERE request_id = ? AND status = 'SENT'`,
+					c.now().UnixMilli(), c.nowString(), d.id)
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			return sendErr
+		}
 		var next *due
+		var ch *Change
 		err = c.store.write(wctx, func(tx *sql.Tx) error {
 			var err error
-			next, err = c.recordFailure(wctx, tx, d, sendErr, !restamped)
+			next, ch, err = c.recordFailure(wctx, tx, d, sendErr, !restamped)
 			return err
 		})
-		c.notify.conversation(d.to)
 		if err != nil {
 			return err
+		}
+		if ch != nil {
+			c.notify.change(*ch)
 		}
 		if next == nil {
 			return sendErr
@@ -160,8 +191,9 @@ func (c *Client) attempt(ctx context.Context, d due) error {
 
 // recordFailure records an attempt that the server did not accept, in the
 // caller's transaction. It returns the request re-stamped and to be sent at
-// once, or nil.
-func (c *Client) recordFailure(ctx context.Context, tx *sql.Tx, d due, sendErr error, mayRestamp bool) (*due, error) {
+// once, or nil, and the change to tell the listener after the commit (nil
+// when the request is gone).
+func (c *Client) recordFailure(ctx context.Context, tx *sql.Tx, d due, sendErr error, mayRestamp bool) (*due, *Change, error) {
 	ae, isAPI := isAPIError(sendErr)
 	if !isAPI || !ae.expired() || !mayRestamp {
 		// No answer, or a 5xx: the server may have stored it. An answer
@@ -172,16 +204,18 @@ func (c *Client) recordFailure(ctx context.Context, tx *sql.Tx, d due, sendErr e
 			permanent, unknown, wait = ae.permanent(), !ae.storedNothing(), ae.RetryAfter
 		}
 		c.log.Debug("send failed", "requestId", d.id, "key", d.key, "fails", d.fails+1, "err", sendErr)
-		return nil, c.markFailed(ctx, tx, d.id, d.fails+1, permanent, wait, unknown)
+		ch, err := c.markFailed(ctx, tx, d.id, d.fails+1, permanent, wait, unknown)
+		return nil, ch, err
 	}
 	var maybe bool
 	err := tx.QueryRowContext(ctx, `SELECT maybe_accepted FROM MessageRequests WHERE request_id = ? AND wire_request_id = ?`, d.id, d.key).Scan(&maybe)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil // deleted (or re-stamped by Resend) meanwhile
+		return nil, nil, nil // deleted (or re-stamped by Resend) meanwhile
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	ch := &Change{Kind: ChangeMessageStatus, ContactID: d.to, RequestID: d.id}
 	if maybe {
 		// An earlier attempt may have been accepted and the server can no
 		// longer tell: sending it under any key could show it twice. FAILED
@@ -189,7 +223,11 @@ func (c *Client) recordFailure(ctx context.Context, tx *sql.Tx, d due, sendErr e
 		c.log.Debug("request expired, may have been accepted", "requestId", d.id, "key", d.key)
 		_, err := tx.ExecContext(ctx, `UPDATE MessageRequests SET status = 'FAILED', fail_count = ?, next_attempt_at = NULL, expired = 1, last_modified_at = ?
 			WHERE request_id = ?`, d.fails+1, c.nowString(), d.id)
-		return nil, err
+		if err != nil {
+			return nil, nil, err
+		}
+		ch.Status = StatusFailed
+		return nil, ch, nil
 	}
 	// Nothing of it can be on the server: a fresh key cannot make a copy.
 	// It stays PENDING (due now, should this process die before the send),
@@ -199,10 +237,15 @@ func (c *Client) recordFailure(ctx context.Context, tx *sql.Tx, d due, sendErr e
 	_, err = tx.ExecContext(ctx, `UPDATE MessageRequests SET wire_request_id = ?, wire_created_at = ?, status = 'PENDING', next_attempt_at = ?,
 		maybe_accepted = 0, expired = 0, last_modified_at = ? WHERE request_id = ?`, nd.key, nd.createdAt, c.now().UnixMilli(), nd.createdAt, d.id)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return &nd, nil
+	ch.Status = StatusPending
+	return &nd, ch, nil
 }
+
+// errWaitingForToken: the token was refused and no new one came; nothing
+// is sent until SetToken or the TokenSource gives one.
+var errWaitingForToken = &Error{wire.CodeUnauthenticated, "waiting for a token the server accepts (SetToken, or the TokenSource)"}
 
 // sendDue sends every request whose time has come. Requests to one
 // recipient go one at a time in the order they were written, and a
@@ -213,6 +256,9 @@ func (c *Client) recordFailure(ctx context.Context, tx *sql.Tx, d due, sendErr e
 func (c *Client) sendDue(ctx context.Context, ignoreBackoff bool) error {
 	c.flushMu.Lock()
 	defer c.flushMu.Unlock()
+	if _, failed := c.auth.current(); failed {
+		return errWaitingForToken
+	}
 	reqs, err := c.pendingRequests(ctx)
 	if err != nil {
 		return err
@@ -232,8 +278,8 @@ func (c *Client) sendDue(ctx context.Context, ignoreBackoff bool) error {
 			if firstErr == nil {
 				firstErr = err
 			}
-			if ctx.Err() != nil {
-				return err
+			if ctx.Err() != nil || ErrorCode(err) == wire.CodeUnauthenticated {
+				return err // shutting down, or every send would be refused
 			}
 			if _, isAPI := isAPIError(err); !isAPI && ignoreBackoff {
 				return err // unreachable: no point trying the others now
@@ -316,6 +362,15 @@ func (c *Client) schedulerLoop(ctx context.Context) {
 			return
 		case <-timer.C:
 		case <-c.kick:
+		}
+		// No token the server accepts: nothing can be sent until one
+		// comes (SetToken, the TokenSource), so wait for it.
+		if changed := c.auth.waitChange(); func() bool { _, failed := c.auth.current(); return failed }() {
+			select {
+			case <-ctx.Done():
+				return
+			case <-changed:
+			}
 		}
 		if _, err := c.expireSent(ctx); err != nil && ctx.Err() == nil {
 			c.log.Warn("timeout controller", "err", err)

@@ -86,7 +86,7 @@ func (c *Client) DeleteConversation(contactID int64) error {
 	if err != nil {
 		return fmt.Errorf("client: delete conversation: %w", err)
 	}
-	c.notify.conversation(contactID)
+	c.notify.change(Change{Kind: ChangeConversationRemoved, ContactID: contactID})
 	return nil
 }
 
@@ -106,10 +106,16 @@ func (c *Client) DeleteMessagesBefore(unixMillis int64) (int, error) {
 		}
 		for rows.Next() {
 			var id int64
-			rows.Scan(&id)
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return err
+			}
 			contacts = append(contacts, id)
 		}
 		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
 		res, err := tx.ExecContext(ctx, `DELETE FROM Messages WHERE id < ?`, limit)
 		if err != nil {
 			return err

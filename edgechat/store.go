@@ -25,16 +25,23 @@ var schemaV1 string
 //go:embed schema_v2.sql
 var schemaV2 string
 
+// schemaV3 adds the database's owner (Account) and the server's EXPIRED
+// mark on my messages.
+//
+//go:embed schema_v3.sql
+var schemaV3 string
+
 // migrations[i] moves the database from user_version i to i+1. A migration
 // is appended, never edited, once released.
 var migrations = []string{
 	schemaV1,
 	schemaV2,
+	schemaV3,
 }
 
 // SchemaVersion is the user_version of a database this package fully
 // migrated.
-const SchemaVersion = 2
+const SchemaVersion = 3
 
 // store owns chats.db. Writes go through one mutex, so that write
 // transactions never wait on each other inside SQLite (which would surface

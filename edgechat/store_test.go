@@ -59,7 +59,7 @@ func TestMigrationFromVersion1(t *testing.T) {
 	defer c.Close()
 	var v int
 	c.store.db.QueryRow("PRAGMA user_version").Scan(&v)
-	if v != 2 {
+	if v != SchemaVersion {
 		t.Fatalf("user_version %d", v)
 	}
 	for i, want := range rows {

@@ -11,7 +11,21 @@
 //	edgechat [flags] [chat [USER]]              interactive mode
 //
 // Flags: --server URL (EDGECHAT_SERVER), --token JWT (EDGECHAT_TOKEN),
-// --db PATH (EDGECHAT_DB, default chats-USERID.db), --json.
+// --token-cmd CMD (EDGECHAT_TOKEN_CMD), --db PATH (EDGECHAT_DB, default
+// chats-USERID.db), --switch-account, --json.
+//
+// Tokens: --token-cmd CMD is a shell command (sh -c CMD) that prints a fresh
+// JWT on stdout; EDGECHAT_TOKEN_REASON tells it why (start, expiring,
+// unauthorized). Without --token, edgechat runs it once at startup for the
+// first token (and the user id). The SDK then runs it whenever the server
+// refuses the token (HTTP 401), and the interactive mode also before the
+// token expires. Without it, a refused token stops sending until a new one
+// comes (/token JWT in the interactive mode).
+//
+// Accounts: the database belongs to the user (and server) it was first used
+// for. Opening another user's fails with exit code 2; --switch-account
+// empties it for the new user (the other account's unsent messages are
+// lost).
 //
 // Messages live in the local database: history and chats work offline.
 // send stores first and tries to deliver for a few seconds at most; what it
@@ -20,15 +34,27 @@
 // A message shown "! failed (expired: ...)" may have been delivered already:
 // an attempt got no answer, and the server no longer remembers it. In the
 // interactive mode /resend asks for confirmation before sending it again,
-// since the recipient may then see it twice.
+// since the recipient may then see it twice. A message shown "✗ expired:
+// never delivered" was accepted, but the server dropped it at the end of its
+// retention period before the recipient fetched it.
+//
+// Interactive commands: a user id opens a chat (/new USER from a chat),
+// /back, /typing, /resend ID, /delete ID, /retry (queue every failed
+// message again), /token JWT (replace a refused token), /quit.
+//
+// Errors of the SDK are printed with their code (edgechat.ErrorCode) in
+// brackets. Exit codes: 0 done, 1 an error, 2 the database belongs to
+// another account.
 package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -45,6 +71,8 @@ func main() {
 // options are the parsed command line.
 type options struct {
 	server, token, db string
+	tokenCmd          string
+	switchAccount     bool
 	json              bool
 	before            int64
 	limit             int
@@ -53,13 +81,14 @@ type options struct {
 	args              []string
 }
 
-var valueFlags = map[string]bool{"server": true, "token": true, "db": true, "before": true, "limit": true, "platform": true, "topic": true}
-var boolFlags = map[string]bool{"json": true, "sandbox": true, "help": true, "h": true}
+var valueFlags = map[string]bool{"server": true, "token": true, "token-cmd": true, "db": true, "before": true, "limit": true, "platform": true, "topic": true}
+var boolFlags = map[string]bool{"json": true, "sandbox": true, "switch-account": true, "help": true, "h": true}
 
 // parse reads flags anywhere on the line (before or after the subcommand
 // and its arguments); "--" ends them.
 func parse(args []string, getenv func(string) string) (options, error) {
-	o := options{server: getenv("EDGECHAT_SERVER"), token: getenv("EDGECHAT_TOKEN"), db: getenv("EDGECHAT_DB"), limit: 50}
+	o := options{server: getenv("EDGECHAT_SERVER"), token: getenv("EDGECHAT_TOKEN"), tokenCmd: getenv("EDGECHAT_TOKEN_CMD"),
+		db: getenv("EDGECHAT_DB"), limit: 50}
 	for i := 0; i < len(args); i++ {
 		a := args[i]
 		if a == "--" {
@@ -88,6 +117,8 @@ func parse(args []string, getenv func(string) string) (options, error) {
 				o.json = b
 			case "sandbox":
 				o.sandbox = b
+			case "switch-account":
+				o.switchAccount = b
 			}
 		case valueFlags[name]:
 			if !hasVal {
@@ -103,6 +134,8 @@ func parse(args []string, getenv func(string) string) (options, error) {
 				o.server = val
 			case "token":
 				o.token = val
+			case "token-cmd":
+				o.tokenCmd = val
 			case "db":
 				o.db = val
 			case "before":
@@ -138,10 +171,21 @@ const usage = `edgechat: a terminal chat on edgenode
   edgechat [flags] [chat [USER]]      interactive
 
 flags:
-  --server URL   any edge node (env EDGECHAT_SERVER)
-  --token JWT    your token, e.g. from "edgenode token --user ID" (env EDGECHAT_TOKEN)
-  --db PATH      local database (env EDGECHAT_DB; default chats-USERID.db)
-  --json         print JSON (the SDK's Message and ConversationPreview models)
+  --server URL      any edge node (env EDGECHAT_SERVER)
+  --token JWT       your token, e.g. from "edgenode token --user ID" (env EDGECHAT_TOKEN)
+  --token-cmd CMD   shell command printing a fresh token on stdout, run when the
+                    server refuses the token (and before it expires, interactive);
+                    EDGECHAT_TOKEN_REASON says why; without --token it also gives
+                    the first one (env EDGECHAT_TOKEN_CMD)
+  --db PATH         local database (env EDGECHAT_DB; default chats-USERID.db)
+  --switch-account  the database belongs to another user or server: empty it
+                    for this one (that account's unsent messages are lost)
+  --json            print JSON (the SDK's Message and ConversationPreview models)
+
+interactive: USER id or /new USER opens a chat · /back · /typing · /resend ID
+  · /delete ID · /retry · /token JWT · /quit
+
+exit codes: 0 done, 1 an error, 2 the database belongs to another account
 `
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
@@ -153,19 +197,70 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(s
 	if err == nil {
 		err = dispatch(o, stdin, stdout, stderr)
 	}
-	if err != nil {
-		fmt.Fprintln(stderr, "edgechat:", err)
+	var oa *otherAccountError
+	switch {
+	case errors.As(err, &oa):
+		fmt.Fprintf(stderr, "edgechat: %s is not user %d's database on %s: %s\n", oa.db, oa.user, oa.server, errText(oa.err))
+		fmt.Fprintln(stderr, "edgechat: use another --db, or add --switch-account to empty it for user", oa.user,
+			"(the other account's unsent messages are then lost)")
+		return exitOtherAccount
+	case err != nil:
+		fmt.Fprintln(stderr, "edgechat:", errText(err))
 		return 1
 	}
 	return 0
+}
+
+// exitOtherAccount is the exit code when --db is another account's.
+const exitOtherAccount = 2
+
+// otherAccountError is Open's other_account refusal, with what to say.
+type otherAccountError struct {
+	db, server string
+	user       int64
+	err        error
+}
+
+func (e *otherAccountError) Error() string { return e.err.Error() }
+func (e *otherAccountError) Unwrap() error { return e.err }
+
+// errText is err with the SDK's code (edgechat.ErrorCode) in brackets,
+// when it is an error of the SDK and the text does not already say it.
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	msg := err.Error()
+	var e *edgechat.Error
+	var ae *edgechat.APIError
+	var ne net.Error
+	if errors.As(err, &e) || errors.As(err, &ae) || errors.As(err, &ne) ||
+		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		if code := edgechat.ErrorCode(err); code != "" && !strings.Contains(msg, code) {
+			msg += " [" + code + "]"
+		}
+	}
+	return msg
 }
 
 func open(o options) (*edgechat.Client, error) {
 	if o.server == "" {
 		return nil, errors.New("no server: pass --server URL or set EDGECHAT_SERVER")
 	}
+	var src edgechat.TokenSource
+	if o.tokenCmd != "" {
+		src = newCmdTokenSource(o.tokenCmd)
+	}
 	if o.token == "" {
-		return nil, errors.New("no token: pass --token JWT or set EDGECHAT_TOKEN")
+		if src == nil {
+			return nil, errors.New("no token: pass --token JWT or --token-cmd CMD, or set EDGECHAT_TOKEN or EDGECHAT_TOKEN_CMD")
+		}
+		// The first token, which also says who the user is.
+		tok, err := src.Token(edgechat.TokenStart)
+		if err != nil {
+			return nil, fmt.Errorf("first token: %w", err)
+		}
+		o.token = tok
 	}
 	uid := edgechat.UserIDFromToken(o.token)
 	if uid <= 0 {
@@ -174,7 +269,12 @@ func open(o options) (*edgechat.Client, error) {
 	if o.db == "" {
 		o.db = fmt.Sprintf("chats-%d.db", uid)
 	}
-	return edgechat.Open(&edgechat.Config{ServerURL: o.server, Token: o.token, DBPath: o.db, MaxAttempts: 20})
+	c, err := edgechat.Open(&edgechat.Config{ServerURL: o.server, Token: o.token, TokenSource: src, DBPath: o.db,
+		WipeOtherAccount: o.switchAccount, MaxAttempts: 20})
+	if edgechat.ErrorCode(err) == edgechat.CodeOtherAccount {
+		return nil, &otherAccountError{db: o.db, server: o.server, user: uid, err: err}
+	}
+	return c, err
 }
 
 // Time budgets of the scriptable commands: a few seconds at most.
@@ -248,7 +348,16 @@ func catchUp(c *edgechat.Client, stderr io.Writer) {
 	}()
 	if ferr != nil || serr != nil {
 		n, _ := c.PendingCount()
-		fmt.Fprintf(stderr, "edgechat: server unreachable, showing local data (%d message(s) queued)\n", n)
+		err := serr
+		if err == nil {
+			err = ferr
+		}
+		// An answer the server gave (a refused token, say) is not "unreachable".
+		what := "server unreachable"
+		if edgechat.ErrorStatus(err) != 0 || edgechat.ErrorCode(err) == edgechat.CodeTokenSource {
+			what = "server refused: " + errText(err)
+		}
+		fmt.Fprintf(stderr, "edgechat: %s, showing local data (%d message(s) queued)\n", what, n)
 	}
 }
 
@@ -272,11 +381,11 @@ func cmdSend(c *edgechat.Client, o options, args []string, stdout, stderr io.Wri
 	}
 	switch {
 	case out.Status == edgechat.StatusFailed && out.Expired:
-		fmt.Fprintf(stderr, "edgechat: not delivered, expired: it may have been delivered already: %v\n", ferr)
+		fmt.Fprintf(stderr, "edgechat: not delivered, expired: it may have been delivered already: %s\n", errText(ferr))
 	case out.Status == edgechat.StatusFailed:
-		fmt.Fprintf(stderr, "edgechat: not delivered: %v\n", ferr)
+		fmt.Fprintf(stderr, "edgechat: not delivered: %s\n", errText(ferr))
 	case out.Pending():
-		fmt.Fprintf(stderr, "edgechat: not delivered yet, queued: %v\n", ferr)
+		fmt.Fprintf(stderr, "edgechat: not delivered yet, queued: %s\n", errText(ferr))
 	}
 	if o.json {
 		return printJSON(stdout, out)
@@ -325,7 +434,7 @@ func cmdSync(c *edgechat.Client, o options, stdout, stderr io.Writer) error {
 		return printJSON(stdout, map[string]int{"conversations": chats.Len(), "unread": unread, "pending": pending})
 	}
 	if ferr != nil {
-		fmt.Fprintf(stderr, "edgechat: %d message(s) still queued: %v\n", pending, ferr)
+		fmt.Fprintf(stderr, "edgechat: %d message(s) still queued: %s\n", pending, errText(ferr))
 	}
 	fmt.Fprintf(stdout, "synced: %d conversation(s), %d unread, %d queued\n", chats.Len(), unread, pending)
 	return nil
@@ -440,6 +549,8 @@ func mark(status string) string {
 		return "✓✓"
 	case edgechat.StatusRead:
 		return "✓✓ read"
+	case edgechat.StatusExpired:
+		return "✗ expired: never delivered"
 	}
 	return status
 }
@@ -494,7 +605,8 @@ func printChats(w io.Writer, chats *edgechat.ConversationList) {
 }
 
 // interactive is the chat list and conversation screens of the seed, on a
-// line terminal: the screen is redrawn when the SDK reports a change.
+// line terminal: the screen is redrawn when the SDK reports a change to
+// what it shows.
 func interactive(c *edgechat.Client, open int64, stdin io.Reader, stdout io.Writer) error {
 	changes := make(chan struct{}, 1)
 	l := &uiListener{changes: changes}
@@ -525,16 +637,25 @@ func interactive(c *edgechat.Client, open int64, stdin io.Reader, stdout io.Writ
 				return nil
 			}
 		case <-changes:
-			l.drainInto(ui)
-			ui.draw()
+			if l.drainInto(ui) {
+				ui.draw()
+			}
 		}
 	}
 }
 
+// uiListener is the SDK's Listener: it notes what changed, from the SDK's
+// goroutine, and wakes the UI loop, which alone writes to the terminal.
 type uiListener struct {
 	changes chan struct{}
-	mu      sync.Mutex
-	state   string
+
+	mu       sync.Mutex
+	state    string
+	convs    map[int64]bool // conversations that changed
+	presence map[int64]bool // contacts whose presence or typing changed
+	expired  int            // my messages the server dropped undelivered
+	authFail string         // the last OnAuthFailed, as the user reads it
+	authOK   bool           // connected after it: the token works again
 }
 
 func (l *uiListener) signal() {
@@ -544,30 +665,96 @@ func (l *uiListener) signal() {
 	}
 }
 
-func (l *uiListener) OnConversationChanged(int64)           { l.signal() }
-func (l *uiListener) OnContactStatus(*edgechat.ContactInfo) { l.signal() }
-func (l *uiListener) OnConnectionChanged(state string) {
+func (l *uiListener) OnChanges(cl *edgechat.ChangeList) {
 	l.mu.Lock()
-	l.state = state
+	if l.convs == nil {
+		l.convs = map[int64]bool{}
+	}
+	for i := 0; i < cl.Len(); i++ {
+		ch := cl.Get(i)
+		l.convs[ch.ContactID] = true
+		if ch.Kind == edgechat.ChangeMessageStatus && ch.Status == edgechat.StatusExpired {
+			l.expired++
+		}
+	}
 	l.mu.Unlock()
 	l.signal()
 }
 
-func (l *uiListener) drainInto(s *screen) {
+// OnAuthFailed: sending and the socket wait for a token the server takes;
+// the screens say so until /token gives one or the connection is back.
+func (l *uiListener) OnAuthFailed(code, message string) {
+	var text string
+	if code == edgechat.CodeTokenSource {
+		text = fmt.Sprintf("! no usable token [%s]: %s · /token JWT sets one", code, message)
+	} else {
+		text = fmt.Sprintf("! the server refused the token [%s]: %s · /token JWT sets a new one", code, message)
+	}
 	l.mu.Lock()
-	if l.state != "" {
-		s.state = l.state
+	l.authFail, l.authOK = text, false
+	l.mu.Unlock()
+	l.signal()
+}
+
+func (l *uiListener) OnContactStatus(info *edgechat.ContactInfo) {
+	l.mu.Lock()
+	if l.presence == nil {
+		l.presence = map[int64]bool{}
+	}
+	l.presence[info.UserID] = true
+	l.mu.Unlock()
+	l.signal()
+}
+
+func (l *uiListener) OnConnectionChanged(state string) {
+	l.mu.Lock()
+	l.state = state
+	if state == edgechat.ConnOnline {
+		l.authFail, l.authOK = "", true
 	}
 	l.mu.Unlock()
+	l.signal()
+}
+
+// drainInto moves what the listener noted into s and reports whether the
+// screen shows any of it.
+func (l *uiListener) drainInto(s *screen) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	redraw := false
+	if l.state != "" && l.state != s.state {
+		s.state = l.state
+		redraw = true
+	}
+	if l.authOK {
+		redraw = redraw || s.authAlert != ""
+		s.authAlert = ""
+	}
+	if l.authFail != "" {
+		s.authAlert = l.authFail
+		redraw = true
+	}
+	if l.expired > 0 {
+		s.notice = fmt.Sprintf("%d message(s) expired on the server: never delivered", l.expired)
+		redraw = true
+	}
+	if s.current == 0 {
+		redraw = redraw || len(l.convs) > 0
+	} else {
+		redraw = redraw || l.convs[s.current] || l.presence[s.current]
+	}
+	l.convs, l.presence, l.expired, l.authFail, l.authOK = nil, nil, 0, "", false
+	return redraw
 }
 
 type screen struct {
-	c       *edgechat.Client
-	w       io.Writer
-	current int64 // 0: the chat list
-	state   string
-	notice  string // shown under the screen until the next input
-	confirm int64  // the expired request a second /resend sends
+	c         *edgechat.Client
+	w         io.Writer
+	current   int64 // 0: the chat list
+	state     string
+	notice    string // shown under the screen until the next input
+	authAlert string // the token was refused: shown until a new one works
+	confirm   int64  // the expired request a second /resend sends
 }
 
 func (s *screen) enter(contact int64) {
@@ -593,11 +780,11 @@ func (s *screen) draw() {
 		fmt.Fprintf(s.w, "== Chats (%s) ==\n", s.state)
 		chats, err := s.c.Chats()
 		if err != nil {
-			fmt.Fprintln(s.w, "error:", err)
+			fmt.Fprintln(s.w, "error:", errText(err))
 			return
 		}
 		printChats(s.w, chats)
-		fmt.Fprintln(s.w, "\nopen a chat: USER id · /new USER · /quit")
+		s.footer("open a chat: USER id · /new USER · /retry · /token JWT · /quit")
 		return
 	}
 	info := s.c.ContactInfo(s.current)
@@ -608,7 +795,7 @@ func (s *screen) draw() {
 	fmt.Fprintf(s.w, "== %d — %s (%s) ==\n", s.current, status, s.state)
 	page, err := s.c.History(s.current, 0, 30)
 	if err != nil {
-		fmt.Fprintln(s.w, "error:", err)
+		fmt.Fprintln(s.w, "error:", errText(err))
 		return
 	}
 	for i := 0; i < page.Len(); i++ {
@@ -622,13 +809,21 @@ func (s *screen) draw() {
 		}
 		fmt.Fprintln(s.w, line)
 	}
-	if s.notice != "" {
-		fmt.Fprintln(s.w, "\n"+s.notice)
-	}
-	fmt.Fprintln(s.w, "\ntype a message and Enter · /back · /typing · /quit")
+	s.footer("type a message and Enter · /back · /typing · /retry · /token JWT · /quit")
 	if s.current != 0 {
 		s.c.MarkRead(s.current)
 	}
+}
+
+// footer prints the alerts and notice under a screen, then its help line.
+func (s *screen) footer(help string) {
+	if s.authAlert != "" {
+		fmt.Fprintln(s.w, "\n"+s.authAlert)
+	}
+	if s.notice != "" {
+		fmt.Fprintln(s.w, "\n"+s.notice)
+	}
+	fmt.Fprintln(s.w, "\n"+help)
 }
 
 // resend sends a failed message again. An expired one may have been
@@ -657,6 +852,27 @@ func (s *screen) input(line string) bool {
 	s.notice = ""
 	switch {
 	case line == "":
+	case line == "/token" || strings.HasPrefix(line, "/token "):
+		tok := strings.TrimSpace(strings.TrimPrefix(line, "/token"))
+		if tok == "" {
+			fmt.Fprintln(s.w, "usage: /token JWT")
+			return false
+		}
+		if err := s.c.SetToken(tok); err != nil {
+			fmt.Fprintf(s.w, "token not set [%s]: %v\n", edgechat.ErrorCode(err), err)
+			return false
+		}
+		s.authAlert = ""
+		s.notice = "token set"
+		s.draw()
+	case line == "/retry":
+		n, err := s.c.RetryFailed()
+		if err != nil {
+			fmt.Fprintln(s.w, "retry:", errText(err))
+			return false
+		}
+		s.notice = fmt.Sprintf("%d failed message(s) queued again", n)
+		s.draw()
 	case line == "/back":
 		s.enter(0)
 	case strings.HasPrefix(line, "/new "), s.current == 0:
@@ -678,11 +894,11 @@ func (s *screen) input(line string) bool {
 			}
 		}
 		if err != nil {
-			fmt.Fprintln(s.w, err)
+			fmt.Fprintln(s.w, errText(err))
 		}
 	default:
 		if _, err := s.c.Send(s.current, line); err != nil {
-			fmt.Fprintln(s.w, err)
+			fmt.Fprintln(s.w, errText(err))
 		}
 	}
 	return false

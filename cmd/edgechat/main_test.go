@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -247,5 +248,234 @@ func TestExpiredMessageShownAndResendAsksFirst(t *testing.T) {
 	}
 	if h := bob.history("1"); len(h) != 1 || h[0].Content != "did you get this?" {
 		t.Fatalf("bob got %+v", h)
+	}
+}
+
+// tokenScript writes a --token-cmd script that records each reason it is
+// run for in a file and prints tok.
+func tokenScript(t *testing.T, tok string) (cmd, reasons string) {
+	t.Helper()
+	dir := t.TempDir()
+	reasons = filepath.Join(dir, "reasons")
+	cmd = filepath.Join(dir, "token.sh")
+	script := fmt.Sprintf("#!/bin/sh\necho \"$EDGECHAT_TOKEN_REASON\" >> '%s'\necho '%s'\n", reasons, tok)
+	if err := os.WriteFile(cmd, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, reasons
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// Two users on one --db: the second is told whose database it is not and
+// about --switch-account (exit 2); with it the database is emptied for him
+// and the message waiting for him arrives.
+func TestOtherAccountDatabaseNeedsSwitchAccount(t *testing.T) {
+	dir := t.TempDir()
+	n := startNode(t, filepath.Join(dir, "node"), "127.0.0.1:0")
+	alice := newUser(t, dir, n.URL(), 1)
+	bob := newUser(t, dir, n.URL(), 2)
+	bob.env["EDGECHAT_DB"] = alice.env["EDGECHAT_DB"]
+
+	if out := alice.ok("send", "2", "waiting for you"); !strings.Contains(out, "me: waiting for you  ✓") {
+		t.Fatalf("send printed %q", out)
+	}
+	code, out, errs := bob.run("sync")
+	if code != 2 || out != "" || !strings.Contains(errs, "is not user 2's database") || !strings.Contains(errs, "other_account") ||
+		!strings.Contains(errs, "--switch-account") || !strings.Contains(errs, "unsent messages are then lost") {
+		t.Fatalf("bob on alice's database: %d %q %q", code, out, errs)
+	}
+	if out := bob.ok("sync", "--switch-account"); !strings.Contains(out, "synced: 1 conversation(s), 1 unread, 0 queued") {
+		t.Fatalf("sync --switch-account printed %q", out)
+	}
+	if h := bob.history("1"); len(h) != 1 || h[0].Content != "waiting for you" || h[0].FromUserID != 1 {
+		t.Fatalf("bob's history after the switch %+v", h)
+	}
+	// The database is bob's now: alice is the other account.
+	if code, _, errs := alice.run("chats"); code != 2 || !strings.Contains(errs, "is not user 1's database") {
+		t.Fatalf("alice after the switch: %d %q", code, errs)
+	}
+}
+
+// An expired --token and a --token-cmd: send gets a 401, the SDK runs the
+// command (reason unauthorized) and the message goes out with the fresh
+// token. Without --token the command gives the first token (reason start).
+func TestTokenCmdRefreshesAnExpiredToken(t *testing.T) {
+	dir := t.TempDir()
+	n := startNode(t, filepath.Join(dir, "node"), "127.0.0.1:0")
+	alice := newUser(t, dir, n.URL(), 1)
+	bob := newUser(t, dir, n.URL(), 2)
+	expired, err := auth.Issue([]byte(jwtSecret), 1, time.Hour, time.Now().Add(-3*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh, err := auth.Issue([]byte(jwtSecret), 1, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice.env["EDGECHAT_TOKEN"] = expired
+	script, reasons := tokenScript(t, fresh)
+
+	code, out, errs := alice.run("send", "2", "with a fresh token", "--token-cmd", script)
+	if code != 0 || !strings.Contains(out, "me: with a fresh token  ✓") || errs != "" {
+		t.Fatalf("send with an expired token and --token-cmd: %d %q %q", code, out, errs)
+	}
+	if r := readFile(t, reasons); !strings.Contains(r, edgechat.TokenUnauthorized) {
+		t.Fatalf("token command reasons %q", r)
+	}
+	alice.env["EDGECHAT_TOKEN_CMD"] = script
+	h := alice.history("2")
+	if len(h) != 1 || h[0].MessageID == 0 || h[0].Pending() || h[0].Status == edgechat.StatusFailed {
+		t.Fatalf("alice's history %+v", h)
+	}
+	if out := alice.ok("sync", "--json"); !strings.Contains(out, `"pending": 0`) {
+		t.Fatalf("alice's sync %s", out)
+	}
+
+	// bob has no token, only a command.
+	bobTok := bob.env["EDGECHAT_TOKEN"]
+	bobScript, bobReasons := tokenScript(t, bobTok)
+	bob.env["EDGECHAT_TOKEN"] = ""
+	bob.env["EDGECHAT_TOKEN_CMD"] = bobScript
+	if out := bob.ok("sync"); !strings.Contains(out, "synced: 1 conversation(s), 1 unread, 0 queued") {
+		t.Fatalf("bob's sync %q", out)
+	}
+	if r := readFile(t, bobReasons); r != edgechat.TokenStart+"\n" {
+		t.Fatalf("bob's token command reasons %q", r)
+	}
+	if h := bob.history("1"); len(h) != 1 || h[0].Content != "with a fresh token" {
+		t.Fatalf("bob's history %+v", h)
+	}
+	// No token at all.
+	bob.env["EDGECHAT_TOKEN_CMD"] = ""
+	if code, _, errs := bob.run("sync"); code != 1 || !strings.Contains(errs, "--token-cmd") {
+		t.Fatalf("no token: %d %q", code, errs)
+	}
+}
+
+func TestTokenCmdErrors(t *testing.T) {
+	src := newCmdTokenSource(`printf '  %s\n\n' "$EDGECHAT_TOKEN_REASON"`)
+	if tok, err := src.Token(edgechat.TokenExpiring); err != nil || tok != edgechat.TokenExpiring {
+		t.Fatalf("token %q, %v", tok, err)
+	}
+	_, err := newCmdTokenSource(`head -c 1000 /dev/zero | tr '\0' x >&2; exit 3`).Token("start")
+	if err == nil || !strings.Contains(err.Error(), "exit status 3") || !strings.Contains(err.Error(), "xxxx") || len(err.Error()) > 300 {
+		t.Fatalf("failing command: %v", err)
+	}
+	if _, err := newCmdTokenSource(`echo no login >&2`).Token("start"); err == nil || !strings.Contains(err.Error(), "printed no token: no login") {
+		t.Fatalf("empty output: %v", err)
+	}
+	if _, err := newCmdTokenSource(`echo two words`).Token("start"); err == nil {
+		t.Fatal("two words accepted")
+	}
+	slow := newCmdTokenSource("sleep 20")
+	slow.timeout = 100 * time.Millisecond
+	start := time.Now()
+	if _, err := slow.Token("start"); err == nil || !strings.Contains(err.Error(), "timed out") {
+		t.Fatalf("slow command: %v", err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("slow command took %v", d)
+	}
+}
+
+// syncBuffer is an io.Writer the test reads while run writes to it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// The interactive mode with an expired token and no --token-cmd: the
+// screen says the server refused it and how to give another; /token does,
+// and the connection comes up. /retry says how many it queued.
+func TestInteractiveTokenRefusedThenSet(t *testing.T) {
+	dir := t.TempDir()
+	n := startNode(t, filepath.Join(dir, "node"), "127.0.0.1:0")
+	alice := newUser(t, dir, n.URL(), 1)
+	fresh := alice.env["EDGECHAT_TOKEN"]
+	expired, err := auth.Issue([]byte(jwtSecret), 1, time.Hour, time.Now().Add(-3*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bobTok, err := auth.Issue([]byte(jwtSecret), 2, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice.env["EDGECHAT_TOKEN"] = expired
+
+	stdin, typing := io.Pipe()
+	t.Cleanup(func() { typing.Close() }) // ends the interactive mode if the test fails
+	out := &syncBuffer{}
+	done := make(chan int, 1)
+	go func() {
+		done <- run([]string{"chat"}, stdin, out, io.Discard, func(k string) string { return alice.env[k] })
+	}()
+	waitOut := func(what string) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for !strings.Contains(out.String(), what) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no %q in %q", what, out.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	typ := func(line string) {
+		t.Helper()
+		if _, err := io.WriteString(typing, line+"\n"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitOut("! the server refused the token [unauthenticated]")
+	waitOut("/token JWT sets a new one")
+	typ("/token " + bobTok)
+	waitOut("token not set [other_account]")
+	typ("/token " + fresh)
+	waitOut("token set")
+	waitOut("== Chats (online) ==")
+	typ("/retry")
+	waitOut("0 failed message(s) queued again")
+	typ("/quit")
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, out.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("/quit did not end the interactive mode")
+	}
+}
+
+func TestStatusMarks(t *testing.T) {
+	m := &edgechat.Message{FromUserID: 1, ToUserID: 2, Content: "too late", Status: edgechat.StatusExpired, MessageID: 9}
+	if line := formatMessage(m, 1); !strings.Contains(line, "me: too late  ✗ expired: never delivered") {
+		t.Fatalf("expired message %q", line)
+	}
+	o, err := parse([]string{"--token-cmd", "get-token", "--switch-account", "sync"}, func(k string) string { return "" })
+	if err != nil || o.tokenCmd != "get-token" || !o.switchAccount || strings.Join(o.args, " ") != "sync" {
+		t.Fatalf("%+v %v", o, err)
+	}
+	o, _ = parse(nil, func(k string) string { return map[string]string{"EDGECHAT_TOKEN_CMD": "env-cmd"}[k] })
+	if o.tokenCmd != "env-cmd" || o.switchAccount {
+		t.Fatalf("%+v", o)
 	}
 }
