@@ -13,5 +13,8 @@ import (
 	_ "github.com/prometheus/client_golang/prometheus"
 	_ "github.com/quic-go/quic-go"
 	_ "go.etcd.io/bbolt"
+	_ "golang.org/x/mobile/bind/java"
+	_ "golang.org/x/mobile/bind/objc"
+	_ "golang.org/x/mobile/bind/seq"
 	_ "modernc.org/sqlite"
 )

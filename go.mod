@@ -17,6 +17,7 @@ require (
 	github.com/prometheus/client_golang v1.25.0
 	github.com/quic-go/quic-go v0.65.0
 	go.etcd.io/bbolt v1.5.0
+	golang.org/x/mobile v0.0.0-20261011034528-197770444867
 	modernc.org/sqlite v1.62.0
 )
 

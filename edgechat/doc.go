@@ -88,10 +88,11 @@
 // list types (MessageList, ConversationList, UsageList, EdgeList,
 // ChangeList) with Len and Get(i) are bound by `gomobile bind` for Android
 // and iOS; CI generates the bindings (make bindings). The rest is a Go
-// layer that gomobile skips: Config.Logger, Config.HTTPClient, Config.Now
-// and Config.TokenSource (use SetTokenSource), the *Context variants of
-// calls, WatchIDs, and the Messages(), Conversations(), Usage() and
-// Changes() slice accessors. Struct fields of struct type are not bound;
+// layer that gomobile skips: Config.Logger, Config.HTTPClient, Config.Now,
+// APIError.RetryAfter (ErrorRetryAfterMillis gives it), the *Context
+// variants of calls, WatchIDs, and the Messages(), Conversations(),
+// Usage() and Changes() slice accessors. Config.TokenSource binds too;
+// SetTokenSource sets it on an open Client. Struct fields of struct type are not bound;
 // ConversationPreview.GetContact returns the contact. Errors reach Java
 // and Swift as exceptions with the message; ErrorCode(err) gives the code.
 //
