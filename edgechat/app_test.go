@@ -319,3 +319,43 @@ func TestErrorCodes(t *testing.T) {
 		t.Errorf("send on a closed client: %v", err)
 	}
 }
+
+// A call to the server blocked on a network that does not answer ends as
+// soon as the app calls Pause (or Close), with code canceled, instead of
+// holding the app's thread for its whole timeout.
+func TestPauseCancelsCallsInFlight(t *testing.T) {
+	dir := t.TempDir()
+	n := startNode(t, filepath.Join(dir, "node"), "", "eu")
+	proxy := newCutProxy(t, n.Addr().String())
+	a := newClient(t, dir, proxy.url(), alice)
+	proxy.setHang(true) // requests go through, answers never come back
+	done := make(chan error, 1)
+	go func() { done <- a.Sync() }() // Sync's own timeout is 30 s
+	waitFor(t, "Sync's request in flight", 10*time.Second, func() bool {
+		proxy.mu.Lock()
+		defer proxy.mu.Unlock()
+		return len(proxy.conns) > 0
+	})
+	select {
+	case err := <-done:
+		t.Fatalf("Sync returned with no answer from the server: %v", err)
+	default:
+	}
+	a.Pause()
+	select {
+	case err := <-done:
+		if edgechat.ErrorCode(err) != edgechat.CodeCanceled {
+			t.Fatalf("Sync after Pause: %v (code %q), want code canceled", err, edgechat.ErrorCode(err))
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Sync still blocked 10 s after Pause")
+	}
+	// After Resume calls work again.
+	proxy.setHang(false)
+	if err := a.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Sync(); err != nil {
+		t.Fatalf("Sync after Resume: %v", err)
+	}
+}
