@@ -207,9 +207,11 @@
 //   - Reconnection: exponential backoff with equal jitter (500 ms to 30 s);
 //     a 1012 close (the node drains) reconnects at once to the next edge. A
 //     socket silent for 2.5 heartbeats is treated as dead (half-open TCP).
-//     When the socket closes, every contact's presence and typing become
-//     unknown: offline and not typing, last seen kept, and OnContactStatus
-//     says so. A 401 at the handshake asks the TokenSource once; without a
+//     When the socket closes, or misses a ping by a tenth of the interval
+//     (half-open), every contact's presence and typing become unknown:
+//     offline and not typing, last seen kept, and OnContactStatus says so;
+//     when pings come again the watch is sent again and its answer
+//     restores them. A 401 at the handshake asks the TokenSource once; without a
 //     token the socket waits for one instead of redialling.
 //   - Accounts: chats.db records its owner (the Account table: user id and
 //     Config.ServerURL); Open refuses another account with ErrOtherAccount

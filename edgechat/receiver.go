@@ -198,8 +198,17 @@ func (c *Client) runSocket(ctx context.Context, edge string) (bool, error) {
 	deadline := hb*5/2 + 5*time.Second
 	conn.SetReadDeadline(time.Now().Add(deadline))
 	s := &socket{conn: conn}
+	// beats wakes the presence watchdog on every ping and frame.
+	beats := make(chan struct{}, 1)
+	beat := func() {
+		select {
+		case beats <- struct{}{}:
+		default:
+		}
+	}
 	conn.SetPingHandler(func(data string) error {
 		conn.SetReadDeadline(time.Now().Add(deadline))
+		beat()
 		s.writeMu.Lock()
 		defer s.writeMu.Unlock()
 		return conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(5*time.Second))
@@ -229,7 +238,44 @@ func (c *Client) runSocket(ctx context.Context, edge string) (bool, error) {
 	defer workers.Wait()
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	workers.Add(3)
+	workers.Add(4)
+	// The presence watchdog: a socket that misses a ping by a tenth of the
+	// interval may be half-open (the network vanished without a close), so
+	// what it said of presence and typing is no longer known: cleared at
+	// once, well before the read deadline closes the socket. When pings
+	// come again, the watch is sent again, and its answer restores them.
+	go func() {
+		defer workers.Done()
+		stale := false
+		t := time.NewTimer(hb + hb/10)
+		defer t.Stop()
+		for {
+			select {
+			case <-sctx.Done():
+				return
+			case <-beats:
+				if stale {
+					stale = false
+					c.mu.Lock()
+					watched := append([]int64(nil), c.watched...)
+					c.mu.Unlock()
+					if len(watched) > 0 {
+						s.send(wire.TypeWatch, wire.Watch{UserIDs: watched})
+					}
+				}
+			case <-t.C:
+				stale = true
+				c.presenceUnknown()
+			}
+			if !t.Stop() {
+				select {
+				case <-t.C:
+				default:
+				}
+			}
+			t.Reset(hb + hb/10)
+		}
+	}()
 	go func() {
 		defer workers.Done()
 		<-sctx.Done()
@@ -257,6 +303,7 @@ func (c *Client) runSocket(ctx context.Context, edge string) (bool, error) {
 				return
 			}
 			conn.SetReadDeadline(time.Now().Add(deadline))
+			beat()
 			var f wire.Frame
 			if json.Unmarshal(b, &f) != nil {
 				continue
