@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/edgenode/edgenode/cluster/mesh"
-	"github.com/edgenode/edgenode/wire"
+	"github.com/edgenode/edgenode/wire/nodewire"
 )
 
 // callMux carries every forwarded call from this node to one peer on one
@@ -28,7 +28,7 @@ type callMux struct {
 
 	mu      sync.Mutex
 	next    uint64
-	waiting map[uint64]chan *wire.CallResponse
+	waiting map[uint64]chan *nodewire.CallResponse
 	dead    chan struct{}
 	err     error
 }
@@ -49,7 +49,7 @@ func (c *Cluster) muxTo(ctx context.Context, node string) (*callMux, error) {
 	if err != nil {
 		return nil, err
 	}
-	m = &callMux{c: c, node: node, conn: conn, waiting: make(map[uint64]chan *wire.CallResponse), dead: make(chan struct{})}
+	m = &callMux{c: c, node: node, conn: conn, waiting: make(map[uint64]chan *nodewire.CallResponse), dead: make(chan struct{})}
 	c.muxMu.Lock()
 	if cur := c.muxes[node]; cur != nil && cur != m {
 		select {
@@ -67,8 +67,8 @@ func (c *Cluster) muxTo(ctx context.Context, node string) (*callMux, error) {
 	return m, nil
 }
 
-func (m *callMux) call(ctx context.Context, req *wire.CallRequest) (*wire.CallResponse, error) {
-	ch := make(chan *wire.CallResponse, 1)
+func (m *callMux) call(ctx context.Context, req *nodewire.CallRequest) (*nodewire.CallResponse, error) {
+	ch := make(chan *nodewire.CallResponse, 1)
 	m.mu.Lock()
 	if m.err != nil {
 		err := m.err
@@ -86,7 +86,7 @@ func (m *callMux) call(ctx context.Context, req *wire.CallRequest) (*wire.CallRe
 	}()
 	m.wmu.Lock()
 	m.conn.SetWriteDeadline(time.Now().Add(m.c.opts.CallTimeout))
-	err := wire.WriteTaggedFrame(m.conn, id, req)
+	err := nodewire.WriteTaggedFrame(m.conn, id, req)
 	m.wmu.Unlock()
 	if err != nil {
 		m.fail(err)
@@ -111,8 +111,8 @@ func (m *callMux) call(ctx context.Context, req *wire.CallRequest) (*wire.CallRe
 func (m *callMux) readLoop() {
 	br := bufio.NewReaderSize(m.conn, 16<<10)
 	for {
-		var resp wire.CallResponse
-		id, err := wire.ReadTaggedFrame(br, &resp)
+		var resp nodewire.CallResponse
+		id, err := nodewire.ReadTaggedFrame(br, &resp)
 		if err != nil {
 			m.fail(err)
 			return
@@ -167,8 +167,8 @@ func (c *Cluster) serveCallMux(s net.Conn, from string, _ int) {
 	br := bufio.NewReaderSize(s, 16<<10)
 	var wmu sync.Mutex
 	for {
-		req := new(wire.CallRequest)
-		id, err := wire.ReadTaggedFrame(br, req)
+		req := new(nodewire.CallRequest)
+		id, err := nodewire.ReadTaggedFrame(br, req)
 		if err != nil {
 			return
 		}
@@ -176,7 +176,7 @@ func (c *Cluster) serveCallMux(s net.Conn, from string, _ int) {
 			resp := c.handleCall(from, req)
 			wmu.Lock()
 			s.SetWriteDeadline(time.Now().Add(c.opts.CallTimeout))
-			err := wire.WriteTaggedFrame(s, id, resp)
+			err := nodewire.WriteTaggedFrame(s, id, resp)
 			wmu.Unlock()
 			if err != nil {
 				s.Close()

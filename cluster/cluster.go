@@ -16,6 +16,7 @@ import (
 	"github.com/edgenode/edgenode/presence"
 	"github.com/edgenode/edgenode/relaylog"
 	"github.com/edgenode/edgenode/wire"
+	"github.com/edgenode/edgenode/wire/nodewire"
 )
 
 // Options configure a Cluster. Log, Members and Mesh are required.
@@ -137,7 +138,7 @@ func (c *Cluster) EventsCommitted(user int64) { c.subs.committed(user) }
 // (relaylog.Options.RemoteReceipt).
 func (c *Cluster) RemoteReceipt(ctx context.Context, sender, by int64, ids []int64) error {
 	_, err := c.router.route(ctx, sender, func() error { return c.log.Delivered(ctx, sender, by, ids) },
-		&wire.CallRequest{Op: wire.OpDelivered, User: sender, From: by, IDs: ids})
+		&nodewire.CallRequest{Op: nodewire.OpDelivered, User: sender, From: by, IDs: ids})
 	return err
 }
 
@@ -146,7 +147,7 @@ func (c *Cluster) RemoteReceipt(ctx context.Context, sender, by int64, ids []int
 // answers bad_request: relaylog.ErrReceiptUnsupported.
 func (c *Cluster) RemoteExpired(ctx context.Context, sender, by int64, ids []int64) error {
 	_, old, err := c.router.routeNewShard(ctx, c.log.ShardFor(sender), func() error { return c.log.Expired(ctx, sender, by, ids) },
-		&wire.CallRequest{Op: wire.OpExpired, User: sender, From: by, IDs: ids})
+		&nodewire.CallRequest{Op: nodewire.OpExpired, User: sender, From: by, IDs: ids})
 	if old {
 		return relaylog.ErrReceiptUnsupported
 	}
@@ -200,7 +201,7 @@ func (p *remotePresence) Presence(user int64) (bool, int64) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	resp, err := c.forward(ctx, c.log.ShardFor(user), &wire.CallRequest{Op: wire.OpStatus, User: user})
+	resp, err := c.forward(ctx, c.log.ShardFor(user), &nodewire.CallRequest{Op: nodewire.OpStatus, User: user})
 	if err != nil || resp.Err != "" {
 		return false, 0
 	}
@@ -221,7 +222,7 @@ func (p *remotePresence) Typing(from, to int64, typing, fromOnline bool) {
 	}
 	go func() {
 		if o := c.subs.stream(home); o != nil {
-			o.send(wire.SubscribeFrame{Op: wire.SubTyping, User: to, From: from, Typing: typing, Online: fromOnline, Origin: c.self})
+			o.send(nodewire.SubscribeFrame{Op: nodewire.SubTyping, User: to, From: from, Typing: typing, Online: fromOnline, Origin: c.self})
 		}
 	}()
 }
@@ -242,7 +243,7 @@ func (c *Cluster) Drain(ctx context.Context) {
 			defer wg.Done()
 			actx, cancel := context.WithTimeout(ctx, time.Second)
 			defer cancel()
-			_, _ = c.rpc(actx, node, 0, &wire.CallRequest{Op: wire.OpDraining})
+			_, _ = c.rpc(actx, node, 0, &nodewire.CallRequest{Op: nodewire.OpDraining})
 		}(m.NodeID)
 	}
 	wg.Wait()
@@ -378,7 +379,7 @@ func (c *Cluster) voters(shard int) []string {
 // errRemote wraps a transport failure of a forwarded call.
 var errRemote = errors.New("cluster: forwarded call failed")
 
-func (c *Cluster) rpc(ctx context.Context, node string, shard int, req *wire.CallRequest) (*wire.CallResponse, error) {
+func (c *Cluster) rpc(ctx context.Context, node string, shard int, req *nodewire.CallRequest) (*nodewire.CallResponse, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.opts.CallTimeout)
 	defer cancel()
 	m, err := c.muxTo(ctx, node)
@@ -386,7 +387,7 @@ func (c *Cluster) rpc(ctx context.Context, node string, shard int, req *wire.Cal
 		return nil, fmt.Errorf("%w: open to %s: %v", errRemote, node, err)
 	}
 	r := *req
-	r.Version = wire.NodeProtocolVersion
+	r.Version = nodewire.NodeProtocolVersion
 	r.Shard = shard
 	resp, err := m.call(ctx, &r)
 	if err != nil {
@@ -396,8 +397,8 @@ func (c *Cluster) rpc(ctx context.Context, node string, shard int, req *wire.Cal
 }
 
 // handleCall runs a call forwarded by node from.
-func (c *Cluster) handleCall(from string, req *wire.CallRequest) *wire.CallResponse {
-	if req.Op == wire.OpDraining {
+func (c *Cluster) handleCall(from string, req *nodewire.CallRequest) *nodewire.CallResponse {
+	if req.Op == nodewire.OpDraining {
 		boot, _ := c.opts.Members.Boot(from)
 		c.hintMu.Lock()
 		if c.draining == nil {
@@ -405,7 +406,7 @@ func (c *Cluster) handleCall(from string, req *wire.CallRequest) *wire.CallRespo
 		}
 		c.draining[from] = drainMark{at: time.Now(), boot: boot}
 		c.hintMu.Unlock()
-		return &wire.CallResponse{}
+		return &nodewire.CallResponse{}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.opts.CallTimeout)
 	defer cancel()
@@ -413,33 +414,33 @@ func (c *Cluster) handleCall(from string, req *wire.CallRequest) *wire.CallRespo
 }
 
 // execute runs a forwarded call against the local log.
-func (c *Cluster) execute(ctx context.Context, req *wire.CallRequest) *wire.CallResponse {
+func (c *Cluster) execute(ctx context.Context, req *nodewire.CallRequest) *nodewire.CallResponse {
 	l := c.log
-	resp := &wire.CallResponse{}
+	resp := &nodewire.CallResponse{}
 	var err error
 	switch req.Op {
-	case wire.OpSend:
+	case nodewire.OpSend:
 		if req.Send == nil {
-			return &wire.CallResponse{Err: wire.NodeErrBadRequest}
+			return &nodewire.CallResponse{Err: nodewire.NodeErrBadRequest}
 		}
 		var ev relaylog.Event
 		ev, resp.Created, err = l.Send(ctx, req.From, *req.Send)
 		if err == nil {
-			resp.Events = []wire.NodeEvent{toNode(&ev)}
+			resp.Events = []nodewire.NodeEvent{toNode(&ev)}
 		}
-	case wire.OpPending:
+	case nodewire.OpPending:
 		var evs []relaylog.Event
 		evs, resp.More, err = l.Pending(ctx, req.User, req.After, req.Limit)
 		for i := range evs {
 			resp.Events = append(resp.Events, toNode(&evs[i]))
 		}
-	case wire.OpAck:
+	case nodewire.OpAck:
 		resp.N, err = l.Ack(ctx, req.User, req.UpTo)
-	case wire.OpRead:
+	case nodewire.OpRead:
 		// User is the sender (whose shard takes the receipt), From the
 		// reader, as Router.MarkRead sends them.
 		err = l.MarkRead(ctx, req.From, req.User, req.UpTo)
-	case wire.OpStatus:
+	case nodewire.OpStatus:
 		if err = l.CheckServing(req.User); err == nil {
 			c.subs.mu.Lock()
 			resp.Found = c.subs.onlineLocked(req.User)
@@ -447,43 +448,43 @@ func (c *Cluster) execute(ctx context.Context, req *wire.CallRequest) *wire.Call
 			// The store's time, or the open it does not have yet.
 			resp.At = c.subs.statusFrame(req.User, resp.Found).LastSeen
 		}
-	case wire.OpDelivered:
+	case nodewire.OpDelivered:
 		err = l.Delivered(ctx, req.User, req.From, req.IDs)
-	case wire.OpExpired:
+	case nodewire.OpExpired:
 		err = l.Expired(ctx, req.User, req.From, req.IDs)
-	case wire.OpDeviceAdd:
+	case nodewire.OpDeviceAdd:
 		if req.Device == nil {
-			return &wire.CallResponse{Err: wire.NodeErrBadRequest}
+			return &nodewire.CallResponse{Err: nodewire.NodeErrBadRequest}
 		}
 		d := req.Device
 		err = l.RegisterDevice(ctx, req.User, relaylog.Device{Platform: d.Platform, Token: d.Token, Topic: d.Topic, Sandbox: d.Sandbox})
-	case wire.OpDeviceRemove:
+	case nodewire.OpDeviceRemove:
 		err = l.UnregisterDevice(ctx, req.User, req.Token)
-	case wire.OpSetLastSeen:
+	case nodewire.OpSetLastSeen:
 		err = l.SetLastConnected(ctx, req.User, time.UnixMilli(req.At))
-	case wire.OpGetLastSeen:
+	case nodewire.OpGetLastSeen:
 		if err = l.CheckServing(req.User); err == nil {
 			var t time.Time
 			t, resp.Found = l.LastConnected(req.User)
 			resp.At = t.UnixMilli()
 		}
-	case wire.OpContact:
+	case nodewire.OpContact:
 		resp.At, resp.Found, err = l.Contact(req.User, req.From)
-	case wire.OpUsage:
+	case nodewire.OpUsage:
 		return c.usageCall(req)
-	case wire.OpContacts:
+	case nodewire.OpContacts:
 		if req.Shard < 0 || req.Shard >= l.Shards() || len(req.IDs)%2 != 0 || len(req.IDs) > 2*2*wire.MaxWatch {
-			return &wire.CallResponse{Err: wire.NodeErrBadRequest}
+			return &nodewire.CallResponse{Err: nodewire.NodeErrBadRequest}
 		}
 		resp.Flags, err = l.Contacts(req.Shard, req.IDs)
-	case wire.OpTokenOwner:
+	case nodewire.OpTokenOwner:
 		if req.Shard < 0 || req.Shard >= l.Shards() {
-			return &wire.CallResponse{Err: wire.NodeErrBadRequest}
+			return &nodewire.CallResponse{Err: nodewire.NodeErrBadRequest}
 		}
 		resp.At, err = l.TokenOwner(req.Shard, req.Token)
-	case wire.OpShardProgress:
+	case nodewire.OpShardProgress:
 		if req.Shard < 0 || req.Shard >= l.Shards() {
-			return &wire.CallResponse{Err: wire.NodeErrBadRequest}
+			return &nodewire.CallResponse{Err: nodewire.NodeErrBadRequest}
 		}
 		r := l.Raft(req.Shard)
 		resp.Index = r.AppliedIndex()
@@ -492,7 +493,7 @@ func (c *Cluster) execute(ctx context.Context, req *wire.CallRequest) *wire.Call
 		resp.Leader, term = l.LeaderTerm(req.Shard)
 		resp.At = int64(term)
 	default:
-		return &wire.CallResponse{Err: wire.NodeErrBadRequest, Message: "unknown op " + req.Op}
+		return &nodewire.CallResponse{Err: nodewire.NodeErrBadRequest, Message: "unknown op " + req.Op}
 	}
 	if err != nil {
 		return errorResponse(err)
@@ -500,27 +501,27 @@ func (c *Cluster) execute(ctx context.Context, req *wire.CallRequest) *wire.Call
 	return resp
 }
 
-func errorResponse(err error) *wire.CallResponse {
+func errorResponse(err error) *nodewire.CallResponse {
 	var nl *relaylog.NotLeaderError
 	switch {
 	case errors.As(err, &nl):
-		return &wire.CallResponse{Err: wire.NodeErrNotLeader, Leader: nl.Leader}
+		return &nodewire.CallResponse{Err: nodewire.NodeErrNotLeader, Leader: nl.Leader}
 	case errors.Is(err, relaylog.ErrNoLeader):
-		return &wire.CallResponse{Err: wire.NodeErrNotLeader}
+		return &nodewire.CallResponse{Err: nodewire.NodeErrNotLeader}
 	case errors.Is(err, relaylog.ErrSenderShareFull):
-		return &wire.CallResponse{Err: wire.NodeErrQueueFull, Message: queueFullSender}
+		return &nodewire.CallResponse{Err: nodewire.NodeErrQueueFull, Message: queueFullSender}
 	case errors.Is(err, relaylog.ErrQueueFull):
-		return &wire.CallResponse{Err: wire.NodeErrQueueFull}
+		return &nodewire.CallResponse{Err: nodewire.NodeErrQueueFull}
 	case errors.Is(err, relaylog.ErrRequestIDReused):
-		return &wire.CallResponse{Err: wire.NodeErrReused}
+		return &nodewire.CallResponse{Err: nodewire.NodeErrReused}
 	case errors.Is(err, relaylog.ErrRequestExpired):
-		return &wire.CallResponse{Err: wire.NodeErrExpired}
+		return &nodewire.CallResponse{Err: nodewire.NodeErrExpired}
 	case errors.Is(err, relaylog.ErrClosed):
-		return &wire.CallResponse{Err: wire.NodeErrClosed}
+		return &nodewire.CallResponse{Err: nodewire.NodeErrClosed}
 	case errors.Is(err, relaylog.ErrOverloaded), errors.Is(err, context.DeadlineExceeded):
-		return &wire.CallResponse{Err: wire.NodeErrOverloaded}
+		return &nodewire.CallResponse{Err: nodewire.NodeErrOverloaded}
 	}
-	return &wire.CallResponse{Err: wire.NodeErrInternal, Message: err.Error()}
+	return &nodewire.CallResponse{Err: nodewire.NodeErrInternal, Message: err.Error()}
 }
 
 // queueFullSender, as the Message of a queue_full answer, says it is the
@@ -530,33 +531,33 @@ const queueFullSender = "sender"
 
 // responseError turns a failed response back into the relaylog error the
 // front maps to the API.
-func responseError(shard int, r *wire.CallResponse) error {
+func responseError(shard int, r *nodewire.CallResponse) error {
 	switch r.Err {
 	case "":
 		return nil
-	case wire.NodeErrNotLeader:
+	case nodewire.NodeErrNotLeader:
 		return &relaylog.NotLeaderError{Shard: shard, Leader: r.Leader}
-	case wire.NodeErrQueueFull:
+	case nodewire.NodeErrQueueFull:
 		if r.Message == queueFullSender {
 			return relaylog.ErrSenderShareFull
 		}
 		return relaylog.ErrQueueFull
-	case wire.NodeErrReused:
+	case nodewire.NodeErrReused:
 		return relaylog.ErrRequestIDReused
-	case wire.NodeErrExpired:
+	case nodewire.NodeErrExpired:
 		return relaylog.ErrRequestExpired
-	case wire.NodeErrClosed:
+	case nodewire.NodeErrClosed:
 		return relaylog.ErrClosed
-	case wire.NodeErrOverloaded:
+	case nodewire.NodeErrOverloaded:
 		return relaylog.ErrOverloaded
 	}
 	return fmt.Errorf("cluster: remote %s: %s", r.Err, r.Message)
 }
 
-func toNode(e *relaylog.Event) wire.NodeEvent {
-	return wire.NodeEvent{ID: e.ID, Kind: uint8(e.Kind), From: e.From, To: e.To, Content: e.Content, CreatedAt: e.CreatedAt, By: e.By, MessageIDs: e.MessageIDs, UpTo: e.UpTo}
+func toNode(e *relaylog.Event) nodewire.NodeEvent {
+	return nodewire.NodeEvent{ID: e.ID, Kind: uint8(e.Kind), From: e.From, To: e.To, Content: e.Content, CreatedAt: e.CreatedAt, By: e.By, MessageIDs: e.MessageIDs, UpTo: e.UpTo}
 }
 
-func fromNode(e *wire.NodeEvent) relaylog.Event {
+func fromNode(e *nodewire.NodeEvent) relaylog.Event {
 	return relaylog.Event{ID: e.ID, Kind: relaylog.EventKind(e.Kind), From: e.From, To: e.To, Content: e.Content, CreatedAt: e.CreatedAt, By: e.By, MessageIDs: e.MessageIDs, UpTo: e.UpTo}
 }

@@ -9,7 +9,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/edgenode/edgenode/cluster/member"
-	"github.com/edgenode/edgenode/wire"
+	"github.com/edgenode/edgenode/wire/nodewire"
 )
 
 // catchUpSlack is how far behind the leader's applied index a non-voter may
@@ -74,7 +74,7 @@ func (c *Cluster) discoverLeader(shard int, alive []member.Member) {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		resp, err := c.rpc(ctx, node, shard, &wire.CallRequest{Op: wire.OpShardProgress})
+		resp, err := c.rpc(ctx, node, shard, &nodewire.CallRequest{Op: nodewire.OpShardProgress})
 		cancel()
 		if err == nil && resp.Err == "" && resp.Leader != "" {
 			c.setHint(shard, resp.Leader)
@@ -216,7 +216,7 @@ func raftAddress(m member.Member, alive []member.Member) raft.ServerAddress {
 	if !allIncarnations(alive) {
 		return raft.ServerAddress(m.NodeID)
 	}
-	return raft.ServerAddress(wire.RaftAddress(m.NodeID, m.Incarnation))
+	return raft.ServerAddress(nodewire.RaftAddress(m.NodeID, m.Incarnation))
 }
 
 func allIncarnations(alive []member.Member) bool {
@@ -239,7 +239,7 @@ func allIncarnations(alive []member.Member) bool {
 // incarnations) is readdressed in place once every live node gossips one.
 func (c *Cluster) replaceIncarnation(log *slog.Logger, r *raft.Raft, cfg raft.Configuration, alive []member.Member, status map[string]member.Member) bool {
 	for _, s := range cfg.Servers {
-		id, inc := wire.SplitRaftAddress(string(s.Address))
+		id, inc := nodewire.SplitRaftAddress(string(s.Address))
 		m, ok := status[id]
 		if !ok || m.Status != member.StatusAlive || m.Incarnation == "" || m.Incarnation == inc {
 			continue
@@ -247,7 +247,7 @@ func (c *Cluster) replaceIncarnation(log *slog.Logger, r *raft.Raft, cfg raft.Co
 		if inc == "" && !allIncarnations(alive) {
 			continue
 		}
-		addr := raft.ServerAddress(wire.RaftAddress(id, m.Incarnation))
+		addr := raft.ServerAddress(nodewire.RaftAddress(id, m.Incarnation))
 		var f raft.IndexFuture
 		switch {
 		case inc == "" && s.Suffrage == raft.Voter:
@@ -284,7 +284,7 @@ func firstVoter(target []string, voters map[string]bool, except string) string {
 func (c *Cluster) caughtUp(shard int, r *raft.Raft, node string) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	resp, err := c.rpc(ctx, node, shard, &wire.CallRequest{Op: wire.OpShardProgress})
+	resp, err := c.rpc(ctx, node, shard, &nodewire.CallRequest{Op: nodewire.OpShardProgress})
 	if err != nil || resp.Err != "" {
 		return false
 	}
@@ -311,7 +311,7 @@ func (c *Cluster) Shards(ctx context.Context) []ShardInfo {
 			// knows no leader: take the first answer that names one, else
 			// the first that names voters.
 			for _, node := range c.candidates(shard) {
-				resp, err := c.rpc(ctx, node, shard, &wire.CallRequest{Op: wire.OpShardProgress})
+				resp, err := c.rpc(ctx, node, shard, &nodewire.CallRequest{Op: nodewire.OpShardProgress})
 				if err != nil || resp.Err != "" || len(resp.Voters) == 0 {
 					continue
 				}

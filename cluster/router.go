@@ -9,6 +9,7 @@ import (
 	"github.com/edgenode/edgenode/cluster/member"
 	"github.com/edgenode/edgenode/relaylog"
 	"github.com/edgenode/edgenode/wire"
+	"github.com/edgenode/edgenode/wire/nodewire"
 )
 
 // Router is the front's Store on a cluster node: every call goes to the
@@ -94,7 +95,7 @@ const noLeaderWait = 3 * time.Second
 // rest by nature), so the caller moves on to the next leader. A slow but
 // healthy leader is waited for, up to CallTimeout: retrying it would only add
 // load where there is too much.
-func (c *Cluster) attempt(ctx context.Context, node string, shard int, req *wire.CallRequest) (*wire.CallResponse, error) {
+func (c *Cluster) attempt(ctx context.Context, node string, shard int, req *nodewire.CallRequest) (*nodewire.CallResponse, error) {
 	actx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	call := &inflightCall{node: node, shard: shard, cancel: cancel}
@@ -149,7 +150,7 @@ func (c *Cluster) watchCalls() {
 
 // forward sends req to shard's leader, following not-leader hints, and
 // retries with a short backoff while the shard has no leader.
-func (c *Cluster) forward(ctx context.Context, shard int, req *wire.CallRequest) (*wire.CallResponse, error) {
+func (c *Cluster) forward(ctx context.Context, shard int, req *nodewire.CallRequest) (*nodewire.CallResponse, error) {
 	deadline := time.Now().Add(noLeaderWait)
 	pause := 50 * time.Millisecond
 	for {
@@ -172,7 +173,7 @@ func (c *Cluster) forward(ctx context.Context, shard int, req *wire.CallRequest)
 // errServeLocally: leadership arrived here while a call was being routed.
 var errServeLocally = errors.New("cluster: shard is now served here")
 
-func (c *Cluster) forwardOnce(ctx context.Context, shard int, req *wire.CallRequest) (*wire.CallResponse, error) {
+func (c *Cluster) forwardOnce(ctx context.Context, shard int, req *nodewire.CallRequest) (*nodewire.CallResponse, error) {
 	// The known leader first; the full candidate list (which ranks every
 	// member) only if it fails.
 	cands := c.likelyLeaders(shard)
@@ -203,7 +204,7 @@ func (c *Cluster) forwardOnce(ctx context.Context, shard int, req *wire.CallRequ
 			c.setHint(shard, "")
 			continue
 		}
-		if resp.Err == wire.NodeErrNotLeader {
+		if resp.Err == nodewire.NodeErrNotLeader {
 			last = responseError(shard, resp)
 			if resp.Leader != "" && resp.Leader != c.self && !tried[resp.Leader] {
 				cands = append([]string{resp.Leader}, cands...)
@@ -223,12 +224,12 @@ func (c *Cluster) forwardOnce(ctx context.Context, shard int, req *wire.CallRequ
 
 // route runs a call locally when this node serves the user's shard and
 // forwards it otherwise; a nil response with a nil error means it ran here.
-func (r *Router) route(ctx context.Context, user int64, local func() error, req *wire.CallRequest) (*wire.CallResponse, error) {
+func (r *Router) route(ctx context.Context, user int64, local func() error, req *nodewire.CallRequest) (*nodewire.CallResponse, error) {
 	return r.routeShard(ctx, r.c.log.ShardFor(user), local, req)
 }
 
 // routeShard is route for a call about a shard rather than a user.
-func (r *Router) routeShard(ctx context.Context, shard int, local func() error, req *wire.CallRequest) (*wire.CallResponse, error) {
+func (r *Router) routeShard(ctx context.Context, shard int, local func() error, req *nodewire.CallRequest) (*nodewire.CallResponse, error) {
 	for i := 0; i < 3; i++ {
 		if r.c.log.Serving(shard) {
 			if err := local(); !errors.Is(err, relaylog.ErrNoLeader) {
@@ -251,9 +252,9 @@ func (r *Router) routeShard(ctx context.Context, shard int, local func() error, 
 // not know: a leader of such a version answers bad_request, which comes
 // back as old with no error and no response, for the caller to do what
 // that version did.
-func (r *Router) routeNewShard(ctx context.Context, shard int, local func() error, req *wire.CallRequest) (resp *wire.CallResponse, old bool, err error) {
+func (r *Router) routeNewShard(ctx context.Context, shard int, local func() error, req *nodewire.CallRequest) (resp *nodewire.CallResponse, old bool, err error) {
 	resp, err = r.routeShard(ctx, shard, local, req)
-	if resp != nil && resp.Err == wire.NodeErrBadRequest {
+	if resp != nil && resp.Err == nodewire.NodeErrBadRequest {
 		return nil, true, nil
 	}
 	return resp, false, err
@@ -264,7 +265,7 @@ func (r *Router) Send(ctx context.Context, from int64, req wire.NewMessageReques
 	resp, err := r.route(ctx, req.ToUserID, func() (err error) {
 		ev, created, err = r.c.log.Send(ctx, from, req)
 		return err
-	}, &wire.CallRequest{Op: wire.OpSend, From: from, Send: &req})
+	}, &nodewire.CallRequest{Op: nodewire.OpSend, From: from, Send: &req})
 	if err != nil || resp == nil {
 		return ev, created, err
 	}
@@ -279,7 +280,7 @@ func (r *Router) Pending(ctx context.Context, user, after int64, limit int) (evs
 	resp, err := r.route(ctx, user, func() (err error) {
 		evs, more, err = r.c.log.Pending(ctx, user, after, limit)
 		return err
-	}, &wire.CallRequest{Op: wire.OpPending, User: user, After: after, Limit: limit})
+	}, &nodewire.CallRequest{Op: nodewire.OpPending, User: user, After: after, Limit: limit})
 	if err != nil || resp == nil {
 		return evs, more, err
 	}
@@ -293,7 +294,7 @@ func (r *Router) Pending(ctx context.Context, user, after int64, limit int) (evs
 // Ack implements edge.Store.
 func (r *Router) Ack(ctx context.Context, user, upTo int64) (n int, err error) {
 	resp, err := r.route(ctx, user, func() (err error) { n, err = r.c.log.Ack(ctx, user, upTo); return err },
-		&wire.CallRequest{Op: wire.OpAck, User: user, UpTo: upTo})
+		&nodewire.CallRequest{Op: nodewire.OpAck, User: user, UpTo: upTo})
 	if resp != nil {
 		n = resp.N
 	}
@@ -312,7 +313,7 @@ func (r *Router) MarkRead(ctx context.Context, reader, sender, upTo int64) error
 	resp, old, err := r.routeNewShard(ctx, r.c.log.ShardFor(reader), func() (err error) {
 		last, ok, err = r.c.log.Contact(reader, sender)
 		return err
-	}, &wire.CallRequest{Op: wire.OpContact, User: reader, From: sender})
+	}, &nodewire.CallRequest{Op: nodewire.OpContact, User: reader, From: sender})
 	switch {
 	case old:
 		last, ok = upTo, true
@@ -325,7 +326,7 @@ func (r *Router) MarkRead(ctx context.Context, reader, sender, upTo int64) error
 		return nil
 	}
 	_, err = r.route(ctx, sender, func() error { return r.c.log.MarkRead(ctx, reader, sender, upTo) },
-		&wire.CallRequest{Op: wire.OpRead, User: sender, From: reader, UpTo: upTo})
+		&nodewire.CallRequest{Op: nodewire.OpRead, User: sender, From: reader, UpTo: upTo})
 	return err
 }
 
@@ -359,7 +360,7 @@ func (r *Router) contacts(ctx context.Context, shard int, pairs []int64) (flags 
 	resp, old, err := r.routeNewShard(ctx, shard, func() (err error) {
 		flags, err = r.c.log.Contacts(shard, pairs)
 		return err
-	}, &wire.CallRequest{Op: wire.OpContacts, Shard: shard, IDs: pairs})
+	}, &nodewire.CallRequest{Op: nodewire.OpContacts, Shard: shard, IDs: pairs})
 	switch {
 	case old:
 		all := make([]bool, len(pairs)/2)
@@ -384,7 +385,7 @@ func (r *Router) contacts(ctx context.Context, shard int, pairs []int64) (flags 
 // registers again at its next start.
 func (r *Router) RegisterDevice(ctx context.Context, user int64, d relaylog.Device) error {
 	_, err := r.route(ctx, user, func() error { return r.c.log.RegisterDevice(ctx, user, d) },
-		&wire.CallRequest{Op: wire.OpDeviceAdd, User: user, Device: &wire.DeviceRequest{Platform: d.Platform, Token: d.Token, Topic: d.Topic, Sandbox: d.Sandbox}})
+		&nodewire.CallRequest{Op: nodewire.OpDeviceAdd, User: user, Device: &wire.DeviceRequest{Platform: d.Platform, Token: d.Token, Topic: d.Topic, Sandbox: d.Sandbox}})
 	if err != nil {
 		return err
 	}
@@ -420,7 +421,7 @@ func (r *Router) tokenOwner(ctx context.Context, shard int, token string) (owner
 	resp, old, err := r.routeNewShard(ctx, shard, func() (err error) {
 		owner, err = r.c.log.TokenOwner(shard, token)
 		return err
-	}, &wire.CallRequest{Op: wire.OpTokenOwner, Shard: shard, Token: token})
+	}, &nodewire.CallRequest{Op: nodewire.OpTokenOwner, Shard: shard, Token: token})
 	switch {
 	case old:
 		return 0, nil
@@ -433,14 +434,14 @@ func (r *Router) tokenOwner(ctx context.Context, shard int, token string) (owner
 // UnregisterDevice implements edge.Store.
 func (r *Router) UnregisterDevice(ctx context.Context, user int64, token string) error {
 	_, err := r.route(ctx, user, func() error { return r.c.log.UnregisterDevice(ctx, user, token) },
-		&wire.CallRequest{Op: wire.OpDeviceRemove, User: user, Token: token})
+		&nodewire.CallRequest{Op: nodewire.OpDeviceRemove, User: user, Token: token})
 	return err
 }
 
 // SetLastConnected implements edge.Store.
 func (r *Router) SetLastConnected(ctx context.Context, user int64, t time.Time) error {
 	_, err := r.route(ctx, user, func() error { return r.c.log.SetLastConnected(ctx, user, t) },
-		&wire.CallRequest{Op: wire.OpSetLastSeen, User: user, At: t.UnixMilli()})
+		&nodewire.CallRequest{Op: nodewire.OpSetLastSeen, User: user, At: t.UnixMilli()})
 	return err
 }
 
@@ -455,7 +456,7 @@ func (r *Router) LastConnected(user int64) (t time.Time, found bool) {
 		}
 		t, found = r.c.log.LastConnected(user)
 		return nil
-	}, &wire.CallRequest{Op: wire.OpGetLastSeen, User: user})
+	}, &nodewire.CallRequest{Op: nodewire.OpGetLastSeen, User: user})
 	if err != nil {
 		return time.Time{}, false
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/edgenode/edgenode/presence"
 	"github.com/edgenode/edgenode/relaylog"
 	"github.com/edgenode/edgenode/wire"
+	"github.com/edgenode/edgenode/wire/nodewire"
 )
 
 // subscriptions carries soft state between edges and homes (the node that
@@ -52,7 +53,7 @@ type want struct {
 type outSub struct {
 	node  string
 	conn  net.Conn
-	sendQ chan wire.SubscribeFrame
+	sendQ chan nodewire.SubscribeFrame
 	dead  chan struct{}
 	once  sync.Once
 }
@@ -64,7 +65,7 @@ type inSub struct {
 	mu      sync.Mutex
 	pending map[int64]struct{}
 	reset   map[int64]struct{} // users (re)subscribed or gone: forget their cursors
-	frames  []wire.SubscribeFrame
+	frames  []nodewire.SubscribeFrame
 	wake    chan struct{}
 }
 
@@ -107,11 +108,11 @@ func (s *subscriptions) set(user int64, socket bool, on bool) {
 	}
 	if !on && w.node != "" {
 		if o := s.out[w.node]; o != nil {
-			op := wire.UnsubUser
+			op := nodewire.UnsubUser
 			if !socket {
-				op = wire.SubUnwatch
+				op = nodewire.SubUnwatch
 			}
-			o.send(wire.SubscribeFrame{Op: op, User: user})
+			o.send(nodewire.SubscribeFrame{Op: op, User: user})
 		}
 	}
 	if !w.socket && !w.watch {
@@ -122,11 +123,11 @@ func (s *subscriptions) set(user int64, socket bool, on bool) {
 	if on && w.node != "" {
 		// Already registered at the home for the other purpose.
 		if o := s.out[w.node]; o != nil {
-			op := wire.SubUser
+			op := nodewire.SubUser
 			if !socket {
-				op = wire.SubWatch
+				op = nodewire.SubWatch
 			}
-			o.send(wire.SubscribeFrame{Op: op, User: user})
+			o.send(nodewire.SubscribeFrame{Op: op, User: user})
 		}
 	}
 	s.mu.Unlock()
@@ -184,10 +185,10 @@ func (s *subscriptions) reconcileUser(user int64) {
 	if w.node != "" {
 		if o := s.out[w.node]; o != nil {
 			if w.socket {
-				o.send(wire.SubscribeFrame{Op: wire.UnsubUser, User: user})
+				o.send(nodewire.SubscribeFrame{Op: nodewire.UnsubUser, User: user})
 			}
 			if w.watch {
-				o.send(wire.SubscribeFrame{Op: wire.SubUnwatch, User: user})
+				o.send(nodewire.SubscribeFrame{Op: nodewire.SubUnwatch, User: user})
 			}
 		}
 	}
@@ -212,10 +213,10 @@ func (s *subscriptions) reconcileUser(user int64) {
 	if socket {
 		// The home answers with a wake-up once the registration holds,
 		// which covers events committed before it took effect.
-		o.send(wire.SubscribeFrame{Op: wire.SubUser, User: user})
+		o.send(nodewire.SubscribeFrame{Op: nodewire.SubUser, User: user})
 	}
 	if watch {
-		o.send(wire.SubscribeFrame{Op: wire.SubWatch, User: user})
+		o.send(nodewire.SubscribeFrame{Op: nodewire.SubWatch, User: user})
 	}
 }
 
@@ -234,7 +235,7 @@ func (s *subscriptions) stream(node string) *outSub {
 		s.c.opts.Logger.Debug("subscribe stream failed", "node", node, "err", err)
 		return nil
 	}
-	o := &outSub{node: node, conn: conn, sendQ: make(chan wire.SubscribeFrame, 4096), dead: make(chan struct{})}
+	o := &outSub{node: node, conn: conn, sendQ: make(chan nodewire.SubscribeFrame, 4096), dead: make(chan struct{})}
 	s.mu.Lock()
 	if prev := s.out[node]; prev != nil {
 		s.mu.Unlock()
@@ -248,7 +249,7 @@ func (s *subscriptions) stream(node string) *outSub {
 	return o
 }
 
-func (o *outSub) send(f wire.SubscribeFrame) {
+func (o *outSub) send(f nodewire.SubscribeFrame) {
 	select {
 	case o.sendQ <- f:
 	case <-o.dead:
@@ -272,11 +273,11 @@ func (o *outSub) writeLoop() {
 			return
 		case f := <-o.sendQ:
 			o.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
-			err := wire.WriteNodeFrame(bw, f)
+			err := nodewire.WriteNodeFrame(bw, f)
 			for more := true; more && err == nil; {
 				select {
 				case f = <-o.sendQ:
-					err = wire.WriteNodeFrame(bw, f)
+					err = nodewire.WriteNodeFrame(bw, f)
 				default:
 					more = false
 				}
@@ -295,15 +296,15 @@ func (o *outSub) writeLoop() {
 func (s *subscriptions) readLoop(o *outSub) {
 	br := bufio.NewReader(o.conn)
 	for {
-		var f wire.SubscribeFrame
-		if err := wire.ReadNodeFrame(br, &f); err != nil {
+		var f nodewire.SubscribeFrame
+		if err := nodewire.ReadNodeFrame(br, &f); err != nil {
 			break
 		}
 		s.mu.Lock()
 		hub := s.hub
 		s.mu.Unlock()
 		switch f.Op {
-		case wire.SubEvents:
+		case nodewire.SubEvents:
 			if len(f.Events) > 0 && s.c.opts.Offer != nil {
 				evs := make([]relaylog.Event, len(f.Events))
 				for i := range f.Events {
@@ -313,11 +314,11 @@ func (s *subscriptions) readLoop(o *outSub) {
 			} else {
 				s.c.opts.Notify(f.User)
 			}
-		case wire.SubStatus:
+		case nodewire.SubStatus:
 			if hub != nil {
 				hub.PushStatus(statusOf(f))
 			}
-		case wire.SubTyping:
+		case nodewire.SubTyping:
 			if hub != nil {
 				hub.DeliverTyping(f.From, f.User, f.Typing, f.Online)
 			}
@@ -345,7 +346,7 @@ func (s *subscriptions) readLoop(o *outSub) {
 	}
 }
 
-func statusOf(f wire.SubscribeFrame) wire.ContactStatus {
+func statusOf(f nodewire.SubscribeFrame) wire.ContactStatus {
 	st := wire.ContactStatus{UserID: f.User, Online: f.Online}
 	if f.LastSeen > 0 {
 		ts := wire.FormatUnixMilli(f.LastSeen)
@@ -368,12 +369,12 @@ func (s *subscriptions) serve(conn net.Conn, from string, _ int) {
 	br := bufio.NewReader(conn)
 	var subs, watches []int64
 	for {
-		var f wire.SubscribeFrame
-		if err := wire.ReadNodeFrame(br, &f); err != nil {
+		var f nodewire.SubscribeFrame
+		if err := nodewire.ReadNodeFrame(br, &f); err != nil {
 			break
 		}
 		switch f.Op {
-		case wire.SubUser:
+		case nodewire.SubUser:
 			s.mu.Lock()
 			was := s.onlineLocked(f.User)
 			addTo(s.in, f.User, in)
@@ -391,10 +392,10 @@ func (s *subscriptions) serve(conn net.Conn, from string, _ int) {
 			if !was {
 				s.announce(f.User, true)
 			}
-		case wire.UnsubUser:
+		case nodewire.UnsubUser:
 			s.dropSub(f.User, in)
 			in.resetCursor(f.User)
-		case wire.SubWatch:
+		case nodewire.SubWatch:
 			// The answer is queued under mu, like announce's changes:
 			// queued after it, a status read before a concurrent
 			// announce would overwrite that newer change at the edge.
@@ -403,11 +404,11 @@ func (s *subscriptions) serve(conn net.Conn, from string, _ int) {
 			in.queue(s.statusFrame(f.User, s.onlineLocked(f.User)))
 			s.mu.Unlock()
 			watches = append(watches, f.User)
-		case wire.SubUnwatch:
+		case nodewire.SubUnwatch:
 			s.mu.Lock()
 			removeFrom(s.watch, f.User, in)
 			s.mu.Unlock()
-		case wire.SubTyping:
+		case nodewire.SubTyping:
 			s.fanTyping(f.From, f.User, f.Typing, f.Online, from)
 		}
 	}
@@ -453,8 +454,8 @@ func removeFrom(m map[int64]map[*inSub]struct{}, user int64, in *inSub) {
 	}
 }
 
-func (s *subscriptions) statusFrame(user int64, online bool) wire.SubscribeFrame {
-	f := wire.SubscribeFrame{Op: wire.SubStatus, User: user, Online: online}
+func (s *subscriptions) statusFrame(user int64, online bool) nodewire.SubscribeFrame {
+	f := nodewire.SubscribeFrame{Op: nodewire.SubStatus, User: user, Online: online}
 	if t, ok := s.c.log.LastConnected(user); ok {
 		f.LastSeen = t.UnixMilli()
 	}
@@ -509,7 +510,7 @@ func (s *subscriptions) localTransition(user int64, online bool) {
 	if online || !remoteOnline {
 		s.transitionAt(user, online)
 	}
-	var f wire.SubscribeFrame
+	var f nodewire.SubscribeFrame
 	notify := !remoteOnline && len(s.watch[user]) > 0
 	if notify {
 		f = s.statusFrame(user, online)
@@ -527,7 +528,7 @@ func (s *subscriptions) localTransition(user int64, online bool) {
 // fanTyping sends a typing indicator to every edge holding to's sockets,
 // except origin, which delivered it itself; and to this node's own sockets.
 func (s *subscriptions) fanTyping(from, to int64, typing, fromOnline bool, origin string) {
-	f := wire.SubscribeFrame{Op: wire.SubTyping, User: to, From: from, Typing: typing, Online: fromOnline}
+	f := nodewire.SubscribeFrame{Op: nodewire.SubTyping, User: to, From: from, Typing: typing, Online: fromOnline}
 	s.mu.Lock()
 	for in := range s.in[to] {
 		if in.peer != origin {
@@ -553,7 +554,7 @@ func (s *subscriptions) committed(user int64) {
 	s.mu.Unlock()
 }
 
-func (in *inSub) queue(f wire.SubscribeFrame) {
+func (in *inSub) queue(f nodewire.SubscribeFrame) {
 	in.mu.Lock()
 	if len(in.frames) > 10000 {
 		in.mu.Unlock()
@@ -584,7 +585,7 @@ const pushPage = 64
 // writeLoop writes the stream's frames and its wakes. A wake carries the
 // user's new events when it can: cursors (owned by this goroutine) hold,
 // per user, the id up to which this edge was sent the queue; a wake then
-// carries every event past it (wire.SubscribeFrame.Events), which spares
+// carries every event past it (nodewire.SubscribeFrame.Events), which spares
 // the edge a pull from this leader per event. The first wake after a
 // subscription, a page too long, or a shard no longer led here sends a
 // plain wake, and the edge pulls.
@@ -592,7 +593,7 @@ func (in *inSub) writeLoop(done chan struct{}) {
 	bw := bufio.NewWriter(in.conn)
 	log := in.s.c.log
 	cursors := make(map[int64]int64)
-	var nodeEvs []wire.NodeEvent
+	var nodeEvs []nodewire.NodeEvent
 	for {
 		select {
 		case <-done:
@@ -616,18 +617,18 @@ func (in *inSub) writeLoop(done chan struct{}) {
 		var err error
 		for _, f := range frames {
 			if err == nil {
-				err = wire.WriteNodeFrame(bw, f)
+				err = nodewire.WriteNodeFrame(bw, f)
 			}
 		}
 		for _, u := range users {
 			if err != nil {
 				break
 			}
-			wake := wire.SubscribeFrame{Op: wire.SubEvents, User: u}
+			wake := nodewire.SubscribeFrame{Op: nodewire.SubEvents, User: u}
 			after, known := cursors[u]
 			if !known {
 				cursors[u] = log.LastEventID(u)
-				err = wire.WriteNodeFrame(bw, wake)
+				err = nodewire.WriteNodeFrame(bw, wake)
 				continue
 			}
 			evs, more, perr := log.Pending(context.Background(), u, after, pushPage)
@@ -646,7 +647,7 @@ func (in *inSub) writeLoop(done chan struct{}) {
 				wake.After, wake.Events = after, nodeEvs
 				cursors[u] = evs[len(evs)-1].ID
 			}
-			err = wire.WriteNodeFrame(bw, wake)
+			err = nodewire.WriteNodeFrame(bw, wake)
 		}
 		if err == nil {
 			err = bw.Flush()

@@ -8,7 +8,7 @@ import (
 
 	"github.com/edgenode/edgenode/ratelimit"
 	"github.com/edgenode/edgenode/relaylog"
-	"github.com/edgenode/edgenode/wire"
+	"github.com/edgenode/edgenode/wire/nodewire"
 )
 
 // Limits are a user's allowances across the cluster, as every node gives
@@ -57,15 +57,15 @@ func (h *homeUsage) take(user int64, sends, calls int, now time.Time) (b ratelim
 // sends, calls) triples; each blocked user comes back as an event with
 // From = user, UpTo = sends blocked until, By = calls blocked until (Unix
 // ms, 0: not).
-func (c *Cluster) usageCall(req *wire.CallRequest) *wire.CallResponse {
+func (c *Cluster) usageCall(req *nodewire.CallRequest) *nodewire.CallResponse {
 	l := c.log
 	if req.Shard < 0 || req.Shard >= l.Shards() || len(req.IDs)%3 != 0 {
-		return &wire.CallResponse{Err: wire.NodeErrBadRequest}
+		return &nodewire.CallResponse{Err: nodewire.NodeErrBadRequest}
 	}
 	if !l.Serving(req.Shard) {
 		return errorResponse(&relaylog.NotLeaderError{Shard: req.Shard, Leader: l.Leader(req.Shard)})
 	}
-	resp := &wire.CallResponse{}
+	resp := &nodewire.CallResponse{}
 	if c.usage == nil {
 		return resp
 	}
@@ -76,7 +76,7 @@ func (c *Cluster) usageCall(req *wire.CallRequest) *wire.CallResponse {
 			continue
 		}
 		if b := c.usage.take(user, int(req.IDs[i+1]), int(req.IDs[i+2]), now); b != (ratelimit.Block{}) {
-			resp.Events = append(resp.Events, wire.NodeEvent{From: user, UpTo: unixMilli(b.Sends), By: unixMilli(b.Calls)})
+			resp.Events = append(resp.Events, nodewire.NodeEvent{From: user, UpTo: unixMilli(b.Sends), By: unixMilli(b.Calls)})
 		}
 	}
 	return resp
@@ -112,8 +112,8 @@ func (r *Router) ReportUsage(ctx context.Context, usage map[int64]ratelimit.Usag
 	var wg sync.WaitGroup
 	for shard, ids := range byShard {
 		wg.Go(func() {
-			var local *wire.CallResponse
-			req := &wire.CallRequest{Op: wire.OpUsage, Shard: shard, IDs: ids}
+			var local *nodewire.CallResponse
+			req := &nodewire.CallRequest{Op: nodewire.OpUsage, Shard: shard, IDs: ids}
 			resp, old, err := r.routeNewShard(ctx, shard, func() error {
 				local = r.c.usageCall(req)
 				return responseError(shard, local)

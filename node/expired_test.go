@@ -148,7 +148,7 @@ func jsonInt(v int64) string { b, _ := json.Marshal(v); return string(b) }
 // TestExpiredReceiptAcrossNodes: the sender's shard and the recipient's
 // are led by different nodes of a three-node cluster; the recipient's
 // shard leader expires the message and commits the EXPIRED receipt at the
-// sender's shard leader over the mesh (wire.OpExpired).
+// sender's shard leader over the mesh (nodewire.OpExpired).
 func TestExpiredReceiptAcrossNodes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-node")

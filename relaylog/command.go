@@ -1,5 +1,7 @@
 package relaylog
 
+import "github.com/edgenode/edgenode/internal/varint"
+
 // A raft log entry of a shard is a batch of commands, proposed together by
 // the shard's proposer so that one entry (and one fsync shared with other
 // shards) carries many client calls:
@@ -43,121 +45,117 @@ type command struct {
 	device    Device
 }
 
-func encodeCommand(e *enc, c *command) {
-	e.u8(uint8(c.kind))
+func encodeCommand(e *varint.Encoder, c *command) {
+	e.Byte(uint8(c.kind))
 	switch c.kind {
 	case cmdSend:
-		e.varint(c.id)
-		e.varint(c.user)
-		e.varint(c.from)
-		e.varint(c.reqID)
-		e.varint(c.limit)
-		e.str(c.content)
-		e.str(c.createdAt)
+		e.Varint(c.id)
+		e.Varint(c.user)
+		e.Varint(c.from)
+		e.Varint(c.reqID)
+		e.Varint(c.limit)
+		e.Str(c.content)
+		e.Str(c.createdAt)
 	case cmdDelivered, cmdExpired:
-		e.varint(c.id)
-		e.varint(c.user)
-		e.varint(c.from)
-		e.ids(c.ids)
+		e.Varint(c.id)
+		e.Varint(c.user)
+		e.Varint(c.from)
+		e.DeltaIDs(c.ids)
 	case cmdRead:
-		e.varint(c.id)
-		e.varint(c.user)
-		e.varint(c.from)
-		e.varint(c.upTo)
+		e.Varint(c.id)
+		e.Varint(c.user)
+		e.Varint(c.from)
+		e.Varint(c.upTo)
 	case cmdAck:
-		e.varint(c.user)
-		e.varint(c.upTo)
+		e.Varint(c.user)
+		e.Varint(c.upTo)
 	case cmdDevice, cmdDeviceRemove:
-		e.varint(c.user)
-		e.str(c.device.Platform)
-		e.str(c.device.Token)
-		e.str(c.device.Topic)
-		if c.device.Sandbox {
-			e.u8(1)
-		} else {
-			e.u8(0)
-		}
-		e.varint(c.at)
+		e.Varint(c.user)
+		e.Str(c.device.Platform)
+		e.Str(c.device.Token)
+		e.Str(c.device.Topic)
+		e.Bool(c.device.Sandbox)
+		e.Varint(c.at)
 	case cmdLastConnected:
-		e.varint(c.user)
-		e.varint(c.at)
+		e.Varint(c.user)
+		e.Varint(c.at)
 	case cmdExpire:
-		e.varint(c.upTo)
-		e.varint(c.at)
+		e.Varint(c.upTo)
+		e.Varint(c.at)
 	case cmdPushed:
-		e.varint(c.user)
-		e.varint(c.upTo)
+		e.Varint(c.user)
+		e.Varint(c.upTo)
 	}
 }
 
-func decodeCommand(d *dec) command {
-	c := command{kind: cmdKind(d.u8())}
+func decodeCommand(d *varint.Decoder) command {
+	c := command{kind: cmdKind(d.Byte())}
 	switch c.kind {
 	case cmdSend:
-		c.id = d.varint()
-		c.user = d.varint()
-		c.from = d.varint()
-		c.reqID = d.varint()
-		c.limit = d.varint()
-		c.content = d.str()
-		c.createdAt = d.str()
+		c.id = d.Varint()
+		c.user = d.Varint()
+		c.from = d.Varint()
+		c.reqID = d.Varint()
+		c.limit = d.Varint()
+		c.content = d.Str()
+		c.createdAt = d.Str()
 	case cmdDelivered, cmdExpired:
-		c.id = d.varint()
-		c.user = d.varint()
-		c.from = d.varint()
-		c.ids = d.ids()
+		c.id = d.Varint()
+		c.user = d.Varint()
+		c.from = d.Varint()
+		c.ids = d.DeltaIDs()
 	case cmdRead:
-		c.id = d.varint()
-		c.user = d.varint()
-		c.from = d.varint()
-		c.upTo = d.varint()
+		c.id = d.Varint()
+		c.user = d.Varint()
+		c.from = d.Varint()
+		c.upTo = d.Varint()
 	case cmdAck:
-		c.user = d.varint()
-		c.upTo = d.varint()
+		c.user = d.Varint()
+		c.upTo = d.Varint()
 	case cmdDevice, cmdDeviceRemove:
-		c.user = d.varint()
-		c.device.Platform = d.str()
-		c.device.Token = d.str()
-		c.device.Topic = d.str()
-		c.device.Sandbox = d.u8() == 1
-		c.at = d.varint()
+		c.user = d.Varint()
+		c.device.Platform = d.Str()
+		c.device.Token = d.Str()
+		c.device.Topic = d.Str()
+		c.device.Sandbox = d.Byte() == 1
+		c.at = d.Varint()
 	case cmdLastConnected:
-		c.user = d.varint()
-		c.at = d.varint()
+		c.user = d.Varint()
+		c.at = d.Varint()
 	case cmdExpire:
-		c.upTo = d.varint()
-		c.at = d.varint()
+		c.upTo = d.Varint()
+		c.at = d.Varint()
 	case cmdPushed:
-		c.user = d.varint()
-		c.upTo = d.varint()
+		c.user = d.Varint()
+		c.upTo = d.Varint()
 	default:
-		d.fail()
+		d.Fail()
 	}
 	return c
 }
 
 func encodeEntry(buf []byte, cmds []*command) []byte {
-	e := enc{b: buf[:0]}
-	e.u8(entryVersion)
-	e.uvarint(uint64(len(cmds)))
+	e := varint.Encoder{B: buf[:0]}
+	e.Byte(entryVersion)
+	e.Uvarint(uint64(len(cmds)))
 	for _, c := range cmds {
 		encodeCommand(&e, c)
 	}
-	return e.b
+	return e.B
 }
 
 func decodeEntry(b []byte) ([]command, error) {
-	d := dec{b: b}
-	if d.u8() != entryVersion {
+	d := newDec(b)
+	if d.Byte() != entryVersion {
 		return nil, errCorrupt
 	}
-	n := d.count(2)
+	n := d.Count(2)
 	cmds := make([]command, n)
 	for i := range cmds {
 		cmds[i] = decodeCommand(&d)
 	}
-	if d.err != nil {
-		return nil, d.err
+	if d.Err != nil {
+		return nil, d.Err
 	}
 	return cmds, nil
 }

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/edgenode/edgenode/internal/varint"
 	"github.com/hashicorp/raft"
 )
 
@@ -791,87 +792,83 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 	persistMu.Lock()
 	defer persistMu.Unlock()
 	w := bufio.NewWriterSize(sink, 256<<10)
-	e := enc{b: make([]byte, 0, 64<<10)}
+	e := varint.Encoder{B: make([]byte, 0, 64<<10)}
 	var werr error
 	flush := func() {
-		if len(e.b) < 48<<10 || werr != nil {
+		if len(e.B) < 48<<10 || werr != nil {
 			return
 		}
-		_, werr = w.Write(e.b)
-		e.b = e.b[:0]
+		_, werr = w.Write(e.B)
+		e.B = e.B[:0]
 	}
-	e.u8(snapshotVersion)
-	e.varint(s.lastID)
-	e.uvarint(uint64(len(s.queues)))
+	e.Byte(snapshotVersion)
+	e.Varint(s.lastID)
+	e.Uvarint(uint64(len(s.queues)))
 	for u, q := range s.queues {
-		e.varint(u)
-		e.varint(q.pushed)
-		e.uvarint(uint64(len(q.events)))
+		e.Varint(u)
+		e.Varint(q.pushed)
+		e.Uvarint(uint64(len(q.events)))
 		for j := range q.events {
 			encodeEvent(&e, &q.events[j])
 			flush()
 		}
 	}
-	e.uvarint(uint64(len(s.senders)))
+	e.Uvarint(uint64(len(s.senders)))
 	for from, si := range s.senders {
-		e.varint(from)
-		e.varint(si.floor)
-		e.varint(si.last)
-		e.uvarint(uint64(len(si.recs)))
+		e.Varint(from)
+		e.Varint(si.floor)
+		e.Varint(si.last)
+		e.Uvarint(uint64(len(si.recs)))
 		for _, r := range si.recs {
-			e.varint(r.to)
-			e.varint(r.reqID)
-			e.varint(r.id)
-			e.uvarint(r.fp)
-			e.varint(r.created)
+			e.Varint(r.to)
+			e.Varint(r.reqID)
+			e.Varint(r.id)
+			e.Uvarint(r.fp)
+			e.Varint(r.created)
 		}
 		flush()
 	}
-	e.uvarint(uint64(len(s.devices)))
+	e.Uvarint(uint64(len(s.devices)))
 	for u, list := range s.devices {
-		e.varint(u)
-		e.uvarint(uint64(len(list)))
+		e.Varint(u)
+		e.Uvarint(uint64(len(list)))
 		for _, d := range list {
-			e.str(d.Platform)
-			e.str(d.Token)
-			e.str(d.Topic)
-			if d.Sandbox {
-				e.u8(1)
-			} else {
-				e.u8(0)
-			}
-			e.varint(d.RegisteredAt)
+			e.Str(d.Platform)
+			e.Str(d.Token)
+			e.Str(d.Topic)
+			e.Bool(d.Sandbox)
+			e.Varint(d.RegisteredAt)
 		}
 		flush()
 	}
-	e.uvarint(uint64(len(s.lastConn)))
+	e.Uvarint(uint64(len(s.lastConn)))
 	for u, t := range s.lastConn {
-		e.varint(u)
-		e.varint(t)
+		e.Varint(u)
+		e.Varint(t)
 		flush()
 	}
 	// Pairs are written one by one as (sender, reader, id), as versions
 	// before lists were.
-	e.uvarint(uint64(s.nRead))
+	e.Uvarint(uint64(s.nRead))
 	for sender, list := range s.lastRead {
 		for _, p := range list {
-			e.varint(sender)
-			e.varint(p.other)
-			e.varint(p.id)
+			e.Varint(sender)
+			e.Varint(p.other)
+			e.Varint(p.id)
 			flush()
 		}
 	}
-	e.uvarint(uint64(s.nContact))
+	e.Uvarint(uint64(s.nContact))
 	for reader, list := range s.contacts {
 		for _, p := range list {
-			e.varint(p.other)
-			e.varint(reader)
-			e.varint(p.id)
+			e.Varint(p.other)
+			e.Varint(reader)
+			e.Varint(p.id)
 			flush()
 		}
 	}
 	if werr == nil {
-		_, werr = w.Write(e.b)
+		_, werr = w.Write(e.B)
 	}
 	if werr == nil {
 		werr = w.Flush()
@@ -883,40 +880,40 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 	return sink.Close()
 }
 
-func encodeEvent(e *enc, ev *Event) {
-	e.u8(uint8(ev.Kind))
-	e.varint(ev.ID)
+func encodeEvent(e *varint.Encoder, ev *Event) {
+	e.Byte(uint8(ev.Kind))
+	e.Varint(ev.ID)
 	switch ev.Kind {
 	case KindMessage:
-		e.varint(ev.From)
-		e.varint(ev.To)
-		e.str(ev.Content)
-		e.str(ev.CreatedAt)
+		e.Varint(ev.From)
+		e.Varint(ev.To)
+		e.Str(ev.Content)
+		e.Str(ev.CreatedAt)
 	case KindDelivered, KindExpired:
-		e.varint(ev.By)
-		e.ids(ev.MessageIDs)
+		e.Varint(ev.By)
+		e.DeltaIDs(ev.MessageIDs)
 	case KindRead:
-		e.varint(ev.By)
-		e.varint(ev.UpTo)
+		e.Varint(ev.By)
+		e.Varint(ev.UpTo)
 	}
 }
 
-func decodeEvent(d *dec) Event {
-	ev := Event{Kind: EventKind(d.u8()), ID: d.varint()}
+func decodeEvent(d *varint.Decoder) Event {
+	ev := Event{Kind: EventKind(d.Byte()), ID: d.Varint()}
 	switch ev.Kind {
 	case KindMessage:
-		ev.From = d.varint()
-		ev.To = d.varint()
-		ev.Content = d.str()
-		ev.CreatedAt = d.str()
+		ev.From = d.Varint()
+		ev.To = d.Varint()
+		ev.Content = d.Str()
+		ev.CreatedAt = d.Str()
 	case KindDelivered, KindExpired:
-		ev.By = d.varint()
-		ev.MessageIDs = d.ids()
+		ev.By = d.Varint()
+		ev.MessageIDs = d.DeltaIDs()
 	case KindRead:
-		ev.By = d.varint()
-		ev.UpTo = d.varint()
+		ev.By = d.Varint()
+		ev.UpTo = d.Varint()
 	default:
-		d.fail()
+		d.Fail()
 	}
 	return ev
 }
@@ -928,22 +925,22 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	if err != nil {
 		return fmt.Errorf("relaylog: shard %d restore: %w", f.shard, err)
 	}
-	d := dec{b: data}
-	version := d.u8()
+	d := newDec(data)
+	version := d.Byte()
 	if version < 1 || version > snapshotVersion {
 		return fmt.Errorf("relaylog: shard %d restore: unknown snapshot version %d", f.shard, version)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.reset()
-	f.lastID = d.varint()
-	for n := d.count(2); n > 0 && d.err == nil; n-- {
-		u := d.varint()
+	f.lastID = d.Varint()
+	for n := d.Count(2); n > 0 && d.Err == nil; n-- {
+		u := d.Varint()
 		var q queue
 		if version >= 3 {
-			q.pushed = d.varint()
+			q.pushed = d.Varint()
 		}
-		q.events = make([]Event, d.count(2))
+		q.events = make([]Event, d.Count(2))
 		for i := range q.events {
 			q.events[i] = decodeEvent(&d)
 			if q.events[i].Kind == KindMessage {
@@ -956,12 +953,12 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		}
 	}
 	if version >= 3 {
-		for n := d.count(3); n > 0 && d.err == nil; n-- {
-			from := d.varint()
-			si := senderIdem{floor: d.varint(), last: d.varint()}
-			si.recs = make([]idemRec, d.count(5))
+		for n := d.Count(3); n > 0 && d.Err == nil; n-- {
+			from := d.Varint()
+			si := senderIdem{floor: d.Varint(), last: d.Varint()}
+			si.recs = make([]idemRec, d.Count(5))
 			for i := range si.recs {
-				si.recs[i] = idemRec{to: d.varint(), reqID: d.varint(), id: d.varint(), fp: d.uvarint(), created: d.varint()}
+				si.recs[i] = idemRec{to: d.Varint(), reqID: d.Varint(), id: d.Varint(), fp: d.Uvarint(), created: d.Varint()}
 			}
 			f.idemRecs += len(si.recs)
 			f.senders.set(from, si)
@@ -969,8 +966,8 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	} else {
 		// Records of (sender, requestId) in id order, without recipient
 		// or createdAt: each sender keeps its newest ones.
-		for n := d.count(4); n > 0 && d.err == nil; n-- {
-			from, reqID, id, fp := d.varint(), d.varint(), d.varint(), d.uvarint()
+		for n := d.Count(4); n > 0 && d.Err == nil; n-- {
+			from, reqID, id, fp := d.Varint(), d.Varint(), d.Varint(), d.Uvarint()
 			si, _ := f.senders.get(from)
 			if len(si.recs) >= IdempotencyPerSender {
 				si.recs = si.recs[1:]
@@ -982,44 +979,44 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 			f.senders.set(from, si)
 		}
 	}
-	for n := d.count(2); n > 0 && d.err == nil; n-- {
-		u := d.varint()
-		list := make([]Device, d.count(5))
+	for n := d.Count(2); n > 0 && d.Err == nil; n-- {
+		u := d.Varint()
+		list := make([]Device, d.Count(5))
 		for i := range list {
-			list[i] = Device{Platform: d.str(), Token: d.str(), Topic: d.str(), Sandbox: d.u8() == 1, RegisteredAt: d.varint()}
+			list[i] = Device{Platform: d.Str(), Token: d.Str(), Topic: d.Str(), Sandbox: d.Byte() == 1, RegisteredAt: d.Varint()}
 			f.tokens[list[i].Token] = u
 		}
 		if len(list) > 0 {
 			f.devices.set(u, list)
 		}
 	}
-	for n := d.count(2); n > 0 && d.err == nil; n-- {
-		u := d.varint()
-		f.lastConn.set(u, d.varint())
+	for n := d.Count(2); n > 0 && d.Err == nil; n-- {
+		u := d.Varint()
+		f.lastConn.set(u, d.Varint())
 	}
-	for n := d.count(3); n > 0 && d.err == nil; n-- {
-		sender, reader := d.varint(), d.varint()
-		f.lastRead.add(sender, reader, d.varint())
+	for n := d.Count(3); n > 0 && d.Err == nil; n-- {
+		sender, reader := d.Varint(), d.Varint()
+		f.lastRead.add(sender, reader, d.Varint())
 	}
 	f.lastRead.sortAll()
 	if version >= 4 {
-		for n := d.count(3); n > 0 && d.err == nil; n-- {
-			sender, reader := d.varint(), d.varint()
-			f.contacts.add(reader, sender, d.varint())
+		for n := d.Count(3); n > 0 && d.Err == nil; n-- {
+			sender, reader := d.Varint(), d.Varint()
+			f.contacts.add(reader, sender, d.Varint())
 		}
 		f.contacts.sortAll()
 	}
 	if version == 2 {
-		for n := d.count(2); n > 0 && d.err == nil; n-- {
-			u, p := d.varint(), d.varint()
+		for n := d.Count(2); n > 0 && d.Err == nil; n-- {
+			u, p := d.Varint(), d.Varint()
 			if q, ok := f.queues.get(u); ok {
 				q.pushed = p
 				f.queues.set(u, q)
 			}
 		}
 	}
-	if d.err != nil {
-		return fmt.Errorf("relaylog: shard %d restore: %w", f.shard, d.err)
+	if d.Err != nil {
+		return fmt.Errorf("relaylog: shard %d restore: %w", f.shard, d.Err)
 	}
 	return nil
 }

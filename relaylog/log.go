@@ -27,6 +27,7 @@ import (
 	"github.com/edgenode/edgenode/relaylog/sharedlog"
 	"github.com/edgenode/edgenode/relaylog/walstore"
 	"github.com/edgenode/edgenode/wire"
+	"github.com/edgenode/edgenode/wire/nodewire"
 )
 
 // Errors of the Log. They wrap or stand beside the state machine's errors
@@ -62,7 +63,7 @@ const (
 )
 
 // DefaultShards is the shard count of a new cluster when none is given; see
-// docs/SHARDS.md for the measurements behind it.
+// docs/PERFORMANCE.md, "Shard count", for the measurements behind it.
 const DefaultShards = 16
 
 // Options configure a Log. The zero value of every field but Dir and NodeID
@@ -113,7 +114,7 @@ type Options struct {
 	// Registerer receives the log's metrics; nil means none.
 	Registerer prometheus.Registerer
 	// Transport makes the raft transport of a shard, whose local address
-	// must be local (wire.RaftAddress of the node id and the data dir's
+	// must be local (nodewire.RaftAddress of the node id and the data dir's
 	// incarnation); nil means an in-memory transport (a node alone).
 	Transport func(shard int, local raft.ServerAddress) (raft.Transport, error)
 	// HeartbeatTimeout is raft's heartbeat and election timeout; 0 means
@@ -1097,7 +1098,7 @@ func RecoverShards(dir, nodeID string, shards []int, logger *slog.Logger) ([]int
 		cfg := raft.DefaultConfig()
 		cfg.LocalID = raft.ServerID(nodeID)
 		cfg.Logger = hl
-		addr := raft.ServerAddress(wire.RaftAddress(nodeID, m.Incarnation))
+		addr := raft.ServerAddress(nodewire.RaftAddress(nodeID, m.Incarnation))
 		_, trans := raft.NewInmemTransport(addr)
 		conf := raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: raft.ServerID(nodeID), Address: addr}}}
 		if err := raft.RecoverCluster(cfg, newFSM(i, m.Shards, nil), logs, stable, snaps, trans, conf); err != nil {
@@ -1251,9 +1252,9 @@ func (l *Log) NodeID() string { return l.opts.NodeID }
 func (l *Log) Incarnation() string { return l.incarnation }
 
 // Address is this node's raft server address in every shard: the node id
-// and the incarnation (wire.RaftAddress).
+// and the incarnation (nodewire.RaftAddress).
 func (l *Log) Address() raft.ServerAddress {
-	return raft.ServerAddress(wire.RaftAddress(l.opts.NodeID, l.incarnation))
+	return raft.ServerAddress(nodewire.RaftAddress(l.opts.NodeID, l.incarnation))
 }
 
 // Bootstrap makes this node the sole voter of every shard that has no

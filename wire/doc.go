@@ -1,7 +1,13 @@
-// Package wire holds every type that crosses a process boundary between a
-// mobile client and an edge node: the JSON models, REST bodies and WebSocket
-// events of API.md (docs/API.md in this repository), their validation, and
-// the one mapping from failures to API error codes.
+// Package wire is the client protocol: every type that crosses a process
+// boundary between a mobile client and an edge node, that is the JSON
+// models, REST bodies and WebSocket events of API.md (docs/API.md in this
+// repository), their validation, and the one mapping from failures to API
+// error codes.
+//
+// What nodes of a cluster say to each other (forwarded calls, subscribe
+// frames and their binary codec) is a separate protocol, package
+// wire/nodewire; it carries some of this package's request bodies but
+// nothing here depends on it.
 //
 // The package has no logic beyond encode, decode and validate. It does not
 // know about raft, sockets or users; callers hand it bytes and get typed

@@ -1,8 +1,6 @@
 package wire
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -175,23 +173,6 @@ func FuzzDecodeClientFrame(f *testing.F) {
 			}
 		default:
 			t.Fatalf("unknown type %q accepted", fr.Type)
-		}
-	})
-}
-
-func FuzzReadNodeFrame(f *testing.F) {
-	var buf bytes.Buffer
-	WriteNodeFrame(&buf, CallRequest{Version: 1, Op: OpSend, User: 2, Send: &NewMessageRequest{RequestID: 1, ToUserID: 2, Content: "x", CreatedAt: "2026-11-27T10:20:08.123Z"}})
-	WriteNodeFrame(&buf, SubscribeFrame{Op: SubUser, User: 9})
-	f.Add(buf.Bytes())
-	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
-	f.Fuzz(func(t *testing.T, b []byte) {
-		r := bufio.NewReader(bytes.NewReader(b))
-		for i := 0; i < 4; i++ {
-			var req CallRequest
-			if ReadNodeFrame(r, &req) != nil {
-				return
-			}
 		}
 	})
 }

@@ -31,7 +31,7 @@ const (
 	KindCallMux Kind = 4
 	// KindRaftTo is KindRaft for one incarnation of the receiver's raft
 	// data: its header also names the incarnation the opener addresses
-	// (the raft address is node-id@incarnation, wire.RaftAddress), and the
+	// (the raft address is node-id@incarnation, nodewire.RaftAddress), and the
 	// receiver resets the stream unless its own incarnation is that one. A
 	// node whose data dir was lost never answers raft as the replica it
 	// was.

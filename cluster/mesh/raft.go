@@ -9,7 +9,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
-	"github.com/edgenode/edgenode/wire"
+	"github.com/edgenode/edgenode/wire/nodewire"
 )
 
 // acceptBacklog is how many inbound raft streams of a shard may wait for
@@ -21,7 +21,7 @@ type streamLayer struct {
 	m           *Mesh
 	shard       int
 	local       raft.ServerAddress // Addr().String()
-	incarnation string             // of local (wire.SplitRaftAddress)
+	incarnation string             // of local (nodewire.SplitRaftAddress)
 	ch          chan *Conn
 	done        chan struct{}
 	closer      sync.Once
@@ -32,7 +32,7 @@ var _ raft.StreamLayer = (*streamLayer)(nil)
 // StreamLayer returns the raft.StreamLayer of shard, for
 // raft.NewNetworkTransportWithConfig, with this node's id as its address.
 // Raft server addresses are node ids, optionally with the incarnation of
-// the node's raft data (wire.RaftAddress). Dial opens a stream for the
+// the node's raft data (nodewire.RaftAddress). Dial opens a stream for the
 // shard on the shared connection to that node: KindRaft for a bare id,
 // KindRaftTo for id@incarnation, which the node refuses unless its raft
 // data is that incarnation. Accept returns the inbound raft streams of the
@@ -51,7 +51,7 @@ func (m *Mesh) streamLayer(shard int, local raft.ServerAddress) *streamLayer {
 	if l := m.layers[shard]; l != nil {
 		return l
 	}
-	_, inc := wire.SplitRaftAddress(string(local))
+	_, inc := nodewire.SplitRaftAddress(string(local))
 	l := &streamLayer{m: m, shard: shard, local: local, incarnation: inc, ch: make(chan *Conn, acceptBacklog), done: make(chan struct{})}
 	if m.closed {
 		close(l.done)
@@ -65,7 +65,7 @@ func (m *Mesh) streamLayer(shard int, local raft.ServerAddress) *streamLayer {
 func (l *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	id, inc := wire.SplitRaftAddress(string(address))
+	id, inc := nodewire.SplitRaftAddress(string(address))
 	if inc == "" {
 		return l.m.Open(ctx, id, KindRaft, l.shard)
 	}

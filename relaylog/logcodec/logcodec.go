@@ -15,6 +15,8 @@
 //	uvarint  len(Data)+1, 0 meaning Data == nil; then the bytes
 //	uvarint  len(Extensions)+1, 0 meaning nil; then the bytes
 //
+// (the primitives of internal/varint: Byte, Uvarint, Varint, NilBytes).
+//
 // A 250-byte command with AppendedAt set encodes to 266 bytes (16 bytes of
 // overhead) without reflection or allocation.
 // AppendedAt keeps its instant to the nanosecond and decodes in the Local
@@ -27,6 +29,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/edgenode/edgenode/internal/varint"
 	"github.com/hashicorp/raft"
 )
 
@@ -47,27 +50,20 @@ func MaxSize(l *raft.Log) int {
 
 // AppendLog appends the encoding of l (all fields but Index) to dst.
 func AppendLog(dst []byte, l *raft.Log) []byte {
-	dst = append(dst, formatV1)
-	dst = binary.AppendUvarint(dst, l.Term)
-	dst = append(dst, byte(l.Type))
+	e := varint.Encoder{B: dst}
+	e.Byte(formatV1)
+	e.Uvarint(l.Term)
+	e.Byte(byte(l.Type))
 	if l.AppendedAt.IsZero() {
-		dst = append(dst, 0)
+		e.Byte(0)
 	} else {
-		dst = append(dst, flagAppendedAt)
-		dst = binary.AppendVarint(dst, l.AppendedAt.Unix())
-		dst = binary.AppendUvarint(dst, uint64(l.AppendedAt.Nanosecond()))
+		e.Byte(flagAppendedAt)
+		e.Varint(l.AppendedAt.Unix())
+		e.Uvarint(uint64(l.AppendedAt.Nanosecond()))
 	}
-	dst = appendBytes(dst, l.Data)
-	dst = appendBytes(dst, l.Extensions)
-	return dst
-}
-
-func appendBytes(dst, b []byte) []byte {
-	if b == nil {
-		return append(dst, 0)
-	}
-	dst = binary.AppendUvarint(dst, uint64(len(b))+1)
-	return append(dst, b...)
+	e.NilBytes(l.Data)
+	e.NilBytes(l.Extensions)
+	return e.B
 }
 
 // DecodeLog decodes v, the whole of one encoding, into l with the given
@@ -77,42 +73,26 @@ func appendBytes(dst, b []byte) []byte {
 // other. Nil and empty Data and Extensions are told apart. It returns
 // ErrCorrupt if v is truncated, has trailing bytes or an unknown version.
 func DecodeLog(index uint64, v []byte, l *raft.Log) error {
-	if len(v) < 1 || v[0] != formatV1 {
+	d := varint.NewDecoder(v, ErrCorrupt)
+	if d.Byte() != formatV1 {
 		return ErrCorrupt
 	}
-	p := 1
-	term, n := binary.Uvarint(v[p:])
-	if n <= 0 {
-		return ErrCorrupt
-	}
-	p += n
-	if len(v) < p+2 {
-		return ErrCorrupt
-	}
-	typ := raft.LogType(v[p])
-	flags := v[p+1]
-	p += 2
+	term := d.Uvarint()
+	typ := raft.LogType(d.Byte())
+	flags := d.Byte()
 	var at time.Time
 	if flags&flagAppendedAt != 0 {
-		sec, n := binary.Varint(v[p:])
-		if n <= 0 {
-			return ErrCorrupt
+		sec := d.Varint()
+		nsec := d.Uvarint()
+		if nsec >= 1e9 {
+			d.Fail()
 		}
-		p += n
-		nsec, n := binary.Uvarint(v[p:])
-		if n <= 0 || nsec >= 1e9 {
-			return ErrCorrupt
-		}
-		p += n
 		at = time.Unix(sec, int64(nsec))
 	}
-	data, dataNil, p, ok := readBytes(v, p)
-	if !ok {
-		return ErrCorrupt
-	}
-	ext, extNil, p, ok := readBytes(v, p)
-	if !ok || p != len(v) {
-		return ErrCorrupt
+	data, dataNil := d.NilBytes()
+	ext, extNil := d.NilBytes()
+	if err := d.End(); err != nil {
+		return err
 	}
 
 	// One allocation for both byte slices; the capacity of each is clipped
@@ -139,20 +119,4 @@ func DecodeLog(index uint64, v []byte, l *raft.Log) error {
 		}
 	}
 	return nil
-}
-
-func readBytes(v []byte, p int) (b []byte, isNil bool, next int, ok bool) {
-	n, k := binary.Uvarint(v[p:])
-	if k <= 0 {
-		return nil, false, p, false
-	}
-	p += k
-	if n == 0 {
-		return nil, true, p, true
-	}
-	n--
-	if n > uint64(len(v)-p) {
-		return nil, false, p, false
-	}
-	return v[p : p+int(n)], false, p + int(n), true
 }

@@ -1,4 +1,4 @@
-package wire
+package nodewire
 
 import (
 	"bufio"
@@ -9,15 +9,11 @@ import (
 	"io"
 	"strings"
 	"sync"
+
+	"github.com/edgenode/edgenode/wire"
 )
 
-// Node-to-node frames of the cluster's mesh (cluster/mesh carries them on
-// QUIC streams). Every frame is a uvarint length followed by that many bytes
-// of payload, in the binary form of nodecodec.go (or JSON, the protocol's
-// first form, still read); frames are at most MaxNodeFrameBytes.
-//
-//	call stream       one CallRequest, answered by one CallResponse
-//	subscribe stream  SubscribeFrames both ways for as long as it stays open
+// The protocol's version and frame bound (framing: see the package comment).
 const (
 	// NodeProtocolVersion is carried in every CallRequest.
 	NodeProtocolVersion = 1
@@ -49,19 +45,19 @@ const (
 
 // CallRequest is a client call forwarded to the node that leads the shard.
 type CallRequest struct {
-	Version int                `json:"v"`
-	Op      string             `json:"op"`
-	Shard   int                `json:"shard,omitempty"`
-	User    int64              `json:"user,omitempty"`
-	From    int64              `json:"from,omitempty"`
-	Send    *NewMessageRequest `json:"send,omitempty"`
-	After   int64              `json:"after,omitempty"`
-	UpTo    int64              `json:"upTo,omitempty"`
-	Limit   int                `json:"limit,omitempty"`
-	At      int64              `json:"at,omitempty"` // Unix ms
-	Device  *DeviceRequest     `json:"device,omitempty"`
-	Token   string             `json:"token,omitempty"`
-	IDs     []int64            `json:"ids,omitempty"`
+	Version int                     `json:"v"`
+	Op      string                  `json:"op"`
+	Shard   int                     `json:"shard,omitempty"`
+	User    int64                   `json:"user,omitempty"`
+	From    int64                   `json:"from,omitempty"`
+	Send    *wire.NewMessageRequest `json:"send,omitempty"`
+	After   int64                   `json:"after,omitempty"`
+	UpTo    int64                   `json:"upTo,omitempty"`
+	Limit   int                     `json:"limit,omitempty"`
+	At      int64                   `json:"at,omitempty"` // Unix ms
+	Device  *wire.DeviceRequest     `json:"device,omitempty"`
+	Token   string                  `json:"token,omitempty"`
+	IDs     []int64                 `json:"ids,omitempty"`
 }
 
 // NodeEvent is a queued event as nodes exchange it.
@@ -135,7 +131,7 @@ type SubscribeFrame struct {
 }
 
 // WriteNodeFrame writes v as one frame: CallRequest, CallResponse and
-// SubscribeFrame (or pointers to them) in the binary form of nodecodec.go,
+// SubscribeFrame (or pointers to them) in the binary form of codec.go,
 // anything else as JSON.
 func WriteNodeFrame(w io.Writer, v any) error { return writeFrame(w, false, 0, v) }
 
@@ -180,7 +176,7 @@ func writeFrame(w io.Writer, tagged bool, id uint64, v any) error {
 	*bp = buf
 	n := len(buf) - room
 	if n > MaxNodeFrameBytes {
-		return fmt.Errorf("wire: node frame of %d bytes exceeds %d", n, MaxNodeFrameBytes)
+		return fmt.Errorf("nodewire: node frame of %d bytes exceeds %d", n, MaxNodeFrameBytes)
 	}
 	var hdr [binary.MaxVarintLen64]byte
 	h := binary.PutUvarint(hdr[:], uint64(n))
@@ -193,7 +189,7 @@ func writeFrame(w io.Writer, tagged bool, id uint64, v any) error {
 var frameBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
 // ErrNodeFrameTooLarge is returned for a frame longer than MaxNodeFrameBytes.
-var ErrNodeFrameTooLarge = errors.New("wire: node frame too large")
+var ErrNodeFrameTooLarge = errors.New("nodewire: node frame too large")
 
 // ReadNodeFrame reads one frame into v.
 func ReadNodeFrame(r *bufio.Reader, v any) error {

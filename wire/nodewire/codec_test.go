@@ -1,18 +1,21 @@
-package wire
+package nodewire
 
 import (
 	"bufio"
 	"bytes"
+	"encoding/hex"
 	"encoding/json"
 	"reflect"
 	"testing"
+
+	"github.com/edgenode/edgenode/wire"
 )
 
 func nodeFrames() []any {
 	return []any{
 		&CallRequest{Version: NodeProtocolVersion, Op: OpSend, Shard: 7, From: 42,
-			Send: &NewMessageRequest{RequestID: 9, ToUserID: 43, Content: "héllo ✓", CreatedAt: "2026-11-27T10:20:08.123Z"}},
-		&CallRequest{Version: 1, Op: OpDeviceAdd, User: -1, Device: &DeviceRequest{Platform: "apns", Token: "t", Topic: "app", Sandbox: true}, IDs: []int64{1, -2, 1 << 52}},
+			Send: &wire.NewMessageRequest{RequestID: 9, ToUserID: 43, Content: "héllo ✓", CreatedAt: "2026-11-27T10:20:08.123Z"}},
+		&CallRequest{Version: 1, Op: OpDeviceAdd, User: -1, Device: &wire.DeviceRequest{Platform: "apns", Token: "t", Topic: "app", Sandbox: true}, IDs: []int64{1, -2, 1 << 52}},
 		&CallRequest{Op: OpPending, User: 5, After: 123, Limit: 256},
 		&CallResponse{Err: NodeErrNotLeader, Leader: "n2", Message: "m"},
 		&CallResponse{Flags: []bool{true, false, true}},
@@ -43,6 +46,40 @@ func TestNodeFramesRoundTrip(t *testing.T) {
 		if !reflect.DeepEqual(got, f) {
 			t.Fatalf("round trip\n got %+v\nwant %+v", got, f)
 		}
+	}
+}
+
+// TestNodeFramesGolden pins the binary form: nodes of different versions
+// exchange these bytes during a rolling upgrade. Each of nodeFrames() is
+// written as exactly this frame (length prefix included).
+func TestNodeFramesGolden(t *testing.T) {
+	golden := []string{
+		"390271020473656e640e00540112560a68c3a96c6c6f20e29c9318323032362d31312d32375431303a32303a30382e3132335a00000000000000",
+		"2f0271020a6465766963655f6164640001000000000000010461706e7301740361707001000302038080808080808010",
+		"180271000770656e64696e67000a0000f60100800400000000",
+		"1a02720a6e6f745f6c6561646572016d026e320000000000000000",
+		"110272000000000000000000000003010001",
+		"3502720000000302010406017801630000000802000000000a020204000c03000000000e001001010607018080808080200201610162",
+		"14027306737461747573020406010801026e310000",
+		"2b0273066576656e74730a0000000000009a01029c0101040a02686901630000009e01020000000012010600",
+	}
+	frames := nodeFrames()
+	if len(frames) != len(golden) {
+		t.Fatalf("%d frames, %d golden encodings", len(frames), len(golden))
+	}
+	for i, f := range frames {
+		var buf bytes.Buffer
+		if err := WriteNodeFrame(&buf, f); err != nil {
+			t.Fatal(err)
+		}
+		if h := hex.EncodeToString(buf.Bytes()); h != golden[i] {
+			t.Errorf("%T #%d encoded\n %s\nwant\n %s", f, i, h, golden[i])
+		}
+	}
+	var buf bytes.Buffer
+	WriteTaggedFrame(&buf, 300, frames[2])
+	if h, want := hex.EncodeToString(buf.Bytes()), "1aac020271000770656e64696e67000a0000f60100800400000000"; h != want {
+		t.Errorf("tagged frame encoded %s, want %s", h, want)
 	}
 }
 
@@ -102,6 +139,23 @@ func FuzzReadNodeFrameKinds(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		for _, v := range []any{&CallRequest{}, &CallResponse{}, &SubscribeFrame{}} {
 			_ = ReadNodeFrame(bufio.NewReader(bytes.NewReader(b)), v)
+		}
+	})
+}
+
+func FuzzReadNodeFrame(f *testing.F) {
+	var buf bytes.Buffer
+	WriteNodeFrame(&buf, CallRequest{Version: 1, Op: OpSend, User: 2, Send: &wire.NewMessageRequest{RequestID: 1, ToUserID: 2, Content: "x", CreatedAt: "2026-11-27T10:20:08.123Z"}})
+	WriteNodeFrame(&buf, SubscribeFrame{Op: SubUser, User: 9})
+	f.Add(buf.Bytes())
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r := bufio.NewReader(bytes.NewReader(b))
+		for i := 0; i < 4; i++ {
+			var req CallRequest
+			if ReadNodeFrame(r, &req) != nil {
+				return
+			}
 		}
 	})
 }
