@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -67,11 +66,13 @@ func testingShort() bool {
 	return false
 }
 
+// goTool is the go command: go test puts its own GOROOT/bin first in PATH
+// (Go 1.19+), so the tests build with the toolchain that runs them.
 func goTool() string {
 	if p, err := exec.LookPath("go"); err == nil {
 		return p
 	}
-	return filepath.Join(runtime.GOROOT(), "bin", "go")
+	return "go"
 }
 
 // soak is E2E_SOAK=1: longer load phases (make soak-faults).

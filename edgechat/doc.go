@@ -1,6 +1,8 @@
-// Package edgechat is the edgenode client SDK: the data layer of the chat app
-// designed in the seed (steps 3 and 4), for 1:1 chat against any edgenode
-// edge. It owns chats.db, the local SQLite database that is the source of
+// Package edgechat is the edgenode client SDK: the data layer of a 1:1 chat
+// app, against any edgenode edge. "The seed" in this package's comments is
+// the chat app's original design, which is not part of this repository; its
+// decisions are listed below, point by point, with what the SDK does for
+// each. It owns chats.db, the local SQLite database that is the source of
 // truth on the device, the repositories over it, the message scheduler and
 // the real-time connection. It does not own the UI, the login (the app
 // passes a token) or the platform's push client (the app passes push tokens).

@@ -41,13 +41,12 @@ func (e *Error) Error() string { return "edgechat: " + e.Message }
 
 // Errors of this package.
 var (
-	ErrClosed        = &Error{CodeClosed, "closed"}
-	ErrNotFound      = &Error{wire.CodeNotFound, "not found"}
-	ErrEmptyContent  = &Error{CodeEmpty, "empty content"}
-	ErrSchemaTooNew  = &Error{CodeSchemaTooNew, "database schema is newer than this client"}
-	ErrNoUserID      = &Error{CodeNoUserID, "no user id (set Config.UserID or use a token with a numeric sub)"}
-	ErrNotRetryable  = &Error{CodeNotRetryable, "request is not failed"}
-	ErrServerRefused = &Error{wire.CodeInvalidArgument, "server refused the request"}
+	ErrClosed       = &Error{CodeClosed, "closed"}
+	ErrNotFound     = &Error{wire.CodeNotFound, "not found"}
+	ErrEmptyContent = &Error{CodeEmpty, "empty content"}
+	ErrSchemaTooNew = &Error{CodeSchemaTooNew, "database schema is newer than this client"}
+	ErrNoUserID     = &Error{CodeNoUserID, "no user id (set Config.UserID or use a token with a numeric sub)"}
+	ErrNotRetryable = &Error{CodeNotRetryable, "request is not failed"}
 	// ErrOtherAccount: chats.db belongs to another user (or another
 	// server). Open it with Config.WipeOtherAccount to start it afresh for
 	// this one, or give each account its own DBPath.

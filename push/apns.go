@@ -25,9 +25,9 @@ const (
 	APNSSandboxURL    = "https://api.sandbox.push.apple.com"
 )
 
-// APNs answers that matter to the client (Apple's "reason" strings).
+// APNs answers that matter to the client (Apple's "reason" strings). Apple's
+// "Unregistered" comes with status 410, which is matched by status alone.
 const (
-	apnsUnregistered           = "Unregistered"
 	apnsBadDeviceToken         = "BadDeviceToken"
 	apnsDeviceTokenNotForTopic = "DeviceTokenNotForTopic"
 	apnsExpiredProviderToken   = "ExpiredProviderToken"

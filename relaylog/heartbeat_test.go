@@ -137,7 +137,7 @@ func TestWokenLeaderDoesNotCommitItsStaleProposal(t *testing.T) {
 	var hb raft.AppendEntriesResponse
 	if err := tb.AppendEntries("A", ta.LocalAddr(), &raft.AppendEntriesRequest{
 		RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte("B"), Addr: []byte(tb.LocalAddr())},
-		Term:      term + 1, Leader: []byte(tb.LocalAddr()),
+		Term:      term + 1,
 	}, &hb); err != nil {
 		t.Fatal(err)
 	}
@@ -159,8 +159,8 @@ func TestWokenLeaderDoesNotCommitItsStaleProposal(t *testing.T) {
 	// B committed with C.
 	var ae raft.AppendEntriesResponse
 	if err := tb.AppendEntries("A", ta.LocalAddr(), &raft.AppendEntriesRequest{
-		RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte("B"), Addr: []byte(tb.LocalAddr())},
-		Term:      term + 1, Leader: []byte(tb.LocalAddr()),
+		RPCHeader:    raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte("B"), Addr: []byte(tb.LocalAddr())},
+		Term:         term + 1,
 		PrevLogEntry: k, PrevLogTerm: term,
 		Entries: []*raft.Log{
 			{Index: k + 1, Term: term + 1, Type: raft.LogNoop},

@@ -9,9 +9,8 @@ import (
 // Message and receipt ids (see the package comment for the layout).
 const (
 	// IDEpochMs is 2026-01-01T00:00:00Z in Unix milliseconds.
-	IDEpochMs  = 1767225600000
-	idLowBits  = 12 // sequence and shard bits under the millisecond
-	maxIDValue = 1<<53 - 1
+	IDEpochMs = 1767225600000
+	idLowBits = 12 // sequence and shard bits under the millisecond
 	// MaxShards is the largest shard count the id layout supports.
 	MaxShards = 256
 )

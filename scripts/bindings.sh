@@ -3,8 +3,9 @@
 # them for the Android and iOS apps, checked without the Android NDK or Xcode
 # (make bindings; make test runs it first):
 #
-#   1. gobind, at the golang.org/x/mobile version go.mod requires (deps.go
-#      keeps it there), is installed into bin/tools/ if missing.
+#   1. gobind is go.mod's tool (`tool golang.org/x/mobile/cmd/gobind`), run
+#      as `go tool gobind` at the golang.org/x/mobile version go.mod requires;
+#      that requirement is also where gobind finds golang.org/x/mobile/bind.
 #   2. gobind writes the Go, Java and Objective-C bindings of
 #      github.com/edgenode/edgenode/edgechat into a temporary directory.
 #   3. The generated text is checked: the handle is edgechat.Client in Java and
@@ -95,19 +96,14 @@ fi
 mkdir -p "$OUT"
 
 # --- 1. gobind ---------------------------------------------------------------
+# go.mod's tool directive pins it; `go tool -n` builds it (cached) and prints
+# the binary's path.
 MOBILE_VERSION=$(go list -m -f '{{.Version}}' golang.org/x/mobile) ||
-	fail "golang.org/x/mobile is not in go.mod (deps.go imports golang.org/x/mobile/bind/...)"
-GOBIND=$PWD/bin/tools/gobind
-have=""
-if [ -x "$GOBIND" ]; then
-	have=$(go version -m "$GOBIND" | awk '$1 == "mod" && $2 == "golang.org/x/mobile" { print $3 }')
-fi
-if [ "$have" != "$MOBILE_VERSION" ]; then
-	echo "bindings: installing gobind@$MOBILE_VERSION into bin/tools"
-	GOFLAGS= GOBIN=$PWD/bin/tools go install "golang.org/x/mobile/cmd/gobind@$MOBILE_VERSION"
-fi
+	fail "golang.org/x/mobile is not in go.mod (go get -tool golang.org/x/mobile/cmd/gobind@<version>)"
+GOBIND=$(GOFLAGS= go tool -n gobind) ||
+	fail "go tool gobind: go.mod has no 'tool golang.org/x/mobile/cmd/gobind'"
 echo "bindings: gobind golang.org/x/mobile@$MOBILE_VERSION, $(go version)"
-timed "install gobind"
+timed "build gobind (go tool)"
 
 # --- 2. generate -------------------------------------------------------------
 # gobind runs `go` itself and writes seq.go etc. from golang.org/x/mobile/bind,

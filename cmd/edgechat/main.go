@@ -363,7 +363,7 @@ func catchUp(c *edgechat.Client, stderr io.Writer) {
 
 func cmdSend(c *edgechat.Client, o options, args []string, stdout, stderr io.Writer) error {
 	if len(args) < 2 {
-		return errors.New("usage: send USER TEXT...")
+		return errors.New("usage: send USER TEXT")
 	}
 	to, err := userArg(args[0])
 	if err != nil {
