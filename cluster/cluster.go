@@ -131,7 +131,7 @@ func (c *Cluster) MembershipChanged() {
 }
 
 // EventsCommitted tells remote subscribers of user that its queue changed
-// (relaylog.Options.OnEvents, besides the local hub).
+// (the log's commit stream, relaylog.Commits, besides the local hub).
 func (c *Cluster) EventsCommitted(user int64) { c.subs.committed(user) }
 
 // RemoteReceipt commits a DELIVERED receipt at the leader of sender's shard

@@ -34,9 +34,7 @@ type harness struct {
 
 func start(t *testing.T, mod func(*edge.Options, *relaylog.Options)) *harness {
 	t.Helper()
-	var hub *presence.Hub
-	lo := relaylog.Options{Dir: t.TempDir(), NodeID: "n1", Shards: 4, HeartbeatTimeout: 100 * time.Millisecond,
-		OnEvents: func(u int64) { hub.NotifyEvents(u) }}
+	lo := relaylog.Options{Dir: t.TempDir(), NodeID: "n1", Shards: 4, HeartbeatTimeout: 100 * time.Millisecond}
 	// Presence is open and calls unlimited here: most tests are about
 	// presence's mechanics and the API's answers; privacy_test.go tests
 	// the defaults.
@@ -53,7 +51,10 @@ func start(t *testing.T, mod func(*edge.Options, *relaylog.Options)) *harness {
 	if err := l.WaitReady(ctx); err != nil {
 		t.Fatal(err)
 	}
-	hub = presence.New(presence.Options{LastConnected: l.LastConnected})
+	hub := presence.New(presence.Options{LastConnected: l.LastConnected})
+	fanCtx, stopFan := context.WithCancel(context.Background())
+	t.Cleanup(stopFan)
+	go l.Commits().Run(fanCtx, hub.NotifyEvents, nil)
 	if eo.Verifier == nil { // a test may bring its own
 		v, err := auth.NewVerifier(auth.Options{Secret: testSecret})
 		if err != nil {

@@ -356,7 +356,13 @@ func StartTuned(ctx context.Context, cfg config.Config, logger *slog.Logger, tun
 	}
 
 	// Raft may apply entries (a restarted node catching up) before the hub
-	// and the cluster exist: the callbacks read them through atomics.
+	// and the cluster exist: what it commits waits in the log's commit
+	// stream (relaylog.Commits), which fanOut reads once they do. What
+	// still reaches up through atomics: the receipts to other nodes'
+	// shards and the clock skew (relaylog to cluster and member), the
+	// membership events (member to cluster), and the home's wake-ups and
+	// offline notices (cluster to the hub and push), until the event
+	// spine of issue 15 takes them over.
 	var hubP atomic.Pointer[presence.Hub]
 	var clP atomic.Pointer[cluster.Cluster]
 	var pushP atomic.Pointer[push.Dispatcher]
@@ -395,22 +401,6 @@ func StartTuned(ctx context.Context, cfg config.Config, logger *slog.Logger, tun
 				return relaylog.ErrNoLeader
 			}
 			return c.RemoteExpired(ctx, sender, by, ids)
-		},
-		OnEvents: func(user int64) {
-			if h := hubP.Load(); h != nil {
-				h.NotifyEvents(user)
-			}
-			if c := clP.Load(); c != nil {
-				c.EventsCommitted(user)
-			}
-			if d := pushP.Load(); d != nil {
-				d.Queued(user)
-			}
-		},
-		OnServing: func(shard int, serving bool) {
-			if d := pushP.Load(); d != nil {
-				d.Serving(shard, serving)
-			}
 		},
 		Transport: func(shard int, local raft.ServerAddress) (raft.Transport, error) {
 			return n.Mesh.RaftTransport(shard, local, raft.NetworkTransportConfig{
@@ -508,9 +498,7 @@ func StartTuned(ctx context.Context, cfg config.Config, logger *slog.Logger, tun
 	n.Hub = hub
 	if pushOn {
 		remote := cl.Presence()
-		d := n.startPush(pushOpts, func(user int64) bool { return hub.Online(user) || remote.Online(user) })
-		pushP.Store(d)
-		n.pushServing(d)
+		pushP.Store(n.startPush(pushOpts, func(user int64) bool { return hub.Online(user) || remote.Online(user) }))
 	}
 	go n.reconnectLoop()
 
@@ -567,6 +555,7 @@ func StartTuned(ctx context.Context, cfg config.Config, logger *slog.Logger, tun
 	bg, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
 	go hub.Run(bg)
+	go n.fanOut(bg)
 	go n.Edge.RunUsage(bg)
 	go func() { n.served <- n.http.Serve(ln) }()
 	n.admin = newHTTPServer(n.Edge.OperatorHandler(), logger)

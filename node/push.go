@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 
@@ -63,13 +64,21 @@ func (n *Node) startPush(opts push.Options, online func(user int64) bool) *push.
 	return d
 }
 
-// pushServing hands a new dispatcher the shards this node already leads:
-// their leadership began before the dispatcher existed, and users awaiting
-// an alert there must not wait for the next leader change.
-func (n *Node) pushServing(d *push.Dispatcher) {
-	for s := 0; s < n.Log.Shards(); s++ {
-		if n.Log.Serving(s) {
-			d.Serving(s, true)
+// fanOut hands the log's commit stream to the parts that act on commits,
+// until ctx ends: a user's queue got events (the user's sockets here, the
+// cluster's subscriptions and homes, push), or this node starts or stops
+// serving a shard (push). Commits made before the parts existed, a
+// restarted node replaying its log, wait in the stream until now.
+func (n *Node) fanOut(ctx context.Context) {
+	n.Log.Commits().Run(ctx, func(user int64) {
+		n.Hub.NotifyEvents(user)
+		n.Cluster.EventsCommitted(user)
+		if n.Push != nil {
+			n.Push.Queued(user)
 		}
-	}
+	}, func(shard int, serving bool) {
+		if n.Push != nil {
+			n.Push.Serving(shard, serving)
+		}
+	})
 }

@@ -216,7 +216,7 @@ func New(opts Options) *Dispatcher {
 }
 
 // Queued tells the dispatcher that events for user were committed
-// (relaylog.Options.OnEvents, on every replica: only the shard's leader
+// (the log's commit stream, relaylog.Commits, on every replica: only the shard's leader
 // acts). A message newer than the user's push mark schedules a check after
 // the debounce, unless one is already scheduled sooner.
 func (d *Dispatcher) Queued(user int64) {
@@ -251,7 +251,7 @@ func (d *Dispatcher) Offline(user int64) {
 }
 
 // Serving follows this node's leadership of shard
-// (relaylog.Options.OnServing). A new leader checks, after TakeoverDelay,
+// (the log's commit stream, relaylog.Commits). A new leader checks, after TakeoverDelay,
 // every user of the shard whose newest message is not alerted: a check its
 // predecessor had scheduled is not lost. A former leader forgets the
 // shard's scheduled checks.

@@ -46,16 +46,6 @@ func newHarness(t *testing.T, mod func(*push.Options)) *harness {
 	t.Cleanup(h.fcm.Close)
 	l, err := relaylog.Open(relaylog.Options{
 		Dir: t.TempDir(), NodeID: "n1", Shards: 2, NoSync: true, HeartbeatTimeout: 100 * time.Millisecond,
-		OnEvents: func(u int64) {
-			if d := h.d.Load(); d != nil {
-				d.Queued(u)
-			}
-		},
-		OnServing: func(s int, on bool) {
-			if d := h.d.Load(); d != nil {
-				d.Serving(s, on)
-			}
-		},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -67,6 +57,19 @@ func newHarness(t *testing.T, mod func(*push.Options)) *harness {
 	if err := l.WaitReady(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// The node's fan-out: the log's commit stream to the dispatcher of
+	// the moment (start makes a new one, as a restarted node does).
+	fanCtx, stopFan := context.WithCancel(context.Background())
+	t.Cleanup(stopFan)
+	go l.Commits().Run(fanCtx, func(u int64) {
+		if d := h.d.Load(); d != nil {
+			d.Queued(u)
+		}
+	}, func(s int, on bool) {
+		if d := h.d.Load(); d != nil {
+			d.Serving(s, on)
+		}
+	})
 	h.opts = push.Options{
 		Store: l, APNS: newAPNS(t, h.apns, nil), FCM: newFCM(t, h.fcm, nil), Online: h.isOnline,
 		Debounce: 100 * time.Millisecond, AckTimeout: time.Minute, TakeoverDelay: 100 * time.Millisecond,

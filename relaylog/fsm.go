@@ -54,7 +54,7 @@ type fsm struct {
 	shard     int
 	shards    int
 	shardBits uint
-	notify    func(user int64) // called after commit, outside the lock; must not block
+	notify    func(users []int64) // called after commit, outside the lock; must not block
 
 	mu       sync.RWMutex
 	lastID   int64
@@ -107,7 +107,7 @@ type queue struct {
 	pushed int64 // the user's devices were alerted of messages up to this id
 }
 
-func newFSM(shard, shards int, notify func(int64)) *fsm {
+func newFSM(shard, shards int, notify func([]int64)) *fsm {
 	f := &fsm{shard: shard, shards: shards, shardBits: shardBits(shards), notify: notify}
 	f.reset()
 	return f
@@ -165,9 +165,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	}
 	f.mu.Unlock()
 	if f.notify != nil {
-		for _, u := range touched {
-			f.notify(u)
-		}
+		f.notify(touched)
 	}
 	return out
 }

@@ -103,14 +103,6 @@ type Options struct {
 	// IdempotencyWindow is how long a (sender, requestId) is remembered; 0
 	// means 24 hours.
 	IdempotencyWindow time.Duration
-	// OnEvents is called after events for user were committed to this
-	// node's copy of the queue. It runs on raft's apply goroutine and must
-	// not block.
-	OnEvents func(user int64)
-	// OnServing is called when this node starts (true) or stops (false)
-	// serving shard as its leader. It runs on the shard's leadership
-	// goroutine and must not block.
-	OnServing func(shard int, serving bool)
 	// Registerer receives the log's metrics; nil means none.
 	Registerer prometheus.Registerer
 	// Transport makes the raft transport of a shard, whose local address
@@ -173,6 +165,7 @@ type Log struct {
 	incarnation  string // of the raft data in opts.Dir (Incarnation)
 	ackMu        [256]sync.Mutex
 	m            *metrics
+	commits      *Commits // what changed, for the layers above (Commits)
 
 	stop     chan struct{}
 	wg       sync.WaitGroup
@@ -215,7 +208,7 @@ func Open(opts Options) (*Log, error) {
 		return nil, err
 	}
 	opts.Shards, opts.Store = m.Shards, m.Store
-	l := &Log{opts: opts, gen: newIDGen(opts.Shards, opts.Now), stop: make(chan struct{}), m: newMetrics(opts.Registerer), incarnation: m.Incarnation}
+	l := &Log{opts: opts, gen: newIDGen(opts.Shards, opts.Now), stop: make(chan struct{}), m: newMetrics(opts.Registerer), incarnation: m.Incarnation, commits: newCommits()}
 	if l.group, err = openGroup(opts); err != nil {
 		return nil, err
 	}
@@ -1151,7 +1144,7 @@ func (l *Log) openShard(i int) (*shard, error) {
 	notify := make(chan bool, 16)
 	cfg.NotifyCh = notify
 
-	f := newFSM(i, o.Shards, o.OnEvents)
+	f := newFSM(i, o.Shards, l.commits.events)
 	exists, err := raft.HasExistingState(cached, stable, snaps)
 	if err != nil {
 		return nil, fmt.Errorf("relaylog: shard %d state: %w", i, err)

@@ -91,8 +91,8 @@ func (s *shard) leadershipLoop(ch <-chan bool) {
 			return
 		case leader := <-ch:
 			if !leader {
-				if s.serving.Swap(false) && s.log.opts.OnServing != nil {
-					s.log.opts.OnServing(s.id, false)
+				if s.serving.Swap(false) {
+					s.log.commits.served(s.id, false)
 				}
 				continue
 			}
@@ -101,8 +101,8 @@ func (s *shard) leadershipLoop(ch <-chan bool) {
 			}
 			if s.raft.State() == raft.Leader {
 				s.log.gen.observe(s.fsm.maxID())
-				if !s.serving.Swap(true) && s.log.opts.OnServing != nil {
-					s.log.opts.OnServing(s.id, true)
+				if !s.serving.Swap(true) {
+					s.log.commits.served(s.id, true)
 				}
 			}
 		}
