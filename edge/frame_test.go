@@ -47,3 +47,75 @@ func parseFrames(t *testing.T, b []byte, sizes []int) {
 		t.Fatalf("%d bytes left over", len(b))
 	}
 }
+
+// clientBytes is a masked client frame.
+func clientBytes(fin bool, op byte, payload string) []byte {
+	b0 := op
+	if fin {
+		b0 |= finBit
+	}
+	mask := [4]byte{1, 2, 3, 4}
+	b := []byte{b0, 0x80 | byte(len(payload))}
+	b = append(b, mask[:]...)
+	for i := range len(payload) {
+		b = append(b, payload[i]^mask[i&3])
+	}
+	return b
+}
+
+// The codec alone: a message split over three frames parses, unmasks and
+// reassembles; partial input asks for more; bad sequences are protocol
+// errors; decodeMessage tells error events from closes.
+func TestClientFrameCodec(t *testing.T) {
+	stream := append(clientBytes(false, opText, `{"type":"ack",`), clientBytes(false, opContinuation, `"payload":{"upTo"`)...)
+	stream = append(stream, clientBytes(true, opContinuation, `:7}}`)...)
+	var a assembler
+	var got []byte
+	for len(stream) > 0 {
+		if _, n, perr := parseFrame(stream[:1]); n != 0 || perr != nil {
+			t.Fatalf("one byte: n=%d perr=%v", n, perr)
+		}
+		f, n, perr := parseFrame(stream)
+		if perr != nil || n == 0 {
+			t.Fatalf("parse: n=%d perr=%v", n, perr)
+		}
+		stream = stream[n:]
+		op, msg, done, perr := a.add(f)
+		if perr != nil {
+			t.Fatal(perr)
+		}
+		if done {
+			if op != opText || len(stream) != 0 {
+				t.Fatalf("done early: op %x, %d bytes left", op, len(stream))
+			}
+			got = msg
+		}
+	}
+	cf, werr, perr := decodeMessage(opText, got)
+	if werr != nil || perr != nil || cf.Ack == nil || cf.Ack.UpTo != 7 {
+		t.Fatalf("decoded %+v %v %v from %s", cf, werr, perr, got)
+	}
+
+	var b assembler
+	if _, _, _, perr := b.add(clientFrame{fin: true, op: opContinuation}); perr == nil || perr.code != closeProtocolError {
+		t.Fatalf("continuation without a message: %v", perr)
+	}
+	if _, _, _, perr := b.add(clientFrame{op: opText}); perr != nil {
+		t.Fatal(perr)
+	}
+	if _, _, _, perr := b.add(clientFrame{fin: true, op: opText}); perr == nil || perr.code != closeProtocolError {
+		t.Fatalf("message inside a message: %v", perr)
+	}
+	if _, _, perr := parseFrame([]byte{0x81, 0x00}); perr == nil || perr.code != closeProtocolError {
+		t.Fatalf("unmasked frame: %v", perr)
+	}
+	if _, werr, perr := decodeMessage(opBinary, []byte(`{}`)); werr == nil || perr != nil {
+		t.Fatalf("binary: %v %v", werr, perr)
+	}
+	if _, werr, perr := decodeMessage(opText, []byte{0xff}); werr != nil || perr == nil || perr.code != closeInvalidData {
+		t.Fatalf("invalid UTF-8: %v %v", werr, perr)
+	}
+	if _, werr, perr := decodeMessage(opText, []byte(`nope`)); werr == nil || perr != nil {
+		t.Fatalf("not JSON: %v %v", werr, perr)
+	}
+}

@@ -2,16 +2,13 @@ package edge
 
 import (
 	"context"
-	"encoding/binary"
 	"io"
 	"net"
 	"net/http"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
-	"unicode/utf8"
 
 	"github.com/edgenode/edgenode/relaylog"
 	"github.com/edgenode/edgenode/wire"
@@ -35,24 +32,37 @@ import (
 // most one writer runs, so it is the only goroutine that writes. At most
 // MaxUnacked events are in flight unacknowledged; a socket that cannot take
 // a write within WriteTimeout is closed with its events still queued.
+//
+// This file is the socket's state machine: accept, the writer loop, the read
+// bursts, the ping timer, the typing limiter and the close. The rest of the
+// socket lives by job: frames.go is the frame codec (events into frames,
+// client frames parsed, reassembled and validated), flow.go the window of
+// unacknowledged events and the pull, acks.go the ack committer, watch.go
+// the watch list.
 type socket struct {
-	srv  *Server
-	user int64
-	nc   net.Conn
-	rc   syscall.RawConn // nil unless nc is a plain TCP connection
-	tok  int32           // poller registration
+	// Set at accept, read-only after. (tok is set once by poller.add,
+	// before the poller can report the socket; pingTimer is reset by its
+	// own callback and stopped by finish.)
+	srv       *Server
+	user      int64
+	nc        net.Conn
+	rc        syscall.RawConn // nil unless nc is a plain TCP connection
+	tok       int32           // poller registration
+	expires   int64           // Unix ns when the token stops being accepted; 0: never
+	opened    int64           // Unix ns of the upgrade, for the socket duration metric
+	pingTimer *time.Timer
 
-	// Read side, touched by one read burst at a time.
-	partial  []byte // an incomplete frame kept between bursts
-	message  []byte // a fragmented message being assembled
-	msgOp    byte
-	lastRead atomic.Int64 // Unix ns of the last bytes received
-	typingAt int64        // typing frame limiter: theoretical arrival time, Unix ns (GCRA)
+	// Read burst only: one read burst runs at a time (reading, under mu),
+	// on the poller's task or readLoop.
+	partial  []byte    // an incomplete frame kept between bursts
+	asm      assembler // a fragmented message being assembled
+	typingAt int64     // typing frame limiter: theoretical arrival time, Unix ns (GCRA)
 
-	expires int64 // Unix ns when the token stops being accepted; 0: never. Set before the socket runs.
-	opened  int64 // Unix ns of the upgrade, for the socket duration metric
+	// Writer goroutine only: one writer runs at a time (writing, under mu).
+	readySent bool
+	window    idRing // ids written and not yet acknowledged (flow.go)
 
-	// Write side and lifecycle, under mu.
+	// Guarded by mu: the writer's inbox and the socket's lifecycle.
 	mu         sync.Mutex
 	writing    bool // a writer goroutine runs
 	again      bool // work arrived while it ran
@@ -67,33 +77,31 @@ type socket struct {
 	pull       bool    // the queue may hold events past sent: pull it
 	offers     []offer // events pushed by the user's home, to write without a pull
 	closing    bool    // the writer sends the close frame and ends the socket
-	closeCode  int
+	closeCode  int     // closeCode, closeText and reason are set with closing, once
 	closeText  string
 	reason     string // metric label of the close
 	writerDone bool   // the connection is closed
 	cleaned    bool
 
-	// Writer-only state.
-	blocked      atomic.Bool // the window was full: an ack must pull again
-	readySent    bool
-	window       idRing
-	retryPending atomic.Bool
-	pingTimer    *time.Timer
-
-	// The watch list, under watchMu: users the client may see (visible)
-	// are watched in the hub; the others (hidden) are answered as never
-	// connected and wait for a conversation with the user (unhide).
+	// Guarded by watchMu: the watch list (watch.go). Users the client may
+	// see (visible) are watched in the hub; the others (hidden) are
+	// answered as never connected and wait for a conversation with the
+	// user (unhide).
 	watchMu    sync.Mutex
 	watchShown []int64
 	hidden     map[int64]struct{}
-	hiddenN    atomic.Int32
 	watchDone  bool // cleanup began: the hub must not get the socket back
 
-	sent       atomic.Int64 // highest queue id written to the socket
-	clientAck  atomic.Int64 // highest id the client acknowledged
-	pendingAck atomic.Int64 // highest ack not yet committed to the relay log
-	durableAck atomic.Int64 // highest ack committed
-	ackRunning atomic.Bool
+	// Atomics, touched by any goroutine.
+	lastRead     atomic.Int64 // Unix ns of the last bytes received
+	hiddenN      atomic.Int32 // len(hidden), read without watchMu
+	blocked      atomic.Bool  // the window was full: an ack must pull again
+	retryPending atomic.Bool  // a pull failed and a retry is scheduled
+	sent         atomic.Int64 // highest queue id written to the socket
+	clientAck    atomic.Int64 // highest id the client acknowledged
+	pendingAck   atomic.Int64 // highest ack not yet committed to the relay log
+	durableAck   atomic.Int64 // highest ack committed
+	ackRunning   atomic.Bool  // the ack task runs (acks.go)
 }
 
 const (
@@ -113,14 +121,6 @@ const (
 	// dropped, as typing is not stored.
 	typingRate  = 10
 	typingBurst = 20
-
-	// WebSocket close codes (RFC 6455, section 7.4.1).
-	closeNormal        = 1000
-	closeProtocolError = 1002
-	closeInvalidData   = 1007
-	closePolicy        = 1008
-	closeTooBig        = 1009
-	closeRestart       = 1012
 )
 
 // expiryVerifier is a Verifier that also tells when a token stops being
@@ -423,26 +423,25 @@ func (sk *socket) writeRun() {
 		buf := (*bp)[:0]
 		if !sk.readySent {
 			sk.readySent = true
-			ready := wire.EncodeEvent(wire.TypeReady, wire.Ready{
+			buf = appendReady(buf, wire.Ready{
 				UserID: sk.user, NodeID: s.opts.NodeID, Region: s.opts.Region,
 				HeartbeatMs: s.opts.PingInterval.Milliseconds(),
 			})
-			buf = frame(buf, func(b []byte) []byte { return append(b, ready...) })
 		}
 		for i := range statuses {
-			buf = frame(buf, func(b []byte) []byte { return wire.AppendContactStatusEvent(b, &statuses[i]) })
+			buf = appendStatus(buf, &statuses[i])
 		}
 		if hasWatch {
 			for i := range watch {
-				buf = frame(buf, func(b []byte) []byte { return wire.AppendContactStatusEvent(b, &watch[i]) })
+				buf = appendStatus(buf, &watch[i])
 			}
 		}
 		buf = appendErrors(buf, errs)
 		if hasPong {
-			buf = controlFrame(buf, 0x8A, pong)
+			buf = controlFrame(buf, opPong, pong)
 		}
 		if ping {
-			buf = controlFrame(buf, 0x89, nil)
+			buf = controlFrame(buf, opPing, nil)
 		}
 		var err error
 		if len(buf) > 0 {
@@ -478,97 +477,6 @@ func (sk *socket) writeRun() {
 	}
 }
 
-// deliver pulls the user's queue past the last id written and writes
-// everything the window allows, a batch of frames per write.
-func (sk *socket) deliver(buf []byte) ([]byte, error) {
-	s := sk.srv
-	for {
-		sk.window.popUpTo(sk.clientAck.Load())
-		room := sk.window.free()
-		if room <= 0 {
-			sk.blocked.Store(true) // an ack reopens the window and pulls
-			// An ack that came before the flag was set did not pull.
-			sk.window.popUpTo(sk.clientAck.Load())
-			if sk.window.free() > 0 && sk.blocked.CompareAndSwap(true, false) {
-				continue
-			}
-			return buf, nil
-		}
-		if room > pageSize {
-			room = pageSize
-		}
-		evs, more, err := s.log.Pending(context.Background(), sk.user, sk.sent.Load(), room)
-		if err != nil {
-			// The shard is between leaders: try again shortly; the events
-			// stay queued meanwhile.
-			if sk.retryPending.CompareAndSwap(false, true) {
-				time.AfterFunc(250*time.Millisecond, func() {
-					sk.retryPending.Store(false)
-					sk.Notify()
-				})
-			}
-			return buf, nil
-		}
-		var full bool
-		if buf, full, err = sk.writeEvents(buf[:0], evs); err != nil || full || !more {
-			return buf, err
-		}
-	}
-}
-
-const (
-	pageSize  = 256      // events pulled at a time
-	batchSize = 64 << 10 // bytes written per system call at most
-)
-
-// writeEvents writes the events of evs past the last id written, in order,
-// as far as the window allows; full reports that the window stopped it.
-func (sk *socket) writeEvents(buf []byte, evs []relaylog.Event) (_ []byte, full bool, _ error) {
-	s := sk.srv
-	sent := sk.sent.Load()
-	for len(evs) > 0 && evs[0].ID <= sent {
-		evs = evs[1:]
-	}
-	sk.window.popUpTo(sk.clientAck.Load())
-	if room := sk.window.free(); len(evs) > room {
-		evs, full = evs[:max(room, 0)], true
-		sk.blocked.Store(true)
-	}
-	if len(evs) == 0 {
-		return buf, full, nil
-	}
-	if sk.hiddenN.Load() > 0 {
-		sk.unhideSenders(evs)
-	}
-	now := time.Now()
-	buf = buf[:0]
-	for i := range evs {
-		msg, rc := toWire(&evs[i])
-		var at int
-		buf, at = beginFrame(buf)
-		if msg != nil {
-			buf = wire.AppendNewMessageEvent(buf, msg)
-		} else {
-			buf = wire.AppendReceiptEvent(buf, rc)
-		}
-		buf = endFrame(buf, at)
-		sk.window.push(evs[i].ID)
-		s.m.deliverySecs.Observe(now.Sub(evs[i].Time()).Seconds())
-		if len(buf) >= batchSize || i == len(evs)-1 {
-			// sent moves first: the client may acknowledge these events
-			// before write returns, and an ack is capped at sent. (If the
-			// write fails, the socket closes and no ack comes.)
-			sk.sent.Store(evs[i].ID)
-			if err := sk.write(buf); err != nil {
-				return buf, full, err
-			}
-			buf = buf[:0]
-		}
-	}
-	s.m.deliveries.WithLabelValues("socket").Add(float64(len(evs)))
-	return buf, full, nil
-}
-
 // write sends b, which holds one or more complete frames, in one system
 // call. Server frames are unmasked (RFC 6455), so the server frames them
 // itself.
@@ -580,25 +488,14 @@ func (sk *socket) write(b []byte) error {
 	return err
 }
 
-func appendErrors(buf []byte, errs []*wire.Error) []byte {
-	for _, e := range errs {
-		ev := wire.EncodeEvent(wire.TypeError, wire.ErrorDetail{Code: e.Code, Message: e.Message})
-		buf = frame(buf, func(b []byte) []byte { return append(b, ev...) })
-	}
-	return buf
-}
-
 // finish sends the error events still waiting and the close frame, closes
 // the connection and, once no read burst runs, cleans up. It runs on the
 // writer, which stays marked running so that no other writer starts.
 func (sk *socket) finish(errs []*wire.Error) {
 	s := sk.srv
 	sk.pingTimer.Stop()
-	payload := make([]byte, 2, 2+len(sk.closeText))
-	binary.BigEndian.PutUint16(payload, uint16(sk.closeCode))
-	payload = append(payload, sk.closeText...)
 	sk.nc.SetWriteDeadline(time.Now().Add(time.Second))
-	_, _ = sk.nc.Write(controlFrame(appendErrors(nil, errs), 0x88, payload))
+	_, _ = sk.nc.Write(appendClose(appendErrors(nil, errs), sk.closeCode, sk.closeText))
 	if sk.rc != nil {
 		s.poller.remove(sk)
 	}
@@ -721,71 +618,6 @@ func (sk *socket) readBurst() {
 	}
 }
 
-// clientFrame is one parsed client frame.
-type clientFrame struct {
-	fin     bool
-	op      byte
-	payload []byte // unmasked in place
-}
-
-// protocolError closes the socket with a WebSocket close code.
-type protocolError struct {
-	code   int
-	text   string
-	reason string
-}
-
-// parseFrame parses one client frame at the start of b and unmasks its
-// payload in place. n is 0 while b holds only part of the frame. Limits are
-// checked from the header, before any payload is buffered.
-func parseFrame(b []byte) (f clientFrame, n int, perr *protocolError) {
-	if len(b) < 2 {
-		return f, 0, nil
-	}
-	f.fin, f.op = b[0]&0x80 != 0, b[0]&0x0f
-	if b[0]&0x70 != 0 {
-		return f, 0, &protocolError{closeProtocolError, "reserved bits set", "protocol error"}
-	}
-	if b[1]&0x80 == 0 {
-		return f, 0, &protocolError{closeProtocolError, "client frames must be masked", "protocol error"}
-	}
-	length, hl := uint64(b[1]&0x7f), 2
-	switch length {
-	case 126:
-		if len(b) < 4 {
-			return f, 0, nil
-		}
-		length, hl = uint64(binary.BigEndian.Uint16(b[2:])), 4
-	case 127:
-		if len(b) < 10 {
-			return f, 0, nil
-		}
-		length, hl = binary.BigEndian.Uint64(b[2:]), 10
-	}
-	switch f.op {
-	case 0x0, 0x1, 0x2:
-	case 0x8, 0x9, 0xA:
-		if length > 125 || !f.fin {
-			return f, 0, &protocolError{closeProtocolError, "bad control frame", "protocol error"}
-		}
-	default:
-		return f, 0, &protocolError{closeProtocolError, "unknown opcode", "protocol error"}
-	}
-	if length > wire.MaxFrameBytes {
-		return f, 0, &protocolError{closeTooBig, "frame larger than " + strconv.Itoa(wire.MaxFrameBytes) + " bytes", "frame too large"}
-	}
-	end := hl + 4 + int(length)
-	if len(b) < end {
-		return f, 0, nil
-	}
-	mask := b[hl : hl+4]
-	f.payload = b[hl+4 : end]
-	for i := range f.payload {
-		f.payload[i] ^= mask[i&3]
-	}
-	return f, end, nil
-}
-
 // feed parses the frames in data, after any partial frame kept from the
 // previous read, and handles every complete one. It reports false once the
 // socket is closing.
@@ -821,44 +653,30 @@ func (sk *socket) feed(data []byte) bool {
 	return true
 }
 
+// handleFrame acts on one client frame: a control frame at once, a data
+// frame once its message is complete.
 func (sk *socket) handleFrame(f clientFrame) bool {
 	switch f.op {
-	case 0x9: // ping: the writer answers
+	case opPing: // the writer answers
 		sk.mu.Lock()
 		sk.pong, sk.hasPong = append([]byte(nil), f.payload...), true
 		sk.mu.Unlock()
 		sk.kick()
 		return true
-	case 0xA: // pong: its arrival moved lastRead
+	case opPong: // its arrival moved lastRead
 		return true
-	case 0x8: // close: answer it and end
+	case opClose: // answer it and end
 		sk.closeWith(closeNormal, "", "client closed")
 		return false
-	case 0x1, 0x2:
-		if sk.msgOp != 0 {
-			sk.closeWith(closeProtocolError, "new message inside a fragmented one", "protocol error")
+	default: // opText, opBinary, opContinuation
+		op, msg, done, perr := sk.asm.add(f)
+		if perr != nil {
+			sk.closeWith(perr.code, perr.text, perr.reason)
 			return false
 		}
-		if f.fin {
-			return sk.handleMessage(f.op, f.payload)
-		}
-		sk.msgOp, sk.message = f.op, append([]byte(nil), f.payload...)
-		return true
-	default: // continuation
-		if sk.msgOp == 0 {
-			sk.closeWith(closeProtocolError, "continuation without a message", "protocol error")
-			return false
-		}
-		if len(sk.message)+len(f.payload) > wire.MaxFrameBytes {
-			sk.closeWith(closeTooBig, "frame larger than "+strconv.Itoa(wire.MaxFrameBytes)+" bytes", "frame too large")
-			return false
-		}
-		sk.message = append(sk.message, f.payload...)
-		if !f.fin {
+		if !done {
 			return true
 		}
-		op, msg := sk.msgOp, sk.message
-		sk.msgOp, sk.message = 0, nil
 		return sk.handleMessage(op, msg)
 	}
 }
@@ -866,14 +684,11 @@ func (sk *socket) handleFrame(f clientFrame) bool {
 // handleMessage acts on one complete client message.
 func (sk *socket) handleMessage(op byte, data []byte) bool {
 	s := sk.srv
-	if op != 0x1 {
-		return sk.sendError(wire.Invalid("frames must be JSON text frames"))
-	}
-	if !utf8.Valid(data) {
-		sk.closeWith(closeInvalidData, "text frame is not valid UTF-8", "protocol error")
+	f, werr, perr := decodeMessage(op, data)
+	if perr != nil {
+		sk.closeWith(perr.code, perr.text, perr.reason)
 		return false
 	}
-	f, werr := wire.DecodeClientFrame(data)
 	if werr != nil {
 		return sk.sendError(werr)
 	}
@@ -903,124 +718,6 @@ func (sk *socket) handleMessage(op byte, data []byte) bool {
 	return true
 }
 
-// watchCost is what a watch of n users takes from the user's call bucket:
-// one, and one more per 100 users.
-func watchCost(n int) float64 { return float64(1 + n/100) }
-
-// watch replaces the socket's watch list. Up to 1000 statuses answer it: the
-// hub's for users the client may see, "never connected" for the others; a
-// newer watch's answer replaces one not yet written (it covers the new
-// list).
-func (sk *socket) watch(ids []int64) bool {
-	s := sk.srv
-	uniq := make([]int64, 0, len(ids))
-	seen := make(map[int64]struct{}, len(ids))
-	for _, u := range ids {
-		if _, dup := seen[u]; !dup {
-			seen[u] = struct{}{}
-			uniq = append(uniq, u)
-		}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.opts.CallTimeout)
-	vis, err := s.visible(ctx, sk.user, uniq, false)
-	cancel()
-	if err != nil {
-		return sk.sendError(apiError(err))
-	}
-	var shown []int64
-	var hidden map[int64]struct{}
-	for i, u := range uniq {
-		if vis[i] {
-			shown = append(shown, u)
-			continue
-		}
-		if hidden == nil {
-			hidden = make(map[int64]struct{})
-		}
-		hidden[u] = struct{}{}
-	}
-	sk.watchMu.Lock()
-	if sk.watchDone {
-		sk.watchMu.Unlock()
-		return false
-	}
-	sk.watchShown, sk.hidden = shown, hidden
-	sk.setHiddenLocked(len(hidden))
-	sts := s.hub.Watch(sk, shown)
-	sk.watchMu.Unlock()
-	if len(hidden) > 0 { // in the order of the list
-		known := make(map[int64]wire.ContactStatus, len(sts))
-		for _, st := range sts {
-			known[st.UserID] = st
-		}
-		sts = sts[:0]
-		for _, u := range uniq {
-			if st, ok := known[u]; ok {
-				sts = append(sts, st)
-			} else if _, ok := hidden[u]; ok {
-				sts = append(sts, wire.ContactStatus{UserID: u})
-			}
-		}
-	}
-	sk.mu.Lock()
-	sk.watchAns, sk.hasWatch = sts, true
-	sk.mu.Unlock()
-	sk.kick()
-	return true
-}
-
-// setHiddenLocked records the number of hidden watch entries, and whether
-// the socket counts among the server's sockets with some.
-func (sk *socket) setHiddenLocked(n int) {
-	was := sk.hiddenN.Swap(int32(n))
-	switch {
-	case was == 0 && n > 0:
-		sk.srv.hiddenSockets.Add(1)
-	case was > 0 && n == 0:
-		sk.srv.hiddenSockets.Add(-1)
-	}
-}
-
-// unhide starts watching u, hidden until now, when the socket's user and u
-// have just started a conversation; the client gets u's status.
-func (sk *socket) unhide(u int64) {
-	if sk.hiddenN.Load() == 0 {
-		return
-	}
-	sk.watchMu.Lock()
-	if _, ok := sk.hidden[u]; !ok || sk.watchDone {
-		sk.watchMu.Unlock()
-		return
-	}
-	delete(sk.hidden, u)
-	sk.setHiddenLocked(len(sk.hidden))
-	sk.watchShown = append(sk.watchShown, u)
-	sts := sk.srv.hub.Watch(sk, sk.watchShown)
-	sk.watchMu.Unlock()
-	for _, st := range sts {
-		if st.UserID == u {
-			sk.Status(st) // else it arrives from u's home
-		}
-	}
-}
-
-// unhideSenders unhides the senders of messages among evs (the socket is
-// writing them: each sender shares a conversation with its user now).
-func (sk *socket) unhideSenders(evs []relaylog.Event) {
-	for i := range evs {
-		if evs[i].Kind != relaylog.KindMessage || sk.hiddenN.Load() == 0 {
-			continue
-		}
-		sk.watchMu.Lock()
-		_, hidden := sk.hidden[evs[i].From]
-		sk.watchMu.Unlock()
-		if hidden {
-			sk.srv.visibleCache.put(pairOf(sk.user, evs[i].From), true, sk.srv.opts.Now().UnixNano())
-			sk.unhide(evs[i].From)
-		}
-	}
-}
-
 // typingAllowed is the limit on typing frames (GCRA: one int64 of state,
 // touched only by the read burst that runs).
 func (sk *socket) typingAllowed(now int64) bool {
@@ -1031,71 +728,6 @@ func (sk *socket) typingAllowed(now int64) bool {
 	}
 	sk.typingAt = tat + step
 	return true
-}
-
-// ack records the client's acknowledgement and commits it in the
-// background: at most one commit per socket runs at a time, and acks that
-// arrive meanwhile are folded into the next one.
-func (sk *socket) ack(upTo int64) {
-	// A client can only acknowledge what this socket sent it; a larger id
-	// must not drop events it never saw.
-	if sent := sk.sent.Load(); upTo > sent {
-		upTo = sent
-	}
-	raiseTo(&sk.clientAck, upTo)
-	raiseTo(&sk.pendingAck, upTo)
-	if sk.blocked.CompareAndSwap(true, false) {
-		sk.Notify() // the window was full: pull what waits
-	}
-	if sk.ackRunning.CompareAndSwap(false, true) {
-		runTask(task{sk, taskAck})
-	}
-}
-
-func raiseTo(v *atomic.Int64, x int64) {
-	for {
-		cur := v.Load()
-		if x <= cur || v.CompareAndSwap(cur, x) {
-			return
-		}
-	}
-}
-
-func (sk *socket) commitAcks() {
-	s := sk.srv
-	for {
-		up := sk.pendingAck.Load()
-		if up <= sk.durableAck.Load() {
-			sk.ackRunning.Store(false)
-			// An ack may have arrived between the check and the store.
-			if sk.pendingAck.Load() > sk.durableAck.Load() && sk.ackRunning.CompareAndSwap(false, true) {
-				continue
-			}
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), s.opts.CallTimeout)
-		_, err := s.log.Ack(ctx, sk.user, up)
-		cancel()
-		if err != nil {
-			// The events stay queued and are sent again on the next
-			// connection; tell the client why.
-			s.opts.Logger.Warn("ack failed", "user", sk.user, "upTo", up, "err", err)
-			sk.sendError(apiError(err))
-			sk.ackRunning.Store(false)
-			return
-		}
-		raiseTo(&sk.durableAck, up)
-	}
-}
-
-// controlFrame appends an unmasked control frame (close 0x88, ping 0x89,
-// pong 0x8A) with a payload of at most 125 bytes.
-func controlFrame(b []byte, op byte, payload []byte) []byte {
-	if len(payload) > 125 {
-		payload = payload[:125]
-	}
-	b = append(b, op, byte(len(payload)))
-	return append(b, payload...)
 }
 
 // rawRead reads what the kernel holds without blocking: EAGAIN when
@@ -1119,67 +751,4 @@ func rawRead(rc syscall.RawConn, b []byte) (n int, err error) {
 		err = io.EOF
 	}
 	return n, err
-}
-
-// beginFrame reserves room for a text frame header at the end of b; endFrame
-// fills it in once the payload is appended.
-func beginFrame(b []byte) ([]byte, int) {
-	return append(b, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), len(b)
-}
-
-func endFrame(b []byte, at int) []byte {
-	payload := len(b) - at - 10
-	var hdr [10]byte
-	hdr[0] = 0x81 // FIN, text
-	n := 2
-	switch {
-	case payload < 126:
-		hdr[1] = byte(payload)
-	case payload <= 0xffff:
-		hdr[1] = 126
-		hdr[2], hdr[3] = byte(payload>>8), byte(payload)
-		n = 4
-	default:
-		hdr[1] = 127
-		for i := 0; i < 8; i++ {
-			hdr[2+i] = byte(uint64(payload) >> (56 - 8*i))
-		}
-		n = 10
-	}
-	// Close the gap between the header and the payload.
-	copy(b[at:], hdr[:n])
-	copy(b[at+n:], b[at+10:])
-	return b[:len(b)-(10-n)]
-}
-
-// frame appends one complete text frame built by fill.
-func frame(b []byte, fill func([]byte) []byte) []byte {
-	b, at := beginFrame(b)
-	return endFrame(fill(b), at)
-}
-
-// idRing remembers the ids written and not yet acknowledged, oldest first,
-// at most max of them. It allocates only while events are in flight, so an
-// idle socket holds nothing.
-type idRing struct {
-	ids  []int64
-	head int
-	max  int
-}
-
-func (r *idRing) free() int { return r.max - (len(r.ids) - r.head) }
-
-func (r *idRing) push(id int64) { r.ids = append(r.ids, id) }
-
-func (r *idRing) popUpTo(acked int64) {
-	for r.head < len(r.ids) && r.ids[r.head] <= acked {
-		r.head++
-	}
-	switch {
-	case r.head == len(r.ids):
-		r.ids, r.head = nil, 0
-	case r.head > 256 && r.head > len(r.ids)/2:
-		r.ids = append(r.ids[:0:0], r.ids[r.head:]...)
-		r.head = 0
-	}
 }

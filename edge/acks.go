@@ -1,0 +1,69 @@
+package edge
+
+import (
+	"context"
+	"sync/atomic"
+)
+
+// The ack committer. An ack frame only raises atomics (clientAck, which the
+// window reads, and pendingAck); a task commits pendingAck to the relay log
+// in the background, at most one per socket at a time, and acks that arrive
+// meanwhile are folded into its next commit. durableAck is what the log
+// holds.
+
+// ack records the client's acknowledgement and commits it in the
+// background: at most one commit per socket runs at a time, and acks that
+// arrive meanwhile are folded into the next one.
+func (sk *socket) ack(upTo int64) {
+	// A client can only acknowledge what this socket sent it; a larger id
+	// must not drop events it never saw.
+	if sent := sk.sent.Load(); upTo > sent {
+		upTo = sent
+	}
+	raiseTo(&sk.clientAck, upTo)
+	raiseTo(&sk.pendingAck, upTo)
+	if sk.blocked.CompareAndSwap(true, false) {
+		sk.Notify() // the window was full: pull what waits
+	}
+	if sk.ackRunning.CompareAndSwap(false, true) {
+		runTask(task{sk, taskAck})
+	}
+}
+
+func raiseTo(v *atomic.Int64, x int64) {
+	for {
+		cur := v.Load()
+		if x <= cur || v.CompareAndSwap(cur, x) {
+			return
+		}
+	}
+}
+
+// commitAcks is the ack task: it commits pendingAck until durableAck has
+// caught up.
+func (sk *socket) commitAcks() {
+	s := sk.srv
+	for {
+		up := sk.pendingAck.Load()
+		if up <= sk.durableAck.Load() {
+			sk.ackRunning.Store(false)
+			// An ack may have arrived between the check and the store.
+			if sk.pendingAck.Load() > sk.durableAck.Load() && sk.ackRunning.CompareAndSwap(false, true) {
+				continue
+			}
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), s.opts.CallTimeout)
+		_, err := s.log.Ack(ctx, sk.user, up)
+		cancel()
+		if err != nil {
+			// The events stay queued and are sent again on the next
+			// connection; tell the client why.
+			s.opts.Logger.Warn("ack failed", "user", sk.user, "upTo", up, "err", err)
+			sk.sendError(apiError(err))
+			sk.ackRunning.Store(false)
+			return
+		}
+		raiseTo(&sk.durableAck, up)
+	}
+}
