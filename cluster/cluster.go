@@ -134,16 +134,29 @@ func (c *Cluster) MembershipChanged() {
 // (the log's commit stream, relaylog.Commits, besides the local hub).
 func (c *Cluster) EventsCommitted(user int64) { c.subs.committed(user) }
 
-// RemoteReceipt commits a DELIVERED receipt at the leader of sender's shard
-// (relaylog.Options.RemoteReceipt).
+// Receipts routes the log's receipts for senders whose shards other nodes
+// lead (relaylog.Log.AckVia, ExpireVia, RunExpiry).
+func (c *Cluster) Receipts() relaylog.Receipts { return receipts{c} }
+
+type receipts struct{ c *Cluster }
+
+func (r receipts) Delivered(ctx context.Context, sender, by int64, ids []int64) error {
+	return r.c.RemoteReceipt(ctx, sender, by, ids)
+}
+
+func (r receipts) Expired(ctx context.Context, sender, by int64, ids []int64) error {
+	return r.c.RemoteExpired(ctx, sender, by, ids)
+}
+
+// RemoteReceipt commits a DELIVERED receipt at the leader of sender's shard.
 func (c *Cluster) RemoteReceipt(ctx context.Context, sender, by int64, ids []int64) error {
 	_, err := c.router.route(ctx, sender, func() error { return c.log.Delivered(ctx, sender, by, ids) },
 		&nodewire.CallRequest{Op: nodewire.OpDelivered, User: sender, From: by, IDs: ids})
 	return err
 }
 
-// RemoteExpired commits an EXPIRED receipt at the leader of sender's shard
-// (relaylog.Options.RemoteExpired). A leader of a version without it
+// RemoteExpired commits an EXPIRED receipt at the leader of sender's shard.
+// A leader of a version without it
 // answers bad_request: relaylog.ErrReceiptUnsupported.
 func (c *Cluster) RemoteExpired(ctx context.Context, sender, by int64, ids []int64) error {
 	_, old, err := c.router.routeNewShard(ctx, c.log.ShardFor(sender), func() error { return c.log.Expired(ctx, sender, by, ids) },
@@ -435,7 +448,7 @@ func (c *Cluster) execute(ctx context.Context, req *nodewire.CallRequest) *nodew
 			resp.Events = append(resp.Events, toNode(&evs[i]))
 		}
 	case nodewire.OpAck:
-		resp.N, err = l.Ack(ctx, req.User, req.UpTo)
+		resp.N, err = l.AckVia(ctx, req.User, req.UpTo, c.Receipts())
 	case nodewire.OpRead:
 		// User is the sender (whose shard takes the receipt), From the
 		// reader, as Router.MarkRead sends them.

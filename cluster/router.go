@@ -293,7 +293,7 @@ func (r *Router) Pending(ctx context.Context, user, after int64, limit int) (evs
 
 // Ack implements edge.Store.
 func (r *Router) Ack(ctx context.Context, user, upTo int64) (n int, err error) {
-	resp, err := r.route(ctx, user, func() (err error) { n, err = r.c.log.Ack(ctx, user, upTo); return err },
+	resp, err := r.route(ctx, user, func() (err error) { n, err = r.c.log.AckVia(ctx, user, upTo, r.c.Receipts()); return err },
 		&nodewire.CallRequest{Op: nodewire.OpAck, User: user, UpTo: upTo})
 	if resp != nil {
 		n = resp.N

@@ -61,7 +61,7 @@ func TestMessageExpiresUndelivered(t *testing.T) {
 			}
 			// The node expires by itself once a minute; a test runs it.
 			waitFor(t, "the message to expire on alice's device", 15*time.Second, func() bool {
-				if err := n.Log.Expire(context.Background()); err != nil {
+				if err := n.Expire(context.Background()); err != nil {
 					t.Logf("expire: %v", err)
 				}
 				if !online {

@@ -145,13 +145,13 @@ func TestClockSkewedLeaderExpiresNothing(t *testing.T) {
 				return skewed.Log.Raft(shard).State() == raft.Leader && skewed.Log.Serving(shard)
 			})
 
-			err := skewed.Log.Expire(context.Background())
+			err := skewed.Expire(context.Background())
 			if !errors.Is(err, relaylog.ErrClockSkew) || !strings.Contains(err.Error(), "ahead of the other nodes") {
 				t.Errorf("Expire on the skewed leader: %v, want ErrClockSkew", err)
 			}
 			t.Logf("skewed leader: %v", err)
 			for _, n := range []*testNode{n1, n2} {
-				if err := n.Log.Expire(context.Background()); err != nil {
+				if err := n.Expire(context.Background()); err != nil {
 					t.Errorf("Expire on %s (right clock): %v", n.Config.NodeID, err)
 				}
 			}

@@ -115,7 +115,7 @@ func TestExpiredReceiptEndToEnd(t *testing.T) {
 	alice1.next(wire.TypeMessageDelivered, nil)
 
 	offset.Store(int64(2 * time.Hour))
-	if err := n.Log.Expire(context.Background()); err != nil {
+	if err := n.Expire(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	code, s := syncOf(t, n, alice)
@@ -195,7 +195,7 @@ func TestExpiredReceiptAcrossNodes(t *testing.T) {
 		}
 		offset.Add(int64(2 * time.Hour))
 		for _, n := range nodes {
-			n.Log.Expire(context.Background()) // each expires the shards it leads
+			n.Expire(context.Background()) // each expires the shards it leads
 		}
 		// The receipt is committed before the message is dropped.
 		for range 50 {

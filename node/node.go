@@ -357,12 +357,12 @@ func StartTuned(ctx context.Context, cfg config.Config, logger *slog.Logger, tun
 
 	// Raft may apply entries (a restarted node catching up) before the hub
 	// and the cluster exist: what it commits waits in the log's commit
-	// stream (relaylog.Commits), which fanOut reads once they do. What
-	// still reaches up through atomics: the receipts to other nodes'
-	// shards and the clock skew (relaylog to cluster and member), the
-	// membership events (member to cluster), and the home's wake-ups and
-	// offline notices (cluster to the hub and push), until the event
-	// spine of issue 15 takes them over.
+	// stream (relaylog.Commits), which fanOut reads once they do, and the
+	// receipts for other nodes' shards go through the cluster's Receipts,
+	// handed to each call. What still reaches across through atomics: the
+	// clock skew (relaylog to member), the membership events (member to
+	// cluster), and the home's wake-ups and offline notices (cluster to
+	// the hub and push).
 	var hubP atomic.Pointer[presence.Hub]
 	var clP atomic.Pointer[cluster.Cluster]
 	var pushP atomic.Pointer[push.Dispatcher]
@@ -388,20 +388,6 @@ func StartTuned(ctx context.Context, cfg config.Config, logger *slog.Logger, tun
 			return 0, false
 		},
 		HeartbeatTimeout: tune.RaftHeartbeat,
-		RemoteReceipt: func(ctx context.Context, sender, by int64, ids []int64) error {
-			c := clP.Load()
-			if c == nil {
-				return relaylog.ErrNoLeader
-			}
-			return c.RemoteReceipt(ctx, sender, by, ids)
-		},
-		RemoteExpired: func(ctx context.Context, sender, by int64, ids []int64) error {
-			c := clP.Load()
-			if c == nil {
-				return relaylog.ErrNoLeader
-			}
-			return c.RemoteExpired(ctx, sender, by, ids)
-		},
 		Transport: func(shard int, local raft.ServerAddress) (raft.Transport, error) {
 			return n.Mesh.RaftTransport(shard, local, raft.NetworkTransportConfig{
 				MaxPool: 3, Timeout: 10 * time.Second, Logger: raftLogger,
@@ -556,6 +542,7 @@ func StartTuned(ctx context.Context, cfg config.Config, logger *slog.Logger, tun
 	n.cancel = cancel
 	go hub.Run(bg)
 	go n.fanOut(bg)
+	go n.Log.RunExpiry(bg, cl.Receipts())
 	go n.Edge.RunUsage(bg)
 	go func() { n.served <- n.http.Serve(ln) }()
 	n.admin = newHTTPServer(n.Edge.OperatorHandler(), logger)

@@ -82,3 +82,10 @@ func (n *Node) fanOut(ctx context.Context) {
 		}
 	})
 }
+
+// Expire runs the log's expiry now on the shards this node leads, with
+// the cluster routing receipts for other nodes' shards (RunExpiry does it
+// every minute).
+func (n *Node) Expire(ctx context.Context) error {
+	return n.Log.ExpireVia(ctx, n.Cluster.Receipts())
+}

@@ -44,7 +44,7 @@ var (
 	// from the other nodes' (Options.ClockSkew).
 	ErrClockSkew = errors.New("relaylog: clock skew")
 	// ErrReceiptUnsupported: the node that leads the shard a receipt goes
-	// to runs a version without that kind of receipt (Options.RemoteExpired
+	// to runs a version without that kind of receipt (Receipts.Expired
 	// answers it). Expire drops the messages anyway.
 	ErrReceiptUnsupported = errors.New("relaylog: the leader of the sender's shard does not know this receipt")
 )
@@ -115,16 +115,6 @@ type Options struct {
 	// 2 s gave 3-6 s). The price is idle traffic: raft heartbeats every
 	// tenth of it, per shard and follower.
 	HeartbeatTimeout time.Duration
-	// RemoteReceipt commits a DELIVERED receipt (by received ids) to
-	// sender's queue when another node leads sender's shard; nil means
-	// every shard is local.
-	RemoteReceipt func(ctx context.Context, sender, by int64, ids []int64) error
-	// RemoteExpired commits an EXPIRED receipt (ids, sent to by, dropped
-	// undelivered from by's queue at the end of the retention period) to
-	// sender's queue when another node leads sender's shard; nil means
-	// every shard is local. ErrReceiptUnsupported when that node's version
-	// has no EXPIRED receipts.
-	RemoteExpired func(ctx context.Context, sender, by int64, ids []int64) error
 	// Join says this node joins an existing cluster: its shards start empty
 	// and wait for their leaders to add them, instead of bootstrapping a
 	// one-voter group each.
@@ -274,8 +264,6 @@ func Open(opts Options) (*Log, error) {
 			}),
 		)
 	}
-	l.wg.Add(1)
-	go l.expireLoop()
 	return l, nil
 }
 
@@ -445,11 +433,31 @@ func (l *Log) LastEventID(user int64) int64 { return l.shardOf(user).fsm.lastEve
 // Depth is how many messages wait for user.
 func (l *Log) Depth(user int64) int { return l.shardOf(user).fsm.depth(user) }
 
-// Ack removes every event of user's queue up to and including upTo, after
-// committing a DELIVERED receipt to the sender of each message among them.
-// The receipts are committed first, so a crash between the two writes can
-// repeat a receipt but never lose one. It returns how many events it removed.
+// Receipts commits receipts to the queues of senders whose shards another
+// node leads: the cluster routes them to those leaders. The log is handed
+// one per call (AckVia, ExpireVia, RunExpiry) and keeps none.
+type Receipts interface {
+	// Delivered commits a DELIVERED receipt to sender: by received ids.
+	Delivered(ctx context.Context, sender, by int64, ids []int64) error
+	// Expired commits an EXPIRED receipt to sender: ids, sent to by, were
+	// dropped undelivered at the end of the retention period;
+	// ErrReceiptUnsupported when that leader's version has no EXPIRED
+	// receipts.
+	Expired(ctx context.Context, sender, by int64, ids []int64) error
+}
+
+// Ack is AckVia with every sender's shard led here (a lone node).
 func (l *Log) Ack(ctx context.Context, user, upTo int64) (int, error) {
+	return l.AckVia(ctx, user, upTo, nil)
+}
+
+// AckVia removes every event of user's queue up to and including upTo,
+// after committing a DELIVERED receipt to the sender of each message among
+// them: here for senders whose shards this node leads, through remote for
+// the others (nil: all here). The receipts are committed first, so a crash
+// between the two writes can repeat a receipt but never lose one. It
+// returns how many events it removed.
+func (l *Log) AckVia(ctx context.Context, user, upTo int64, remote Receipts) (int, error) {
 	mu := &l.ackMu[uint64(user)%uint64(len(l.ackMu))]
 	mu.Lock()
 	defer mu.Unlock()
@@ -481,14 +489,14 @@ func (l *Log) Ack(ctx context.Context, user, upTo int64) (int, error) {
 	// All receipts go into their shards' next batches at once; the ack
 	// waits for every one of them to commit.
 	// Receipts for senders whose shards another node leads go through
-	// Options.RemoteReceipt, concurrently with the local ones.
+	// remote, concurrently with the local ones.
 	props := make([]*proposal, 0, len(receipts))
-	var remote []command
+	var others []command
 	var first error
 	for _, c := range receipts {
 		s := l.shardOf(c.user)
-		if !s.serving.Load() && l.opts.RemoteReceipt != nil {
-			remote = append(remote, c)
+		if !s.serving.Load() && remote != nil {
+			others = append(others, c)
 			continue
 		}
 		p, err := s.submit(ctx, c)
@@ -498,10 +506,10 @@ func (l *Log) Ack(ctx context.Context, user, upTo int64) (int, error) {
 		}
 		props = append(props, p)
 	}
-	errs := make(chan error, len(remote))
+	errs := make(chan error, len(others))
 	if first == nil {
-		for _, c := range remote {
-			go func(c command) { errs <- l.opts.RemoteReceipt(ctx, c.user, c.from, c.ids) }(c)
+		for _, c := range others {
+			go func(c command) { errs <- remote.Delivered(ctx, c.user, c.from, c.ids) }(c)
 		}
 	}
 	for _, p := range props {
@@ -510,7 +518,7 @@ func (l *Log) Ack(ctx context.Context, user, upTo int64) (int, error) {
 		}
 	}
 	if first == nil {
-		for range remote {
+		for range others {
 			if err := <-errs; err != nil && first == nil {
 				first = err
 			}
@@ -749,15 +757,18 @@ func (l *Log) Snapshot() error {
 	return nil
 }
 
-// Expire drops events older than the retention period and idempotency
-// records older than the window, on every shard this node leads. It runs
-// every minute by itself.
+// Expire is ExpireVia with every sender's shard led here (a lone node).
+func (l *Log) Expire(ctx context.Context) error { return l.ExpireVia(ctx, nil) }
+
+// ExpireVia drops events older than the retention period and idempotency
+// records older than the window, on every shard this node leads.
+// RunExpiry runs it every minute.
 //
 // The senders of the messages it drops (undelivered by definition) are
 // told: on each shard, the messages the cutoff drops are read first, and
 // an EXPIRED receipt per sender and recipient (at most MaxExpiredIDs ids
-// each) is committed to the sender's shard, here or through
-// Options.RemoteExpired, before cmdExpire drops them, so that a crash
+// each) is committed to the sender's shard, here or through remote (nil:
+// every shard is here), before cmdExpire drops them, so that a crash
 // between the two writes can repeat a receipt but never lose one. A run
 // tells of at most MaxExpiringPerRun messages per shard; the cutoff stops
 // at the first message left out, and the next run goes on from there. A
@@ -765,7 +776,7 @@ func (l *Log) Snapshot() error {
 // stops at its first id) for the next run, for up to MaxExpiryHold; past
 // that, or when the sender's shard leader runs a version without EXPIRED
 // receipts, the messages are dropped anyway and the failure is logged.
-func (l *Log) Expire(ctx context.Context) error {
+func (l *Log) ExpireVia(ctx context.Context, remote Receipts) error {
 	if err := l.clockOK(); err != nil {
 		l.m.expirySkipped.Inc()
 		return err
@@ -777,7 +788,7 @@ func (l *Log) Expire(ctx context.Context) error {
 		if s.raft.State() != raft.Leader {
 			continue
 		}
-		if err := l.expireShard(ctx, s, now, retainID, idemID); err != nil && first == nil {
+		if err := l.expireShard(ctx, s, now, retainID, idemID, remote); err != nil && first == nil {
 			first = err
 		}
 	}
@@ -799,7 +810,7 @@ const (
 	remoteExpiredCalls = 16
 )
 
-func (l *Log) expireShard(ctx context.Context, s *shard, now time.Time, retainID, idemID int64) error {
+func (l *Log) expireShard(ctx context.Context, s *shard, now time.Time, retainID, idemID int64, remote Receipts) error {
 	// What expires is read from the state machine: only a leader that has
 	// applied everything committed before it sees every message.
 	if err := s.check(); err != nil {
@@ -807,7 +818,7 @@ func (l *Log) expireShard(ctx context.Context, s *shard, now time.Time, retainID
 	}
 	msgs, cutoff := s.fsm.expiring(retainID, MaxExpiringPerRun)
 	receipts := expiredReceipts(msgs)
-	errs := l.commitExpired(ctx, receipts)
+	errs := l.commitExpired(ctx, receipts, remote)
 	held := cutoff
 	var failed, unsupported int
 	var firstErr error
@@ -872,28 +883,28 @@ func expiredReceipts(msgs []expiringMsg) []command {
 }
 
 // commitExpired commits receipts, each to its sender's shard: local ones
-// as proposals, all at once, the others through Options.RemoteExpired, a
+// as proposals, all at once, the others through remote, a
 // few at a time. It returns each receipt's error.
-func (l *Log) commitExpired(ctx context.Context, receipts []command) []error {
+func (l *Log) commitExpired(ctx context.Context, receipts []command, remote Receipts) []error {
 	errs := make([]error, len(receipts))
 	props := make([]*proposal, len(receipts))
-	var remote []int
+	var others []int
 	for i, c := range receipts {
 		s := l.shardOf(c.user)
-		if !s.serving.Load() && l.opts.RemoteExpired != nil {
-			remote = append(remote, i)
+		if !s.serving.Load() && remote != nil {
+			others = append(others, i)
 			continue
 		}
 		props[i], errs[i] = s.submit(ctx, c)
 	}
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, remoteExpiredCalls)
-	for _, i := range remote {
+	for _, i := range others {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
 			c := &receipts[i]
-			errs[i] = l.opts.RemoteExpired(ctx, c.user, c.from, c.ids)
+			errs[i] = remote.Expired(ctx, c.user, c.from, c.ids)
 		})
 	}
 	for i, p := range props {
@@ -927,17 +938,20 @@ func (l *Log) clockOK() error {
 		ErrClockSkew, skew.Abs().Round(time.Second), dir, limit)
 }
 
-func (l *Log) expireLoop() {
-	defer l.wg.Done()
+// RunExpiry runs ExpireVia every minute until ctx ends or the log
+// closes. The node runs it with the cluster's Receipts.
+func (l *Log) RunExpiry(ctx context.Context, remote Receipts) {
 	t := time.NewTicker(time.Minute)
 	defer t.Stop()
 	for {
 		select {
+		case <-ctx.Done():
+			return
 		case <-l.stop:
 			return
 		case <-t.C:
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			if err := l.Expire(ctx); err != nil {
+			rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			if err := l.ExpireVia(rctx, remote); err != nil {
 				l.opts.Logger.Warn("relaylog: expiry failed", "err", err)
 			}
 			cancel()
