@@ -21,7 +21,7 @@ import (
 // stops waiting. When the stream fails, every waiting call fails and the
 // next call opens a new one.
 type callMux struct {
-	c    *Cluster
+	t    *meshTransport
 	node string
 	conn net.Conn
 	wmu  sync.Mutex // one writer at a time
@@ -33,11 +33,49 @@ type callMux struct {
 	err     error
 }
 
+// meshTransport is the Transport over the mesh: one callMux per peer.
+type meshTransport struct {
+	open        func(ctx context.Context, node string) (net.Conn, error)
+	callTimeout time.Duration
+
+	muxMu sync.Mutex
+	muxes map[string]*callMux // by peer node id
+}
+
+func newMeshTransport(m *mesh.Mesh, callTimeout time.Duration) *meshTransport {
+	return &meshTransport{
+		open: func(ctx context.Context, node string) (net.Conn, error) {
+			return m.Open(ctx, node, mesh.KindCallMux, 0)
+		},
+		callTimeout: callTimeout,
+		muxes:       make(map[string]*callMux),
+	}
+}
+
+// Call sends req to node about shard and waits for its answer, at most
+// the call timeout.
+func (t *meshTransport) Call(ctx context.Context, node string, shard int, req *nodewire.CallRequest) (*nodewire.CallResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, t.callTimeout)
+	defer cancel()
+	m, err := t.muxTo(ctx, node)
+	if err != nil {
+		return nil, fmt.Errorf("%w: open to %s: %v", errRemote, node, err)
+	}
+	r := *req
+	r.Version = nodewire.NodeProtocolVersion
+	r.Shard = shard
+	resp, err := m.call(ctx, &r)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", errRemote, node, err)
+	}
+	return resp, nil
+}
+
 // muxTo returns the live mux to node, opening it if needed.
-func (c *Cluster) muxTo(ctx context.Context, node string) (*callMux, error) {
-	c.muxMu.Lock()
-	m := c.muxes[node]
-	c.muxMu.Unlock()
+func (t *meshTransport) muxTo(ctx context.Context, node string) (*callMux, error) {
+	t.muxMu.Lock()
+	m := t.muxes[node]
+	t.muxMu.Unlock()
 	if m != nil {
 		select {
 		case <-m.dead:
@@ -45,24 +83,24 @@ func (c *Cluster) muxTo(ctx context.Context, node string) (*callMux, error) {
 			return m, nil
 		}
 	}
-	conn, err := c.opts.Mesh.Open(ctx, node, mesh.KindCallMux, 0)
+	conn, err := t.open(ctx, node)
 	if err != nil {
 		return nil, err
 	}
-	m = &callMux{c: c, node: node, conn: conn, waiting: make(map[uint64]chan *nodewire.CallResponse), dead: make(chan struct{})}
-	c.muxMu.Lock()
-	if cur := c.muxes[node]; cur != nil && cur != m {
+	m = &callMux{t: t, node: node, conn: conn, waiting: make(map[uint64]chan *nodewire.CallResponse), dead: make(chan struct{})}
+	t.muxMu.Lock()
+	if cur := t.muxes[node]; cur != nil && cur != m {
 		select {
 		case <-cur.dead:
 		default:
 			// Another call opened one meanwhile: use it.
-			c.muxMu.Unlock()
+			t.muxMu.Unlock()
 			conn.Close()
 			return cur, nil
 		}
 	}
-	c.muxes[node] = m
-	c.muxMu.Unlock()
+	t.muxes[node] = m
+	t.muxMu.Unlock()
 	go m.readLoop()
 	return m, nil
 }
@@ -85,7 +123,7 @@ func (m *callMux) call(ctx context.Context, req *nodewire.CallRequest) (*nodewir
 		m.mu.Unlock()
 	}()
 	m.wmu.Lock()
-	m.conn.SetWriteDeadline(time.Now().Add(m.c.opts.CallTimeout))
+	m.conn.SetWriteDeadline(time.Now().Add(m.t.callTimeout))
 	err := nodewire.WriteTaggedFrame(m.conn, id, req)
 	m.wmu.Unlock()
 	if err != nil {
@@ -138,23 +176,23 @@ func (m *callMux) fail(err error) {
 	close(m.dead)
 	m.mu.Unlock()
 	m.conn.Close()
-	m.c.muxMu.Lock()
-	if m.c.muxes[m.node] == m {
-		delete(m.c.muxes, m.node)
+	m.t.muxMu.Lock()
+	if m.t.muxes[m.node] == m {
+		delete(m.t.muxes, m.node)
 	}
-	m.c.muxMu.Unlock()
+	m.t.muxMu.Unlock()
 }
 
 var errClosed = errors.New("cluster: closed")
 
-// closeMuxes ends every mux (Close).
-func (c *Cluster) closeMuxes() {
-	c.muxMu.Lock()
-	all := make([]*callMux, 0, len(c.muxes))
-	for _, m := range c.muxes {
+// close ends every mux (Cluster.Close).
+func (t *meshTransport) close() {
+	t.muxMu.Lock()
+	all := make([]*callMux, 0, len(t.muxes))
+	for _, m := range t.muxes {
 		all = append(all, m)
 	}
-	c.muxMu.Unlock()
+	t.muxMu.Unlock()
 	for _, m := range all {
 		m.fail(errClosed)
 	}

@@ -5,11 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"sync"
-	"sync/atomic"
 	"time"
-
-	"github.com/hashicorp/raft"
 
 	"github.com/edgenode/edgenode/cluster/member"
 	"github.com/edgenode/edgenode/cluster/mesh"
@@ -49,29 +47,21 @@ type Options struct {
 	Limits Limits
 }
 
-// Cluster is this node's part of the cluster.
+// Cluster is this node's part of the cluster: the composition of its
+// parts (see the package doc, "Parts"), which node uses.
 type Cluster struct {
-	opts   Options
-	log    *relaylog.Log
-	self   string
-	router *Router
-	subs   *subscriptions
-	usage  *homeUsage // nil without Options.Limits
+	opts      Options
+	log       *relaylog.Log
+	self      string
+	shards    raftShards // the log's shards, as the parts see them
+	transport *meshTransport
+	routing   *routing
+	placer    *placer
+	drain     *drainer
+	router    *Router
+	subs      *subscriptions
+	usage     *homeUsage // nil without Options.Limits
 
-	hintMu sync.Mutex
-	hints  map[int]string // shard → last known leader
-	// lastTransfer spaces out balancing leadership transfers per shard.
-	lastTransfer map[int]time.Time
-	// draining holds nodes that announced their shutdown, with when: no
-	// leadership is handed to them meanwhile.
-	draining map[string]drainMark
-
-	callsMu sync.Mutex
-	calls   map[*inflightCall]struct{} // forwarded calls in progress
-	muxMu   sync.Mutex
-	muxes   map[string]*callMux // by peer node id
-
-	kick   chan struct{}
 	stop   chan struct{}
 	wg     sync.WaitGroup
 	closed sync.Once
@@ -97,25 +87,42 @@ func New(opts Options) *Cluster {
 	if opts.OnOffline == nil {
 		opts.OnOffline = func(int64) {}
 	}
+	self := opts.Log.NodeID()
+	shards := raftShards{shardLeaders: opts.Log, raft: opts.Log.Raft}
+	transport := newMeshTransport(opts.Mesh, opts.CallTimeout)
+	routing := newRouting(self, opts.Log, opts.Members, transport)
+	drain := &drainer{self: self, log: shards, members: opts.Members, transport: transport, logger: opts.Logger}
 	c := &Cluster{
-		opts:  opts,
-		log:   opts.Log,
-		self:  opts.Log.NodeID(),
-		hints: make(map[int]string),
-		calls: make(map[*inflightCall]struct{}),
-		muxes: make(map[string]*callMux),
-		kick:  make(chan struct{}, 1),
+		opts:      opts,
+		log:       opts.Log,
+		self:      self,
+		shards:    shards,
+		transport: transport,
+		routing:   routing,
+		drain:     drain,
+		placer: &placer{
+			self: self, log: shards, members: opts.Members, transport: transport,
+			hints: routing, draining: drain.isDraining, logger: opts.Logger,
+			deadGrace: opts.DeadGrace, every: opts.ReconcileEvery,
+			kick: make(chan struct{}, 1),
+		},
 		stop:  make(chan struct{}),
 		usage: newHomeUsage(opts.Limits),
 	}
 	c.router = &Router{c: c}
-	c.subs = newSubscriptions(c)
+	c.subs = newSubscriptions(subsDeps{
+		self: self, log: opts.Log, hint: routing.hint,
+		open: func(ctx context.Context, node string) (net.Conn, error) {
+			return opts.Mesh.Open(ctx, node, mesh.KindSubscribe, 0)
+		},
+		notify: opts.Notify, offer: opts.Offer, onOffline: opts.OnOffline, logger: opts.Logger,
+	})
 	opts.Mesh.Handle(mesh.KindCallMux, c.serveCallMux)
 	opts.Mesh.Handle(mesh.KindSubscribe, c.subs.serve)
 	c.wg.Add(3)
-	go c.placementLoop()
-	go c.watchCalls()
-	go c.subs.maintain()
+	go func() { defer c.wg.Done(); c.placer.run(c.stop) }()
+	go func() { defer c.wg.Done(); c.routing.watchCalls(c.stop) }()
+	go func() { defer c.wg.Done(); c.subs.maintain() }()
 	return c
 }
 
@@ -125,7 +132,7 @@ func (c *Cluster) Router() *Router { return c.router }
 // MembershipChanged makes placement run now (member.Options.OnChange).
 func (c *Cluster) MembershipChanged() {
 	select {
-	case c.kick <- struct{}{}:
+	case c.placer.kick <- struct{}{}:
 	default:
 	}
 }
@@ -184,7 +191,11 @@ func (c *Cluster) UserOffline(user int64) {
 }
 
 // SetHub connects the node's presence hub (created after the cluster).
-func (c *Cluster) SetHub(h *presence.Hub) { c.subs.setHub(h) }
+func (c *Cluster) SetHub(h *presence.Hub) {
+	if h != nil {
+		c.subs.setHub(h)
+	}
+}
 
 // Presence is the cluster side of presence.Remote.
 func (c *Cluster) Presence() presence.Remote { return (*remotePresence)(c) }
@@ -207,14 +218,12 @@ func (p *remotePresence) Online(user int64) bool {
 func (p *remotePresence) Presence(user int64) (bool, int64) {
 	c := (*Cluster)(p)
 	if c.IsHome(user) {
-		c.subs.mu.Lock()
-		online := len(c.subs.in[user]) > 0
-		c.subs.mu.Unlock()
+		online := c.subs.remoteOnline(user)
 		return online, c.subs.statusFrame(user, online).LastSeen
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	resp, err := c.forward(ctx, c.log.ShardFor(user), &nodewire.CallRequest{Op: nodewire.OpStatus, User: user})
+	resp, err := c.routing.forward(ctx, c.log.ShardFor(user), &nodewire.CallRequest{Op: nodewire.OpStatus, User: user})
 	if err != nil || resp.Err != "" {
 		return false, 0
 	}
@@ -241,150 +250,17 @@ func (p *remotePresence) Typing(from, to int64, typing, fromOnline bool) {
 }
 
 // Drain hands the leadership of every shard this node leads to another
-// voter, so that a stopping node's shards keep taking writes. It first tells
-// every member, so that their placement does not hand a shard straight back
-// (gossip's "left" arrives too late for that), then repeats the transfers
-// until this node leads nothing or ctx ends.
-func (c *Cluster) Drain(ctx context.Context) {
-	var wg sync.WaitGroup
-	for _, m := range c.opts.Members.Alive() {
-		if m.NodeID == c.self {
-			continue
-		}
-		wg.Add(1)
-		go func(node string) {
-			defer wg.Done()
-			actx, cancel := context.WithTimeout(ctx, time.Second)
-			defer cancel()
-			_, _ = c.rpc(actx, node, 0, &nodewire.CallRequest{Op: nodewire.OpDraining})
-		}(m.NodeID)
-	}
-	wg.Wait()
-	// Bounded whatever ctx says: with no other voter alive there is nobody
-	// to hand a shard to, and a stopping node must still stop.
-	deadline := time.Now().Add(drainLimit)
-	handed := map[int]bool{}
-	defer func() { c.awaitNewLeaders(ctx, handed, deadline) }()
-	for {
-		var leading, moved atomic.Int32
-		for shard := 0; shard < c.log.Shards(); shard++ {
-			r := c.log.Raft(shard)
-			if r.State() != raft.Leader || len(c.voters(shard)) < 2 {
-				continue
-			}
-			leading.Add(1)
-			handed[shard] = true
-			wg.Add(1)
-			go func(shard int, r *raft.Raft) {
-				defer wg.Done()
-				if err := r.LeadershipTransfer().Error(); err != nil {
-					c.opts.Logger.Warn("leadership transfer failed", "shard", shard, "err", err)
-					return
-				}
-				moved.Add(1)
-			}(shard, r)
-		}
-		wg.Wait()
-		if leading.Load() == 0 || moved.Load() == 0 || time.Now().After(deadline) {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
-
-// drainLimit bounds Drain's repeated transfers.
-const drainLimit = 10 * time.Second
-
-// awaitNewLeaders waits until every shard in handed names a leader other
-// than this node, at most newLeaderWait (and not past deadline or ctx). A
-// transfer ends when the chosen voter starts its election, not when it has
-// won: it still needs a vote, and this node, which grants it at once, must
-// not stop before then. Without the wait, a voter whose way to the third
-// node failed (a stale stream after that node's restart, in a rolling
-// restart) lost the election and the shard had no leader for an election
-// timeout.
-func (c *Cluster) awaitNewLeaders(ctx context.Context, handed map[int]bool, deadline time.Time) {
-	if len(handed) == 0 {
-		return
-	}
-	if d := time.Now().Add(newLeaderWait); d.Before(deadline) {
-		deadline = d
-	}
-	t := time.NewTicker(20 * time.Millisecond)
-	defer t.Stop()
-	for {
-		waiting := 0
-		for shard := range handed {
-			if l := c.log.Leader(shard); l == "" || l == c.self {
-				waiting++
-			}
-		}
-		if waiting == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			c.opts.Logger.Warn("drain: shards still without a new leader", "shards", waiting)
-			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}
-
-// newLeaderWait bounds awaitNewLeaders: a few election rounds.
-const newLeaderWait = 3 * time.Second
-
-func (c *Cluster) isDraining(node string) bool {
-	c.hintMu.Lock()
-	d, ok := c.draining[node]
-	c.hintMu.Unlock()
-	if !ok || time.Since(d.at) >= time.Minute {
-		return false
-	}
-	// A node that announced its shutdown and has started again since (a
-	// rolling restart: it gossips a new boot id) may lead again at once
-	// rather than when the mark expires.
-	if boot, ok := c.opts.Members.Boot(node); ok && d.boot != "" && boot != d.boot {
-		return false
-	}
-	return true
-}
-
-// drainMark is a node's announcement that it is shutting down.
-type drainMark struct {
-	at   time.Time
-	boot string // the boot id it gossiped then
-}
+// voter (see drainer.drain).
+func (c *Cluster) Drain(ctx context.Context) { c.drain.drain(ctx) }
 
 // Close stops the cluster's loops.
 func (c *Cluster) Close() {
 	c.closed.Do(func() {
 		close(c.stop)
 		c.subs.close()
-		c.closeMuxes()
+		c.transport.close()
 		c.wg.Wait()
 	})
-}
-
-func (c *Cluster) voters(shard int) []string {
-	f := c.log.Raft(shard).GetConfiguration()
-	if f.Error() != nil {
-		return nil
-	}
-	var out []string
-	for _, s := range f.Configuration().Servers {
-		if s.Suffrage == raft.Voter {
-			out = append(out, string(s.ID))
-		}
-	}
-	return out
 }
 
 // Remote calls.
@@ -392,33 +268,10 @@ func (c *Cluster) voters(shard int) []string {
 // errRemote wraps a transport failure of a forwarded call.
 var errRemote = errors.New("cluster: forwarded call failed")
 
-func (c *Cluster) rpc(ctx context.Context, node string, shard int, req *nodewire.CallRequest) (*nodewire.CallResponse, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.opts.CallTimeout)
-	defer cancel()
-	m, err := c.muxTo(ctx, node)
-	if err != nil {
-		return nil, fmt.Errorf("%w: open to %s: %v", errRemote, node, err)
-	}
-	r := *req
-	r.Version = nodewire.NodeProtocolVersion
-	r.Shard = shard
-	resp, err := m.call(ctx, &r)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", errRemote, node, err)
-	}
-	return resp, nil
-}
-
 // handleCall runs a call forwarded by node from.
 func (c *Cluster) handleCall(from string, req *nodewire.CallRequest) *nodewire.CallResponse {
 	if req.Op == nodewire.OpDraining {
-		boot, _ := c.opts.Members.Boot(from)
-		c.hintMu.Lock()
-		if c.draining == nil {
-			c.draining = make(map[string]drainMark)
-		}
-		c.draining[from] = drainMark{at: time.Now(), boot: boot}
-		c.hintMu.Unlock()
+		c.drain.mark(from)
 		return &nodewire.CallResponse{}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.opts.CallTimeout)
@@ -455,9 +308,7 @@ func (c *Cluster) execute(ctx context.Context, req *nodewire.CallRequest) *nodew
 		err = l.MarkRead(ctx, req.From, req.User, req.UpTo)
 	case nodewire.OpStatus:
 		if err = l.CheckServing(req.User); err == nil {
-			c.subs.mu.Lock()
-			resp.Found = c.subs.onlineLocked(req.User)
-			c.subs.mu.Unlock()
+			resp.Found = c.subs.online(req.User)
 			// The store's time, or the open it does not have yet.
 			resp.At = c.subs.statusFrame(req.User, resp.Found).LastSeen
 		}
@@ -501,7 +352,7 @@ func (c *Cluster) execute(ctx context.Context, req *nodewire.CallRequest) *nodew
 		}
 		r := l.Raft(req.Shard)
 		resp.Index = r.AppliedIndex()
-		resp.Voters = c.voters(req.Shard)
+		resp.Voters = voters(c.shards.Config(req.Shard))
 		var term uint64
 		resp.Leader, term = l.LeaderTerm(req.Shard)
 		resp.At = int64(term)

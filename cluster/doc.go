@@ -43,4 +43,47 @@
 // "events" for that user after every commit. Edges re-check leaders every
 // second and resubscribe after a leader change or a broken stream, and wake
 // the socket, so nothing committed meanwhile waits for the next message.
+//
+// # Parts
+//
+// Cluster is the composition node uses; New adapts the relay log,
+// membership and mesh to the small interfaces the parts take, and each
+// part has its own lock:
+//
+//   - transport (callmux.go, meshTransport): the Transport for calls to
+//     another node, one multiplexed stream per peer; owns the muxes
+//     (muxMu).
+//   - routing (routing.go): runs a call here or forwards it to the leader;
+//     owns the leader hints (hintMu) and the calls in flight (callsMu);
+//     takes shardLeaders (Serving, Leader, ShardFor, Shards), a
+//     memberView and a Transport. Router (router.go) is the front's Store
+//     on top of it and runs the local calls against *relaylog.Log.
+//   - placement (placer.go): reconciles the configurations of the shards
+//     led here; owns lastTransfer (mu); takes shardConfigs (one shard's
+//     raft configuration and its changes), a memberView, a Transport,
+//     routing's leaderHints and drain's isDraining.
+//   - drain (drain.go): hands leadership away on shutdown and remembers
+//     which nodes announced theirs; owns the marks (mu); takes
+//     shardConfigs, drainMembers (Alive, Boot) and a Transport.
+//   - homes/subscriptions (subscribe.go): registrations at users' homes
+//     and, as a home, the edges registered there; owns wanted, out, in,
+//     watch (mu) and onlineAt (atMu); takes a homeLog, routing's hint,
+//     a stream opener and node's callbacks (Notify, Offer, OnOffline) and
+//     hub (localHub).
+//   - usage (usage.go): the home's buckets (ratelimit, own locks).
+//
+// Who reads whose state (before the split each of these took the other
+// part's mutex directly; now each goes through a method or an interface):
+// routing, placement and subscriptions read raft's leader from the log;
+// routing and placement read membership; subscriptions read routing's
+// hints (homeOf); placement reads and writes them (discoverLeader) and
+// reads drain's marks (no leadership to a draining node), which the call
+// handler writes (OpDraining); drain and placement change raft
+// configurations and share nothing else; the call handler (cluster.go,
+// execute) and Presence read subscriptions' online state
+// (subscriptions.online, remoteOnline, statusFrame) and usage; Shards
+// (placement.go) uses routing's candidates and the transport. Still
+// shared: every part reads the one *relaylog.Log (through its own
+// interface), and the Cluster's stop channel and wait group run the
+// loops of routing (watchCalls), placement and subscriptions.
 package cluster

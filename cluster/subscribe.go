@@ -3,12 +3,11 @@ package cluster
 import (
 	"bufio"
 	"context"
+	"log/slog"
 	"net"
 	"sync"
 	"time"
 
-	"github.com/edgenode/edgenode/cluster/mesh"
-	"github.com/edgenode/edgenode/presence"
 	"github.com/edgenode/edgenode/relaylog"
 	"github.com/edgenode/edgenode/wire"
 	"github.com/edgenode/edgenode/wire/nodewire"
@@ -23,11 +22,15 @@ import (
 //   - as a home, it remembers which streams hold which users' sockets and
 //     which watch them (in, watch), decides whether a user is online
 //     anywhere, and writes events, status and typing frames to them.
+//
+// It knows the relay log as a homeLog, routing's hints as a function,
+// the other nodes through open (a subscribe stream to a node), and the
+// local sockets and watchers through the callbacks and a localHub.
 type subscriptions struct {
-	c *Cluster
+	subsDeps
 
 	mu     sync.Mutex
-	hub    *presence.Hub
+	hub    localHub // nil until SetHub
 	wanted map[int64]*want
 	out    map[string]*outSub // home node → stream
 	in     map[int64]map[*inSub]struct{}
@@ -69,20 +72,51 @@ type inSub struct {
 	wake    chan struct{}
 }
 
-func newSubscriptions(c *Cluster) *subscriptions {
+// subsDeps is what subscriptions take from the other parts and from node.
+type subsDeps struct {
+	self   string
+	log    homeLog
+	hint   func(shard int) string // routing's last known leader
+	open   func(ctx context.Context, node string) (net.Conn, error)
+	notify func(user int64)
+	offer  func(user, after int64, evs []relaylog.Event) // nil: notify
+	// onOffline: user's last socket anywhere closed (called at its home).
+	onOffline func(user int64)
+	logger    *slog.Logger
+}
+
+// homeLog is what subscriptions need of the relay log: where a user's
+// home is, and the user's queue, which wakes carry.
+type homeLog interface {
+	ShardFor(user int64) int
+	Serving(shard int) bool
+	Leader(shard int) string
+	LastConnected(user int64) (time.Time, bool)
+	LastEventID(user int64) int64
+	Pending(ctx context.Context, user, after int64, limit int) ([]relaylog.Event, bool, error)
+}
+
+// localHub is what subscriptions need of this node's presence hub.
+type localHub interface {
+	Count(user int64) int
+	PushStatus(st wire.ContactStatus)
+	DeliverTyping(from, to int64, typing, fromOnline bool)
+}
+
+func newSubscriptions(d subsDeps) *subscriptions {
 	return &subscriptions{
-		c:      c,
-		wanted: make(map[int64]*want),
-		out:    make(map[string]*outSub),
-		in:     make(map[int64]map[*inSub]struct{}),
-		watch:  make(map[int64]map[*inSub]struct{}),
-		stop:   make(chan struct{}),
+		subsDeps: d,
+		wanted:   make(map[int64]*want),
+		out:      make(map[string]*outSub),
+		in:       make(map[int64]map[*inSub]struct{}),
+		watch:    make(map[int64]map[*inSub]struct{}),
+		stop:     make(chan struct{}),
 
 		onlineAt: make(map[int64]int64),
 	}
 }
 
-func (s *subscriptions) setHub(h *presence.Hub) {
+func (s *subscriptions) setHub(h localHub) {
 	s.mu.Lock()
 	s.hub = h
 	s.mu.Unlock()
@@ -137,7 +171,6 @@ func (s *subscriptions) set(user int64, socket bool, on bool) {
 // maintain re-checks every second that every registration sits at the
 // current home of its user.
 func (s *subscriptions) maintain() {
-	defer s.c.wg.Done()
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
@@ -161,17 +194,14 @@ func (s *subscriptions) maintain() {
 // homeOf is the node that leads user's shard as far as this node knows;
 // "" if it is this node or unknown.
 func (s *subscriptions) homeOf(user int64) string {
-	c := s.c
-	shard := c.log.ShardFor(user)
-	if c.log.Serving(shard) {
+	shard := s.log.ShardFor(user)
+	if s.log.Serving(shard) {
 		return ""
 	}
-	if l := c.log.Leader(shard); l != "" && l != c.self {
+	if l := s.log.Leader(shard); l != "" && l != s.self {
 		return l
 	}
-	c.hintMu.Lock()
-	defer c.hintMu.Unlock()
-	return c.hints[shard]
+	return s.hint(shard)
 }
 
 func (s *subscriptions) reconcileUser(user int64) {
@@ -197,7 +227,7 @@ func (s *subscriptions) reconcileUser(user int64) {
 	s.mu.Unlock()
 	if home == "" {
 		if socket {
-			s.c.opts.Notify(user) // served here now: the local commit hook wakes it
+			s.notify(user) // served here now: the local commit hook wakes it
 		}
 		return
 	}
@@ -229,10 +259,10 @@ func (s *subscriptions) stream(node string) *outSub {
 	}
 	s.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	conn, err := s.c.opts.Mesh.Open(ctx, node, mesh.KindSubscribe, 0)
+	conn, err := s.open(ctx, node)
 	cancel()
 	if err != nil {
-		s.c.opts.Logger.Debug("subscribe stream failed", "node", node, "err", err)
+		s.logger.Debug("subscribe stream failed", "node", node, "err", err)
 		return nil
 	}
 	o := &outSub{node: node, conn: conn, sendQ: make(chan nodewire.SubscribeFrame, 4096), dead: make(chan struct{})}
@@ -305,14 +335,14 @@ func (s *subscriptions) readLoop(o *outSub) {
 		s.mu.Unlock()
 		switch f.Op {
 		case nodewire.SubEvents:
-			if len(f.Events) > 0 && s.c.opts.Offer != nil {
+			if len(f.Events) > 0 && s.offer != nil {
 				evs := make([]relaylog.Event, len(f.Events))
 				for i := range f.Events {
 					evs[i] = fromNode(&f.Events[i])
 				}
-				s.c.opts.Offer(f.User, f.After, evs)
+				s.offer(f.User, f.After, evs)
 			} else {
-				s.c.opts.Notify(f.User)
+				s.notify(f.User)
 			}
 		case nodewire.SubStatus:
 			if hub != nil {
@@ -342,7 +372,7 @@ func (s *subscriptions) readLoop(o *outSub) {
 	}
 	s.mu.Unlock()
 	for _, u := range lost {
-		s.c.opts.Notify(u) // the socket's pull finds the new leader itself
+		s.notify(u) // the socket's pull finds the new leader itself
 	}
 }
 
@@ -356,6 +386,20 @@ func statusOf(f nodewire.SubscribeFrame) wire.ContactStatus {
 }
 
 // Home role.
+
+// online: user has a socket here or on a registered edge.
+func (s *subscriptions) online(user int64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.onlineLocked(user)
+}
+
+// remoteOnline: user has a socket on a registered edge.
+func (s *subscriptions) remoteOnline(user int64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.in[user]) > 0
+}
 
 // onlineLocked: user has a socket here or on a registered edge.
 func (s *subscriptions) onlineLocked(user int64) bool {
@@ -432,7 +476,7 @@ func (s *subscriptions) dropSub(user int64, in *inSub) {
 	s.mu.Unlock()
 	if gone {
 		s.announce(user, false)
-		s.c.opts.OnOffline(user)
+		s.onOffline(user)
 	}
 }
 
@@ -456,7 +500,7 @@ func removeFrom(m map[int64]map[*inSub]struct{}, user int64, in *inSub) {
 
 func (s *subscriptions) statusFrame(user int64, online bool) nodewire.SubscribeFrame {
 	f := nodewire.SubscribeFrame{Op: nodewire.SubStatus, User: user, Online: online}
-	if t, ok := s.c.log.LastConnected(user); ok {
+	if t, ok := s.log.LastConnected(user); ok {
 		f.LastSeen = t.UnixMilli()
 	}
 	if online {
@@ -521,7 +565,7 @@ func (s *subscriptions) localTransition(user int64, online bool) {
 	}
 	s.mu.Unlock()
 	if !online && !remoteOnline {
-		s.c.opts.OnOffline(user)
+		s.onOffline(user)
 	}
 }
 
@@ -537,7 +581,7 @@ func (s *subscriptions) fanTyping(from, to int64, typing, fromOnline bool, origi
 	}
 	hub := s.hub
 	s.mu.Unlock()
-	if origin != s.c.self && hub != nil {
+	if origin != s.self && hub != nil {
 		hub.DeliverTyping(from, to, typing, fromOnline)
 	}
 }
@@ -591,7 +635,7 @@ const pushPage = 64
 // plain wake, and the edge pulls.
 func (in *inSub) writeLoop(done chan struct{}) {
 	bw := bufio.NewWriter(in.conn)
-	log := in.s.c.log
+	log := in.s.log
 	cursors := make(map[int64]int64)
 	var nodeEvs []nodewire.NodeEvent
 	for {
