@@ -6,7 +6,6 @@
 package node
 
 import (
-	"bytes"
 	"context"
 	"crypto/hkdf"
 	"crypto/rand"
@@ -19,13 +18,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -39,6 +35,7 @@ import (
 
 	"github.com/edgenode/edgenode/auth"
 	"github.com/edgenode/edgenode/cluster"
+	"github.com/edgenode/edgenode/cluster/join"
 	"github.com/edgenode/edgenode/cluster/member"
 	"github.com/edgenode/edgenode/cluster/mesh"
 	"github.com/edgenode/edgenode/config"
@@ -54,10 +51,15 @@ import (
 // Files kept in the data dir besides the relay log.
 const (
 	NodeIDFile        = "node-id"
-	ClusterIDFile     = "cluster-id"
+	ClusterIDFile     = join.ClusterIDFile
 	JWTSecretFile     = "jwt-secret"
 	ClusterSecretFile = "cluster-secret"
 )
+
+// PeersFile remembers the gossip addresses of the cluster's members, so that
+// a node restarted with its original command (no --join on the first node)
+// finds the cluster again (cluster/join keeps it).
+const PeersFile = join.PeersFile
 
 // MaxOperatorConns caps the connections open at once to the operator
 // listener; more are closed at accept.
@@ -80,6 +82,8 @@ type Node struct {
 	Cluster  *cluster.Cluster
 	Push     *push.Dispatcher // nil when neither APNs nor FCM is configured
 
+	keeper *join.Keeper // the membership policy (peers file, reconnect, bootstrap-expect, cluster id)
+
 	http     *http.Server
 	listener net.Listener
 	// The operator listener (--admin-addr): /v1/cluster/*, /metrics.
@@ -89,8 +93,11 @@ type Node struct {
 	url      string
 	cancel   context.CancelFunc
 	served   chan error
-	failed   chan error    // a fault the node cannot run on (Failed)
-	quit     chan struct{} // closed when the node stops
+	failed   chan error // a fault the node cannot run on (Failed)
+	// life ends (endLife) when the node starts to stop, or fails to start:
+	// the loops of the membership policy and logReady end with it.
+	life     context.Context
+	endLife  context.CancelFunc
 	stopOnce sync.Once
 	stopErr  error
 }
@@ -280,67 +287,135 @@ func Start(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Node, 
 	return StartTuned(ctx, cfg, logger, Tuning{})
 }
 
-// StartTuned is Start with test timings.
+// StartTuned is Start with test timings. Each part is built by its own
+// function, in the order the parts need each other; a failure stops what
+// was built.
 func StartTuned(ctx context.Context, cfg config.Config, logger *slog.Logger, tune Tuning) (*Node, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	// Files named by flags are checked before the data dir is touched, so
-	// that a typo stops the node before it creates anything.
-	if err := cfg.CheckFiles(); err != nil {
+	if err := prepareConfig(&cfg, logger); err != nil {
 		return nil, err
 	}
-	if err := PrepareDataDir(&cfg, logger); err != nil {
+	n := newNode(cfg, logger)
+	fail := func(err error) (*Node, error) {
+		n.endLife()
+		n.closeParts()
 		return nil, err
 	}
-	if err := cfg.Validate(); err != nil {
-		return nil, err
+	verifier, err := newVerifier(cfg)
+	if err != nil {
+		return fail(err)
 	}
-	n := &Node{Config: cfg, Logger: logger, Registry: prometheus.NewRegistry(), served: make(chan error, 1), failed: make(chan error, 1), quit: make(chan struct{})}
-	n.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	pushOpts, pushOn, err := pushOptions(cfg, logger, n.Registry)
+	if err != nil {
+		return fail(err)
+	}
+	var late lateParts
+	if err := n.listen(); err != nil {
+		return fail(err)
+	}
+	if err := n.startMesh(&late); err != nil {
+		return fail(err)
+	}
+	if err := n.openLog(tune, &late); err != nil {
+		return fail(err)
+	}
+	if err := n.startMembership(tune, &late); err != nil {
+		return fail(err)
+	}
+	n.startCluster(tune, &late)
+	n.startHub(&late)
+	if pushOn {
+		late.push.Store(n.startPush(pushOpts))
+	}
+	n.startEdge(verifier)
+	if err := n.serve(); err != nil {
+		return fail(err)
+	}
+	go n.logReady(time.Now())
+	return n, nil
+}
 
+// prepareConfig checks the files named by flags before the data dir is
+// touched, so that a typo stops the node before it creates anything; then
+// prepares the data dir (PrepareDataDir) and validates the whole config.
+func prepareConfig(cfg *config.Config, logger *slog.Logger) error {
+	if err := cfg.CheckFiles(); err != nil {
+		return err
+	}
+	if err := PrepareDataDir(cfg, logger); err != nil {
+		return err
+	}
+	return cfg.Validate()
+}
+
+// newNode is a Node with its metrics registry and nothing started.
+func newNode(cfg config.Config, logger *slog.Logger) *Node {
+	n := &Node{Config: cfg, Logger: logger, Registry: prometheus.NewRegistry(), served: make(chan error, 1), failed: make(chan error, 1)}
+	n.life, n.endLife = context.WithCancel(context.Background())
+	n.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return n
+}
+
+// newVerifier checks client tokens: HS256 with the JWT secret, or the
+// public key's algorithm.
+func newVerifier(cfg config.Config) (*auth.Verifier, error) {
 	var secret []byte
 	if cfg.JWTSecret != "" {
 		secret = []byte(cfg.JWTSecret)
 	}
-	verifier, err := auth.NewVerifier(auth.Options{Secret: secret, PublicKeyFile: cfg.JWTPublicKey, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience})
-	if err != nil {
-		return nil, err
-	}
-	pushOpts, pushOn, err := pushOptions(cfg, logger, n.Registry)
-	if err != nil {
-		return nil, err
-	}
+	return auth.NewVerifier(auth.Options{Secret: secret, PublicKeyFile: cfg.JWTPublicKey, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience})
+}
 
-	// The client listener comes first: its address is this node's public
-	// URL, which membership gossips.
+// lateParts are the parts that earlier parts reach before they exist.
+// Raft may apply entries (a restarted node catching up) before the hub and
+// the cluster exist: what it commits waits in the log's commit stream
+// (relaylog.Commits), which fanOut reads once they do, and the receipts
+// for other nodes' shards go through the cluster's Receipts, handed to
+// each call. What still reaches across through these atomics: the mesh's
+// address lookups and the clock skew (mesh and relaylog to member), the
+// membership events (member to cluster), and the home's wake-ups and
+// offline notices (cluster to the hub and push).
+type lateParts struct {
+	members atomic.Pointer[member.Membership]
+	cluster atomic.Pointer[cluster.Cluster]
+	hub     atomic.Pointer[presence.Hub]
+	push    atomic.Pointer[push.Dispatcher]
+}
+
+// listen opens the client listener first: its address is this node's
+// public URL, which membership gossips. Then the operator listener:
+// loopback unless the operator says otherwise, and then mutual TLS with
+// the mesh's certificates (serveOperators).
+func (n *Node) listen() error {
+	cfg := n.Config
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
-		return nil, fmt.Errorf("node: listen on %s: %w", cfg.HTTPAddr, err)
+		return fmt.Errorf("node: listen on %s: %w", cfg.HTTPAddr, err)
 	}
 	n.listener = ln
 	n.url = publicURL(cfg, ln.Addr())
-	fail := func(err error) (*Node, error) {
-		n.closeParts()
-		return nil, err
-	}
-	// The operator listener: loopback unless the operator says otherwise,
-	// and then mutual TLS with the mesh's certificates (below).
 	if n.adminLn, err = net.Listen("tcp", cfg.OperatorAddr()); err != nil {
-		return fail(fmt.Errorf("node: operator listener (--admin-addr) on %s: %w", cfg.OperatorAddr(), err))
+		return fmt.Errorf("node: operator listener (--admin-addr) on %s: %w", cfg.OperatorAddr(), err)
 	}
 	n.adminTLS = !n.adminLn.Addr().(*net.TCPAddr).IP.IsLoopback()
+	return nil
+}
 
-	// The QUIC mesh resolves node ids through membership, started below.
-	var members *member.Membership
-	meshShards := cfg.Shards
-	if meshShards == 0 {
-		meshShards = relaylog.MaxShards
+// startMesh starts the QUIC mesh, which resolves node ids through
+// membership, started later (startMembership).
+func (n *Node) startMesh(late *lateParts) error {
+	cfg := n.Config
+	shards := cfg.Shards
+	if shards == 0 {
+		shards = relaylog.MaxShards
 	}
-	n.Mesh, err = mesh.New(mesh.Options{
-		NodeID: cfg.NodeID, ListenAddr: cfg.ClusterAddr, Secret: cfg.ClusterSecret, Shards: meshShards, Logger: logger,
+	m, err := mesh.New(mesh.Options{
+		NodeID: cfg.NodeID, ListenAddr: cfg.ClusterAddr, Secret: cfg.ClusterSecret, Shards: shards, Logger: n.Logger,
 		CAFile: cfg.ClusterCA, CertFile: cfg.ClusterCert, KeyFile: cfg.ClusterKey,
 		Resolve: func(id string) (string, bool) {
+			members := late.members.Load()
 			if members == nil {
 				return "", false
 			}
@@ -352,37 +427,29 @@ func StartTuned(ctx context.Context, cfg config.Config, logger *slog.Logger, tun
 		},
 	})
 	if err != nil {
-		return fail(fmt.Errorf("node: cluster mesh on %s: %w", cfg.ClusterAddr, err))
+		return fmt.Errorf("node: cluster mesh on %s: %w", cfg.ClusterAddr, err)
 	}
+	n.Mesh = m
+	return nil
+}
 
-	// Raft may apply entries (a restarted node catching up) before the hub
-	// and the cluster exist: what it commits waits in the log's commit
-	// stream (relaylog.Commits), which fanOut reads once they do, and the
-	// receipts for other nodes' shards go through the cluster's Receipts,
-	// handed to each call. What still reaches across through atomics: the
-	// clock skew (relaylog to member), the membership events (member to
-	// cluster), and the home's wake-ups and offline notices (cluster to
-	// the hub and push).
-	var hubP atomic.Pointer[presence.Hub]
-	var clP atomic.Pointer[cluster.Cluster]
-	var pushP atomic.Pointer[push.Dispatcher]
-	var memP atomic.Pointer[member.Membership]
-	var hub *presence.Hub
-	var cl *cluster.Cluster
+// openLog opens the relay log, its raft shards talking over the mesh.
+func (n *Node) openLog(tune Tuning, late *lateParts) error {
+	cfg := n.Config
 	raftLogger := hclog.New(&hclog.LoggerOptions{Name: "raft-net", Level: hclog.Error, Output: io.Discard})
-	n.Log, err = relaylog.Open(relaylog.Options{
+	rl, err := relaylog.Open(relaylog.Options{
 		Dir:               filepath.Join(cfg.DataDir, "relaylog"),
 		NodeID:            cfg.NodeID,
 		Shards:            cfg.Shards,
 		Join:              len(cfg.Join) > 0 || cfg.BootstrapExpect > 1,
-		Logger:            logger,
+		Logger:            n.Logger,
 		MaxQueueDepth:     cfg.MaxQueueDepth,
 		Retention:         cfg.Retention,
 		IdempotencyWindow: cfg.IdempotencyWindow,
 		Registerer:        n.Registry,
 		Now:               tune.Clock,
 		ClockSkew: func() (time.Duration, bool) {
-			if m := memP.Load(); m != nil {
+			if m := late.members.Load(); m != nil {
 				return m.ClockSkew()
 			}
 			return 0, false
@@ -395,29 +462,32 @@ func StartTuned(ctx context.Context, cfg config.Config, logger *slog.Logger, tun
 		},
 	})
 	if err != nil {
-		return fail(err)
+		return err
 	}
+	n.Log = rl
+	return nil
+}
 
-	// The cluster's id: kept in the data dir; created here when this node
-	// has just started a new cluster (a new data dir and no --join), else
-	// adopted from the members once joined (adoptCluster).
-	clusterID, err := ReadKept(filepath.Join(cfg.DataDir, ClusterIDFile))
+// startMembership starts gossip, joining the addresses given and
+// remembered (join.Addrs) with the cluster's id (join.ClusterID: kept in
+// the data dir; created when this node has just started a new cluster,
+// else adopted from the members once joined), and the loops of the
+// membership policy (join.Keeper): reconnecting to dead members and, with
+// --bootstrap-expect, bootstrapping once enough nodes are alive.
+func (n *Node) startMembership(tune Tuning, late *lateParts) error {
+	cfg := n.Config
+	clusterID, err := join.ClusterID(cfg.DataDir, n.Log.Bootstrapped(), n.Logger)
 	if err != nil {
-		return fail(err)
+		return fmt.Errorf("node: %w", err)
 	}
-	if clusterID == "" && n.Log.Bootstrapped() {
-		if clusterID, err = n.newClusterID(); err != nil {
-			return fail(err)
-		}
-	}
-	members, err = member.Start(member.Options{
+	members, err := member.Start(member.Options{
 		Meta: member.Meta{
 			NodeID: cfg.NodeID, Region: cfg.Region, HTTPURL: n.url,
-			ClusterAddr: advertised(cfg, n.Mesh.Addr()), Cluster: clusterID,
+			ClusterAddr: join.Advertised(cfg.AdvertiseAddr, cfg.ClusterAddr, n.Mesh.Addr()), Cluster: clusterID,
 			Incarnation: n.Log.Incarnation(),
 		},
 		BindAddr: cfg.GossipAddr, AdvertiseAddr: cfg.AdvertiseAddr, Secret: cfg.ClusterSecret, Profile: cfg.GossipProfile,
-		Join: joinAddrs(cfg), Logger: logger, Tuning: tune.Member, Now: tune.Clock,
+		Join: join.Addrs(cfg.DataDir, cfg.Join), Logger: n.Logger, Tuning: tune.Member, Now: tune.Clock,
 		OnJoinRefused: func(err error) {
 			select {
 			case n.failed <- err:
@@ -425,32 +495,41 @@ func StartTuned(ctx context.Context, cfg config.Config, logger *slog.Logger, tun
 			}
 		},
 		OnChange: func() {
-			// clP is stored after n.Members: seeing it, this goroutine
-			// also sees the membership.
-			if c := clP.Load(); c != nil {
+			// The cluster is stored after n.Members and n.keeper: seeing
+			// it, this goroutine also sees them.
+			if c := late.cluster.Load(); c != nil {
 				c.MembershipChanged()
-				n.peersChanged()
+				n.keeper.RememberPeers()
 			}
 		},
 	})
 	if err != nil {
-		return fail(fmt.Errorf("node: gossip on %s: %w", cfg.GossipAddr, err))
+		return fmt.Errorf("node: gossip on %s: %w", cfg.GossipAddr, err)
 	}
 	n.Members = members
-	memP.Store(members)
+	late.members.Store(members)
+	n.keeper = join.New(join.Options{NodeID: cfg.NodeID, DataDir: cfg.DataDir, Members: members, Logger: n.Logger})
 	if cfg.BootstrapExpect > 1 {
-		go n.bootstrapWhenExpected(cfg.BootstrapExpect)
+		go n.keeper.BootstrapWhenExpected(n.life, n.Log, cfg.BootstrapExpect)
 	}
-	cl = cluster.New(cluster.Options{
-		Log: n.Log, Members: members, Mesh: n.Mesh, Logger: logger,
+	go n.keeper.Reconnect(n.life, n.Log)
+	return nil
+}
+
+// startCluster starts placement, routing and homes; the home's wake-ups
+// and offline notices reach the hub and push, made next, through late.
+func (n *Node) startCluster(tune Tuning, late *lateParts) {
+	cfg := n.Config
+	cl := cluster.New(cluster.Options{
+		Log: n.Log, Members: n.Members, Mesh: n.Mesh, Logger: n.Logger,
 		Limits: cluster.Limits{SendRate: cfg.SendRate, SendBurst: cfg.SendBurst, CallRate: edge.DefaultCallRate, CallBurst: edge.DefaultCallBurst},
 		Notify: func(user int64) {
-			if h := hubP.Load(); h != nil {
+			if h := late.hub.Load(); h != nil {
 				h.NotifyEvents(user)
 			}
 		},
 		Offer: func(user, after int64, evs []relaylog.Event) {
-			h := hubP.Load()
+			h := late.hub.Load()
 			if h == nil {
 				return
 			}
@@ -465,32 +544,39 @@ func StartTuned(ctx context.Context, cfg config.Config, logger *slog.Logger, tun
 			}
 		},
 		OnOffline: func(user int64) {
-			if d := pushP.Load(); d != nil {
+			if d := late.push.Load(); d != nil {
 				d.Offline(user)
 			}
 		},
 		DeadGrace: tune.DeadGrace, ReconcileEvery: tune.ReconcileEvery,
 	})
 	n.Cluster = cl
-	clP.Store(cl)
-	hub = presence.New(presence.Options{
+	late.cluster.Store(cl)
+}
+
+// startHub makes presence, whose first and last sessions of a user the
+// cluster hears of, and hands it to the cluster.
+func (n *Node) startHub(late *lateParts) {
+	cl := n.Cluster
+	hub := presence.New(presence.Options{
 		LastConnected:  cl.Router().LastConnected,
 		OnFirstSession: cl.UserOnline,
 		OnLastSession:  cl.UserOffline,
 		Remote:         cl.Presence(),
 	})
 	cl.SetHub(hub)
-	hubP.Store(hub)
+	late.hub.Store(hub)
 	n.Hub = hub
-	if pushOn {
-		remote := cl.Presence()
-		pushP.Store(n.startPush(pushOpts, func(user int64) bool { return hub.Online(user) || remote.Online(user) }))
-	}
-	go n.reconnectLoop()
+}
 
+// startEdge builds the client front (REST, WebSocket) and the operator
+// views, on the cluster's router.
+func (n *Node) startEdge(verifier *auth.Verifier) {
+	cfg := n.Config
+	router := n.Cluster.Router()
 	n.Edge = edge.New(edge.Options{
 		NodeID: cfg.NodeID, Region: cfg.Region, PublicURL: n.url,
-		Log: cl.Router(), Hub: hub, Verifier: verifier, Logger: logger,
+		Log: router, Hub: n.Hub, Verifier: verifier, Logger: n.Logger,
 		Edges:      n.edges,
 		Registerer: n.Registry, Gatherer: n.Registry,
 		PingInterval: cfg.PingInterval, AllowedOrigins: cfg.AllowedOrigins,
@@ -498,7 +584,7 @@ func StartTuned(ctx context.Context, cfg config.Config, logger *slog.Logger, tun
 		MaxContentBytes: cfg.MaxContentBytes, SendRate: cfg.SendRate, SendBurst: cfg.SendBurst,
 		MaxConnsPerUser: cfg.MaxConnectionsPerUser, WriteTimeout: cfg.WriteTimeout, MaxUnacked: cfg.MaxUnacked,
 		// Limits hold across the cluster: each user's home sums them.
-		Usage: cl.Router().ReportUsage,
+		Usage: router.ReportUsage,
 		// GET /v1/cluster/members and /v1/cluster/shards on the operator
 		// listener, for operators holding the cluster secret (`edgenode
 		// members`, `edgenode shards` send the token derived from it).
@@ -508,7 +594,47 @@ func StartTuned(ctx context.Context, cfg config.Config, logger *slog.Logger, tun
 		},
 		OperatorToken: OperatorToken(cfg.ClusterSecret),
 	})
-	n.http = newHTTPServer(n.Edge.Handler(), logger)
+}
+
+// serve starts the node's background work and both servers: the client's
+// on the listener capped by limitClients (and TLS with --tls-cert), and
+// the operators'.
+func (n *Node) serve() error {
+	cfg := n.Config
+	var tlsConfig *tls.Config
+	if cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return fmt.Errorf("node: TLS: %w", err)
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	n.http = newHTTPServer(n.Edge.Handler(), n.Logger)
+	ln := n.limitClients(n.listener)
+	if tlsConfig != nil {
+		n.http.TLSConfig = tlsConfig
+		// HTTP/2 would multiplex but cannot carry the WebSocket upgrade;
+		// mobile clients use HTTP/1.1 keep-alive for REST.
+		n.http.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){}
+		ln = tls.NewListener(ln, n.http.TLSConfig)
+	}
+	bg, cancel := context.WithCancel(context.Background())
+	n.cancel = cancel
+	go n.Hub.Run(bg)
+	go n.fanOut(bg)
+	go n.Log.RunExpiry(bg, n.Cluster.Receipts())
+	go n.Edge.RunUsage(bg)
+	go func() { n.served <- n.http.Serve(ln) }()
+	n.serveOperators()
+	n.Logger.Info("edgenode serving", "node", cfg.NodeID, "region", cfg.Region, "url", n.url, "shards", n.Log.Shards(), "data", cfg.DataDir)
+	return nil
+}
+
+// limitClients caps the client connections (--max-connections,
+// --max-connections-per-ip), counting refusals and open connections in
+// the node's metrics.
+func (n *Node) limitClients(ln net.Listener) net.Listener {
+	cfg := n.Config
 	refusal := connlimit.HTTPRefusal()
 	if cfg.TLSCert != "" {
 		refusal = nil // a plain-text answer would be garbage in a TLS handshake
@@ -525,39 +651,22 @@ func StartTuned(ctx context.Context, cfg config.Config, logger *slog.Logger, tun
 	n.Registry.MustRegister(refused, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "edgenode_connections_open",
 		Help: "Client connections (HTTP and WebSocket) open now."}, func() float64 { return float64(capped.Open()) }))
 	lim := capped.Limits()
-	logger.Info("client connection limits", "max_connections", lim.MaxConns, "max_connections_per_ip", lim.MaxPerIP, "file_limit", connlimit.FileLimit())
-	ln = capped
-	if cfg.TLSCert != "" {
-		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
-		if err != nil {
-			return fail(fmt.Errorf("node: TLS: %w", err))
-		}
-		n.http.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-		// HTTP/2 would multiplex but cannot carry the WebSocket upgrade;
-		// mobile clients use HTTP/1.1 keep-alive for REST.
-		n.http.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){}
-		ln = tls.NewListener(ln, n.http.TLSConfig)
-	}
-	bg, cancel := context.WithCancel(context.Background())
-	n.cancel = cancel
-	go hub.Run(bg)
-	go n.fanOut(bg)
-	go n.Log.RunExpiry(bg, cl.Receipts())
-	go n.Edge.RunUsage(bg)
-	go func() { n.served <- n.http.Serve(ln) }()
-	n.admin = newHTTPServer(n.Edge.OperatorHandler(), logger)
+	n.Logger.Info("client connection limits", "max_connections", lim.MaxConns, "max_connections_per_ip", lim.MaxPerIP, "file_limit", connlimit.FileLimit())
+	return capped
+}
+
+// serveOperators serves the operator views on the operator listener.
+func (n *Node) serveOperators() {
+	n.admin = newHTTPServer(n.Edge.OperatorHandler(), n.Logger)
 	// Operators are few: a small cap keeps a flood of connections to this
 	// port (off loopback, anyone can start a handshake) from costing the
 	// node more than a few descriptors.
-	var adminLn net.Listener = connlimit.New(n.adminLn, connlimit.Options{MaxConns: MaxOperatorConns, MaxPerIP: MaxOperatorConns})
+	var ln net.Listener = connlimit.New(n.adminLn, connlimit.Options{MaxConns: MaxOperatorConns, MaxPerIP: MaxOperatorConns})
 	if n.adminTLS {
-		adminLn = tls.NewListener(adminLn, n.Mesh.OperatorServerTLS())
+		ln = tls.NewListener(ln, n.Mesh.OperatorServerTLS())
 	}
-	go n.admin.Serve(adminLn)
-	logger.Info("operator listener", "addr", n.adminLn.Addr().String(), "tls", n.adminTLS)
-	logger.Info("edgenode serving", "node", cfg.NodeID, "region", cfg.Region, "url", n.url, "shards", n.Log.Shards(), "data", cfg.DataDir)
-	go n.logReady(time.Now())
-	return n, nil
+	go n.admin.Serve(ln)
+	n.Logger.Info("operator listener", "addr", n.adminLn.Addr().String(), "tls", n.adminTLS)
 }
 
 // newHTTPServer is the server of both listeners, the client's and the
@@ -581,16 +690,7 @@ func newHTTPServer(h http.Handler, logger *slog.Logger) *http.Server {
 // (every shard has a leader): "edgenode serving" comes earlier, when the
 // API listens but writes may still answer 503.
 func (n *Node) logReady(since time.Time) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		select {
-		case <-n.quit:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	if n.Log.WaitReady(ctx) != nil {
+	if n.Log.WaitReady(n.life) != nil {
 		return // stopped first
 	}
 	n.Logger.Info("edgenode ready", "node", n.Config.NodeID, "url", n.url, "after", time.Since(since).Round(time.Millisecond).String())
@@ -604,63 +704,7 @@ func publicURL(cfg config.Config, addr net.Addr) string {
 	if cfg.TLSCert != "" {
 		scheme = "https"
 	}
-	_, port, _ := net.SplitHostPort(addr.String())
-	host := cfg.AdvertiseAddr
-	if host == "" {
-		if h, _, err := net.SplitHostPort(cfg.HTTPAddr); err == nil && h != "" && h != "0.0.0.0" && h != "::" {
-			host = h
-		} else if ip := firstPrivateIP(); ip != "" {
-			host = ip
-		} else {
-			host = "127.0.0.1"
-		}
-	}
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
-	}
-	return scheme + "://" + net.JoinHostPort(host, port)
-}
-
-// firstPrivateIP is the address other hosts most likely reach this one at:
-// a private IPv4 address of an interface that is up, else a private IPv6
-// (unique local) one, else a global unicast one; container bridges and
-// virtual pairs, which other hosts cannot reach, are skipped.
-func firstPrivateIP() string {
-	ifaces, err := net.Interfaces()
-	if err != nil {
-		return ""
-	}
-	var ips []net.IP
-	for _, ifc := range ifaces {
-		if ifc.Flags&net.FlagUp == 0 || ifc.Flags&net.FlagLoopback != 0 {
-			continue
-		}
-		if n := ifc.Name; strings.HasPrefix(n, "docker") || strings.HasPrefix(n, "br-") || strings.HasPrefix(n, "veth") || strings.HasPrefix(n, "virbr") {
-			continue
-		}
-		addrs, err := ifc.Addrs()
-		if err != nil {
-			continue
-		}
-		for _, a := range addrs {
-			if ipn, ok := a.(*net.IPNet); ok {
-				ips = append(ips, ipn.IP)
-			}
-		}
-	}
-	for _, pick := range []func(net.IP) bool{
-		func(ip net.IP) bool { return ip.To4() != nil && ip.IsPrivate() },
-		func(ip net.IP) bool { return ip.To4() == nil && ip.IsPrivate() },
-		func(ip net.IP) bool { return ip.To4() != nil && ip.IsGlobalUnicast() },
-		func(ip net.IP) bool { return ip.To4() == nil && ip.IsGlobalUnicast() },
-	} {
-		for _, ip := range ips {
-			if pick(ip) {
-				return ip.String()
-			}
-		}
-	}
-	return ""
+	return scheme + "://" + join.Advertised(cfg.AdvertiseAddr, cfg.HTTPAddr, addr.String())
 }
 
 // URL is the base URL clients use for this node.
@@ -682,7 +726,7 @@ func (n *Node) WaitReady(ctx context.Context) error { return n.Log.WaitReady(ctx
 // so nothing acknowledged is lost however the shutdown ends.
 func (n *Node) Shutdown(ctx context.Context) error {
 	n.stopOnce.Do(func() {
-		close(n.quit)
+		n.endLife()
 		n.Logger.Info("edgenode draining")
 		n.Edge.Drain(ctx)
 		// Hand this node's shards to other voters while the mesh is up, so
@@ -739,199 +783,6 @@ func (n *Node) closeParts() error {
 	return first
 }
 
-// PeersFile remembers the gossip addresses of the cluster's members, so that
-// a node restarted with its original command (no --join on the first node)
-// finds the cluster again.
-const PeersFile = "peers.json"
-
-func joinAddrs(cfg config.Config) []string {
-	addrs := append([]string(nil), cfg.Join...)
-	b, err := os.ReadFile(filepath.Join(cfg.DataDir, PeersFile))
-	if err != nil {
-		return addrs
-	}
-	var saved []string
-	if json.Unmarshal(b, &saved) != nil {
-		return addrs
-	}
-	seen := map[string]bool{}
-	for _, a := range addrs {
-		seen[a] = true
-	}
-	for _, a := range saved {
-		if !seen[a] {
-			seen[a] = true
-			addrs = append(addrs, a)
-		}
-	}
-	return addrs
-}
-
-// peersChanged saves the other members' gossip addresses (membership
-// OnChange; cheap and rare).
-func (n *Node) peersChanged() {
-	m := n.Members
-	if m == nil {
-		return
-	}
-	var addrs []string
-	for _, mem := range m.Members() {
-		if mem.NodeID != n.Config.NodeID && mem.Status != member.StatusLeft && mem.GossipAddr != "" {
-			addrs = append(addrs, mem.GossipAddr)
-		}
-	}
-	if len(addrs) == 0 {
-		return
-	}
-	sort.Strings(addrs)
-	b, _ := json.Marshal(addrs)
-	path := filepath.Join(n.Config.DataDir, PeersFile)
-	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, b) {
-		return
-	}
-	if err := datadir.WriteFile(path, b); err != nil {
-		n.Logger.Warn("could not save the members' gossip addresses", "file", path, "err", err)
-	}
-}
-
-// reconnectLoop contacts dead members every few seconds: memberlist never
-// probes them again, so after a partition heals the two sides would stay
-// apart (each listing the other as dead) until one reached out.
-func (n *Node) reconnectLoop() {
-	t := time.NewTicker(5 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-n.quit:
-			return
-		case <-t.C:
-		}
-		n.adoptCluster()
-		var dead []string
-		for _, m := range n.Members.Members() {
-			if m.Status == member.StatusDead && m.GossipAddr != "" {
-				dead = append(dead, m.GossipAddr)
-			}
-		}
-		if len(dead) > 0 {
-			if k, err := n.Members.Rejoin(dead); k > 0 {
-				n.Logger.Info("reconnected to members declared dead", "contacted", k)
-			} else if err != nil {
-				n.Logger.Debug("reconnect to dead members failed", "err", err)
-			}
-		}
-	}
-}
-
-// bootstrapWhenExpected waits until expect nodes are alive; then the one
-// with the smallest node id bootstraps the shards that have no state, and
-// placement spreads them to the others. Every other node stays a joiner.
-func (n *Node) bootstrapWhenExpected(expect int) {
-	t := time.NewTicker(200 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-n.quit:
-			return
-		case <-t.C:
-		}
-		alive := n.Members.Alive()
-		if len(alive) < expect {
-			continue
-		}
-		lowest := alive[0].NodeID
-		for _, m := range alive {
-			if m.NodeID < lowest {
-				lowest = m.NodeID
-			}
-			// A member of an existing cluster: this node joins it (placement
-			// gives it replicas) and never bootstraps shards of its own,
-			// whatever its id: a node whose data dir was wiped must not
-			// start a second cluster beside the first.
-			if m.Cluster != "" && m.NodeID != n.Config.NodeID {
-				n.Logger.Info("bootstrap-expect: a member belongs to an existing cluster; joining it instead of bootstrapping", "member", m.NodeID, "cluster", m.Cluster)
-				n.adoptCluster()
-				return
-			}
-		}
-		if lowest == n.Config.NodeID {
-			n.Logger.Info("bootstrap-expect reached: bootstrapping the shards", "nodes", len(alive))
-			if err := n.Log.Bootstrap(); err != nil {
-				n.Logger.Error("bootstrap failed", "err", err)
-				return
-			}
-			if n.Members.Cluster() == "" {
-				id, err := n.newClusterID()
-				if err == nil {
-					err = n.Members.SetCluster(id)
-				}
-				if err != nil {
-					n.Logger.Error("could not keep the new cluster's id", "err", err)
-				}
-			}
-		}
-		return
-	}
-}
-
-// newClusterID creates a cluster id and keeps it in the data dir.
-func (n *Node) newClusterID() (string, error) {
-	id := randomHex(8)
-	if err := datadir.WriteFile(filepath.Join(n.Config.DataDir, ClusterIDFile), []byte(id+"\n")); err != nil {
-		return "", fmt.Errorf("node: keeping the cluster id: %w", err)
-	}
-	n.Logger.Info("started a new cluster", "cluster", id)
-	return id, nil
-}
-
-// adoptCluster gives a node without a cluster id the id of the cluster its
-// alive members belong to, when they agree on one (gossip refuses members
-// of other clusters once this node has an id). A cluster whose nodes
-// predate cluster ids gets one from its lowest node id, once every shard
-// has a leader and no member has one.
-func (n *Node) adoptCluster() {
-	if n.Members.Cluster() != "" {
-		return
-	}
-	ids := map[string]bool{}
-	lowest := n.Config.NodeID
-	for _, m := range n.Members.Alive() {
-		if m.Cluster != "" && m.NodeID != n.Config.NodeID {
-			ids[m.Cluster] = true
-		}
-		if m.NodeID < lowest {
-			lowest = m.NodeID
-		}
-	}
-	var id string
-	switch {
-	case len(ids) == 1:
-		for k := range ids {
-			id = k
-		}
-		if err := datadir.WriteFile(filepath.Join(n.Config.DataDir, ClusterIDFile), []byte(id+"\n")); err != nil {
-			n.Logger.Error("could not keep the cluster id", "err", err)
-			return
-		}
-		n.Logger.Info("joined cluster", "cluster", id)
-	case len(ids) > 1:
-		n.Logger.Error("members report different cluster ids; joining none of them", "clusters", slices.Sorted(maps.Keys(ids)))
-		return
-	case lowest == n.Config.NodeID && n.Log.Ready():
-		// Upgraded from a build without cluster ids.
-		var err error
-		if id, err = n.newClusterID(); err != nil {
-			n.Logger.Error("could not keep the cluster id", "err", err)
-			return
-		}
-	default:
-		return
-	}
-	if err := n.Members.SetCluster(id); err != nil {
-		n.Logger.Warn("could not gossip the cluster id", "err", err)
-	}
-}
-
 // edges lists every alive node for GET /v1/edges.
 func (n *Node) edges() []wire.Edge {
 	alive := n.Members.Alive()
@@ -973,26 +824,6 @@ func writeJSON(w http.ResponseWriter, v any) {
 	w.Write(append(b, '\n'))
 }
 
-// advertised is the host:port other nodes dial for the mesh: the advertise
-// host (or the first private address) with the mesh's bound port.
-func advertised(cfg config.Config, meshAddr string) string {
-	_, port, _ := net.SplitHostPort(meshAddr)
-	host := cfg.AdvertiseAddr
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
-	}
-	if host == "" {
-		if h, _, err := net.SplitHostPort(cfg.ClusterAddr); err == nil && h != "" && h != "0.0.0.0" && h != "::" {
-			host = h
-		} else if ip := firstPrivateIP(); ip != "" {
-			host = ip
-		} else {
-			host = "127.0.0.1"
-		}
-	}
-	return net.JoinHostPort(host, port)
-}
-
 // Done delivers the HTTP server's exit error.
 func (n *Node) Done() <-chan error { return n.served }
 
@@ -1005,7 +836,7 @@ func (n *Node) Failed() <-chan error { return n.failed }
 // no socket drain, no leadership transfer, no gossip goodbye. For tests.
 func (n *Node) Kill() {
 	n.stopOnce.Do(func() {
-		close(n.quit)
+		n.endLife()
 		n.Mesh.Close()
 		n.Members.Shutdown()
 		n.http.Close()

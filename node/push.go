@@ -54,11 +54,13 @@ func pushOptions(cfg config.Config, logger *slog.Logger, reg prometheus.Register
 	return opts, true, nil
 }
 
-// startPush starts the dispatcher on the node's relay log, with online
-// telling whether a user has a socket anywhere in the cluster.
-func (n *Node) startPush(opts push.Options, online func(user int64) bool) *push.Dispatcher {
+// startPush starts the dispatcher on the node's relay log; a user is
+// online with a socket anywhere in the cluster (the hub here, the cluster's
+// presence elsewhere).
+func (n *Node) startPush(opts push.Options) *push.Dispatcher {
+	hub, remote := n.Hub, n.Cluster.Presence()
 	opts.Store = n.Log
-	opts.Online = online
+	opts.Online = func(user int64) bool { return hub.Online(user) || remote.Online(user) }
 	d := push.New(opts)
 	n.Push = d
 	return d
