@@ -129,7 +129,8 @@ func New(opts Options) *Cluster {
 // Router is the Store the front uses.
 func (c *Cluster) Router() *Router { return c.router }
 
-// MembershipChanged makes placement run now (member.Options.OnChange).
+// MembershipChanged makes placement run now (node calls it after each
+// member.Membership.WaitChange).
 func (c *Cluster) MembershipChanged() {
 	select {
 	case c.placer.kick <- struct{}{}:

@@ -373,10 +373,11 @@ func newVerifier(cfg config.Config) (*auth.Verifier, error) {
 // the cluster exist: what it commits waits in the log's commit stream
 // (relaylog.Commits), which fanOut reads once they do, and the receipts
 // for other nodes' shards go through the cluster's Receipts, handed to
-// each call. What still reaches across through these atomics: the mesh's
-// address lookups and the clock skew (mesh and relaylog to member), the
-// membership events (member to cluster), and the home's wake-ups and
-// offline notices (cluster to the hub and push).
+// each call, and membership changes are read from the membership
+// (followMembership). What still reaches across through these atomics: the
+// mesh's address lookups and the clock skew (mesh and relaylog to member),
+// and the home's wake-ups and offline notices (cluster to the hub and
+// push).
 type lateParts struct {
 	members atomic.Pointer[member.Membership]
 	cluster atomic.Pointer[cluster.Cluster]
@@ -494,14 +495,6 @@ func (n *Node) startMembership(tune Tuning, late *lateParts) error {
 			default:
 			}
 		},
-		OnChange: func() {
-			// The cluster is stored after n.Members and n.keeper: seeing
-			// it, this goroutine also sees them.
-			if c := late.cluster.Load(); c != nil {
-				c.MembershipChanged()
-				n.keeper.RememberPeers()
-			}
-		},
 	})
 	if err != nil {
 		return fmt.Errorf("node: gossip on %s: %w", cfg.GossipAddr, err)
@@ -552,6 +545,17 @@ func (n *Node) startCluster(tune Tuning, late *lateParts) {
 	})
 	n.Cluster = cl
 	late.cluster.Store(cl)
+	go n.followMembership(n.life)
+}
+
+// followMembership makes placement run and remembers the peers after
+// every change of the members (coalesced; one made before the cluster
+// existed is kept for the first wait), until ctx ends.
+func (n *Node) followMembership(ctx context.Context) {
+	for n.Members.WaitChange(ctx) {
+		n.Cluster.MembershipChanged()
+		n.keeper.RememberPeers()
+	}
 }
 
 // startHub makes presence, whose first and last sessions of a user the

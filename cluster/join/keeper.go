@@ -104,7 +104,7 @@ func keepClusterID(dataDir, id string) error {
 
 // RememberPeers saves the other members' gossip addresses in the peers
 // file, for Addrs after a restart; a failure is logged. Cheap and rare:
-// call it when membership changes (member.Options.OnChange).
+// call it when membership changes (after each member.Membership.WaitChange).
 func (k *Keeper) RememberPeers() {
 	path := filepath.Join(k.dir, PeersFile)
 	if err := savePeers(path, peerAddrs(k.self, k.members.Members())); err != nil {

@@ -5,7 +5,7 @@
 // TCP and UDP on --gossip-addr).
 //
 // It owns membership only. Shard placement, raft configuration changes and
-// leader routing read Members/Alive and OnChange and decide for themselves;
+// leader routing read Members/Alive and WaitChange and decide for themselves;
 // the QUIC mesh dials the ClusterAddr found in Meta. Nothing here moves
 // application traffic.
 //

@@ -125,12 +125,6 @@ type Options struct {
 	// Logger receives this package's log lines; memberlist's own lines go
 	// through it at debug level. nil discards.
 	Logger *slog.Logger
-	// OnChange, if set, is called whenever any member's status, meta or
-	// address changes. Calls come from one goroutine owned by the
-	// Membership, never concurrently, and are coalesced: a burst of changes
-	// may give a single call, after all of them. It should return quickly;
-	// read Members or Alive from it.
-	OnChange func()
 	// Now is the clock for Member.Since and for forgetting old members
 	// (ForgetAfter). nil means time.Now. Failure detection always uses the
 	// real clock, as memberlist does.
@@ -155,7 +149,6 @@ type Membership struct {
 	queue     *memberlist.TransmitLimitedQueue
 	logger    *slog.Logger
 	now       func() time.Time
-	onChange  func()
 	bound     string
 	probe     time.Duration // memberlist ProbeInterval
 	probeWait time.Duration // memberlist ProbeTimeout
@@ -305,14 +298,13 @@ func Start(opts Options) (*Membership, error) {
 		now = time.Now
 	}
 	m := &Membership{
-		self:     opts.Meta.NodeID,
-		boot:     boot,
-		logger:   logger,
-		now:      now,
-		onChange: opts.OnChange,
-		changed:  make(chan struct{}, 1),
-		members:  make(map[string]*entry),
-		intents:  make(map[string]intent),
+		self:    opts.Meta.NodeID,
+		boot:    boot,
+		logger:  logger,
+		now:     now,
+		changed: make(chan struct{}, 1),
+		members: make(map[string]*entry),
+		intents: make(map[string]intent),
 	}
 	m.meta.Store(&meta)
 	m.cluster.Store(&opts.Meta.Cluster)
@@ -338,9 +330,6 @@ func Start(opts Options) (*Membership, error) {
 	m.bound = net.JoinHostPort(cfg.BindAddr, strconv.Itoa(cfg.BindPort))
 
 	m.ctx, m.cancel = context.WithCancel(context.Background())
-	if m.onChange != nil {
-		m.wg.Go(m.notifyLoop)
-	}
 	m.wg.Go(m.watchLoop)
 	if len(opts.Join) == 0 {
 		m.joined.Store(true)
@@ -528,25 +517,28 @@ func nodeAt(id, addr string) *memberlist.Node {
 	return &memberlist.Node{Name: id, Addr: ip, Port: uint16(port)}
 }
 
-// notify schedules a call of OnChange.
+// notify records that something changed, for WaitChange.
 func (m *Membership) notify() {
-	if m.onChange == nil {
-		return
-	}
 	select {
 	case m.changed <- struct{}{}:
-	default: // a call is already pending; it will see this change too
+	default: // a change is already pending; its reader will see this one too
 	}
 }
 
-func (m *Membership) notifyLoop() {
-	for {
-		select {
-		case <-m.ctx.Done():
-			return
-		case <-m.changed:
-			m.onChange()
-		}
+// WaitChange blocks until any member's status, meta or address changed
+// since the last call returned (or since Start), and reports true; false
+// when ctx ends or the membership stops. Changes coalesce: a burst gives
+// one return, after all of them, and changes made before anyone waits are
+// not lost. One reader (the node's) is expected; read Members or Alive
+// after it returns.
+func (m *Membership) WaitChange(ctx context.Context) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-m.ctx.Done():
+		return false
+	case <-m.changed:
+		return true
 	}
 }
 

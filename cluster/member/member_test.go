@@ -386,32 +386,37 @@ func TestJoinGoesOnAfterAnotherNodeJoinedIt(t *testing.T) {
 	waitAllSeeAlive(t, a, b, c)
 }
 
-func TestOnChange(t *testing.T) {
-	var calls, inFlight, overlaps atomic.Int32
-	onChange := func(o *Options) {
-		o.OnChange = func() {
-			if inFlight.Add(1) > 1 {
-				overlaps.Add(1)
+// WaitChange returns after each change of the members (coalesced), and a
+// change made before anyone waits is kept for the first wait.
+func TestWaitChange(t *testing.T) {
+	var changes atomic.Int32
+	watch := func(m *Membership) {
+		ctx, cancel := context.WithCancel(context.Background())
+		t.Cleanup(cancel)
+		go func() {
+			for m.WaitChange(ctx) {
+				changes.Add(1)
 			}
-			calls.Add(1)
-			time.Sleep(time.Millisecond) // widen the window an overlap would need
-			inFlight.Add(-1)
-		}
+		}()
 	}
-	a := testNode(t, "a", onChange)
-	waitFor(t, 5*time.Second, "OnChange for the local node", func() bool { return calls.Load() >= 1 })
-	before := calls.Load()
+	a := testNode(t, "a")
+	// The local node's own arrival happened before this first wait.
+	watch(a)
+	waitFor(t, 5*time.Second, "a change for the local node", func() bool { return changes.Load() >= 1 })
+	before := changes.Load()
 	b := testNode(t, "b", withJoin(a.GossipAddr()))
 	waitFor(t, 10*time.Second, "a to see b", func() bool { return statusOn(a, "b") == StatusAlive })
-	waitFor(t, 5*time.Second, "OnChange after b joined", func() bool { return calls.Load() > before })
-	before = calls.Load()
+	waitFor(t, 5*time.Second, "a change after b joined", func() bool { return changes.Load() > before })
+	before = changes.Load()
 	if err := b.Leave(5 * time.Second); err != nil {
 		t.Fatal(err)
 	}
 	waitStatus(t, "b", StatusLeft, a)
-	waitFor(t, 5*time.Second, "OnChange after b left", func() bool { return calls.Load() > before })
-	if n := overlaps.Load(); n != 0 {
-		t.Errorf("OnChange ran concurrently %d times", n)
+	waitFor(t, 5*time.Second, "a change after b left", func() bool { return changes.Load() > before })
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if a.WaitChange(ctx) {
+		t.Error("WaitChange on an ended context reported a change")
 	}
 }
 
