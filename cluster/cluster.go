@@ -23,7 +23,7 @@ type Options struct {
 	Members *member.Membership
 	Mesh    *mesh.Mesh
 	Logger  *slog.Logger
-	// Notify wakes the local sockets of user (presence.Hub.NotifyEvents).
+	// Notify wakes the local sockets of user (presence.Hub.Committed).
 	Notify func(user int64)
 	// Offer hands the local sockets of user the events its home pushed:
 	// every event of the user's queue with an id above after. nil means
@@ -138,9 +138,9 @@ func (c *Cluster) MembershipChanged() {
 	}
 }
 
-// EventsCommitted tells remote subscribers of user that its queue changed
+// Committed tells remote subscribers of user that its queue changed
 // (the log's commit stream, relaylog.Commits, besides the local hub).
-func (c *Cluster) EventsCommitted(user int64) { c.subs.committed(user) }
+func (c *Cluster) Committed(user int64) { c.subs.committed(user) }
 
 // Receipts routes the log's receipts for senders whose shards other nodes
 // lead (relaylog.Log.AckVia, ExpireVia, RunExpiry).

@@ -54,7 +54,7 @@ func start(t *testing.T, mod func(*edge.Options, *relaylog.Options)) *harness {
 	hub := presence.New(presence.Options{LastConnected: l.LastConnected})
 	fanCtx, stopFan := context.WithCancel(context.Background())
 	t.Cleanup(stopFan)
-	go l.Commits().Run(fanCtx, hub.NotifyEvents, nil)
+	go l.Commits().Run(fanCtx, hub.Committed, nil)
 	if eo.Verifier == nil { // a test may bring its own
 		v, err := auth.NewVerifier(auth.Options{Secret: testSecret})
 		if err != nil {

@@ -23,7 +23,7 @@ import (
 // (laid out as relaylog's, so an event's Time is its commit time), Ack
 // removing the events up to an id and committing DELIVERED receipts to
 // their senders, MarkRead committing a READ receipt. Like the relay log, it
-// tells the presence hub of every commit (notify, which is hub.NotifyEvents
+// tells the presence hub of every commit (notify, which is hub.Committed
 // as the node wires it); nothing here needs raft or a disk.
 type memStore struct {
 	notify func(user int64)
@@ -213,7 +213,7 @@ func startMem(t *testing.T, mod func(*edge.Options)) *memHarness {
 	t.Helper()
 	st := newMemStore()
 	hub := presence.New(presence.Options{LastConnected: st.LastConnected})
-	st.notify = hub.NotifyEvents
+	st.notify = hub.Committed
 	v, err := auth.NewVerifier(auth.Options{Secret: testSecret})
 	if err != nil {
 		t.Fatal(err)
@@ -514,7 +514,7 @@ func TestMemNoDuplicates(t *testing.T) {
 		got = append(got, c.next(wire.TypeNewMessage).ID)
 	}
 	// More notifications and offers of the same events write nothing.
-	h.hub.NotifyEvents(2)
+	h.hub.Committed(2)
 	offerer.Offer(0, []relaylog.Event{e1, e2, e3})
 	got = append(got, eventIDs(c.settle())...)
 	if want := idsOf(e1, e2, e3); !sameIDs(got, want) {

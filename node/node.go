@@ -518,7 +518,7 @@ func (n *Node) startCluster(tune Tuning, late *lateParts) {
 		Limits: cluster.Limits{SendRate: cfg.SendRate, SendBurst: cfg.SendBurst, CallRate: edge.DefaultCallRate, CallBurst: edge.DefaultCallBurst},
 		Notify: func(user int64) {
 			if h := late.hub.Load(); h != nil {
-				h.NotifyEvents(user)
+				h.Committed(user)
 			}
 		},
 		Offer: func(user, after int64, evs []relaylog.Event) {

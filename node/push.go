@@ -73,10 +73,10 @@ func (n *Node) startPush(opts push.Options) *push.Dispatcher {
 // restarted node replaying its log, wait in the stream until now.
 func (n *Node) fanOut(ctx context.Context) {
 	n.Log.Commits().Run(ctx, func(user int64) {
-		n.Hub.NotifyEvents(user)
-		n.Cluster.EventsCommitted(user)
+		n.Hub.Committed(user)
+		n.Cluster.Committed(user)
 		if n.Push != nil {
-			n.Push.Queued(user)
+			n.Push.Committed(user)
 		}
 	}, func(shard int, serving bool) {
 		if n.Push != nil {

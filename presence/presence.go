@@ -225,8 +225,8 @@ func (h *Hub) Disconnect(s Session, at time.Time) {
 	}
 }
 
-// NotifyEvents tells user's sessions that their queue has new events.
-func (h *Hub) NotifyEvents(user int64) {
+// Committed tells user's sessions that their queue has new events.
+func (h *Hub) Committed(user int64) {
 	h.mu.RLock()
 	for _, s := range h.sessions[user].list {
 		s.Notify()

@@ -116,13 +116,13 @@ func TestWatchersSeeOnlineOfflineAndTypingEnds(t *testing.T) {
 	}
 }
 
-func TestNotifyEventsReachesEverySession(t *testing.T) {
+func TestCommittedReachesEverySession(t *testing.T) {
 	h := New(Options{})
 	a, b := &fakeSession{user: 5}, &fakeSession{user: 5}
 	h.Connect(a)
 	h.Connect(b)
-	h.NotifyEvents(5)
-	h.NotifyEvents(6)
+	h.Committed(5)
+	h.Committed(6)
 	if a.notified != 1 || b.notified != 1 {
 		t.Fatalf("notified %d, %d", a.notified, b.notified)
 	}

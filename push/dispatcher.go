@@ -215,11 +215,11 @@ func New(opts Options) *Dispatcher {
 	return d
 }
 
-// Queued tells the dispatcher that events for user were committed
+// Committed tells the dispatcher that events for user were committed
 // (the log's commit stream, relaylog.Commits, on every replica: only the shard's leader
 // acts). A message newer than the user's push mark schedules a check after
 // the debounce, unless one is already scheduled sooner.
-func (d *Dispatcher) Queued(user int64) {
+func (d *Dispatcher) Committed(user int64) {
 	if !d.awaiting(user) {
 		return
 	}

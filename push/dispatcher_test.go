@@ -63,7 +63,7 @@ func newHarness(t *testing.T, mod func(*push.Options)) *harness {
 	t.Cleanup(stopFan)
 	go l.Commits().Run(fanCtx, func(u int64) {
 		if d := h.d.Load(); d != nil {
-			d.Queued(u)
+			d.Committed(u)
 		}
 	}, func(s int, on bool) {
 		if d := h.d.Load(); d != nil {
