@@ -366,6 +366,28 @@ func (c *Cluster) execute(ctx context.Context, req *nodewire.CallRequest) *nodew
 	return resp
 }
 
+// nodeErrors maps the log's errors to the node protocol's error codes and
+// back: one table for both directions (errorResponse, responseError). An
+// entry with a message is told apart from others of its code by it, and
+// comes first.
+var nodeErrors = []struct {
+	err  error
+	code string
+	msg  string
+}{
+	{relaylog.ErrSenderShareFull, nodewire.NodeErrQueueFull, queueFullSender},
+	{relaylog.ErrQueueFull, nodewire.NodeErrQueueFull, ""},
+	{relaylog.ErrRequestIDReused, nodewire.NodeErrReused, ""},
+	{relaylog.ErrRequestExpired, nodewire.NodeErrExpired, ""},
+	{relaylog.ErrClosed, nodewire.NodeErrClosed, ""},
+	{relaylog.ErrOverloaded, nodewire.NodeErrOverloaded, ""},
+}
+
+// queueFullSender, as the Message of a queue_full answer, says it is the
+// sender's share that is full (relaylog.ErrSenderShareFull). Nodes that do
+// not know it take the answer as a full queue: 429 either way.
+const queueFullSender = "sender"
+
 func errorResponse(err error) *nodewire.CallResponse {
 	var nl *relaylog.NotLeaderError
 	switch {
@@ -373,26 +395,16 @@ func errorResponse(err error) *nodewire.CallResponse {
 		return &nodewire.CallResponse{Err: nodewire.NodeErrNotLeader, Leader: nl.Leader}
 	case errors.Is(err, relaylog.ErrNoLeader):
 		return &nodewire.CallResponse{Err: nodewire.NodeErrNotLeader}
-	case errors.Is(err, relaylog.ErrSenderShareFull):
-		return &nodewire.CallResponse{Err: nodewire.NodeErrQueueFull, Message: queueFullSender}
-	case errors.Is(err, relaylog.ErrQueueFull):
-		return &nodewire.CallResponse{Err: nodewire.NodeErrQueueFull}
-	case errors.Is(err, relaylog.ErrRequestIDReused):
-		return &nodewire.CallResponse{Err: nodewire.NodeErrReused}
-	case errors.Is(err, relaylog.ErrRequestExpired):
-		return &nodewire.CallResponse{Err: nodewire.NodeErrExpired}
-	case errors.Is(err, relaylog.ErrClosed):
-		return &nodewire.CallResponse{Err: nodewire.NodeErrClosed}
-	case errors.Is(err, relaylog.ErrOverloaded), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, context.DeadlineExceeded):
 		return &nodewire.CallResponse{Err: nodewire.NodeErrOverloaded}
+	}
+	for _, e := range nodeErrors {
+		if errors.Is(err, e.err) {
+			return &nodewire.CallResponse{Err: e.code, Message: e.msg}
+		}
 	}
 	return &nodewire.CallResponse{Err: nodewire.NodeErrInternal, Message: err.Error()}
 }
-
-// queueFullSender, as the Message of a queue_full answer, says it is the
-// sender's share that is full (relaylog.ErrSenderShareFull). Nodes that do
-// not know it take the answer as a full queue: 429 either way.
-const queueFullSender = "sender"
 
 // responseError turns a failed response back into the relaylog error the
 // front maps to the API.
@@ -402,19 +414,11 @@ func responseError(shard int, r *nodewire.CallResponse) error {
 		return nil
 	case nodewire.NodeErrNotLeader:
 		return &relaylog.NotLeaderError{Shard: shard, Leader: r.Leader}
-	case nodewire.NodeErrQueueFull:
-		if r.Message == queueFullSender {
-			return relaylog.ErrSenderShareFull
+	}
+	for _, e := range nodeErrors {
+		if r.Err == e.code && (e.msg == "" || r.Message == e.msg) {
+			return e.err
 		}
-		return relaylog.ErrQueueFull
-	case nodewire.NodeErrReused:
-		return relaylog.ErrRequestIDReused
-	case nodewire.NodeErrExpired:
-		return relaylog.ErrRequestExpired
-	case nodewire.NodeErrClosed:
-		return relaylog.ErrClosed
-	case nodewire.NodeErrOverloaded:
-		return relaylog.ErrOverloaded
 	}
 	return fmt.Errorf("cluster: remote %s: %s", r.Err, r.Message)
 }
