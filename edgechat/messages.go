@@ -361,22 +361,14 @@ func (c *Client) flushReadMarks(ctx context.Context) error {
 
 // applied is what a batch of server events changed.
 type applied struct {
-	contacts []int64
 	// changes are the changes to tell the listener once the batch is
 	// committed (notifyApplied), at most maxQueuedChanges of them.
 	changes []Change
 	maxID   int64
 }
 
-func (a *applied) touch(id int64) {
-	if !slices.Contains(a.contacts, id) {
-		a.contacts = append(a.contacts, id)
-	}
-}
-
 // add records a change of the batch.
 func (a *applied) add(ch Change) {
-	a.touch(ch.ContactID)
 	a.changes = append(a.changes, ch)
 	if len(a.changes) > maxQueuedChanges {
 		a.changes = collapse(a.changes)

@@ -1,6 +1,10 @@
 package edgechat
 
-import "time"
+import (
+	"time"
+
+	"github.com/edgenode/edgenode/wire"
+)
 
 // Message statuses as the UI sees them. SYNCED, DELIVERED and READ come
 // from the server; PENDING and FAILED exist only on the device and belong to
@@ -8,13 +12,13 @@ import "time"
 const (
 	StatusPending   = "PENDING"
 	StatusFailed    = "FAILED"
-	StatusSynced    = "SYNCED"
-	StatusDelivered = "DELIVERED"
-	StatusRead      = "READ"
+	StatusSynced    = wire.StatusSynced
+	StatusDelivered = wire.StatusDelivered
+	StatusRead      = wire.StatusRead
 	// StatusExpired: the server dropped my message undelivered at the end
 	// of its retention period (its EXPIRED receipt); the recipient never
 	// got it. The app shows it as not delivered.
-	StatusExpired = "EXPIRED"
+	StatusExpired = wire.StatusExpired
 )
 
 // MessageRequest statuses (seed, "Sending messages").

@@ -79,9 +79,6 @@ func (s *socket) send(typ string, payload any) error {
 	return s.conn.WriteMessage(websocket.TextMessage, f)
 }
 
-// typeMessageExpired is the socket event of an EXPIRED receipt.
-const typeMessageExpired = "message_expired"
-
 // errUnauthorized: the socket's token was refused and no fresh one came.
 var errUnauthorized = errors.New("edgechat: token refused")
 
@@ -358,7 +355,7 @@ func (c *Client) handleFrames(ctx context.Context, s *socket, batch []wire.Frame
 			if json.Unmarshal(f.Payload, &p) == nil && p.Message.MessageID > 0 {
 				msgs = append(msgs, p.Message)
 			}
-		case wire.TypeMessageDelivered, wire.TypeMessageRead, typeMessageExpired:
+		case wire.TypeMessageDelivered, wire.TypeMessageRead, wire.TypeMessageExpired:
 			var r wire.Receipt
 			if json.Unmarshal(f.Payload, &r) == nil && r.ID > 0 {
 				receipts = append(receipts, r)
