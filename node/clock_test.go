@@ -15,8 +15,6 @@ import (
 
 	"github.com/hashicorp/raft"
 
-	"github.com/edgenode/edgenode/config"
-	"github.com/edgenode/edgenode/node"
 	"github.com/edgenode/edgenode/relaylog"
 	"github.com/edgenode/edgenode/wire"
 )
@@ -24,23 +22,9 @@ import (
 // startSkewedNode is startNode with the node's wall clock moved by ahead.
 func startSkewedNode(t *testing.T, dir, region string, ahead time.Duration, join string) *testNode {
 	t.Helper()
-	args := []string{"--data-dir", dir, "--region", region, "--http-addr", "127.0.0.1:0",
-		"--gossip-addr", "127.0.0.1:0", "--cluster-addr", "127.0.0.1:0", "--advertise-addr", "127.0.0.1",
-		"--cluster-secret", clusterSecret, "--shards", "4", "--send-rate", "1000", "--send-burst", "1000",
-		"--jwt-secret", jwtSecret, "--join", join}
-	cfg, err := config.Load(args, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	tune := fastTuning
 	tune.Clock = func() time.Time { return time.Now().Add(ahead) }
-	n, err := node.StartTuned(context.Background(), cfg, nil, tune)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tn := &testNode{Node: n, dir: dir, region: region}
-	t.Cleanup(func() { tn.Shutdown(context.Background()) })
-	return tn
+	return startNodeTuned(t, dir, region, []string{"--jwt-secret", jwtSecret}, tune, join)
 }
 
 // sendNow posts a message with the given createdAt.

@@ -56,6 +56,12 @@ func startNode(t testing.TB, dir, region string, join ...string) *testNode {
 // extra flags.
 func startNodeWith(t testing.TB, dir, region string, extra []string, join ...string) *testNode {
 	t.Helper()
+	return startNodeTuned(t, dir, region, extra, fastTuning, join...)
+}
+
+// startNodeTuned is startNodeWith with its own tuning (a moved clock, say).
+func startNodeTuned(t testing.TB, dir, region string, extra []string, tune node.Tuning, join ...string) *testNode {
+	t.Helper()
 	args := []string{"--data-dir", dir, "--region", region, "--http-addr", "127.0.0.1:0",
 		"--gossip-addr", "127.0.0.1:0", "--cluster-addr", "127.0.0.1:0", "--advertise-addr", "127.0.0.1",
 		"--cluster-secret", clusterSecret, "--shards", "4", "--send-rate", "1000", "--send-burst", "1000"}
@@ -67,7 +73,7 @@ func startNodeWith(t testing.TB, dir, region string, extra []string, join ...str
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := node.StartTuned(context.Background(), cfg, nil, fastTuning)
+	n, err := node.StartTuned(context.Background(), cfg, nil, tune)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgenode/edgenode/config"
-	"github.com/edgenode/edgenode/node"
 	"github.com/edgenode/edgenode/relaylog"
 	"github.com/edgenode/edgenode/wire"
 )
@@ -20,26 +18,9 @@ import (
 // by *offset (read at every call).
 func startClockNode(t *testing.T, dir, region string, offset *atomic.Int64, join ...string) *testNode {
 	t.Helper()
-	args := []string{"--data-dir", dir, "--region", region, "--http-addr", "127.0.0.1:0",
-		"--gossip-addr", "127.0.0.1:0", "--cluster-addr", "127.0.0.1:0", "--advertise-addr", "127.0.0.1",
-		"--cluster-secret", clusterSecret, "--shards", "4", "--send-rate", "1000", "--send-burst", "1000",
-		"--jwt-secret", jwtSecret, "--retention", "1h"}
-	if len(join) > 0 {
-		args = append(args, "--join", join[0])
-	}
-	cfg, err := config.Load(args, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	tune := fastTuning
 	tune.Clock = func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
-	n, err := node.StartTuned(context.Background(), cfg, nil, tune)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tn := &testNode{Node: n, dir: dir, region: region}
-	t.Cleanup(func() { tn.Shutdown(context.Background()) })
-	return tn
+	return startNodeTuned(t, dir, region, []string{"--jwt-secret", jwtSecret, "--retention", "1h"}, tune, join...)
 }
 
 // syncOf is user's GET /v1/messages on n (without acknowledging anything).
