@@ -37,11 +37,12 @@ type harness struct {
 	mu     sync.Mutex
 	online map[int64]bool
 	req    int64
+	handed map[int64]int // commits the fan-out handed to the dispatcher, per user
 }
 
 func newHarness(t *testing.T, mod func(*push.Options)) *harness {
 	t.Helper()
-	h := &harness{t: t, apns: pushtest.NewAPNS(), fcm: pushtest.NewFCM(), reg: prometheus.NewRegistry(), online: map[int64]bool{}}
+	h := &harness{t: t, apns: pushtest.NewAPNS(), fcm: pushtest.NewFCM(), reg: prometheus.NewRegistry(), online: map[int64]bool{}, handed: map[int64]int{}}
 	t.Cleanup(h.apns.Close)
 	t.Cleanup(h.fcm.Close)
 	l, err := relaylog.Open(relaylog.Options{
@@ -65,6 +66,9 @@ func newHarness(t *testing.T, mod func(*push.Options)) *harness {
 		if d := h.d.Load(); d != nil {
 			d.Committed(u)
 		}
+		h.mu.Lock()
+		h.handed[u]++
+		h.mu.Unlock()
 	}, func(s int, on bool) {
 		if d := h.d.Load(); d != nil {
 			d.Serving(s, on)
@@ -270,6 +274,13 @@ func TestConnectedUserWhoAcknowledgesGetsNoAlert(t *testing.T) {
 	h.register(bob, "fcm", fcmToken)
 	h.setOnline(bob, true)
 	ev := h.send(alice, bob, "hi")
+	// The fan-out reads the commit stream on its own goroutine: ack once
+	// the dispatcher has seen the message, as a socket's ack would come.
+	waitFor(t, "the send handed to the dispatcher", 5*time.Second, func() bool {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return h.handed[bob] >= 1
+	})
 	if _, err := h.log.Ack(context.Background(), bob, ev.ID); err != nil {
 		t.Fatal(err)
 	}
