@@ -15,6 +15,7 @@ import (
 
 	"github.com/edgenode/edgenode/auth"
 	"github.com/edgenode/edgenode/edge"
+	"github.com/edgenode/edgenode/internal/relaytest"
 	"github.com/edgenode/edgenode/presence"
 	"github.com/edgenode/edgenode/relaylog"
 	"github.com/edgenode/edgenode/wire"
@@ -34,7 +35,7 @@ type harness struct {
 
 func start(t *testing.T, mod func(*edge.Options, *relaylog.Options)) *harness {
 	t.Helper()
-	lo := relaylog.Options{Dir: t.TempDir(), NodeID: "n1", Shards: 4, HeartbeatTimeout: 100 * time.Millisecond}
+	lo := relaytest.Options(t.TempDir())
 	// Presence is open and calls unlimited here: most tests are about
 	// presence's mechanics and the API's answers; privacy_test.go tests
 	// the defaults.
@@ -42,15 +43,7 @@ func start(t *testing.T, mod func(*edge.Options, *relaylog.Options)) *harness {
 	if mod != nil {
 		mod(&eo, &lo)
 	}
-	l, err := relaylog.Open(lo)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := l.WaitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
+	l := relaytest.Open(t, lo)
 	hub := presence.New(presence.Options{LastConnected: l.LastConnected})
 	fanCtx, stopFan := context.WithCancel(context.Background())
 	t.Cleanup(stopFan)

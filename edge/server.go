@@ -113,12 +113,18 @@ const (
 	DefaultCallBurst = 100
 )
 
+// setDefaults fills in the defaults of o's zero fields, in the order
+// Options declares them.
 func (o *Options) setDefaults() {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.Registerer == nil || o.Gatherer == nil {
+		reg := prometheus.NewRegistry()
+		o.Registerer, o.Gatherer = reg, reg
 	}
 	if o.PingInterval <= 0 {
 		o.PingInterval = 25 * time.Second
@@ -132,8 +138,8 @@ func (o *Options) setDefaults() {
 	if o.SendBurst <= 0 {
 		o.SendBurst = 200
 	}
-	if o.UsageInterval <= 0 {
-		o.UsageInterval = time.Second
+	if o.MaxConnsPerUser <= 0 {
+		o.MaxConnsPerUser = 10
 	}
 	if o.CallRate <= 0 {
 		o.CallRate = DefaultCallRate
@@ -141,8 +147,8 @@ func (o *Options) setDefaults() {
 	if o.CallBurst <= 0 {
 		o.CallBurst = DefaultCallBurst
 	}
-	if o.MaxConnsPerUser <= 0 {
-		o.MaxConnsPerUser = 10
+	if o.UsageInterval <= 0 {
+		o.UsageInterval = time.Second
 	}
 	if o.WriteTimeout <= 0 {
 		o.WriteTimeout = 10 * time.Second
@@ -152,10 +158,6 @@ func (o *Options) setDefaults() {
 	}
 	if o.CallTimeout <= 0 {
 		o.CallTimeout = 10 * time.Second
-	}
-	if o.Registerer == nil || o.Gatherer == nil {
-		reg := prometheus.NewRegistry()
-		o.Registerer, o.Gatherer = reg, reg
 	}
 }
 

@@ -45,28 +45,36 @@ type command struct {
 	device    Device
 }
 
+// aboutMessages reports whether commands of kind k are about messages
+// between two users (a send and its receipts). Those all start with the
+// event id, the queue's user and the other user (id, user, from), before
+// fields of their own.
+func (k cmdKind) aboutMessages() bool {
+	switch k {
+	case cmdSend, cmdDelivered, cmdRead, cmdExpired:
+		return true
+	}
+	return false
+}
+
 func encodeCommand(e *varint.Encoder, c *command) {
 	e.Byte(uint8(c.kind))
-	switch c.kind {
-	case cmdSend:
+	if c.kind.aboutMessages() {
 		e.Varint(c.id)
 		e.Varint(c.user)
 		e.Varint(c.from)
+	}
+	switch c.kind {
+	case cmdSend:
 		e.Varint(c.reqID)
 		e.Varint(c.limit)
 		e.Str(c.content)
 		e.Str(c.createdAt)
 	case cmdDelivered, cmdExpired:
-		e.Varint(c.id)
-		e.Varint(c.user)
-		e.Varint(c.from)
 		e.DeltaIDs(c.ids)
 	case cmdRead:
-		e.Varint(c.id)
-		e.Varint(c.user)
-		e.Varint(c.from)
 		e.Varint(c.upTo)
-	case cmdAck:
+	case cmdAck, cmdPushed:
 		e.Varint(c.user)
 		e.Varint(c.upTo)
 	case cmdDevice, cmdDeviceRemove:
@@ -82,34 +90,27 @@ func encodeCommand(e *varint.Encoder, c *command) {
 	case cmdExpire:
 		e.Varint(c.upTo)
 		e.Varint(c.at)
-	case cmdPushed:
-		e.Varint(c.user)
-		e.Varint(c.upTo)
 	}
 }
 
 func decodeCommand(d *varint.Decoder) command {
 	c := command{kind: cmdKind(d.Byte())}
-	switch c.kind {
-	case cmdSend:
+	if c.kind.aboutMessages() {
 		c.id = d.Varint()
 		c.user = d.Varint()
 		c.from = d.Varint()
+	}
+	switch c.kind {
+	case cmdSend:
 		c.reqID = d.Varint()
 		c.limit = d.Varint()
 		c.content = d.Str()
 		c.createdAt = d.Str()
 	case cmdDelivered, cmdExpired:
-		c.id = d.Varint()
-		c.user = d.Varint()
-		c.from = d.Varint()
 		c.ids = d.DeltaIDs()
 	case cmdRead:
-		c.id = d.Varint()
-		c.user = d.Varint()
-		c.from = d.Varint()
 		c.upTo = d.Varint()
-	case cmdAck:
+	case cmdAck, cmdPushed:
 		c.user = d.Varint()
 		c.upTo = d.Varint()
 	case cmdDevice, cmdDeviceRemove:
@@ -125,9 +126,6 @@ func decodeCommand(d *varint.Decoder) command {
 	case cmdExpire:
 		c.upTo = d.Varint()
 		c.at = d.Varint()
-	case cmdPushed:
-		c.user = d.Varint()
-		c.upTo = d.Varint()
 	default:
 		d.Fail()
 	}

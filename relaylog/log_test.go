@@ -8,26 +8,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgenode/edgenode/internal/relaytest"
 	"github.com/edgenode/edgenode/relaylog"
 	"github.com/edgenode/edgenode/wire"
 )
 
 func openLog(t *testing.T, dir string, mod func(*relaylog.Options)) *relaylog.Log {
 	t.Helper()
-	o := relaylog.Options{Dir: dir, NodeID: "n1", Shards: 4, HeartbeatTimeout: 100 * time.Millisecond}
+	o := relaytest.Options(dir)
 	if mod != nil {
 		mod(&o)
 	}
-	l, err := relaylog.Open(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := l.WaitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return l
+	return relaytest.Open(t, o)
 }
 
 func send(t *testing.T, l *relaylog.Log, from, to, req int64, content string) relaylog.Event {

@@ -73,18 +73,6 @@ type NodeEvent struct {
 	UpTo       int64   `json:"u,omitempty"`
 }
 
-// Failure codes of CallResponse.Err.
-const (
-	NodeErrNotLeader  = "not_leader"
-	NodeErrQueueFull  = "queue_full"
-	NodeErrReused     = "request_id_reused"
-	NodeErrExpired    = "request_expired"
-	NodeErrClosed     = "closed"
-	NodeErrOverloaded = "overloaded"
-	NodeErrBadRequest = "bad_request"
-	NodeErrInternal   = "internal"
-)
-
 // CallResponse answers a CallRequest.
 type CallResponse struct {
 	Err     string      `json:"err,omitempty"`
@@ -100,6 +88,18 @@ type CallResponse struct {
 	Voters  []string    `json:"voters,omitempty"` // shard_progress: the shard's voters as the callee knows them
 	Flags   []bool      `json:"flags,omitempty"`  // contacts: one per pair
 }
+
+// Failure codes of CallResponse.Err.
+const (
+	NodeErrNotLeader  = "not_leader"
+	NodeErrQueueFull  = "queue_full"
+	NodeErrReused     = "request_id_reused"
+	NodeErrExpired    = "request_expired"
+	NodeErrClosed     = "closed"
+	NodeErrOverloaded = "overloaded"
+	NodeErrBadRequest = "bad_request"
+	NodeErrInternal   = "internal"
+)
 
 // Subscribe frame operations.
 const (
