@@ -11,7 +11,6 @@ import (
 
 	"github.com/edgenode/edgenode/cluster/member"
 	"github.com/edgenode/edgenode/cluster/mesh"
-	"github.com/edgenode/edgenode/presence"
 	"github.com/edgenode/edgenode/relaylog"
 	"github.com/edgenode/edgenode/wire"
 	"github.com/edgenode/edgenode/wire/nodewire"
@@ -23,16 +22,6 @@ type Options struct {
 	Members *member.Membership
 	Mesh    *mesh.Mesh
 	Logger  *slog.Logger
-	// Notify wakes the local sockets of user (presence.Hub.Committed).
-	Notify func(user int64)
-	// Offer hands the local sockets of user the events its home pushed:
-	// every event of the user's queue with an id above after. nil means
-	// Notify (the sockets pull).
-	Offer func(user, after int64, evs []relaylog.Event)
-	// OnOffline is called on the user's home (the leader of its shard)
-	// when the user's last socket anywhere in the cluster closed or its
-	// presence expired. It must not block.
-	OnOffline func(user int64)
 	// DeadGrace orders the removal of surplus voters: one that left, or
 	// has been dead at least DeadGrace, goes before a live one that merely
 	// scores lower. It does not delay a replacement: a dead node leaves the
@@ -61,6 +50,7 @@ type Cluster struct {
 	router    *Router
 	subs      *subscriptions
 	usage     *homeUsage // nil without Options.Limits
+	inbox     *Inbox
 
 	stop   chan struct{}
 	wg     sync.WaitGroup
@@ -80,12 +70,6 @@ func New(opts Options) *Cluster {
 	}
 	if opts.CallTimeout <= 0 {
 		opts.CallTimeout = 5 * time.Second
-	}
-	if opts.Notify == nil {
-		opts.Notify = func(int64) {}
-	}
-	if opts.OnOffline == nil {
-		opts.OnOffline = func(int64) {}
 	}
 	self := opts.Log.NodeID()
 	shards := raftShards{shardLeaders: opts.Log, raft: opts.Log.Raft}
@@ -108,6 +92,7 @@ func New(opts Options) *Cluster {
 		},
 		stop:  make(chan struct{}),
 		usage: newHomeUsage(opts.Limits),
+		inbox: newInbox(),
 	}
 	c.router = &Router{c: c}
 	c.subs = newSubscriptions(subsDeps{
@@ -115,7 +100,7 @@ func New(opts Options) *Cluster {
 		open: func(ctx context.Context, node string) (net.Conn, error) {
 			return opts.Mesh.Open(ctx, node, mesh.KindSubscribe, 0)
 		},
-		notify: opts.Notify, offer: opts.Offer, onOffline: opts.OnOffline, logger: opts.Logger,
+		inbox: c.inbox, logger: opts.Logger,
 	})
 	opts.Mesh.Handle(mesh.KindCallMux, c.serveCallMux)
 	opts.Mesh.Handle(mesh.KindSubscribe, c.subs.serve)
@@ -141,6 +126,10 @@ func (c *Cluster) MembershipChanged() {
 // Committed tells remote subscribers of user that its queue changed
 // (the log's commit stream, relaylog.Commits, besides the local hub).
 func (c *Cluster) Committed(user int64) { c.subs.committed(user) }
+
+// Inbox is what the cluster has for this node's sockets, watchers and
+// push (see Inbox); the node's fan-out reads it.
+func (c *Cluster) Inbox() *Inbox { return c.inbox }
 
 // Receipts routes the log's receipts for senders whose shards other nodes
 // lead (relaylog.Log.AckVia, ExpireVia, RunExpiry).
@@ -191,24 +180,27 @@ func (c *Cluster) UserOffline(user int64) {
 	}
 }
 
-// SetHub connects the node's presence hub (created after the cluster).
-func (c *Cluster) SetHub(h *presence.Hub) {
-	if h != nil {
-		c.subs.setHub(h)
-	}
-}
-
-// Presence is the cluster side of presence.Remote.
-func (c *Cluster) Presence() presence.Remote { return (*remotePresence)(c) }
+// Presence is the cluster's side of this node's presence hub (it
+// implements presence.Remote): the hub, made after the cluster, takes it.
+func (c *Cluster) Presence() *Presence { return (*Presence)(c) }
 
 // IsHome reports whether this node leads user's shard.
 func (c *Cluster) IsHome(user int64) bool { return c.log.Serving(c.log.ShardFor(user)) }
 
-type remotePresence Cluster
+// Presence makes presence cluster-wide (presence.Remote): every user's
+// home, the leader of its shard, decides whether the user is online.
+type Presence Cluster
 
-func (p *remotePresence) IsHome(user int64) bool { return (*Cluster)(p).IsHome(user) }
+// IsHome reports whether this node is user's home.
+func (p *Presence) IsHome(user int64) bool { return (*Cluster)(p).IsHome(user) }
 
-func (p *remotePresence) Online(user int64) bool {
+// Connected and Disconnected follow user's first and last socket on this
+// node (Cluster.UserOnline, UserOffline).
+func (p *Presence) Connected(user int64)    { (*Cluster)(p).UserOnline(user) }
+func (p *Presence) Disconnected(user int64) { (*Cluster)(p).UserOffline(user) }
+
+// Online reports whether user has a socket on any node.
+func (p *Presence) Online(user int64) bool {
 	online, _ := p.Presence(user)
 	return online
 }
@@ -216,7 +208,7 @@ func (p *remotePresence) Online(user int64) bool {
 // Presence asks user's home (or answers, being it). The wait is bounded:
 // callers are a REST call, a watch answer and typing taken over REST, never
 // a shared stream; 2 s leaves room for a loaded node.
-func (p *remotePresence) Presence(user int64) (bool, int64) {
+func (p *Presence) Presence(user int64) (bool, int64) {
 	c := (*Cluster)(p)
 	if c.IsHome(user) {
 		online := c.subs.remoteOnline(user)
@@ -231,9 +223,9 @@ func (p *remotePresence) Presence(user int64) (bool, int64) {
 	return resp.Found, resp.At
 }
 
-func (p *remotePresence) Watch(user int64, on bool) { (*Cluster)(p).subs.set(user, false, on) }
+func (p *Presence) Watch(user int64, on bool) { (*Cluster)(p).subs.set(user, false, on) }
 
-func (p *remotePresence) Typing(from, to int64, typing, fromOnline bool) {
+func (p *Presence) Typing(from, to int64, typing, fromOnline bool) {
 	c := (*Cluster)(p)
 	if c.IsHome(to) {
 		c.subs.fanTyping(from, to, typing, fromOnline, c.self)

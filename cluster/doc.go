@@ -44,6 +44,14 @@
 // second and resubscribe after a leader change or a broken stream, and wake
 // the socket, so nothing committed meanwhile waits for the next message.
 //
+// What the cluster has for this node's sockets, watchers and push (a
+// home's wake-up, with the events when they fit; a contact's status; a
+// typing indicator; at a user's home, the user gone offline everywhere) it
+// publishes in its Inbox, which the node reads and hands to the presence
+// hub and push: the cluster calls nothing above it. Presence (the type)
+// is the cluster's side of the hub (presence.Remote), which the hub takes
+// at construction.
+//
 // # Parts
 //
 // Cluster is the composition node uses; New adapts the relay log,
@@ -68,8 +76,8 @@
 //   - homes/subscriptions (subscribe.go): registrations at users' homes
 //     and, as a home, the edges registered there; owns wanted, out, in,
 //     watch (mu) and onlineAt (atMu); takes a homeLog, routing's hint,
-//     a stream opener and node's callbacks (Notify, Offer, OnOffline) and
-//     hub (localHub).
+//     a stream opener, and publishes in the Inbox (inbox.go); whether a
+//     user has a socket here it knows from its own registrations.
 //   - usage (usage.go): the home's buckets (ratelimit, own locks).
 //
 // Who reads whose state (before the split each of these took the other

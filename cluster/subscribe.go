@@ -23,14 +23,15 @@ import (
 //     which watch them (in, watch), decides whether a user is online
 //     anywhere, and writes events, status and typing frames to them.
 //
-// It knows the relay log as a homeLog, routing's hints as a function,
-// the other nodes through open (a subscribe stream to a node), and the
-// local sockets and watchers through the callbacks and a localHub.
+// It knows the relay log as a homeLog, routing's hints as a function and
+// the other nodes through open (a subscribe stream to a node). What it has
+// for this node's sockets, watchers and push it publishes in the inbox,
+// which the node reads; whether the user has a socket here it knows from
+// the registrations themselves (want.socket, set by Cluster.UserOnline).
 type subscriptions struct {
 	subsDeps
 
 	mu     sync.Mutex
-	hub    localHub // nil until SetHub
 	wanted map[int64]*want
 	out    map[string]*outSub // home node → stream
 	in     map[int64]map[*inSub]struct{}
@@ -72,17 +73,14 @@ type inSub struct {
 	wake    chan struct{}
 }
 
-// subsDeps is what subscriptions take from the other parts and from node.
+// subsDeps is what subscriptions take from the other parts.
 type subsDeps struct {
 	self   string
 	log    homeLog
 	hint   func(shard int) string // routing's last known leader
 	open   func(ctx context.Context, node string) (net.Conn, error)
-	notify func(user int64)
-	offer  func(user, after int64, evs []relaylog.Event) // nil: notify
-	// onOffline: user's last socket anywhere closed (called at its home).
-	onOffline func(user int64)
-	logger    *slog.Logger
+	inbox  *Inbox // where deliveries for this node go
+	logger *slog.Logger
 }
 
 // homeLog is what subscriptions need of the relay log: where a user's
@@ -96,13 +94,6 @@ type homeLog interface {
 	Pending(ctx context.Context, user, after int64, limit int) ([]relaylog.Event, bool, error)
 }
 
-// localHub is what subscriptions need of this node's presence hub.
-type localHub interface {
-	Count(user int64) int
-	PushStatus(st wire.ContactStatus)
-	DeliverTyping(from, to int64, typing, fromOnline bool)
-}
-
 func newSubscriptions(d subsDeps) *subscriptions {
 	return &subscriptions{
 		subsDeps: d,
@@ -114,12 +105,6 @@ func newSubscriptions(d subsDeps) *subscriptions {
 
 		onlineAt: make(map[int64]int64),
 	}
-}
-
-func (s *subscriptions) setHub(h localHub) {
-	s.mu.Lock()
-	s.hub = h
-	s.mu.Unlock()
 }
 
 // set records that this edge needs (or no longer needs) a socket or watch
@@ -227,7 +212,7 @@ func (s *subscriptions) reconcileUser(user int64) {
 	s.mu.Unlock()
 	if home == "" {
 		if socket {
-			s.notify(user) // served here now: the local commit hook wakes it
+			s.inbox.wakeUser(user) // served here now: the local commit stream wakes it
 		}
 		return
 	}
@@ -330,28 +315,21 @@ func (s *subscriptions) readLoop(o *outSub) {
 		if err := nodewire.ReadNodeFrame(br, &f); err != nil {
 			break
 		}
-		s.mu.Lock()
-		hub := s.hub
-		s.mu.Unlock()
 		switch f.Op {
 		case nodewire.SubEvents:
-			if len(f.Events) > 0 && s.offer != nil {
+			if len(f.Events) > 0 {
 				evs := make([]relaylog.Event, len(f.Events))
 				for i := range f.Events {
 					evs[i] = fromNode(&f.Events[i])
 				}
-				s.offer(f.User, f.After, evs)
+				s.inbox.offer(f.User, f.After, evs)
 			} else {
-				s.notify(f.User)
+				s.inbox.wakeUser(f.User)
 			}
 		case nodewire.SubStatus:
-			if hub != nil {
-				hub.PushStatus(statusOf(f))
-			}
+			s.inbox.status(statusOf(f))
 		case nodewire.SubTyping:
-			if hub != nil {
-				hub.DeliverTyping(f.From, f.User, f.Typing, f.Online)
-			}
+			s.inbox.typingTo(f.From, f.User, f.Typing, f.Online)
 		}
 	}
 	o.kill()
@@ -372,7 +350,7 @@ func (s *subscriptions) readLoop(o *outSub) {
 	}
 	s.mu.Unlock()
 	for _, u := range lost {
-		s.notify(u) // the socket's pull finds the new leader itself
+		s.inbox.wakeUser(u) // the socket's pull finds the new leader itself
 	}
 }
 
@@ -403,7 +381,11 @@ func (s *subscriptions) remoteOnline(user int64) bool {
 
 // onlineLocked: user has a socket here or on a registered edge.
 func (s *subscriptions) onlineLocked(user int64) bool {
-	return len(s.in[user]) > 0 || (s.hub != nil && s.hub.Count(user) > 0)
+	if len(s.in[user]) > 0 {
+		return true
+	}
+	w := s.wanted[user]
+	return w != nil && w.socket
 }
 
 func (s *subscriptions) serve(conn net.Conn, from string, _ int) {
@@ -476,7 +458,7 @@ func (s *subscriptions) dropSub(user int64, in *inSub) {
 	s.mu.Unlock()
 	if gone {
 		s.announce(user, false)
-		s.onOffline(user)
+		s.inbox.offline(user)
 	}
 }
 
@@ -538,11 +520,8 @@ func (s *subscriptions) announce(user int64, online bool) {
 	for in := range s.watch[user] {
 		in.queue(f)
 	}
-	hub := s.hub
 	s.mu.Unlock()
-	if hub != nil {
-		hub.PushStatus(statusOf(f))
-	}
+	s.inbox.status(statusOf(f))
 }
 
 // localTransition is the home's view of its own hub: user's first or last
@@ -565,7 +544,7 @@ func (s *subscriptions) localTransition(user int64, online bool) {
 	}
 	s.mu.Unlock()
 	if !online && !remoteOnline {
-		s.onOffline(user)
+		s.inbox.offline(user)
 	}
 }
 
@@ -579,10 +558,9 @@ func (s *subscriptions) fanTyping(from, to int64, typing, fromOnline bool, origi
 			in.queue(f)
 		}
 	}
-	hub := s.hub
 	s.mu.Unlock()
-	if origin != s.self && hub != nil {
-		hub.DeliverTyping(from, to, typing, fromOnline)
+	if origin != s.self {
+		s.inbox.typingTo(from, to, typing, fromOnline)
 	}
 }
 

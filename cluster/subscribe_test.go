@@ -76,7 +76,7 @@ func (n *subsNet) open(from string) func(context.Context, string) (net.Conn, err
 	}
 }
 
-// seen records what a node's callbacks were told.
+// seen records what a node's inbox delivered.
 type seen struct {
 	mu      sync.Mutex
 	notify  []int64
@@ -90,22 +90,41 @@ func (s *seen) get() (notify []int64, offers []string, offline []int64) {
 	return append([]int64(nil), s.notify...), append([]string(nil), s.offers...), append([]int64(nil), s.offline...)
 }
 
+// read records what inbox delivers until ctx ends.
+func (s *seen) read(ctx context.Context, inbox *Inbox) {
+	for {
+		batch := inbox.Next(ctx)
+		if batch == nil {
+			return
+		}
+		s.mu.Lock()
+		for _, d := range batch {
+			switch {
+			case d.Kind == Wake && d.Events == nil:
+				s.notify = append(s.notify, d.User)
+			case d.Kind == Wake:
+				ids := ""
+				for _, ev := range d.Events {
+					ids += fmt.Sprint(" ", ev.ID)
+				}
+				s.offers = append(s.offers, fmt.Sprint(d.User, " ", d.After, ids))
+			case d.Kind == Offline:
+				s.offline = append(s.offline, d.User)
+			}
+		}
+		s.mu.Unlock()
+	}
+}
+
 func (n *subsNet) add(t *testing.T, id string, log homeLog) (*subscriptions, *seen) {
 	sn := &seen{}
+	inbox := newInbox()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go sn.read(ctx, inbox)
 	s := newSubscriptions(subsDeps{
 		self: id, log: log, hint: func(int) string { return "" }, open: n.open(id),
-		notify: func(u int64) { sn.mu.Lock(); sn.notify = append(sn.notify, u); sn.mu.Unlock() },
-		offer: func(u, after int64, evs []relaylog.Event) {
-			ids := ""
-			for _, ev := range evs {
-				ids += fmt.Sprint(" ", ev.ID)
-			}
-			sn.mu.Lock()
-			sn.offers = append(sn.offers, fmt.Sprint(u, " ", after, ids))
-			sn.mu.Unlock()
-		},
-		onOffline: func(u int64) { sn.mu.Lock(); sn.offline = append(sn.offline, u); sn.mu.Unlock() },
-		logger:    slog.New(slog.DiscardHandler),
+		inbox: inbox, logger: slog.New(slog.DiscardHandler),
 	})
 	n.mu.Lock()
 	if n.nodes == nil {

@@ -487,26 +487,19 @@ func TestMemMalformedFrames(t *testing.T) {
 func TestMemNoDuplicates(t *testing.T) {
 	h := startMem(t, nil)
 	c := h.dial(2)
-	// Queued without a notification, then offered twice, as the cluster's
-	// push does (node.go hands Offer to every session of the user).
+	// Queued without a notification, then offered twice, as a home's
+	// push does (node.deliver hands it to the hub's Offer).
 	h.store.mu.Lock()
 	h.store.sloppy = true
 	e1 := h.store.appendLocked(2, relaylog.Event{Kind: relaylog.KindMessage, From: 1, To: 2, Content: "a"})
 	e2 := h.store.appendLocked(2, relaylog.Event{Kind: relaylog.KindMessage, From: 1, To: 2, Content: "b"})
 	h.store.mu.Unlock()
-	sessions := h.hub.Sessions(2)
-	if len(sessions) != 1 {
-		t.Fatalf("%d sessions", len(sessions))
+	if n := h.hub.Count(2); n != 1 {
+		t.Fatalf("%d sessions", n)
 	}
-	offerer, ok := sessions[0].(interface {
-		Offer(after int64, evs []relaylog.Event)
-	})
-	if !ok {
-		t.Fatal("the socket takes no offers")
-	}
-	offerer.Offer(0, []relaylog.Event{e1, e2})
-	offerer.Offer(0, []relaylog.Event{e1, e2})
-	offerer.Offer(e1.ID, []relaylog.Event{e2})
+	h.hub.Offer(2, 0, []relaylog.Event{e1, e2})
+	h.hub.Offer(2, 0, []relaylog.Event{e1, e2})
+	h.hub.Offer(2, e1.ID, []relaylog.Event{e2})
 	// A commit notifies: the pull answers e1, e2 and e3.
 	e3 := h.store.message(1, 2, "c")
 	var got []int64
@@ -515,7 +508,7 @@ func TestMemNoDuplicates(t *testing.T) {
 	}
 	// More notifications and offers of the same events write nothing.
 	h.hub.Committed(2)
-	offerer.Offer(0, []relaylog.Event{e1, e2, e3})
+	h.hub.Offer(2, 0, []relaylog.Event{e1, e2, e3})
 	got = append(got, eventIDs(c.settle())...)
 	if want := idsOf(e1, e2, e3); !sameIDs(got, want) {
 		t.Fatalf("socket got %v, want %v once each", got, want)

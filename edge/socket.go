@@ -247,7 +247,7 @@ func (sk *socket) Notify() {
 	sk.kick()
 }
 
-// offer is a push from the user's home (cluster.Options.Offer): every event
+// offer is a push from the user's home (presence.Hub.Offer): every event
 // of the queue with an id above after.
 type offer struct {
 	after int64

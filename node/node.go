@@ -24,7 +24,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -93,7 +92,6 @@ type Node struct {
 	url      string
 	cancel   context.CancelFunc
 	served   chan error
-	failed   chan error // a fault the node cannot run on (Failed)
 	// life ends (endLife) when the node starts to stop, or fails to start:
 	// the loops of the membership policy and logReady end with it.
 	life     context.Context
@@ -311,23 +309,22 @@ func StartTuned(ctx context.Context, cfg config.Config, logger *slog.Logger, tun
 	if err != nil {
 		return fail(err)
 	}
-	var late lateParts
 	if err := n.listen(); err != nil {
 		return fail(err)
 	}
-	if err := n.startMesh(&late); err != nil {
+	if err := n.startMesh(); err != nil {
 		return fail(err)
 	}
-	if err := n.openLog(tune, &late); err != nil {
+	if err := n.openLog(tune); err != nil {
 		return fail(err)
 	}
-	if err := n.startMembership(tune, &late); err != nil {
+	if err := n.startMembership(tune); err != nil {
 		return fail(err)
 	}
-	n.startCluster(tune, &late)
-	n.startHub(&late)
+	n.startCluster(tune)
+	n.startHub()
 	if pushOn {
-		late.push.Store(n.startPush(pushOpts))
+		n.Push = n.startPush(pushOpts)
 	}
 	n.startEdge(verifier)
 	if err := n.serve(); err != nil {
@@ -352,7 +349,7 @@ func prepareConfig(cfg *config.Config, logger *slog.Logger) error {
 
 // newNode is a Node with its metrics registry and nothing started.
 func newNode(cfg config.Config, logger *slog.Logger) *Node {
-	n := &Node{Config: cfg, Logger: logger, Registry: prometheus.NewRegistry(), served: make(chan error, 1), failed: make(chan error, 1)}
+	n := &Node{Config: cfg, Logger: logger, Registry: prometheus.NewRegistry(), served: make(chan error, 1)}
 	n.life, n.endLife = context.WithCancel(context.Background())
 	n.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return n
@@ -366,23 +363,6 @@ func newVerifier(cfg config.Config) (*auth.Verifier, error) {
 		secret = []byte(cfg.JWTSecret)
 	}
 	return auth.NewVerifier(auth.Options{Secret: secret, PublicKeyFile: cfg.JWTPublicKey, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience})
-}
-
-// lateParts are the parts that earlier parts reach before they exist.
-// Raft may apply entries (a restarted node catching up) before the hub and
-// the cluster exist: what it commits waits in the log's commit stream
-// (relaylog.Commits), which fanOut reads once they do, and the receipts
-// for other nodes' shards go through the cluster's Receipts, handed to
-// each call, and membership changes are read from the membership
-// (followMembership). What still reaches across through these atomics: the
-// mesh's address lookups and the clock skew (mesh and relaylog to member),
-// and the home's wake-ups and offline notices (cluster to the hub and
-// push).
-type lateParts struct {
-	members atomic.Pointer[member.Membership]
-	cluster atomic.Pointer[cluster.Cluster]
-	hub     atomic.Pointer[presence.Hub]
-	push    atomic.Pointer[push.Dispatcher]
 }
 
 // listen opens the client listener first: its address is this node's
@@ -404,9 +384,9 @@ func (n *Node) listen() error {
 	return nil
 }
 
-// startMesh starts the QUIC mesh, which resolves node ids through
-// membership, started later (startMembership).
-func (n *Node) startMesh(late *lateParts) error {
+// startMesh starts the QUIC mesh. It learns where the other nodes listen
+// from membership, started later (member.Options.Addresses).
+func (n *Node) startMesh() error {
 	cfg := n.Config
 	shards := cfg.Shards
 	if shards == 0 {
@@ -415,17 +395,6 @@ func (n *Node) startMesh(late *lateParts) error {
 	m, err := mesh.New(mesh.Options{
 		NodeID: cfg.NodeID, ListenAddr: cfg.ClusterAddr, Secret: cfg.ClusterSecret, Shards: shards, Logger: n.Logger,
 		CAFile: cfg.ClusterCA, CertFile: cfg.ClusterCert, KeyFile: cfg.ClusterKey,
-		Resolve: func(id string) (string, bool) {
-			members := late.members.Load()
-			if members == nil {
-				return "", false
-			}
-			m, ok := members.Get(id)
-			if !ok || m.ClusterAddr == "" {
-				return "", false
-			}
-			return m.ClusterAddr, true
-		},
 	})
 	if err != nil {
 		return fmt.Errorf("node: cluster mesh on %s: %w", cfg.ClusterAddr, err)
@@ -435,7 +404,7 @@ func (n *Node) startMesh(late *lateParts) error {
 }
 
 // openLog opens the relay log, its raft shards talking over the mesh.
-func (n *Node) openLog(tune Tuning, late *lateParts) error {
+func (n *Node) openLog(tune Tuning) error {
 	cfg := n.Config
 	raftLogger := hclog.New(&hclog.LoggerOptions{Name: "raft-net", Level: hclog.Error, Output: io.Discard})
 	rl, err := relaylog.Open(relaylog.Options{
@@ -449,13 +418,7 @@ func (n *Node) openLog(tune Tuning, late *lateParts) error {
 		IdempotencyWindow: cfg.IdempotencyWindow,
 		Registerer:        n.Registry,
 		Now:               tune.Clock,
-		ClockSkew: func() (time.Duration, bool) {
-			if m := late.members.Load(); m != nil {
-				return m.ClockSkew()
-			}
-			return 0, false
-		},
-		HeartbeatTimeout: tune.RaftHeartbeat,
+		HeartbeatTimeout:  tune.RaftHeartbeat,
 		Transport: func(shard int, local raft.ServerAddress) (raft.Transport, error) {
 			return n.Mesh.RaftTransport(shard, local, raft.NetworkTransportConfig{
 				MaxPool: 3, Timeout: 10 * time.Second, Logger: raftLogger,
@@ -475,7 +438,7 @@ func (n *Node) openLog(tune Tuning, late *lateParts) error {
 // else adopted from the members once joined), and the loops of the
 // membership policy (join.Keeper): reconnecting to dead members and, with
 // --bootstrap-expect, bootstrapping once enough nodes are alive.
-func (n *Node) startMembership(tune Tuning, late *lateParts) error {
+func (n *Node) startMembership(tune Tuning) error {
 	cfg := n.Config
 	clusterID, err := join.ClusterID(cfg.DataDir, n.Log.Bootstrapped(), n.Logger)
 	if err != nil {
@@ -489,18 +452,16 @@ func (n *Node) startMembership(tune Tuning, late *lateParts) error {
 		},
 		BindAddr: cfg.GossipAddr, AdvertiseAddr: cfg.AdvertiseAddr, Secret: cfg.ClusterSecret, Profile: cfg.GossipProfile,
 		Join: join.Addrs(cfg.DataDir, cfg.Join), Logger: n.Logger, Tuning: tune.Member, Now: tune.Clock,
-		OnJoinRefused: func(err error) {
-			select {
-			case n.failed <- err:
-			default:
-			}
-		},
+		Addresses: n.Mesh,
 	})
 	if err != nil {
 		return fmt.Errorf("node: gossip on %s: %w", cfg.GossipAddr, err)
 	}
 	n.Members = members
-	late.members.Store(members)
+	n.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "edgenode_clock_skew_seconds", Help: "The other nodes' clocks minus this node's, as measured over gossip (the offset to at least half of them); 0 when none was measured. Past 1 minute either way this node expires nothing."}, func() float64 {
+		skew, _ := members.ClockSkew()
+		return skew.Seconds()
+	}))
 	n.keeper = join.New(join.Options{NodeID: cfg.NodeID, DataDir: cfg.DataDir, Members: members, Logger: n.Logger})
 	if cfg.BootstrapExpect > 1 {
 		go n.keeper.BootstrapWhenExpected(n.life, n.Log, cfg.BootstrapExpect)
@@ -509,42 +470,16 @@ func (n *Node) startMembership(tune Tuning, late *lateParts) error {
 	return nil
 }
 
-// startCluster starts placement, routing and homes; the home's wake-ups
-// and offline notices reach the hub and push, made next, through late.
-func (n *Node) startCluster(tune Tuning, late *lateParts) {
+// startCluster starts placement, routing and homes. What the homes have
+// for this node's sockets, watchers and push waits in the cluster's inbox,
+// which fanOut reads.
+func (n *Node) startCluster(tune Tuning) {
 	cfg := n.Config
-	cl := cluster.New(cluster.Options{
+	n.Cluster = cluster.New(cluster.Options{
 		Log: n.Log, Members: n.Members, Mesh: n.Mesh, Logger: n.Logger,
-		Limits: cluster.Limits{SendRate: cfg.SendRate, SendBurst: cfg.SendBurst, CallRate: edge.DefaultCallRate, CallBurst: edge.DefaultCallBurst},
-		Notify: func(user int64) {
-			if h := late.hub.Load(); h != nil {
-				h.Committed(user)
-			}
-		},
-		Offer: func(user, after int64, evs []relaylog.Event) {
-			h := late.hub.Load()
-			if h == nil {
-				return
-			}
-			for _, sess := range h.Sessions(user) {
-				if o, ok := sess.(interface {
-					Offer(after int64, evs []relaylog.Event)
-				}); ok {
-					o.Offer(after, evs)
-				} else {
-					sess.Notify()
-				}
-			}
-		},
-		OnOffline: func(user int64) {
-			if d := late.push.Load(); d != nil {
-				d.Offline(user)
-			}
-		},
+		Limits:    cluster.Limits{SendRate: cfg.SendRate, SendBurst: cfg.SendBurst, CallRate: edge.DefaultCallRate, CallBurst: edge.DefaultCallBurst},
 		DeadGrace: tune.DeadGrace, ReconcileEvery: tune.ReconcileEvery,
 	})
-	n.Cluster = cl
-	late.cluster.Store(cl)
 	go n.followMembership(n.life)
 }
 
@@ -558,19 +493,14 @@ func (n *Node) followMembership(ctx context.Context) {
 	}
 }
 
-// startHub makes presence, whose first and last sessions of a user the
-// cluster hears of, and hands it to the cluster.
-func (n *Node) startHub(late *lateParts) {
-	cl := n.Cluster
-	hub := presence.New(presence.Options{
-		LastConnected:  cl.Router().LastConnected,
-		OnFirstSession: cl.UserOnline,
-		OnLastSession:  cl.UserOffline,
-		Remote:         cl.Presence(),
+// startHub makes presence, cluster-wide through the cluster's Presence
+// (users' homes decide who is online; the cluster hears of each user's
+// first and last socket here).
+func (n *Node) startHub() {
+	n.Hub = presence.New(presence.Options{
+		LastConnected: n.Cluster.Router().LastConnected,
+		Remote:        n.Cluster.Presence(),
 	})
-	cl.SetHub(hub)
-	late.hub.Store(hub)
-	n.Hub = hub
 }
 
 // startEdge builds the client front (REST, WebSocket) and the operator
@@ -626,7 +556,7 @@ func (n *Node) serve() error {
 	n.cancel = cancel
 	go n.Hub.Run(bg)
 	go n.fanOut(bg)
-	go n.Log.RunExpiry(bg, n.Cluster.Receipts())
+	go n.Log.RunExpiry(bg, n.Cluster.Receipts(), n.Members)
 	go n.Edge.RunUsage(bg)
 	go func() { n.served <- n.http.Serve(ln) }()
 	n.serveOperators()
@@ -834,7 +764,7 @@ func (n *Node) Done() <-chan error { return n.served }
 // Failed delivers a fault the node cannot run on (its cluster secret is
 // refused by every node it joins); the process should shut the node down
 // and exit non-zero with it.
-func (n *Node) Failed() <-chan error { return n.failed }
+func (n *Node) Failed() <-chan error { return n.Members.Refused() }
 
 // Kill stops the node abruptly, as a crash looks to the rest of the cluster:
 // no socket drain, no leadership transfer, no gossip goodbye. For tests.

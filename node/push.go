@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/edgenode/edgenode/cluster"
 	"github.com/edgenode/edgenode/config"
 	"github.com/edgenode/edgenode/push"
 )
@@ -61,9 +62,7 @@ func (n *Node) startPush(opts push.Options) *push.Dispatcher {
 	hub, remote := n.Hub, n.Cluster.Presence()
 	opts.Store = n.Log
 	opts.Online = func(user int64) bool { return hub.Online(user) || remote.Online(user) }
-	d := push.New(opts)
-	n.Push = d
-	return d
+	return push.New(opts)
 }
 
 // fanOut hands the log's commit stream to the parts that act on commits,
@@ -72,6 +71,7 @@ func (n *Node) startPush(opts push.Options) *push.Dispatcher {
 // serving a shard (push). Commits made before the parts existed, a
 // restarted node replaying its log, wait in the stream until now.
 func (n *Node) fanOut(ctx context.Context) {
+	go n.deliver(ctx)
 	n.Log.Commits().Run(ctx, func(user int64) {
 		n.Hub.Committed(user)
 		n.Cluster.Committed(user)
@@ -85,9 +85,42 @@ func (n *Node) fanOut(ctx context.Context) {
 	})
 }
 
+// deliver hands the cluster's inbox to this node's hub and push until ctx
+// ends: a home's wake-up of a user's sockets here (with the events when
+// they came along), a contact's status for the watchers here, a typing
+// indicator for a user's sockets here, and, at a user's home, the user
+// gone offline everywhere.
+func (n *Node) deliver(ctx context.Context) {
+	inbox := n.Cluster.Inbox()
+	for {
+		batch := inbox.Next(ctx)
+		if batch == nil {
+			return
+		}
+		for _, d := range batch {
+			switch d.Kind {
+			case cluster.Wake:
+				if d.Events != nil {
+					n.Hub.Offer(d.User, d.After, d.Events)
+				} else {
+					n.Hub.Committed(d.User)
+				}
+			case cluster.Status:
+				n.Hub.PushStatus(d.Status)
+			case cluster.Typing:
+				n.Hub.DeliverTyping(d.From, d.User, d.Typing, d.FromOnline)
+			case cluster.Offline:
+				if n.Push != nil {
+					n.Push.Offline(d.User)
+				}
+			}
+		}
+	}
+}
+
 // Expire runs the log's expiry now on the shards this node leads, with
 // the cluster routing receipts for other nodes' shards (RunExpiry does it
 // every minute).
 func (n *Node) Expire(ctx context.Context) error {
-	return n.Log.ExpireVia(ctx, n.Cluster.Receipts())
+	return n.Log.ExpireVia(ctx, n.Cluster.Receipts(), n.Members)
 }

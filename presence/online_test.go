@@ -44,6 +44,8 @@ func (r *fakeRemote) Online(u int64) bool              { return r.online[u] }
 func (r *fakeRemote) Presence(u int64) (bool, int64)   { return r.online[u], 0 }
 func (r *fakeRemote) Watch(int64, bool)                {}
 func (r *fakeRemote) Typing(from, to int64, _, _ bool) {}
+func (r *fakeRemote) Connected(int64)                  {}
+func (r *fakeRemote) Disconnected(int64)               {}
 
 func TestRemoteTypingOnlyWhileOnline(t *testing.T) {
 	r := &fakeRemote{online: map[int64]bool{}}
@@ -107,5 +109,25 @@ func TestOnlineUpdateCarriesOpenTime(t *testing.T) {
 	h.PushStatus(wire.ContactStatus{UserID: 2, Online: true, LastConnectedAt: &old})
 	if st := alice.take(); len(st) != 1 || *st[0].LastConnectedAt != wire.FormatTime(closed) {
 		t.Fatalf("pushed status %+v", st)
+	}
+}
+
+// A home's offline status that arrives after one of the user's sockets
+// opened here is stale: watchers here keep seeing the user online.
+func TestStaleOfflineStatusIsDropped(t *testing.T) {
+	h := New(Options{Remote: &fakeRemote{online: map[int64]bool{}}})
+	alice := &fakeSession{user: 1}
+	h.Connect(alice)
+	h.Watch(alice, []int64{2})
+	alice.take()
+	h.PushStatus(wire.ContactStatus{UserID: 2, Online: false})
+	if st := alice.take(); len(st) != 1 || st[0].Online {
+		t.Fatalf("offline status with no socket of user 2 here: %+v, want it delivered", st)
+	}
+	h.Connect(&fakeSession{user: 2})
+	alice.take()
+	h.PushStatus(wire.ContactStatus{UserID: 2, Online: false})
+	if st := alice.take(); len(st) != 0 {
+		t.Fatalf("offline status delivered while user 2 has a socket here: %+v", st)
 	}
 }

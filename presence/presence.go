@@ -22,6 +22,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/edgenode/edgenode/relaylog"
 	"github.com/edgenode/edgenode/wire"
 )
 
@@ -29,8 +30,13 @@ import (
 // block: they hand work to the socket's own goroutines.
 type Session interface {
 	UserID() int64
-	// Notify says that the user's queue has new events.
+	// Notify says that the user's queue has new events: the session
+	// pulls them.
 	Notify()
+	// Offer hands the session events its user's home pushed: every event
+	// of the queue with an id above after (a session that has not written
+	// up to after pulls instead).
+	Offer(after int64, evs []relaylog.Event)
 	// Status delivers a contact_status_update.
 	Status(wire.ContactStatus)
 }
@@ -43,10 +49,6 @@ type Options struct {
 	LastConnected func(user int64) (time.Time, bool)
 	// TypingTimeout ends a typing indicator that was not renewed; 0 means 6s.
 	TypingTimeout time.Duration
-	// OnFirstSession and OnLastSession, when set, follow a user's first
-	// socket opening and last socket closing on this node (the cluster
-	// subscribes to the user's shard leader). They must not block.
-	OnFirstSession, OnLastSession func(user int64)
 	// Remote, when set, makes presence cluster-wide (see Remote).
 	Remote Remote
 }
@@ -73,6 +75,11 @@ type Remote interface {
 	// node's finding that from has a socket somewhere: the receiving nodes
 	// use it instead of asking from's home again.
 	Typing(from, to int64, typing, fromOnline bool)
+	// Connected and Disconnected follow a user's first socket opening and
+	// last socket closing on this node (the cluster registers the user's
+	// sockets at its home).
+	Connected(user int64)
+	Disconnected(user int64)
 }
 
 // Hub is the presence registry of one node.
@@ -142,8 +149,8 @@ func (h *Hub) ConnectAt(s Session, at time.Time) {
 		notify = h.watchersOf(u)
 	}
 	h.mu.Unlock()
-	if first && h.opts.OnFirstSession != nil {
-		h.opts.OnFirstSession(u)
+	if first && h.opts.Remote != nil {
+		h.opts.Remote.Connected(u)
 	}
 	// Elsewhere than at the user's home, the home tells watchers.
 	if first && h.decidesFor(u) {
@@ -207,8 +214,8 @@ func (h *Hub) Disconnect(s Session, at time.Time) {
 	if !last {
 		return
 	}
-	if h.opts.OnLastSession != nil {
-		h.opts.OnLastSession(u)
+	if h.opts.Remote != nil {
+		h.opts.Remote.Disconnected(u)
 	}
 	ts := wire.FormatTime(at)
 	st := wire.ContactStatus{UserID: u, Online: false, LastConnectedAt: &ts}
@@ -230,6 +237,16 @@ func (h *Hub) Committed(user int64) {
 	h.mu.RLock()
 	for _, s := range h.sessions[user].list {
 		s.Notify()
+	}
+	h.mu.RUnlock()
+}
+
+// Offer hands user's sessions the events the user's home pushed: every
+// event of the queue with an id above after.
+func (h *Hub) Offer(user, after int64, evs []relaylog.Event) {
+	h.mu.RLock()
+	for _, s := range h.sessions[user].list {
+		s.Offer(after, evs)
 	}
 	h.mu.RUnlock()
 }
@@ -305,11 +322,18 @@ func (h *Hub) unwatchLocked(s Session) []int64 {
 }
 
 // PushStatus delivers a status decided by the user's home to this node's
-// watchers of that user.
+// watchers of that user. An offline status while the user has a socket
+// here is stale (decided before the socket opened, and delivered after
+// the hub told the watchers itself): it is dropped.
 func (h *Hub) PushStatus(st wire.ContactStatus) {
 	h.mu.RLock()
+	us := h.sessions[st.UserID]
+	if !st.Online && len(us.list) > 0 {
+		h.mu.RUnlock()
+		return
+	}
 	ws := h.watchersOf(st.UserID)
-	seen := h.sessions[st.UserID].seen
+	seen := us.seen
 	h.mu.RUnlock()
 	// The home may not have stored the open of a socket here yet.
 	if st.Online && seen != 0 {

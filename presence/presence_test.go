@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgenode/edgenode/relaylog"
 	"github.com/edgenode/edgenode/wire"
 )
 
@@ -13,10 +14,16 @@ type fakeSession struct {
 	mu       sync.Mutex
 	statuses []wire.ContactStatus
 	notified int
+	offered  int
 }
 
 func (s *fakeSession) UserID() int64 { return s.user }
 func (s *fakeSession) Notify()       { s.mu.Lock(); s.notified++; s.mu.Unlock() }
+func (s *fakeSession) Offer(int64, []relaylog.Event) {
+	s.mu.Lock()
+	s.offered++
+	s.mu.Unlock()
+}
 func (s *fakeSession) Status(st wire.ContactStatus) {
 	s.mu.Lock()
 	s.statuses = append(s.statuses, st)
@@ -128,5 +135,28 @@ func TestCommittedReachesEverySession(t *testing.T) {
 	}
 	if h.Count(5) != 2 || !h.Online(5) || h.Online(6) {
 		t.Fatal("counts wrong")
+	}
+}
+
+// A home's push reaches every session of its user here, and no other.
+func TestOfferReachesTheUsersSessions(t *testing.T) {
+	h := New(Options{})
+	a1, a2, b := &fakeSession{user: 2}, &fakeSession{user: 2}, &fakeSession{user: 3}
+	h.Connect(a1)
+	h.Connect(a2)
+	h.Connect(b)
+	h.Offer(2, 5, []relaylog.Event{{ID: 6, To: 2}})
+	for _, s := range []*fakeSession{a1, a2} {
+		s.mu.Lock()
+		got := s.offered
+		s.mu.Unlock()
+		if got != 1 {
+			t.Fatalf("user 2's session offered %d times, want 1", got)
+		}
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.offered != 0 || b.notified != 0 {
+		t.Fatalf("user 3's session offered %d, notified %d: want neither", b.offered, b.notified)
 	}
 }

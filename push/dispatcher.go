@@ -237,8 +237,9 @@ func (d *Dispatcher) Committed(user int64) {
 }
 
 // Offline tells the dispatcher that user's last socket in the cluster
-// closed or its presence expired (cluster.Options.OnOffline, at the user's
-// home): messages waiting unalerted are alerted after the debounce.
+// closed or its presence expired (the cluster's inbox delivers it at the
+// user's home): messages waiting unalerted are alerted after the
+// debounce.
 func (d *Dispatcher) Offline(user int64) {
 	if !d.awaiting(user) {
 		return

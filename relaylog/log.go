@@ -41,7 +41,7 @@ var (
 	// caller's deadline.
 	ErrOverloaded = errors.New("relaylog: shard overloaded")
 	// ErrClockSkew: Expire did not run because this node's clock is too far
-	// from the other nodes' (Options.ClockSkew).
+	// from the other nodes' (Skew).
 	ErrClockSkew = errors.New("relaylog: clock skew")
 	// ErrReceiptUnsupported: the node that leads the shard a receipt goes
 	// to runs a version without that kind of receipt (Receipts.Expired
@@ -86,15 +86,8 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
-	// ClockSkew, if set, is how far this node's clock (Now) is from the
-	// other nodes' (cluster/member's Membership.ClockSkew: the offset to at
-	// least half of them; ok false when none was measured).
-	// Expiry decisions come from the leader's clock, so while its size
-	// exceeds MaxClockSkew this node expires nothing (Expire returns
-	// ErrClockSkew): a leader whose clock runs days ahead must not drop
-	// queued messages or idempotency records early.
-	ClockSkew func() (skew time.Duration, ok bool)
-	// MaxClockSkew bounds ClockSkew; 0 means DefaultMaxClockSkew.
+	// MaxClockSkew bounds the skew of this node's clock to the other
+	// nodes' (see Skew); 0 means DefaultMaxClockSkew.
 	MaxClockSkew time.Duration
 	// MaxQueueDepth bounds the messages waiting for one user; 0 means 10000.
 	MaxQueueDepth int
@@ -246,13 +239,6 @@ func Open(opts Options) (*Log, error) {
 			}),
 			stateCollector{l},
 			appliedCollector{l},
-			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "edgenode_clock_skew_seconds", Help: "The other nodes' clocks minus this node's, as measured over gossip (the offset to at least half of them); 0 when none was measured. Past 1 minute either way this node expires nothing."}, func() float64 {
-				if l.opts.ClockSkew == nil {
-					return 0
-				}
-				skew, _ := l.opts.ClockSkew()
-				return skew.Seconds()
-			}),
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "edgenode_queued_messages", Help: "Messages waiting for their recipients in the queues of the shards this node leads."}, func() float64 {
 				var n int64
 				for _, s := range l.shards {
@@ -757,12 +743,24 @@ func (l *Log) Snapshot() error {
 	return nil
 }
 
-// Expire is ExpireVia with every sender's shard led here (a lone node).
-func (l *Log) Expire(ctx context.Context) error { return l.ExpireVia(ctx, nil) }
+// Expire is ExpireVia with every sender's shard led here and no other
+// node's clock to compare with (a lone node).
+func (l *Log) Expire(ctx context.Context) error { return l.ExpireVia(ctx, nil, nil) }
+
+// Skew is how far this node's clock (Options.Now) is from the other
+// nodes' (cluster/member's Membership.ClockSkew: the offset to at least
+// half of them, measured over gossip); ok is false while unmeasured. When
+// it exceeds MaxClockSkew expiry runs nothing (ErrClockSkew): a leader
+// whose clock runs days ahead must not drop messages, nor idempotency
+// records, that are not old.
+type Skew interface {
+	ClockSkew() (skew time.Duration, ok bool)
+}
 
 // ExpireVia drops events older than the retention period and idempotency
 // records older than the window, on every shard this node leads.
-// RunExpiry runs it every minute.
+// RunExpiry runs it every minute. It runs nothing while skew (nil: not
+// checked) says this node's clock is off.
 //
 // The senders of the messages it drops (undelivered by definition) are
 // told: on each shard, the messages the cutoff drops are read first, and
@@ -776,8 +774,8 @@ func (l *Log) Expire(ctx context.Context) error { return l.ExpireVia(ctx, nil) }
 // stops at its first id) for the next run, for up to MaxExpiryHold; past
 // that, or when the sender's shard leader runs a version without EXPIRED
 // receipts, the messages are dropped anyway and the failure is logged.
-func (l *Log) ExpireVia(ctx context.Context, remote Receipts) error {
-	if err := l.clockOK(); err != nil {
+func (l *Log) ExpireVia(ctx context.Context, remote Receipts, skew Skew) error {
+	if err := l.clockOK(skew); err != nil {
 		l.m.expirySkipped.Inc()
 		return err
 	}
@@ -921,11 +919,11 @@ const DefaultMaxClockSkew = time.Minute
 
 // clockOK says whether this node's clock agrees with the other nodes' well
 // enough to decide what has expired.
-func (l *Log) clockOK() error {
-	if l.opts.ClockSkew == nil {
+func (l *Log) clockOK(s Skew) error {
+	if s == nil {
 		return nil
 	}
-	skew, ok := l.opts.ClockSkew()
+	skew, ok := s.ClockSkew()
 	limit := cmp.Or(l.opts.MaxClockSkew, DefaultMaxClockSkew)
 	if !ok || (skew <= limit && skew >= -limit) {
 		return nil
@@ -939,8 +937,9 @@ func (l *Log) clockOK() error {
 }
 
 // RunExpiry runs ExpireVia every minute until ctx ends or the log
-// closes. The node runs it with the cluster's Receipts.
-func (l *Log) RunExpiry(ctx context.Context, remote Receipts) {
+// closes. The node runs it with the cluster's Receipts and the
+// membership's clock skew.
+func (l *Log) RunExpiry(ctx context.Context, remote Receipts, skew Skew) {
 	t := time.NewTicker(time.Minute)
 	defer t.Stop()
 	for {
@@ -951,7 +950,7 @@ func (l *Log) RunExpiry(ctx context.Context, remote Receipts) {
 			return
 		case <-t.C:
 			rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-			if err := l.ExpireVia(rctx, remote); err != nil {
+			if err := l.ExpireVia(rctx, remote, skew); err != nil {
 				l.opts.Logger.Warn("relaylog: expiry failed", "err", err)
 			}
 			cancel()

@@ -200,6 +200,9 @@ func (m *Membership) upsertAlive(n *memberlist.Node) {
 	changed = changed || e.Meta != meta || e.boot != boot || e.GossipAddr != n.Address()
 	e.Meta, e.boot, e.GossipAddr = meta, boot, n.Address()
 	e.evidence = time.Now()
+	if m.book != nil && meta.ClusterAddr != "" {
+		m.book.SetAddr(n.Name, meta.ClusterAddr)
+	}
 	if m.setStatusLocked(e, StatusAlive) {
 		changed = true
 		if n.Name != m.self {

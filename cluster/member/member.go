@@ -115,13 +115,16 @@ type Options struct {
 	// ... up to 30s (plus up to 20% jitter) between attempts and logging
 	// each failure. None means this node starts a new cluster.
 	Join []string
-	// OnJoinRefused, if set, is called once (and the join loop ends) when
-	// every join attempt for SecretMismatchFor (0 means 30s) failed
-	// because the nodes at Join could not decrypt this node's gossip or it
-	// theirs: the cluster secret differs. The node then exits instead of
-	// retrying forever.
-	OnJoinRefused     func(error)
+	// SecretMismatchFor (0 means 30s): when every join attempt for that
+	// long failed because the nodes at Join could not decrypt this node's
+	// gossip or it theirs (the cluster secret differs), the join loop ends
+	// and Refused delivers the error: the node exits instead of retrying
+	// forever.
 	SecretMismatchFor time.Duration
+	// Addresses, if set, is told every member's mesh address as gossip
+	// learns it (Meta.ClusterAddr), and "" when a member is forgotten: the
+	// mesh dials nodes by id through it (mesh.Mesh.SetAddr).
+	Addresses AddressBook
 	// Logger receives this package's log lines; memberlist's own lines go
 	// through it at debug level. nil discards.
 	Logger *slog.Logger
@@ -140,6 +143,11 @@ type Options struct {
 
 // Membership is this node's view of the cluster. Its methods are safe for
 // concurrent use.
+// AddressBook is where membership writes the nodes' mesh addresses.
+type AddressBook interface {
+	SetAddr(nodeID, addr string)
+}
+
 type Membership struct {
 	self      string
 	boot      string
@@ -155,6 +163,8 @@ type Membership struct {
 
 	joined  atomic.Bool
 	changed chan struct{}
+	refused chan error  // the join loop's end on a secret mismatch (Refused)
+	book    AddressBook // nil: nobody is told addresses
 
 	mu      sync.Mutex
 	members map[string]*entry
@@ -303,6 +313,8 @@ func Start(opts Options) (*Membership, error) {
 		logger:  logger,
 		now:     now,
 		changed: make(chan struct{}, 1),
+		refused: make(chan error, 1),
+		book:    opts.Addresses,
 		members: make(map[string]*entry),
 		intents: make(map[string]intent),
 	}
@@ -338,9 +350,8 @@ func Start(opts Options) (*Membership, error) {
 		var joinCtx context.Context
 		joinCtx, m.joinCancel = context.WithCancel(m.ctx)
 		addrs := slices.Clone(opts.Join)
-		refused := opts.OnJoinRefused
 		limit := cmp.Or(opts.SecretMismatchFor, 30*time.Second)
-		m.wg.Go(func() { m.joinLoop(joinCtx, addrs, limit, refused) })
+		m.wg.Go(func() { m.joinLoop(joinCtx, addrs, limit) })
 	}
 	logger.Info("member: gossip started", "node", m.self, "addr", m.bound,
 		"advertise", list.LocalNode().Address(), "profile", cmp.Or(opts.Profile, profileLAN), "join", opts.Join)
@@ -595,6 +606,9 @@ func (m *Membership) forgetLocked() (changed bool) {
 	for id, e := range m.members {
 		if id != m.self && (e.Status == StatusDead || e.Status == StatusLeft) && e.Since.Before(cutoff) {
 			delete(m.members, id)
+			if m.book != nil {
+				m.book.SetAddr(id, "")
+			}
 			changed = true
 		}
 	}
@@ -679,7 +693,12 @@ func secretMismatch(err error) bool {
 		strings.Contains(s, "encryption is configured but remote state is not encrypted")
 }
 
-func (m *Membership) joinLoop(ctx context.Context, addrs []string, mismatchLimit time.Duration, refused func(error)) {
+// Refused delivers, once, why this node cannot join: the nodes at
+// Options.Join refused its cluster secret for Options.SecretMismatchFor.
+// The node should exit with it.
+func (m *Membership) Refused() <-chan error { return m.refused }
+
+func (m *Membership) joinLoop(ctx context.Context, addrs []string, mismatchLimit time.Duration) {
 	delay := joinBackoffMin
 	var mismatchSince time.Time
 	for attempt := 1; ; attempt++ {
@@ -704,12 +723,12 @@ func (m *Membership) joinLoop(ctx context.Context, addrs []string, mismatchLimit
 			if mismatchSince.IsZero() {
 				mismatchSince = time.Now()
 			}
-			if refused != nil && time.Since(mismatchSince) >= mismatchLimit {
+			if time.Since(mismatchSince) >= mismatchLimit {
 				e := fmt.Errorf("cluster secret does not match the cluster at %s: every join attempt for %v was refused (%v); "+
 					"start this node with the cluster's secret (`edgenode join-token` on a member prints it)",
 					strings.Join(addrs, ", "), time.Since(mismatchSince).Round(time.Second), err)
 				m.logger.Error("member: "+e.Error(), "node", m.self)
-				refused(e)
+				m.refused <- e
 				return
 			}
 		} else {

@@ -420,14 +420,44 @@ func TestWaitChange(t *testing.T) {
 	}
 }
 
+// book is an AddressBook that remembers what it was told.
+type book struct {
+	mu    sync.Mutex
+	addrs map[string]string
+}
+
+func (b *book) SetAddr(id, addr string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if addr == "" {
+		delete(b.addrs, id)
+	} else {
+		b.addrs[id] = addr
+	}
+}
+
+func (b *book) get(id string) (string, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	addr, ok := b.addrs[id]
+	return addr, ok
+}
+
+// The address book learns every member's mesh address, and forgets it
+// with the member.
 func TestForgetsDeadAfter24h(t *testing.T) {
 	var offset atomic.Int64
+	addrs := &book{addrs: map[string]string{}}
 	clock := func(o *Options) {
 		o.Now = func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+		o.Addresses = addrs
 	}
 	a := testNode(t, "a", clock)
 	b := testNode(t, "b", withJoin(a.GossipAddr()))
 	waitStatus(t, "b", StatusAlive, a)
+	if addr, _ := addrs.get("b"); addr != "b.example:7947" {
+		t.Fatalf("address book has b at %q, want its ClusterAddr", addr)
+	}
 	if err := b.Shutdown(); err != nil {
 		t.Fatal(err)
 	}
@@ -442,6 +472,9 @@ func TestForgetsDeadAfter24h(t *testing.T) {
 	}
 	if ms := a.Members(); len(ms) != 1 || ms[0].NodeID != "a" {
 		t.Fatalf("members = %+v, want only a", ms)
+	}
+	if addr, ok := addrs.get("b"); ok {
+		t.Fatalf("address book still has forgotten b at %q", addr)
 	}
 }
 
@@ -577,23 +610,21 @@ func (r *recorder) count(msg string) int {
 	return n
 }
 
-// A wrong secret ends the join loop with OnJoinRefused (the node exits),
+// A wrong secret ends the join loop with Refused (the node exits),
 // naming the address, once SecretMismatchFor has passed.
 func TestWrongSecretIsReported(t *testing.T) {
 	a := testNode(t, "a")
-	refused := make(chan error, 1)
-	testNode(t, "b", withJoin(a.GossipAddr()), func(o *Options) {
+	b := testNode(t, "b", withJoin(a.GossipAddr()), func(o *Options) {
 		o.Secret = "another-cluster-secret-of-32-bytes!!"
 		o.SecretMismatchFor = 2 * time.Second
-		o.OnJoinRefused = func(err error) { refused <- err }
 	})
 	select {
-	case err := <-refused:
+	case err := <-b.Refused():
 		if want := "cluster secret does not match the cluster at " + a.GossipAddr(); !strings.Contains(err.Error(), want) {
-			t.Fatalf("OnJoinRefused(%v), want %q", err, want)
+			t.Fatalf("Refused: %v, want %q", err, want)
 		}
 	case <-time.After(30 * time.Second):
-		t.Fatal("OnJoinRefused not called 30s after a join with a wrong secret")
+		t.Fatal("nothing refused 30s after a join with a wrong secret")
 	}
 }
 
@@ -607,16 +638,14 @@ func TestUnreachableSeedIsNotRefused(t *testing.T) {
 	addr := l.LocalAddr().String()
 	l.Close()
 	logs := &recorder{}
-	called := make(chan error, 1)
-	testNode(t, "b", withJoin(addr), func(o *Options) {
+	b := testNode(t, "b", withJoin(addr), func(o *Options) {
 		o.SecretMismatchFor = time.Millisecond
-		o.OnJoinRefused = func(err error) { called <- err }
 		o.Logger = slog.New(logs)
 	})
 	waitFor(t, 20*time.Second, "three failed joins", func() bool { return logs.count("member: join failed") >= 3 })
 	select {
-	case err := <-called:
-		t.Fatalf("OnJoinRefused for an address that does not answer: %v", err)
+	case err := <-b.Refused():
+		t.Fatalf("refused for an address that does not answer: %v", err)
 	default:
 	}
 }

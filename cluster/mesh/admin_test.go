@@ -78,7 +78,7 @@ func TestOperatorListenerTLSWithOwnPKI(t *testing.T) {
 	dir := t.TempDir()
 	caFile := writeOperatorPKI(t, dir, "n1", "ops")
 	m, err := New(Options{
-		NodeID: "n1", ListenAddr: "127.0.0.1:0", Resolve: newRegistry().resolve, Shards: 1, Logger: testLogger(),
+		NodeID: "n1", ListenAddr: "127.0.0.1:0", Shards: 1, Logger: testLogger(),
 		CAFile: caFile, CertFile: filepath.Join(dir, "n1.pem"), KeyFile: filepath.Join(dir, "n1-key.pem"),
 	})
 	if err != nil {

@@ -9,7 +9,7 @@
 // listens and dials, so a peer sees a node at the same address either way.
 // There is at most one connection in use per pair of nodes, shared by every
 // stream in both directions. A stream to a node with no live connection
-// dials it (Options.Resolve maps the node id to host:port; concurrent
+// dials it (SetAddr, fed by membership, maps the node id to host:port; concurrent
 // openers share one dial, bounded by DialTimeout). When two nodes dial each
 // other at once, both keep the connection dialed by the smaller node id;
 // the other stops getting new streams and is closed once it has carried no

@@ -16,25 +16,35 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-// registry is a stand-in for membership: node id -> mesh address.
+// registry is a stand-in for membership: it tells every mesh it knows
+// where the others listen (Mesh.SetAddr).
 type registry struct {
-	mu    sync.Mutex
-	addrs map[string]string
+	mu     sync.Mutex
+	addrs  map[string]string
+	meshes []*Mesh
 }
 
 func newRegistry() *registry { return &registry{addrs: make(map[string]string)} }
 
+// set records id's address in every mesh joined so far.
 func (r *registry) set(id, addr string) {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.addrs[id] = addr
-	r.mu.Unlock()
+	for _, m := range r.meshes {
+		m.SetAddr(id, addr)
+	}
 }
 
-func (r *registry) resolve(id string) (string, bool) {
+// join registers m (node id) and tells it every address known.
+func (r *registry) join(id string, m *Mesh) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	a, ok := r.addrs[id]
-	return a, ok
+	r.meshes = append(r.meshes, m)
+	for id, addr := range r.addrs {
+		m.SetAddr(id, addr)
+	}
+	r.mu.Unlock()
+	r.set(id, m.Addr())
 }
 
 func testLogger() *slog.Logger {
@@ -51,14 +61,13 @@ func newMesh(tb testing.TB, reg *registry, id, secret string, shards int) *Mesh 
 		NodeID:     id,
 		ListenAddr: "127.0.0.1:0",
 		Secret:     secret,
-		Resolve:    reg.resolve,
 		Shards:     shards,
 		Logger:     testLogger(),
 	})
 	if err != nil {
 		tb.Fatalf("New(%s): %v", id, err)
 	}
-	reg.set(id, m.Addr())
+	reg.join(id, m)
 	return m
 }
 

@@ -143,10 +143,8 @@ type Options struct {
 	// Or operator-supplied PKI instead of the secret (PEM files). The
 	// certificate must name the node id in its CommonName or a DNS SAN.
 	CAFile, CertFile, KeyFile string
-	// Resolve maps a node id to the host:port of its mesh, from membership.
-	Resolve func(nodeID string) (addr string, ok bool)
-	Shards  int // to size stream limits
-	Logger  *slog.Logger
+	Shards                    int // to size stream limits
+	Logger                    *slog.Logger
 }
 
 // Mesh is a node's endpoint of the QUIC mesh: one UDP socket that both
@@ -170,6 +168,7 @@ type Mesh struct {
 	conns    map[string]*peerConn // preferred connection per peer
 	all      map[*peerConn]struct{}
 	dials    map[string]*dialCall
+	addrs    map[string]string // node id → mesh address (SetAddr)
 	layers   map[int]*streamLayer
 	handlers map[Kind]func(s net.Conn, from string, shard int)
 
@@ -178,6 +177,19 @@ type Mesh struct {
 	raftTransports []*raft.NetworkTransport
 
 	staleIncarnation atomic.Int64 // KindRaftTo streams refused (StaleIncarnationStreams)
+}
+
+// SetAddr records where node id's mesh listens (host:port), as
+// membership learns it (member.Options.Addresses); "" forgets the node.
+// A stream to a node opens a connection there when none is live.
+func (m *Mesh) SetAddr(id, addr string) {
+	m.mu.Lock()
+	if addr == "" {
+		delete(m.addrs, id)
+	} else {
+		m.addrs[id] = addr
+	}
+	m.mu.Unlock()
 }
 
 // StaleIncarnationStreams counts the raft streams this node refused because
@@ -211,9 +223,6 @@ func New(opts Options) (*Mesh, error) {
 	}
 	if len(opts.NodeID) > MaxNodeIDLen {
 		return nil, fmt.Errorf("mesh: node id longer than %d bytes", MaxNodeIDLen)
-	}
-	if opts.Resolve == nil {
-		return nil, errors.New("mesh: no Resolve function")
 	}
 	log := opts.Logger
 	if log == nil {
@@ -273,6 +282,7 @@ func New(opts Options) (*Mesh, error) {
 		conns:    make(map[string]*peerConn),
 		all:      make(map[*peerConn]struct{}),
 		dials:    make(map[string]*dialCall),
+		addrs:    make(map[string]string),
 		layers:   make(map[int]*streamLayer),
 		handlers: make(map[Kind]func(net.Conn, string, int)),
 	}
@@ -392,7 +402,9 @@ func (m *Mesh) dial(id string, call *dialCall) {
 }
 
 func (m *Mesh) dialConn(id string) (*peerConn, error) {
-	addr, ok := m.opts.Resolve(id)
+	m.mu.Lock()
+	addr, ok := m.addrs[id]
+	m.mu.Unlock()
 	if !ok {
 		return nil, fmt.Errorf("%w: %s", ErrUnknownNode, id)
 	}

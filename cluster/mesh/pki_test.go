@@ -71,13 +71,13 @@ func TestOperatorPKI(t *testing.T) {
 	reg := newRegistry()
 	open := func(id string) *Mesh {
 		m, err := New(Options{
-			NodeID: id, ListenAddr: "127.0.0.1:0", Resolve: reg.resolve, Shards: 1, Logger: testLogger(),
+			NodeID: id, ListenAddr: "127.0.0.1:0", Shards: 1, Logger: testLogger(),
 			CAFile: caFile, CertFile: filepath.Join(dir, id+".pem"), KeyFile: filepath.Join(dir, id+"-key.pem"),
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
-		reg.set(id, m.Addr())
+		reg.join(id, m)
 		return m
 	}
 	x, y := open("x"), open("y")
@@ -99,7 +99,7 @@ func TestOperatorPKI(t *testing.T) {
 
 	// A node whose certificate does not name it is refused at New.
 	if _, err := New(Options{
-		NodeID: "z", ListenAddr: "127.0.0.1:0", Resolve: reg.resolve,
+		NodeID: "z", ListenAddr: "127.0.0.1:0",
 		CAFile: caFile, CertFile: filepath.Join(dir, "x.pem"), KeyFile: filepath.Join(dir, "x-key.pem"),
 	}); err == nil {
 		t.Fatal("New accepted a certificate naming another node")
