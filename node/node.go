@@ -424,11 +424,15 @@ func (n *Node) openLog(tune Tuning) error {
 				MaxPool: 3, Timeout: 10 * time.Second, Logger: raftLogger,
 			}), nil
 		},
+		Heartbeats: func(ctx context.Context, node string) (net.Conn, error) {
+			return n.Mesh.Open(ctx, node, mesh.KindHeartbeat, 0)
+		},
 	})
 	if err != nil {
 		return err
 	}
 	n.Log = rl
+	n.Mesh.Handle(mesh.KindHeartbeat, func(c net.Conn, _ string, _ int) { rl.ServeHeartbeats(c) })
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package relaylog
 
 import (
+	"errors"
 	"sync"
 
 	"github.com/hashicorp/raft"
@@ -25,17 +26,35 @@ import (
 // fsyncs that is far below the 500 ms heartbeat timeout.
 func SerialHeartbeats(t raft.Transport) raft.Transport {
 	if nt, ok := t.(*raft.NetworkTransport); ok {
-		return serialHeartbeats{nt}
+		return serialHeartbeats{NetworkTransport: nt}
 	}
 	return t // other transports (InmemTransport) have no fast path
 }
 
 // serialHeartbeats keeps every method of the NetworkTransport (and with them
 // the optional interfaces raft looks for: WithClose, WithPreVote) but
-// ignores the heartbeat handler.
-type serialHeartbeats struct{ *raft.NetworkTransport }
+// ignores the heartbeat handler. With beats set, the heartbeats the shard
+// sends go in the node's batches (hbbatch.go).
+type serialHeartbeats struct {
+	*raft.NetworkTransport
+	shard int
+	beats *hbSender
+}
 
 func (serialHeartbeats) SetHeartbeatHandler(func(raft.RPC)) {}
+
+// AppendEntries sends a heartbeat in the batch to its node when it can,
+// and everything else (and a heartbeat the batch path cannot take) as
+// raft's own RPC.
+func (t serialHeartbeats) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
+	if t.beats != nil && isHeartbeat(args) {
+		if err := t.beats.beat(t.shard, target, args, resp); !errors.Is(err, errHBDown) {
+			return err
+		}
+		t.beats.direct.Add(1)
+	}
+	return t.NetworkTransport.AppendEntries(id, target, args, resp)
+}
 
 // guardVotes returns t (the transport SerialHeartbeats made) with every
 // RequestVote and RequestPreVote answered "not granted" while blank()

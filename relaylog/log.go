@@ -102,6 +102,11 @@ type Options struct {
 	// must be local (nodewire.RaftAddress of the node id and the data dir's
 	// incarnation); nil means an in-memory transport (a node alone).
 	Transport func(shard int, local raft.ServerAddress) (raft.Transport, error)
+	// Heartbeats, with Transport, opens the streams that carry the
+	// heartbeats of all shards to a node in batches (hbbatch.go; the
+	// mesh's KindHeartbeat, answered by ServeHeartbeats); nil: every
+	// heartbeat is raft's own RPC.
+	Heartbeats HeartbeatDial
 	// HeartbeatTimeout is raft's heartbeat and election timeout; 0 means
 	// 500 ms: the e2e failover (SIGKILL of a leader, 3 nodes) answered on
 	// every affected shard within 1.3 s (1 s gave 2.8-3.7 s, and
@@ -148,7 +153,8 @@ type Log struct {
 	incarnation  string // of the raft data in opts.Dir (Incarnation)
 	ackMu        [256]sync.Mutex
 	m            *metrics
-	commits      *Commits // what changed, for the layers above (Commits)
+	commits      *Commits  // what changed, for the layers above (Commits)
+	beats        *hbSender // heartbeat batches (Options.Heartbeats); nil: none
 
 	stop     chan struct{}
 	wg       sync.WaitGroup
@@ -194,6 +200,17 @@ func Open(opts Options) (*Log, error) {
 	l := &Log{opts: opts, gen: newIDGen(opts.Shards, opts.Now), stop: make(chan struct{}), m: newMetrics(opts.Registerer), incarnation: m.Incarnation, commits: newCommits()}
 	if l.group, err = openGroup(opts); err != nil {
 		return nil, err
+	}
+	if opts.Transport != nil && opts.Heartbeats != nil {
+		b := newHBSender(opts.Heartbeats)
+		l.beats = b
+		if opts.Registerer != nil {
+			opts.Registerer.MustRegister(
+				prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "edgenode_raft_heartbeat_batches_total", Help: "Frames that carried this node's raft heartbeats to another node, each holding the heartbeats of all its shards waiting for that node."}, func() float64 { return float64(b.batches.Load()) }),
+				prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "edgenode_raft_heartbeats_batched_total", Help: "Raft heartbeats this node sent in batches."}, func() float64 { return float64(b.beats.Load()) }),
+				prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "edgenode_raft_heartbeats_unbatched_total", Help: "Raft heartbeats this node sent as raft's own RPCs because the batch path to their node had failed (a node of an older version, a broken stream)."}, func() float64 { return float64(b.direct.Load()) }),
+			)
+		}
 	}
 	if l.group != nil && opts.Registerer != nil {
 		g := l.group
@@ -976,6 +993,9 @@ func (l *Log) Close() error {
 			first = err
 		}
 	}
+	if l.beats != nil {
+		l.beats.close()
+	}
 	for _, c := range l.closer {
 		if err := c.Close(); err != nil && first == nil {
 			first = err
@@ -1124,14 +1144,21 @@ func (l *Log) openShard(i int) (*shard, error) {
 	}
 	var trans raft.Transport
 	var started atomic.Pointer[raft.Raft] // for the vote guard
+	var guard *voteGuard                  // where batched heartbeats go in
 	if o.Transport != nil {
 		if trans, err = o.Transport(i, l.Address()); err != nil {
 			return nil, fmt.Errorf("relaylog: shard %d transport: %w", i, err)
 		}
-		trans = guardVotes(SerialHeartbeats(trans), func() bool {
+		sh := SerialHeartbeats(trans)
+		if st, ok := sh.(serialHeartbeats); ok && l.beats != nil {
+			st.shard, st.beats = i, l.beats
+			sh = st
+		}
+		trans = guardVotes(sh, func() bool {
 			r := started.Load()
 			return r == nil || len(r.GetConfiguration().Configuration().Servers) == 0
 		})
+		guard, _ = trans.(*voteGuard)
 	} else {
 		_, trans = raft.NewInmemTransport(l.Address())
 	}
@@ -1144,6 +1171,13 @@ func (l *Log) openShard(i int) (*shard, error) {
 	// (raft's default is half of it): a GC pause or an fsync stall on a
 	// busy host should not cost an election.
 	cfg.LeaderLeaseTimeout = o.HeartbeatTimeout
+	// A leader sends each follower an AppendEntries every CommitTimeout
+	// (randomized up to twice) even when idle, so that followers learn
+	// the commit index when writes stop (raft's default, 50 ms, is as many
+	// RPCs as the heartbeats themselves). Nothing here waits for a
+	// follower to apply: the leader's commit stream wakes sockets and
+	// homes, and writes carry the commit index as they flow.
+	cfg.CommitTimeout = o.HeartbeatTimeout
 	// raft's default. Entries are already batches of commands (proposeLoop),
 	// and raft allocates a slice of this many pointers on every commit it
 	// hands to the FSM: at 512 that was 4 KiB per commit, 43% of a one-node
@@ -1175,6 +1209,7 @@ func (l *Log) openShard(i int) (*shard, error) {
 	}
 	started.Store(r)
 	s := newShard(i, r, f, l, notify)
+	s.guard = guard
 	return s, nil
 }
 

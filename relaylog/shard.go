@@ -27,6 +27,9 @@ type shard struct {
 	raft *raft.Raft
 	fsm  *fsm
 	log  *Log
+	// guard is the transport's consumer side, where batched heartbeats
+	// for this shard go in (nil with an in-memory transport).
+	guard *voteGuard
 
 	propose  chan *proposal
 	inflight chan struct{}

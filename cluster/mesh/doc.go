@@ -39,6 +39,7 @@
 //	       KindSubscribe = 3: deliveries from a queue owner to an edge
 //	       KindCallMux   = 4: every forwarded call from one node to another, tagged by id
 //	       KindRaftTo    = 5: KindRaft to one incarnation of the receiver's raft data
+//	       KindHeartbeat = 6: the raft heartbeats of all shards from one node to another, batched
 //	shard  0..MaxShard (2^31-1), encoding/binary uvarint
 //	id     the opener's node id; the receiver resets the stream unless it
 //	       equals the node id in the peer's TLS certificate

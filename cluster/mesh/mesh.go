@@ -36,6 +36,10 @@ const (
 	// node whose data dir was lost never answers raft as the replica it
 	// was.
 	KindRaftTo Kind = 5
+	// KindHeartbeat carries the raft heartbeats of every shard from one
+	// node's leaders to another node, in batches (relaylog's coalesced
+	// heartbeats; nodewire.HeartbeatBatch).
+	KindHeartbeat Kind = 6
 )
 
 func (k Kind) String() string {
@@ -50,6 +54,8 @@ func (k Kind) String() string {
 		return "callmux"
 	case KindRaftTo:
 		return "raft-to"
+	case KindHeartbeat:
+		return "heartbeat"
 	}
 	return fmt.Sprintf("kind(%d)", byte(k))
 }

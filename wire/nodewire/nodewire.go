@@ -166,6 +166,10 @@ func writeFrame(w io.Writer, tagged bool, id uint64, v any) error {
 		buf = appendSubscribeFrame(buf, f)
 	case SubscribeFrame:
 		buf = appendSubscribeFrame(buf, &f)
+	case *HeartbeatBatch:
+		buf = appendHeartbeatBatch(buf, f)
+	case *HeartbeatAnswer:
+		buf = appendHeartbeatAnswer(buf, f)
 	default:
 		b, err := json.Marshal(v)
 		if err != nil {
@@ -234,6 +238,14 @@ func readFrame(r *bufio.Reader, tagged bool, v any) (uint64, error) {
 		case *SubscribeFrame:
 			if b[1] == 's' {
 				return id, decodeSubscribeFrame(b[2:], f)
+			}
+		case *HeartbeatBatch:
+			if b[1] == 'h' {
+				return id, decodeHeartbeatBatch(b[2:], f)
+			}
+		case *HeartbeatAnswer:
+			if b[1] == 'a' {
+				return id, decodeHeartbeatAnswer(b[2:], f)
 			}
 		}
 		return id, errNodeFrame

@@ -1,0 +1,451 @@
+package relaylog
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/edgenode/edgenode/wire/nodewire"
+)
+
+// Coalesced heartbeats. hashicorp/raft's leader sends each follower of
+// each shard a heartbeat every HeartbeatTimeout/10 to /5 (50-100 ms at
+// 500 ms), each an RPC of its own: with S shards on three voters that is
+// about 26·S RPCs a second and their answers, each a QUIC packet and a
+// system call on both sides, whatever the load (issue 16: 0.16 cores per
+// idle node at 16 shards). Here a node sends the heartbeats of all its
+// leaders to one follower node together: a heartbeat waits for the next
+// flush to that node (at most hbFlush), goes in one frame with the others
+// waiting (nodewire.HeartbeatBatch, over Options.Heartbeats: the mesh's
+// KindHeartbeat streams), and its answer comes back on its own as soon as
+// that shard's raft gave it, so a shard busy on disk delays no other.
+//
+// Raft sees no difference: every heartbeat reaches its follower's raft
+// (through the transport's consumer channel, as SerialHeartbeats sends
+// them) and the answer is that raft's. A heartbeat's period grows by at
+// most hbFlush (to 150 ms), far inside the 500 ms timeout. Should the
+// batch path fail (a node of a version without it, a broken stream), the
+// heartbeats to that node go as raft's own RPCs for hbDownFor, and then
+// the batch path is tried again.
+
+const (
+	// hbFlush is how long a heartbeat waits for others to the same node.
+	hbFlush = 50 * time.Millisecond
+	// hbAnswerTimeout bounds the wait for an answer (raft's own RPCs wait
+	// up to the transport's timeout, 10 s).
+	hbAnswerTimeout = 5 * time.Second
+	// hbDownFor is how long heartbeats to a node go as raft's RPCs after
+	// the batch path to it failed.
+	hbDownFor = 5 * time.Second
+	// hbMaxInflight bounds the heartbeats a node answers at once on one
+	// stream; beyond, a heartbeat is answered with an error at once.
+	hbMaxInflight = 4 * nodewire.MaxHeartbeatsPerBatch
+)
+
+// errHBDown: the batch path to a node is not usable now; the heartbeat
+// goes as raft's own RPC.
+var errHBDown = errors.New("relaylog: heartbeat batches unavailable")
+
+// HeartbeatDial opens a stream for heartbeat batches to a node (the
+// mesh's KindHeartbeat), which answers it with Log.ServeHeartbeats.
+type HeartbeatDial func(ctx context.Context, node string) (net.Conn, error)
+
+// isHeartbeat reports whether req is a raft heartbeat (the test of
+// hashicorp/raft's NetworkTransport).
+func isHeartbeat(req *raft.AppendEntriesRequest) bool {
+	return req.Term != 0 && (req.Leader != nil || len(req.RPCHeader.Addr) > 0) &&
+		req.PrevLogEntry == 0 && req.PrevLogTerm == 0 && len(req.Entries) == 0 && req.LeaderCommitIndex == 0
+}
+
+// hbSender batches this node's heartbeats per follower node.
+type hbSender struct {
+	dial  HeartbeatDial
+	flush time.Duration
+
+	mu     sync.Mutex
+	peers  map[string]*hbPeer
+	closed bool
+
+	// Counts, for the metrics and tests: frames sent, heartbeats sent in
+	// them, heartbeats sent as raft's RPCs because the batch path failed.
+	batches, beats, direct atomic.Int64
+}
+
+func newHBSender(dial HeartbeatDial) *hbSender {
+	return &hbSender{dial: dial, flush: hbFlush, peers: make(map[string]*hbPeer)}
+}
+
+// hbPeer is the batch path to one node.
+type hbPeer struct {
+	s    *hbSender
+	node string
+
+	mu        sync.Mutex
+	queue     []*hbCall
+	flushing  bool // a flush is scheduled
+	conn      *hbConn
+	nextID    uint64
+	downUntil time.Time
+}
+
+type hbConn struct {
+	c     net.Conn
+	calls map[uint64]*hbCall // sent, not answered; guarded by hbPeer.mu
+}
+
+type hbCall struct {
+	beat nodewire.Heartbeat
+	ans  nodewire.HeartbeatAnswer
+	err  error
+	done chan struct{}
+}
+
+func (s *hbSender) peer(node string) *hbPeer {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	p := s.peers[node]
+	if p == nil {
+		p = &hbPeer{s: s, node: node}
+		s.peers[node] = p
+	}
+	return p
+}
+
+// beat sends req, shard's heartbeat to target, in the next batch to
+// target's node and fills resp with the answer. errHBDown: send it as
+// raft's own RPC instead.
+func (s *hbSender) beat(shard int, target raft.ServerAddress, req *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
+	node, inc := nodewire.SplitRaftAddress(string(target))
+	p := s.peer(node)
+	if p == nil {
+		return errHBDown
+	}
+	c := &hbCall{done: make(chan struct{}), beat: nodewire.Heartbeat{
+		Shard: shard, To: inc, ProtocolVersion: int(req.ProtocolVersion),
+		HeaderID: req.RPCHeader.ID, HeaderAddr: req.RPCHeader.Addr, Term: req.Term, Leader: req.Leader,
+	}}
+	p.mu.Lock()
+	if time.Now().Before(p.downUntil) {
+		p.mu.Unlock()
+		return errHBDown
+	}
+	p.nextID++
+	c.beat.ID = p.nextID
+	p.queue = append(p.queue, c)
+	if !p.flushing {
+		p.flushing = true
+		time.AfterFunc(s.flush, p.flushNow)
+	}
+	p.mu.Unlock()
+
+	t := time.NewTimer(hbAnswerTimeout)
+	defer t.Stop()
+	select {
+	case <-c.done:
+	case <-t.C:
+		p.forget(c)
+		return fmt.Errorf("relaylog: heartbeat to %s: no answer in %v", target, hbAnswerTimeout)
+	}
+	if c.err != nil {
+		return c.err
+	}
+	a := &c.ans
+	if a.Err != "" {
+		return fmt.Errorf("relaylog: heartbeat to %s: %s", target, a.Err)
+	}
+	*resp = raft.AppendEntriesResponse{
+		RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersion(a.ProtocolVersion), ID: a.HeaderID, Addr: a.HeaderAddr},
+		Term:      a.Term, LastLog: a.LastLog, Success: a.Success, NoRetryBackoff: a.NoRetryBackoff,
+	}
+	return nil
+}
+
+// forget drops c, whose caller stopped waiting.
+func (p *hbPeer) forget(c *hbCall) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.conn != nil {
+		delete(p.conn.calls, c.beat.ID)
+	}
+}
+
+// flushNow sends what waits, on the stream to the node (opened if need
+// be).
+func (p *hbPeer) flushNow() {
+	p.mu.Lock()
+	batch := p.queue
+	p.queue, p.flushing = nil, false
+	conn := p.conn
+	p.mu.Unlock()
+	if len(batch) == 0 {
+		return
+	}
+	if conn == nil {
+		var err error
+		if conn, err = p.connect(); err != nil {
+			p.fail(nil, batch)
+			return
+		}
+	}
+	frame := nodewire.HeartbeatBatch{Beats: make([]nodewire.Heartbeat, len(batch))}
+	p.mu.Lock()
+	for i, c := range batch {
+		frame.Beats[i] = c.beat
+		conn.calls[c.beat.ID] = c
+	}
+	p.mu.Unlock()
+	conn.c.SetWriteDeadline(time.Now().Add(hbAnswerTimeout))
+	if err := nodewire.WriteNodeFrame(conn.c, &frame); err != nil {
+		p.fail(conn, nil)
+		return
+	}
+	p.s.batches.Add(1)
+	p.s.beats.Add(int64(len(batch)))
+}
+
+// connect opens the stream to the node and starts reading its answers.
+func (p *hbPeer) connect() (*hbConn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	c, err := p.s.dial(ctx, p.node)
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+	conn := &hbConn{c: c, calls: make(map[uint64]*hbCall)}
+	p.mu.Lock()
+	if p.conn != nil { // another flush connected meanwhile
+		p.mu.Unlock()
+		c.Close()
+		return p.connOrNil()
+	}
+	p.conn = conn
+	p.mu.Unlock()
+	go p.read(conn)
+	return conn, nil
+}
+
+func (p *hbPeer) connOrNil() (*hbConn, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.conn == nil {
+		return nil, errHBDown
+	}
+	return p.conn, nil
+}
+
+// read hands each answer to its call until the stream fails.
+func (p *hbPeer) read(conn *hbConn) {
+	br := bufio.NewReader(conn.c)
+	for {
+		var a nodewire.HeartbeatAnswer
+		if err := nodewire.ReadNodeFrame(br, &a); err != nil {
+			p.fail(conn, nil)
+			return
+		}
+		p.mu.Lock()
+		c := conn.calls[a.ID]
+		delete(conn.calls, a.ID)
+		p.mu.Unlock()
+		if c != nil {
+			c.ans = a
+			close(c.done)
+		}
+	}
+}
+
+// fail ends conn (if not nil) and every call sent on it, and the calls of
+// batch, with errHBDown: they go as raft's RPCs, and so does every
+// heartbeat to the node for hbDownFor.
+func (p *hbPeer) fail(conn *hbConn, batch []*hbCall) {
+	p.mu.Lock()
+	p.downUntil = time.Now().Add(hbDownFor)
+	if conn != nil {
+		if p.conn == conn {
+			p.conn = nil
+		}
+		for id, c := range conn.calls {
+			batch = append(batch, c)
+			delete(conn.calls, id)
+		}
+	}
+	p.mu.Unlock()
+	if conn != nil {
+		conn.c.Close()
+	}
+	for _, c := range batch {
+		c.err = errHBDown
+		close(c.done)
+	}
+}
+
+// close ends every stream; heartbeats go as raft's RPCs from now on.
+func (s *hbSender) close() {
+	s.mu.Lock()
+	s.closed = true
+	peers := s.peers
+	s.peers = nil
+	s.mu.Unlock()
+	for _, p := range peers {
+		p.mu.Lock()
+		conn := p.conn
+		p.mu.Unlock()
+		if conn != nil {
+			p.fail(conn, nil)
+		}
+	}
+}
+
+// ServeHeartbeats answers the heartbeat batches another node sends on
+// conn (the mesh's KindHeartbeat) until the stream ends: each heartbeat
+// goes to its shard's raft, and the answers of a batch are written
+// together once all are in, or hbAnswerLinger after the first, so that a
+// shard busy on disk delays no other for longer.
+func (l *Log) ServeHeartbeats(conn net.Conn) {
+	defer conn.Close()
+	answers := make(chan nodewire.HeartbeatAnswer, 64)
+	done := make(chan struct{})
+	defer close(done)
+	var pending atomic.Int64 // heartbeats read, answers not yet written
+	go writeAnswers(conn, answers, done, &pending)
+	br := bufio.NewReader(conn)
+	for {
+		var b nodewire.HeartbeatBatch
+		if err := nodewire.ReadNodeFrame(br, &b); err != nil {
+			return
+		}
+		for _, h := range b.Beats {
+			if pending.Add(1) > hbMaxInflight {
+				select {
+				case answers <- nodewire.HeartbeatAnswer{ID: h.ID, Err: "too many heartbeats in flight"}:
+				case <-done:
+				}
+				continue
+			}
+			go func() {
+				a := l.heartbeat(&h)
+				select {
+				case answers <- a:
+				case <-done:
+				}
+			}()
+		}
+	}
+}
+
+// hbAnswerLinger is how long a written answer waits for the others still
+// pending before the stream is flushed.
+const hbAnswerLinger = 5 * time.Millisecond
+
+// writeAnswers writes answers, flushing when none is pending or
+// hbAnswerLinger after the first unflushed one, until done or a write
+// fails (which closes conn).
+func writeAnswers(conn net.Conn, answers <-chan nodewire.HeartbeatAnswer, done <-chan struct{}, pending *atomic.Int64) {
+	bw := bufio.NewWriter(conn)
+	linger := time.NewTimer(hbAnswerLinger)
+	linger.Stop()
+	for {
+		var a nodewire.HeartbeatAnswer
+		select {
+		case <-done:
+			return
+		case a = <-answers:
+		}
+		conn.SetWriteDeadline(time.Now().Add(hbAnswerTimeout))
+		err := nodewire.WriteNodeFrame(bw, &a)
+		pending.Add(-1)
+		linger.Reset(hbAnswerLinger)
+	more:
+		for err == nil && pending.Load() > 0 {
+			select {
+			case a = <-answers:
+				err = nodewire.WriteNodeFrame(bw, &a)
+				pending.Add(-1)
+			case <-linger.C:
+				break more
+			case <-done:
+				return
+			}
+		}
+		linger.Stop()
+		if err == nil {
+			err = bw.Flush()
+		}
+		if err != nil {
+			conn.Close()
+			return
+		}
+	}
+}
+
+// heartbeat hands h to its shard's raft and returns raft's answer.
+func (l *Log) heartbeat(h *nodewire.Heartbeat) nodewire.HeartbeatAnswer {
+	a := nodewire.HeartbeatAnswer{ID: h.ID}
+	if h.Shard < 0 || h.Shard >= len(l.shards) {
+		a.Err = fmt.Sprintf("no shard %d", h.Shard)
+		return a
+	}
+	if h.To != "" && h.To != l.Incarnation() {
+		// As the mesh refuses a raft stream for another incarnation
+		// (KindRaftTo): this node's raft data is not the replica the
+		// leader addresses.
+		a.Err = "another incarnation"
+		return a
+	}
+	g := l.shards[h.Shard].guard
+	if g == nil {
+		a.Err = "shard without a network transport"
+		return a
+	}
+	respCh := make(chan raft.RPCResponse, 1)
+	rpc := raft.RPC{
+		Command: &raft.AppendEntriesRequest{
+			RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersion(h.ProtocolVersion), ID: h.HeaderID, Addr: h.HeaderAddr},
+			Term:      h.Term, Leader: h.Leader,
+		},
+		RespChan: respCh,
+	}
+	t := time.NewTimer(hbAnswerTimeout)
+	defer t.Stop()
+	select {
+	case g.ch <- rpc:
+	case <-g.done:
+		a.Err = "shard closed"
+		return a
+	case <-t.C:
+		a.Err = "raft busy"
+		return a
+	}
+	var r raft.RPCResponse
+	select {
+	case r = <-respCh:
+	case <-g.done:
+		a.Err = "shard closed"
+		return a
+	case <-t.C:
+		a.Err = "raft busy"
+		return a
+	}
+	if r.Error != nil {
+		a.Err = r.Error.Error()
+		return a
+	}
+	resp, ok := r.Response.(*raft.AppendEntriesResponse)
+	if !ok {
+		a.Err = "unexpected answer"
+		return a
+	}
+	a.ProtocolVersion = int(resp.ProtocolVersion)
+	a.HeaderID, a.HeaderAddr = resp.RPCHeader.ID, resp.RPCHeader.Addr
+	a.Term, a.LastLog, a.Success, a.NoRetryBackoff = resp.Term, resp.LastLog, resp.Success, resp.NoRetryBackoff
+	return a
+}

@@ -1,0 +1,193 @@
+package relaylog
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+
+	"github.com/edgenode/edgenode/wire/nodewire"
+)
+
+// hbPair is two logs of two shards each whose raft groups talk over TCP
+// and whose heartbeats go in batches over in-memory pipes: n1 leads, n2
+// follows. Raft addresses are the node ids; each shard's transport dials
+// the TCP address of that shard's transport on the node.
+type hbPair struct {
+	a, b *Log
+	mu   sync.Mutex
+	logs map[string]*Log                       // node id → log, for the heartbeat dial
+	tcp  map[string]map[int]raft.ServerAddress // node id → shard → TCP address
+	down bool                                  // the heartbeat dial fails
+}
+
+func (p *hbPair) dial(_ context.Context, node string) (net.Conn, error) {
+	p.mu.Lock()
+	l, down := p.logs[node], p.down
+	p.mu.Unlock()
+	if l == nil || down {
+		return nil, fmt.Errorf("no heartbeat stream to %s", node)
+	}
+	c, s := net.Pipe()
+	go l.ServeHeartbeats(s)
+	return c, nil
+}
+
+// shardAddrs maps a server id to the TCP address of one shard's transport.
+type shardAddrs struct {
+	p     *hbPair
+	shard int
+}
+
+func (s shardAddrs) ServerAddr(id raft.ServerID) (raft.ServerAddress, error) {
+	s.p.mu.Lock()
+	defer s.p.mu.Unlock()
+	if a, ok := s.p.tcp[string(id)][s.shard]; ok {
+		return a, nil
+	}
+	return "", fmt.Errorf("no address for %s", id)
+}
+
+func openHBLog(t *testing.T, p *hbPair, id string, join bool) *Log {
+	t.Helper()
+	l, err := Open(Options{
+		Dir: t.TempDir(), NodeID: id, Shards: 2, Join: join, HeartbeatTimeout: 200 * time.Millisecond,
+		Transport: func(shard int, _ raft.ServerAddress) (raft.Transport, error) {
+			tr, err := raft.NewTCPTransportWithConfig("127.0.0.1:0", nil, &raft.NetworkTransportConfig{
+				MaxPool: 3, Timeout: 10 * time.Second, ServerAddressProvider: shardAddrs{p, shard},
+				Logger: hclog.NewNullLogger(),
+			})
+			if err == nil {
+				p.mu.Lock()
+				if p.tcp[id] == nil {
+					p.tcp[id] = map[int]raft.ServerAddress{}
+				}
+				p.tcp[id][shard] = tr.LocalAddr()
+				p.mu.Unlock()
+			}
+			return tr, err
+		},
+		Heartbeats: p.dial,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	p.mu.Lock()
+	p.logs[id] = l
+	p.mu.Unlock()
+	return l
+}
+
+func newHBPair(t *testing.T) *hbPair {
+	p := &hbPair{logs: map[string]*Log{}, tcp: map[string]map[int]raft.ServerAddress{}}
+	p.a = openHBLog(t, p, "n1", false)
+	p.b = openHBLog(t, p, "n2", true)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.a.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if err := p.a.Raft(i).AddVoter("n2", "n2", 0, 10*time.Second).Error(); err != nil {
+			t.Fatalf("shard %d: add n2: %v", i, err)
+		}
+	}
+	for i := range 2 {
+		waitHB(t, fmt.Sprintf("n2 following n1 on shard %d", i), func() bool {
+			_, id := p.b.Raft(i).LeaderWithID()
+			return id == "n1"
+		})
+	}
+	return p
+}
+
+// waitHB polls cond every millisecond for up to 20 s and fails the test if
+// it never holds.
+func waitHB(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after 20s waiting for %s", what)
+		}
+	}
+}
+
+func terms(l *Log) [2]string {
+	return [2]string{l.Raft(0).Stats()["term"], l.Raft(1).Stats()["term"]}
+}
+
+// The leader's heartbeats go in batches, fewer frames than heartbeats,
+// and keep the follower from electing.
+func TestHeartbeatsGoInBatches(t *testing.T) {
+	p := newHBPair(t)
+	before := terms(p.b)
+	b0, h0 := p.a.beats.batches.Load(), p.a.beats.beats.Load()
+	waitHB(t, "40 heartbeats batched", func() bool { return p.a.beats.beats.Load()-h0 >= 40 })
+	batches, beats := p.a.beats.batches.Load()-b0, p.a.beats.beats.Load()-h0
+	if batches >= beats {
+		t.Fatalf("%d heartbeats in %d batches: none shared a batch", beats, batches)
+	}
+	if after := terms(p.b); after != before {
+		t.Fatalf("follower's terms moved from %v to %v: heartbeats did not hold the leader", before, after)
+	}
+	if !p.a.shards[0].serving.Load() || !p.a.shards[1].serving.Load() {
+		t.Fatal("n1 stopped leading")
+	}
+}
+
+// When the batch path fails (a node without it, a broken stream), the
+// heartbeats go as raft's own RPCs: the leader stays.
+func TestHeartbeatsFallBackToRaftRPCs(t *testing.T) {
+	p := newHBPair(t)
+	before := terms(p.b)
+	p.mu.Lock()
+	p.down = true
+	p.mu.Unlock()
+	// Break the open stream: every heartbeat on it fails over.
+	p.a.beats.mu.Lock()
+	for _, peer := range p.a.beats.peers {
+		peer.mu.Lock()
+		if peer.conn != nil {
+			peer.conn.c.Close()
+		}
+		peer.mu.Unlock()
+	}
+	p.a.beats.mu.Unlock()
+	d0 := p.a.beats.direct.Load()
+	waitHB(t, "40 heartbeats sent as raft RPCs", func() bool { return p.a.beats.direct.Load()-d0 >= 40 })
+	if after := terms(p.b); after != before {
+		t.Fatalf("follower's terms moved from %v to %v without batches", before, after)
+	}
+	// The path comes back after hbDownFor.
+	p.mu.Lock()
+	p.down = false
+	p.mu.Unlock()
+	h0 := p.a.beats.beats.Load()
+	waitHB(t, "batches again", func() bool { return p.a.beats.beats.Load() > h0 })
+}
+
+// A heartbeat for another incarnation of this node's raft data, or for a
+// shard it has not, is refused, as the mesh refuses such raft streams.
+func TestHeartbeatForAnotherIncarnationIsRefused(t *testing.T) {
+	p := newHBPair(t)
+	for _, tc := range []struct {
+		shard int
+		to    string
+	}{{0, "not-" + p.b.Incarnation()}, {7, ""}, {-1, ""}} {
+		a := p.b.heartbeat(&nodewire.Heartbeat{ID: 3, Shard: tc.shard, To: tc.to, Term: 1, Leader: []byte("x")})
+		if a.Err == "" || a.ID != 3 {
+			t.Fatalf("heartbeat for shard %d, incarnation %q answered %+v", tc.shard, tc.to, a)
+		}
+	}
+	// The right incarnation reaches raft, which answers (a stale term here).
+	a := p.b.heartbeat(&nodewire.Heartbeat{ID: 4, Shard: 0, To: p.b.Incarnation(), ProtocolVersion: int(raft.ProtocolVersionMax), Term: 1, Leader: []byte("x")})
+	if a.Err != "" || a.Success || a.Term < 1 {
+		t.Fatalf("heartbeat of an old term answered %+v, want raft's refusal with its term", a)
+	}
+}
