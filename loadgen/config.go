@@ -59,6 +59,9 @@ type Config struct {
 	Idle      bool `json:"idle"`
 	Procs     int  `json:"procs"`
 	ServerPID int  `json:"serverPid,omitempty"`
+	// CPUPIDs are local nodes whose CPU time over the timeline is summed
+	// and reported per accepted send (Result.ServerCPU).
+	CPUPIDs []int `json:"cpuPids,omitempty"`
 
 	// ReportEvery > 0 cuts the measurement window into intervals of this
 	// length and reports each one as it ends (see IntervalReport).
@@ -207,6 +210,11 @@ func (c *Config) Validate(fdLimit int) error {
 	}
 	if c.ServerPID < 0 {
 		bad("--server-pid must be a process id")
+	}
+	for _, p := range c.CPUPIDs {
+		if p <= 0 {
+			bad("--cpu-pids must be process ids")
+		}
 	}
 	if c.ReportEvery < 0 || (c.ReportEvery > 0 && c.ReportEvery.D() < 100*time.Millisecond) {
 		bad("--report-every must be at least 100ms (or 0: no interval reports)")

@@ -240,7 +240,8 @@ func CoordinateWithReports(ctx context.Context, cfg Config, spawn Spawn, log io.
 	defer tick.Stop()
 	var settle <-chan time.Time
 	var runStart time.Time
-	var serverCPU0 float64
+	var serverCPU0, pidsCPU0 float64
+	var serverCPU *CPUResult
 	started, stopped, closed := false, false, false
 	ctxDone := ctx.Done()
 	for exited < n {
@@ -304,6 +305,15 @@ func CoordinateWithReports(ctx context.Context, cfg Config, spawn Spawn, log io.
 				settle = time.After(cfg.Settle.D())
 			}
 			if done == n && !closed {
+				if len(cfg.CPUPIDs) > 0 && started {
+					if cpu, err := cpuOf(cfg.CPUPIDs); err == nil {
+						if wall := time.Since(runStart).Seconds(); wall > 0 {
+							serverCPU = &CPUResult{PIDs: cfg.CPUPIDs, Cores: (cpu - pidsCPU0) / wall}
+						}
+					} else {
+						fmt.Fprintf(log, "reading servers' CPU: %v\n", err)
+					}
+				}
 				if cfg.ServerPID > 0 && started {
 					if cpu, err := ReadCPUSeconds(cfg.ServerPID); err == nil {
 						if wall := time.Since(runStart).Seconds(); wall > 0 {
@@ -342,6 +352,7 @@ func CoordinateWithReports(ctx context.Context, cfg Config, spawn Spawn, log io.
 			if cfg.ServerPID > 0 {
 				serverCPU0, _ = ReadCPUSeconds(cfg.ServerPID)
 			}
+			pidsCPU0, _ = cpuOf(cfg.CPUPIDs)
 			broadcast("go " + strconv.FormatInt(start.UnixNano(), 10))
 			started = true
 		}
@@ -379,6 +390,10 @@ func CoordinateWithReports(ctx context.Context, cfg Config, spawn Spawn, log io.
 		}
 	}
 	res.Memory = memory
+	if serverCPU != nil && res.Sends.AcceptedPerSec > 0 {
+		serverCPU.MicrosPerSend = serverCPU.Cores * 1e6 / res.Sends.AcceptedPerSec
+	}
+	res.ServerCPU = serverCPU
 	c := cfg
 	res.Config = &c
 	return res, nil
@@ -403,6 +418,19 @@ func parseVmRSS(status []byte) (int64, error) {
 		}
 	}
 	return 0, errors.New("no VmRSS line in /proc status")
+}
+
+// cpuOf sums the CPU time of pids.
+func cpuOf(pids []int) (float64, error) {
+	var sum float64
+	for _, p := range pids {
+		s, err := ReadCPUSeconds(p)
+		if err != nil {
+			return 0, err
+		}
+		sum += s
+	}
+	return sum, nil
 }
 
 // ReadCPUSeconds returns the user+system CPU time of a process.

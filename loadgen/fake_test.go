@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -225,11 +226,15 @@ func TestCoordinateOpenLoopAgainstFakeNode(t *testing.T) {
 	f, srv := newFakeNode(t)
 	f.failEvery = 25
 	cfg := fakeConfig(srv.URL)
-	cfg.Procs = 2 // in-process workers, each from its own loopback address
+	cfg.Procs = 2                    // in-process workers, each from its own loopback address
+	cfg.CPUPIDs = []int{os.Getpid()} // the fake node runs in this process
 	var log bytes.Buffer
 	res, err := Coordinate(context.Background(), cfg, InProcess, &log)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if c := res.ServerCPU; c == nil || c.Cores <= 0 || c.MicrosPerSend <= 0 || len(c.PIDs) != 1 {
+		t.Fatalf("servers' CPU: %+v, want this process's CPU over the timeline and per send", c)
 	}
 	if res.Connect.Ready != 40 || res.Connect.Failed != 0 || res.Connect.TimeToReady.Count != 40 {
 		t.Fatalf("connect: %+v", res.Connect)

@@ -51,6 +51,16 @@ type MemoryResult struct {
 	CPUCores       float64 `json:"cpuCoresDuringRun"`           // server CPU time / wall time from the start of the timeline to its end
 }
 
+// CPUResult is the CPU time of the nodes named by --cpu-pids over the
+// timeline.
+type CPUResult struct {
+	PIDs  []int   `json:"pids"`
+	Cores float64 `json:"cores"` // CPU time of all of them / wall time
+	// MicrosPerSend is Cores over the sends accepted per second inside
+	// the window: the servers' CPU per message at a steady offered rate.
+	MicrosPerSend float64 `json:"microsPerSend,omitempty"`
+}
+
 // Result is the outcome of a worker or, merged, of the whole run.
 type Result struct {
 	Mode           string            `json:"mode"` // "open-loop", "closed-loop", "idle"
@@ -66,6 +76,7 @@ type Result struct {
 	Errors         map[string]int64  `json:"errors"`
 	ErrorSamples   map[string]string `json:"errorSamples,omitempty"`
 	Memory         *MemoryResult     `json:"memory,omitempty"`
+	ServerCPU      *CPUResult        `json:"serverCpu,omitempty"`
 	ForeignFrames  int64             `json:"foreignMessages"`     // new_message not sent by this run (queued from earlier runs)
 	DuplicateMsgs  int64             `json:"duplicateDeliveries"` // delivered again after being matched
 	WorkerFailures []string          `json:"workerFailures,omitempty"`
@@ -172,6 +183,9 @@ func (r *Result) WriteText(w io.Writer) {
 		if m.EndKiB > 0 {
 			p("           at the end: RSS %.1f MiB, %.0f bytes (%.2f KiB) per socket\n", float64(m.EndKiB)/1024, m.EndPerSocket, m.EndPerSocket/1024)
 		}
+	}
+	if c := r.ServerCPU; c != nil {
+		p("servers:   CPU %.3f cores during the timeline (pids %v), %.0f µs per accepted send\n", c.Cores, c.PIDs, c.MicrosPerSend)
 	}
 	if r.Mode != "idle" {
 		s := r.Sends

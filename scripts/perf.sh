@@ -12,9 +12,12 @@
 #   2. one node, latency at a fixed offered rate (open loop)
 #   3. three nodes (three processes), maximum accepted sends, every 201
 #      fsynced on a majority of the shard's replicas
-#   4. three nodes, latency at a fixed offered rate
+#   4. three nodes, latency at a fixed offered rate (2,000/s, then 500/s
+#      and 1,000/s), with the three servers' CPU per accepted send
 #   5. idle sockets on one node: server memory per socket
 #   6. connect storm: sockets opened within 10 s, time to ready
+#   7. an idle three-node cluster (no clients) with 16 and with 64 shards:
+#      the three servers' CPU
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODE=${1:-full}
@@ -46,6 +49,7 @@ node() {
     --send-rate 1000 --send-burst 1000 --log-level warn
     --max-connections-per-ip 1000000) # edgeload's thousands of sockets share loopback addresses
   [ -n "$join" ] && args+=(--join "$join")
+  [ -n "${SHARDS:-}" ] && args+=(--shards "$SHARDS")
   bin/edgenode "${args[@]}" >"$TMP/$name.log" 2>&1 &
   PIDS+=($!)
   echo $!
@@ -90,7 +94,9 @@ wait_ready http://127.0.0.1:18820 http://127.0.0.1:18830
 wait_balanced 127.0.0.1:18813
 T3=http://127.0.0.1:18810,http://127.0.0.1:18820,http://127.0.0.1:18830
 load three-node-max $T3 --users $USERS --senders 1.0 --rate 0 --concurrency 512 --warmup $WARM --duration $WIN
-load three-node-rate $T3 --users $USERS --senders 1.0 --rate $RATE3 --warmup $WARM --duration $WIN
+load three-node-rate $T3 --users $USERS --senders 1.0 --rate $RATE3 --warmup $WARM --duration $WIN --cpu-pids $N1,$N2,$N3
+load three-node-500 $T3 --users $USERS --senders 1.0 --rate 500 --warmup $WARM --duration $WIN --cpu-pids $N1,$N2,$N3
+load three-node-1000 $T3 --users $USERS --senders 1.0 --rate 1000 --warmup $WARM --duration $WIN --cpu-pids $N1,$N2,$N3
 kill -9 $N1 $N2 $N3
 
 # 5: idle sockets (spread over processes: 20,000 open files per process here)
@@ -102,3 +108,21 @@ kill -9 $P
 P=$(node storm 18850 eu); wait_ready http://127.0.0.1:18850
 load connect-storm http://127.0.0.1:18850 --idle --users $STORM --procs 2 --connect-rate $STORM_RATE --duration 2s --server-pid $P
 kill -9 $P
+
+# 7: an idle cluster: the three servers' CPU with no client, once every
+# shard has its three voters and leaders are spread.
+cpu_ticks() { local t=0; for p in "$@"; do read -r -a f </proc/$p/stat; t=$((t + f[13] + f[14])); done; echo $t; }
+for S in 16 64; do
+  base=$((18860 + S))
+  N1=$(SHARDS=$S node idle$S-1 $base eu); wait_ready http://127.0.0.1:$base
+  N2=$(SHARDS=$S node idle$S-2 $((base+100)) us 127.0.0.1:$((base+1))); N3=$(SHARDS=$S node idle$S-3 $((base+200)) ap 127.0.0.1:$((base+1)))
+  wait_ready http://127.0.0.1:$((base+100)) http://127.0.0.1:$((base+200))
+  wait_balanced 127.0.0.1:$((base+3))
+  sleep 5 # placement's last moves settle
+  c0=$(cpu_ticks $N1 $N2 $N3); t0=$(date +%s.%N)
+  sleep "${WIN%s}"
+  c1=$(cpu_ticks $N1 $N2 $N3); t1=$(date +%s.%N)
+  echo "== idle-cluster-$S"
+  python3 -c "import os; print('idle:      three nodes, $S shards, no clients: %.3f cores over %.0f s' % (($c1-$c0)/os.sysconf('SC_CLK_TCK')/($t1-$t0), $t1-$t0))" | tee "$OUT/idle-cluster-$S.txt"
+  kill -9 $N1 $N2 $N3
+done

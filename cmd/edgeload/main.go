@@ -116,6 +116,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -228,6 +229,16 @@ func parseFlags(args []string, stderr io.Writer) (loadgen.Config, outputs, error
 	fs.BoolVar(&cfg.Idle, "idle", cfg.Idle, "connect the sockets, send nothing, hold them for --duration and report memory per socket")
 	fs.IntVar(&cfg.Procs, "procs", cfg.Procs, "worker processes (each takes a slice of users and rate; loopback source addresses 127.0.0.2...)")
 	fs.IntVar(&cfg.ServerPID, "server-pid", 0, "pid of a local node: report its VmRSS per socket")
+	fs.Func("cpu-pids", "comma-separated pids of local nodes: report their summed CPU over the timeline and per accepted send", func(v string) error {
+		for _, f := range strings.Split(v, ",") {
+			p, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil {
+				return fmt.Errorf("not a pid: %q", f)
+			}
+			cfg.CPUPIDs = append(cfg.CPUPIDs, p)
+		}
+		return nil
+	})
 	jsonPath := fs.String("json", "", "write the full result (histograms included) to this file")
 	reportEvery := fs.Duration("report-every", 0, "cut the measurement window into intervals of this length and report each (needs --report-file); 0 = off")
 	reportFile := fs.String("report-file", "", "with --report-every: append one JSON line per interval to this file")

@@ -12,14 +12,14 @@ func TestParseFlags(t *testing.T) {
 	cfg, out, err := parseFlags([]string{
 		"--targets", "http://127.0.0.1:18080, http://127.0.0.1:18081",
 		"--jwt-secret", "s", "--users", "19000", "--idle", "--procs", "2",
-		"--duration", "30s", "--warmup", "5s", "--json", "out.json",
+		"--duration", "30s", "--warmup", "5s", "--json", "out.json", "--cpu-pids", "12,34",
 	}, &errOut)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(cfg.Targets) != 2 || cfg.Targets[1] != "http://127.0.0.1:18081" || !cfg.Idle || cfg.Procs != 2 ||
 		cfg.Duration.D() != 30*time.Second || cfg.Warmup != 0 || out.json != "out.json" ||
-		cfg.ReportEvery != 0 || out.reportFile != "" {
+		cfg.ReportEvery != 0 || out.reportFile != "" || len(cfg.CPUPIDs) != 2 || cfg.CPUPIDs[1] != 34 {
 		t.Fatalf("%+v %+v", cfg, out)
 	}
 	if err := cfg.Validate(20000); err != nil {
