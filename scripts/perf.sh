@@ -2,7 +2,7 @@
 # The performance table of docs/PERFORMANCE.md, measured with the project's
 # own tools on this machine (nodes and load generator on the same host).
 #
-#   scripts/perf.sh          the full table (about 6 minutes)
+#   scripts/perf.sh          the full table (about 5 minutes)
 #   scripts/perf.sh short    a short version of every row (make bench, < 2 min)
 #
 # Every row starts fresh nodes on loopback in a temporary directory and
