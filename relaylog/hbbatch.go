@@ -58,9 +58,11 @@ var errHBDown = errors.New("relaylog: heartbeat batches unavailable")
 type HeartbeatDial func(ctx context.Context, node string) (net.Conn, error)
 
 // isHeartbeat reports whether req is a raft heartbeat (the test of
-// hashicorp/raft's NetworkTransport).
+// hashicorp/raft's NetworkTransport, with the leader's address taken from
+// the RPC header, which raft v1.8 always fills; the deprecated Leader
+// field it also fills is not carried: raft reads the header first).
 func isHeartbeat(req *raft.AppendEntriesRequest) bool {
-	return req.Term != 0 && (req.Leader != nil || len(req.RPCHeader.Addr) > 0) &&
+	return req.Term != 0 && len(req.RPCHeader.Addr) > 0 &&
 		req.PrevLogEntry == 0 && req.PrevLogTerm == 0 && len(req.Entries) == 0 && req.LeaderCommitIndex == 0
 }
 
@@ -132,7 +134,7 @@ func (s *hbSender) beat(shard int, target raft.ServerAddress, req *raft.AppendEn
 	}
 	c := &hbCall{done: make(chan struct{}), beat: nodewire.Heartbeat{
 		Shard: shard, To: inc, ProtocolVersion: int(req.ProtocolVersion),
-		HeaderID: req.RPCHeader.ID, HeaderAddr: req.RPCHeader.Addr, Term: req.Term, Leader: req.Leader,
+		HeaderID: req.RPCHeader.ID, HeaderAddr: req.RPCHeader.Addr, Term: req.Term,
 	}}
 	p.mu.Lock()
 	if time.Now().Before(p.downUntil) {
@@ -410,7 +412,7 @@ func (l *Log) heartbeat(h *nodewire.Heartbeat) nodewire.HeartbeatAnswer {
 	rpc := raft.RPC{
 		Command: &raft.AppendEntriesRequest{
 			RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersion(h.ProtocolVersion), ID: h.HeaderID, Addr: h.HeaderAddr},
-			Term:      h.Term, Leader: h.Leader,
+			Term:      h.Term,
 		},
 		RespChan: respCh,
 	}

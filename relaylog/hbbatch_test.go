@@ -180,13 +180,13 @@ func TestHeartbeatForAnotherIncarnationIsRefused(t *testing.T) {
 		shard int
 		to    string
 	}{{0, "not-" + p.b.Incarnation()}, {7, ""}, {-1, ""}} {
-		a := p.b.heartbeat(&nodewire.Heartbeat{ID: 3, Shard: tc.shard, To: tc.to, Term: 1, Leader: []byte("x")})
+		a := p.b.heartbeat(&nodewire.Heartbeat{ID: 3, Shard: tc.shard, To: tc.to, Term: 1, HeaderAddr: []byte("x")})
 		if a.Err == "" || a.ID != 3 {
 			t.Fatalf("heartbeat for shard %d, incarnation %q answered %+v", tc.shard, tc.to, a)
 		}
 	}
 	// The right incarnation reaches raft, which answers (a stale term here).
-	a := p.b.heartbeat(&nodewire.Heartbeat{ID: 4, Shard: 0, To: p.b.Incarnation(), ProtocolVersion: int(raft.ProtocolVersionMax), Term: 1, Leader: []byte("x")})
+	a := p.b.heartbeat(&nodewire.Heartbeat{ID: 4, Shard: 0, To: p.b.Incarnation(), ProtocolVersion: int(raft.ProtocolVersionMax), Term: 1, HeaderAddr: []byte("x")})
 	if a.Err != "" || a.Success || a.Term < 1 {
 		t.Fatalf("heartbeat of an old term answered %+v, want raft's refusal with its term", a)
 	}

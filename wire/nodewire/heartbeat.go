@@ -23,7 +23,6 @@ type Heartbeat struct {
 	HeaderID        []byte // raft's RPCHeader.ID and Addr: the leader's
 	HeaderAddr      []byte
 	Term            uint64
-	Leader          []byte // raft's deprecated Leader field
 }
 
 // HeartbeatBatch is the heartbeats one flush sends to one node.
@@ -58,14 +57,13 @@ func appendHeartbeatBatch(b []byte, f *HeartbeatBatch) []byte {
 		e.NilBytes(h.HeaderID)
 		e.NilBytes(h.HeaderAddr)
 		e.Uvarint(h.Term)
-		e.NilBytes(h.Leader)
 	}
 	return e.B
 }
 
 func decodeHeartbeatBatch(b []byte, f *HeartbeatBatch) error {
 	d := newDec(b)
-	n := d.Count(8) // the fewest bytes a heartbeat takes
+	n := d.Count(7) // the fewest bytes a heartbeat takes
 	if n > MaxHeartbeatsPerBatch {
 		d.Fail()
 		n = 0
@@ -80,7 +78,6 @@ func decodeHeartbeatBatch(b []byte, f *HeartbeatBatch) error {
 		h.HeaderID, _ = d.NilBytes()
 		h.HeaderAddr, _ = d.NilBytes()
 		h.Term = d.Uvarint()
-		h.Leader, _ = d.NilBytes()
 		f.Beats = append(f.Beats, h)
 	}
 	return d.End()
