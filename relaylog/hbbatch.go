@@ -47,6 +47,10 @@ const (
 	// hbMaxInflight bounds the heartbeats a node answers at once on one
 	// stream; beyond, a heartbeat is answered with an error at once.
 	hbMaxInflight = 4 * nodewire.MaxHeartbeatsPerBatch
+	// hbMaxPeers bounds the nodes the sender keeps state for: past it,
+	// peers without a stream or a waiting heartbeat (nodes gone, or whose
+	// batch path failed) are forgotten when a new one is added.
+	hbMaxPeers = 256
 )
 
 // errHBDown: the batch path to a node is not usable now; the heartbeat
@@ -117,10 +121,24 @@ func (s *hbSender) peer(node string) *hbPeer {
 	}
 	p := s.peers[node]
 	if p == nil {
+		if len(s.peers) >= hbMaxPeers {
+			for id, q := range s.peers {
+				if q.idle() {
+					delete(s.peers, id)
+				}
+			}
+		}
 		p = &hbPeer{s: s, node: node}
 		s.peers[node] = p
 	}
 	return p
+}
+
+// idle: no stream, nothing waiting for a flush.
+func (p *hbPeer) idle() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.conn == nil && len(p.queue) == 0 && !p.flushing
 }
 
 // beat sends req, shard's heartbeat to target, in the next batch to

@@ -191,3 +191,29 @@ func TestHeartbeatForAnotherIncarnationIsRefused(t *testing.T) {
 		t.Fatalf("heartbeat of an old term answered %+v, want raft's refusal with its term", a)
 	}
 }
+
+// The sender forgets idle peers once it knows hbMaxPeers: nodes that come
+// and go over months do not grow it.
+func TestHeartbeatSenderForgetsIdlePeers(t *testing.T) {
+	s := newHBSender(func(context.Context, string) (net.Conn, error) { return nil, fmt.Errorf("no such node") })
+	defer s.close()
+	req := &raft.AppendEntriesRequest{RPCHeader: raft.RPCHeader{Addr: []byte("n1")}, Term: 1}
+	var wg sync.WaitGroup
+	for i := range hbMaxPeers + 10 {
+		wg.Go(func() {
+			var resp raft.AppendEntriesResponse
+			if err := s.beat(0, raft.ServerAddress(fmt.Sprintf("node-%d@x", i)), req, &resp); err != errHBDown {
+				t.Errorf("heartbeat to a node that cannot be dialed: %v, want errHBDown", err)
+			}
+		})
+	}
+	wg.Wait()
+	var resp raft.AppendEntriesResponse
+	s.beat(0, "one-more@x", req, &resp)
+	s.mu.Lock()
+	n := len(s.peers)
+	s.mu.Unlock()
+	if n > hbMaxPeers {
+		t.Fatalf("%d peers kept after %d nodes, want at most %d", n, hbMaxPeers+11, hbMaxPeers)
+	}
+}
