@@ -19,13 +19,15 @@ import (
 // each shard a heartbeat every HeartbeatTimeout/10 to /5 (50-100 ms at
 // 500 ms), each an RPC of its own: with S shards on three voters that is
 // about 26·S RPCs a second and their answers, each a QUIC packet and a
-// system call on both sides, whatever the load (issue 16: 0.16 cores per
-// idle node at 16 shards). Here a node sends the heartbeats of all its
-// leaders to one follower node together: a heartbeat waits for the next
-// flush to that node (at most hbFlush), goes in one frame with the others
-// waiting (nodewire.HeartbeatBatch, over Options.Heartbeats: the mesh's
-// KindHeartbeat streams), and its answer comes back on its own as soon as
-// that shard's raft gave it, so a shard busy on disk delays no other.
+// system call on both sides, whatever the load (an idle three-node cluster
+// used 0.52-0.68 cores in all at 16 shards; docs/PERFORMANCE.md). Here a
+// node sends the heartbeats of all its leaders to one follower node
+// together: a heartbeat waits for the next flush to that node (at most
+// hbFlush), goes in one frame with the others waiting
+// (nodewire.HeartbeatBatch, over Options.Heartbeats: the mesh's
+// KindHeartbeat streams), and the follower writes the answers of a batch
+// together once all are in, or hbAnswerLinger after the first, so that a
+// shard busy on disk holds back no other for longer.
 //
 // Raft sees no difference: every heartbeat reaches its follower's raft
 // (through the transport's consumer channel, as SerialHeartbeats sends
