@@ -144,6 +144,8 @@ type Options struct {
 // Membership is this node's view of the cluster. Its methods are safe for
 // concurrent use.
 // AddressBook is where membership writes the nodes' mesh addresses.
+// SetAddr is called with membership's lock held: it must be quick and
+// must not call back into the membership.
 type AddressBook interface {
 	SetAddr(nodeID, addr string)
 }
