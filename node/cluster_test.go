@@ -163,6 +163,16 @@ func TestThreeRegionClusterReplicatesRoutesAndSurvivesALeaderKill(t *testing.T) 
 		}
 		return len(leaders) >= 2
 	})
+	// Every node is ready (every shard has a leader), whichever shards it
+	// leads itself.
+	for _, n := range nodes {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := n.WaitReady(ctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("%s: %v", n.Config.NodeID, err)
+		}
+	}
 	// Every node lists every edge.
 	for _, n := range nodes {
 		if got := len(n.Members.Alive()); got != 3 {

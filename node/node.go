@@ -432,7 +432,7 @@ func (n *Node) openLog(tune Tuning) error {
 		return err
 	}
 	n.Log = rl
-	n.Mesh.Handle(mesh.KindHeartbeat, func(c net.Conn, _ string, _ int) { rl.ServeHeartbeats(c) })
+	n.Mesh.Handle(mesh.KindHeartbeat, func(c net.Conn, from string, _ int) { rl.ServeHeartbeats(c, from) })
 	return nil
 }
 
@@ -628,7 +628,7 @@ func newHTTPServer(h http.Handler, logger *slog.Logger) *http.Server {
 // (every shard has a leader): "edgenode serving" comes earlier, when the
 // API listens but writes may still answer 503.
 func (n *Node) logReady(since time.Time) {
-	if n.Log.WaitReady(n.life) != nil {
+	if n.WaitReady(n.life) != nil {
 		return // stopped first
 	}
 	n.Logger.Info("edgenode ready", "node", n.Config.NodeID, "url", n.url, "after", time.Since(since).Round(time.Millisecond).String())
@@ -655,8 +655,25 @@ func (n *Node) Addr() net.Addr { return n.listener.Addr() }
 // whether it speaks mutual TLS (any address but loopback).
 func (n *Node) OperatorAddr() (addr net.Addr, mutualTLS bool) { return n.adminLn.Addr(), n.adminTLS }
 
-// WaitReady blocks until every shard has a leader.
-func (n *Node) WaitReady(ctx context.Context) error { return n.Log.WaitReady(ctx) }
+// WaitReady blocks until every shard has a leader (the node's /readyz
+// would answer 200 but for draining), looking every 10 ms at first and
+// every second at most.
+func (n *Node) WaitReady(ctx context.Context) error {
+	router := n.Cluster.Router()
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for wait := 10 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("node: waiting for shard leaders: %w", ctx.Err())
+		case <-t.C:
+		}
+		if router.Ready() {
+			return nil
+		}
+		t.Reset(wait)
+	}
+}
 
 // Shutdown drains the node: it stops accepting sockets and tells open ones
 // to reconnect elsewhere (close 1012), finishes REST calls in flight, then
