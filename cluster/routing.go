@@ -51,8 +51,9 @@ type routing struct {
 	hintMu sync.Mutex
 	hints  map[int]string // shard → last known leader
 
-	callsMu sync.Mutex
-	calls   map[*inflightCall]struct{} // forwarded calls in progress
+	callsMu   sync.Mutex
+	calls     map[*inflightCall]struct{} // forwarded calls in progress
+	callsWake chan struct{}              // the first call came in (watchCalls)
 }
 
 func newRouting(self string, log shardLeaders, members memberView, t Transport) *routing {
@@ -61,6 +62,7 @@ func newRouting(self string, log shardLeaders, members memberView, t Transport) 
 		noLeaderWait: noLeaderWait,
 		hints:        make(map[int]string),
 		calls:        make(map[*inflightCall]struct{}),
+		callsWake:    make(chan struct{}, 1),
 	}
 }
 
@@ -156,6 +158,12 @@ func (c *routing) attempt(ctx context.Context, node string, shard int, req *node
 	call := &inflightCall{node: node, shard: shard, cancel: cancel}
 	c.callsMu.Lock()
 	c.calls[call] = struct{}{}
+	if len(c.calls) == 1 {
+		select {
+		case c.callsWake <- struct{}{}:
+		default:
+		}
+	}
 	c.callsMu.Unlock()
 	defer func() {
 		c.callsMu.Lock()
@@ -174,12 +182,23 @@ type inflightCall struct {
 
 // watchCalls abandons, every 100 ms, the forwarded calls whose node no
 // longer leads their shard or is dead (see attempt): one goroutine for all
-// calls rather than a timer per call.
+// calls rather than a timer per call, asleep while there is none.
 func (c *routing) watchCalls(stop <-chan struct{}) {
-	t := time.NewTicker(100 * time.Millisecond)
+	t := time.NewTimer(time.Hour)
 	defer t.Stop()
 	var calls []*inflightCall
 	for {
+		c.callsMu.Lock()
+		idle := len(c.calls) == 0
+		c.callsMu.Unlock()
+		if idle {
+			select {
+			case <-stop:
+				return
+			case <-c.callsWake:
+			}
+		}
+		t.Reset(100 * time.Millisecond)
 		select {
 		case <-stop:
 			return

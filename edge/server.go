@@ -172,14 +172,16 @@ type Server struct {
 	// hiddenSockets counts sockets watching users they may not see yet.
 	hiddenSockets atomic.Int64
 
-	usageMu  sync.Mutex
-	usage    map[int64]ratelimit.Usage // since the last report (RunUsage)
-	m        *metrics
-	upgrader websocket.Upgrader
-	origins  map[string]bool
-	anyOrig  bool
-	mux      *http.ServeMux
-	opMux    *http.ServeMux // OperatorHandler's
+	usageMu sync.Mutex
+	usage   map[int64]ratelimit.Usage // since the last report (RunUsage)
+	// usageWake: usage was empty and got an entry (RunUsage sleeps on it).
+	usageWake chan struct{}
+	m         *metrics
+	upgrader  websocket.Upgrader
+	origins   map[string]bool
+	anyOrig   bool
+	mux       *http.ServeMux
+	opMux     *http.ServeMux // OperatorHandler's
 
 	connMu   sync.Mutex
 	conns    map[int64]int // sockets per user, reserved before upgrade
@@ -199,6 +201,7 @@ func New(opts Options) *Server {
 		limiter:      ratelimit.New(opts.SendRate, opts.SendBurst, opts.Now),
 		calls:        ratelimit.New(opts.CallRate, opts.CallBurst, opts.Now),
 		usage:        make(map[int64]ratelimit.Usage),
+		usageWake:    make(chan struct{}, 1),
 		visibleCache: newVisibleCache(),
 		m:            newMetrics(opts.Registerer),
 		origins:      make(map[string]bool),

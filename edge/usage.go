@@ -29,6 +29,12 @@ func (s *Server) count(user int64, sends, calls int) {
 
 // addUsage adds to user's count for the next report; usageMu is held.
 func (s *Server) addUsage(user int64, sends, calls int) {
+	if len(s.usage) == 0 {
+		select {
+		case s.usageWake <- struct{}{}:
+		default:
+		}
+	}
 	u := s.usage[user]
 	u.Sends += sends
 	u.Calls += calls
@@ -52,6 +58,18 @@ func (s *Server) RunUsage(ctx context.Context) {
 	defer tick.Stop()
 	last := time.Now()
 	for {
+		s.usageMu.Lock()
+		idle := len(s.usage) == 0
+		s.usageMu.Unlock()
+		if idle { // asleep until there is usage to report
+			tick.Stop()
+			select {
+			case <-ctx.Done():
+				return
+			case <-s.usageWake:
+			}
+			tick.Reset(s.opts.UsageInterval / 10)
+		}
 		select {
 		case <-ctx.Done():
 			return
