@@ -29,13 +29,30 @@ import (
 // together once all are in, or hbAnswerLinger after the first, so that a
 // shard busy on disk holds back no other for longer.
 //
-// Raft sees no difference: every heartbeat reaches its follower's raft
-// (through the transport's consumer channel, as SerialHeartbeats sends
-// them) and the answer is that raft's. A heartbeat's period grows by at
-// most hbFlush (to 150 ms), far inside the 500 ms timeout. Should the
-// batch path fail (a node of a version without it, a broken stream), the
-// heartbeats to that node go as raft's own RPCs for hbDownFor, and then
-// the batch path is tried again.
+// A heartbeat that reaches its follower's raft goes through the
+// transport's consumer channel, as SerialHeartbeats sends them, and the
+// answer is that raft's. A heartbeat's period grows by at most hbFlush (to
+// 150 ms), far inside the 500 ms timeout. Should the batch path fail (a
+// node of a version without it, a broken stream), the heartbeats to that
+// node go as raft's RPCs for hbDownFor, and then the batch path is tried
+// again.
+//
+// Node beats and local answers. Most heartbeats need not travel at all:
+// the stream to a node also carries a node beat, an empty batch, every
+// hbBeatEvery, which the node answers at once (of two nodes with streams
+// to each other only the one with the lower id beats; the other hears
+// its beats and it hears the answers). While a frame came from the
+// follower's node within a quarter of raft's heartbeat timeout and the
+// shard's follower there answered a real heartbeat of the same term
+// within the timeout, the sender answers that shard's heartbeat itself
+// with the follower's last answer (CockroachDB's quiesced ranges lean on
+// node liveness the same way); past half the timeout a real heartbeat,
+// which nothing waits for, goes with the next node beat to refresh it.
+// A pair of shard and follower then costs a real heartbeat a second
+// (with the default 2 s timeout), riding on the node beats, and the beats
+// cost the same whatever the number of shards. The followers rely on the
+// same beats to stand for election when the leader's node goes silent
+// (stand.go).
 
 const (
 	// hbFlush is how long a heartbeat waits for others to the same node.
@@ -53,6 +70,9 @@ const (
 	// peers without a stream or a waiting heartbeat (nodes gone, or whose
 	// batch path failed) are forgotten when a new one is added.
 	hbMaxPeers = 256
+	// hbBeatEvery is how often a node beat goes to a node (when no other
+	// frame went in the meantime, and the node does not beat this one).
+	hbBeatEvery = 200 * time.Millisecond
 )
 
 // errHBDown: the batch path to a node is not usable now; the heartbeat
@@ -75,19 +95,35 @@ func isHeartbeat(req *raft.AppendEntriesRequest) bool {
 // hbSender batches this node's heartbeats per follower node.
 type hbSender struct {
 	dial  HeartbeatDial
+	self  string
+	heard *heardFrom
 	flush time.Duration
 
 	mu     sync.Mutex
 	peers  map[string]*hbPeer
 	closed bool
+	// A heartbeat is answered locally only while a frame came from the
+	// follower's node within fresh (a quarter of the heartbeat timeout)
+	// and the shard's follower answered a real heartbeat within twice
+	// realEvery; past realEvery (half the timeout: raft's follower waits
+	// at least the timeout) a real one refreshes the answer. realEvery in
+	// ns; tests set 0 to send every heartbeat.
+	fresh     time.Duration
+	realEvery atomic.Int64
 
 	// Counts, for the metrics and tests: frames sent, heartbeats sent in
-	// them, heartbeats sent as raft's RPCs because the batch path failed.
-	batches, beats, direct atomic.Int64
+	// them, heartbeats sent as raft's RPCs because the batch path failed,
+	// heartbeats answered locally, node beats sent.
+	batches, beats, direct, local, nodeBeats atomic.Int64
 }
 
-func newHBSender(dial HeartbeatDial) *hbSender {
-	return &hbSender{dial: dial, flush: hbFlush, peers: make(map[string]*hbPeer)}
+// newHBSender: self is this node's id; heard is when other nodes' streams
+// to this one last carried a frame (ServeHeartbeats); timeout is raft's
+// heartbeat timeout.
+func newHBSender(dial HeartbeatDial, self string, heard *heardFrom, timeout time.Duration) *hbSender {
+	s := &hbSender{dial: dial, self: self, heard: heard, flush: hbFlush, peers: make(map[string]*hbPeer), fresh: timeout / 4}
+	s.realEvery.Store(int64(timeout / 2))
+	return s
 }
 
 // hbPeer is the batch path to one node.
@@ -101,18 +137,44 @@ type hbPeer struct {
 	conn      *hbConn
 	nextID    uint64
 	downUntil time.Time
+	sent      time.Time // the last frame written on conn
+	answered  time.Time // the last answer read on conn
+	// last is each shard's last successful real heartbeat to this node,
+	// whose answer is given locally meanwhile; one per shard.
+	last map[int]hbLast
+}
+
+type hbLast struct {
+	conn       *hbConn // the stream it was answered on
+	to         string  // the follower's incarnation
+	term       uint64
+	at         time.Time // when it was sent
+	resp       raft.AppendEntriesResponse
+	refreshing bool // a real heartbeat to refresh it is on its way
 }
 
 type hbConn struct {
 	c     net.Conn
+	wmu   sync.Mutex         // one frame written at a time
 	calls map[uint64]*hbCall // sent, not answered; guarded by hbPeer.mu
 }
 
+// write writes f on the stream.
+func (c *hbConn) write(f any) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.c.SetWriteDeadline(time.Now().Add(hbAnswerTimeout))
+	return nodewire.WriteNodeFrame(c.c, f)
+}
+
 type hbCall struct {
-	beat nodewire.Heartbeat
-	ans  nodewire.HeartbeatAnswer
-	err  error
-	done chan struct{}
+	beat  nodewire.Heartbeat
+	ans   nodewire.HeartbeatAnswer
+	err   error
+	done  chan struct{}
+	conn  *hbConn // the stream it went on; guarded by hbPeer.mu
+	at    time.Time
+	async bool // a refresh nobody waits for (recordLocked keeps its answer)
 }
 
 func (s *hbSender) peer(node string) *hbPeer {
@@ -130,7 +192,7 @@ func (s *hbSender) peer(node string) *hbPeer {
 				}
 			}
 		}
-		p = &hbPeer{s: s, node: node}
+		p = &hbPeer{s: s, node: node, last: make(map[int]hbLast)}
 		s.peers[node] = p
 	}
 	return p
@@ -144,25 +206,49 @@ func (p *hbPeer) idle() bool {
 }
 
 // beat sends req, shard's heartbeat to target, in the next batch to
-// target's node and fills resp with the answer. errHBDown: send it as
-// raft's own RPC instead.
+// target's node and fills resp with the answer, or answers it locally
+// (see "Node beats and local answers"). errHBDown: send it as raft's own
+// RPC instead.
 func (s *hbSender) beat(shard int, target raft.ServerAddress, req *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
 	node, inc := nodewire.SplitRaftAddress(string(target))
 	p := s.peer(node)
 	if p == nil {
 		return errHBDown
 	}
-	c := &hbCall{done: make(chan struct{}), beat: nodewire.Heartbeat{
+	now := time.Now()
+	hb := nodewire.Heartbeat{
 		Shard: shard, To: inc, ProtocolVersion: int(req.ProtocolVersion),
 		HeaderID: req.RPCHeader.ID, HeaderAddr: req.RPCHeader.Addr, Term: req.Term,
-	}}
+	}
 	p.mu.Lock()
-	if time.Now().Before(p.downUntil) {
+	if last, ok := p.last[shard]; ok && p.conn != nil && last.conn == p.conn && last.to == inc && last.term == req.Term &&
+		p.aliveLocked(now, s.fresh) {
+		every := time.Duration(s.realEvery.Load())
+		if age := now.Sub(last.at); age < 2*every {
+			// Answered locally. Past realEvery a real heartbeat
+			// refreshes the answer: it goes with the next node beat and
+			// nothing waits for it; until it is answered (or for
+			// another realEvery) the last answer stands.
+			if age >= every && !last.refreshing {
+				last.refreshing = true
+				p.last[shard] = last
+				p.nextID++
+				hb.ID = p.nextID
+				p.queue = append(p.queue, &hbCall{beat: hb, at: now, async: true, done: make(chan struct{})})
+			}
+			*resp = last.resp
+			p.mu.Unlock()
+			s.local.Add(1)
+			return nil
+		}
+	}
+	if now.Before(p.downUntil) {
 		p.mu.Unlock()
 		return errHBDown
 	}
 	p.nextID++
-	c.beat.ID = p.nextID
+	hb.ID = p.nextID
+	c := &hbCall{done: make(chan struct{}), at: now, beat: hb}
 	p.queue = append(p.queue, c)
 	if !p.flushing {
 		p.flushing = true
@@ -181,15 +267,49 @@ func (s *hbSender) beat(shard int, target raft.ServerAddress, req *raft.AppendEn
 	if c.err != nil {
 		return c.err
 	}
-	a := &c.ans
-	if a.Err != "" {
-		return fmt.Errorf("relaylog: heartbeat to %s: %s", target, a.Err)
+	if c.ans.Err != "" {
+		return fmt.Errorf("relaylog: heartbeat to %s: %s", target, c.ans.Err)
 	}
-	*resp = raft.AppendEntriesResponse{
+	*resp = answerResponse(&c.ans)
+	return nil
+}
+
+func answerResponse(a *nodewire.HeartbeatAnswer) raft.AppendEntriesResponse {
+	return raft.AppendEntriesResponse{
 		RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersion(a.ProtocolVersion), ID: a.HeaderID, Addr: a.HeaderAddr},
 		Term:      a.Term, LastLog: a.LastLog, Success: a.Success, NoRetryBackoff: a.NoRetryBackoff,
 	}
-	return nil
+}
+
+// recordLocked keeps a's answer to c, a real heartbeat, as its shard's
+// local answer when it is a success in c's term, and drops the shard's
+// local answer otherwise. p.mu is held.
+func (p *hbPeer) recordLocked(c *hbCall, a *nodewire.HeartbeatAnswer) {
+	if a.Err == "" && a.Success && a.Term == c.beat.Term && c.conn != nil {
+		p.last[c.beat.Shard] = hbLast{conn: c.conn, to: c.beat.To, term: c.beat.Term, at: c.at, resp: answerResponse(a)}
+	} else {
+		delete(p.last, c.beat.Shard)
+	}
+}
+
+// aliveLocked: a frame came from p's node within d (an answer on this
+// stream, or a frame on its own stream to this node). p.mu is held.
+func (p *hbPeer) aliveLocked(now time.Time, d time.Duration) bool {
+	return now.Sub(p.answered) < d || p.s.heard.within(p.node, d)
+}
+
+// lastAnswer is when node last answered a frame on this node's stream to
+// it (known false: never).
+func (s *hbSender) lastAnswer(node string) (t time.Time, known bool) {
+	s.mu.Lock()
+	p := s.peers[node]
+	s.mu.Unlock()
+	if p == nil {
+		return time.Time{}, false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.answered, !p.answered.IsZero()
 }
 
 // forget drops c, whose caller stopped waiting.
@@ -223,11 +343,12 @@ func (p *hbPeer) flushNow() {
 	p.mu.Lock()
 	for i, c := range batch {
 		frame.Beats[i] = c.beat
+		c.conn = conn
 		conn.calls[c.beat.ID] = c
 	}
+	p.sent = time.Now()
 	p.mu.Unlock()
-	conn.c.SetWriteDeadline(time.Now().Add(hbAnswerTimeout))
-	if err := nodewire.WriteNodeFrame(conn.c, &frame); err != nil {
+	if err := conn.write(&frame); err != nil {
 		p.fail(conn, nil)
 		return
 	}
@@ -275,8 +396,14 @@ func (p *hbPeer) read(conn *hbConn) {
 			return
 		}
 		p.mu.Lock()
-		c := conn.calls[a.ID]
+		if p.conn == conn {
+			p.answered = time.Now()
+		}
+		c := conn.calls[a.ID] // none for a node beat's answer (ID 0)
 		delete(conn.calls, a.ID)
+		if c != nil {
+			p.recordLocked(c, &a)
+		}
 		p.mu.Unlock()
 		if c != nil {
 			c.ans = a
@@ -310,6 +437,51 @@ func (p *hbPeer) fail(conn *hbConn, batch []*hbCall) {
 	}
 }
 
+// beatAll sends the node beats due (Log.tickLoop calls it every
+// hbBeatEvery); peers is scratch space, returned for the next call.
+func (s *hbSender) beatAll(peers []*hbPeer) []*hbPeer {
+	peers = peers[:0]
+	s.mu.Lock()
+	for _, p := range s.peers {
+		peers = append(peers, p)
+	}
+	s.mu.Unlock()
+	for _, p := range peers {
+		p.nodeBeat()
+	}
+	return peers
+}
+
+var emptyBatch = &nodewire.HeartbeatBatch{}
+
+// nodeBeat sends the heartbeats waiting for the beat to p's node, or else
+// an empty batch, if there is a stream and nothing else went on it for
+// half a beat period. Of two nodes that beat each other only the one with
+// the lower id does: the other hears its beats, and the first its
+// answers.
+func (p *hbPeer) nodeBeat() {
+	now := time.Now()
+	p.mu.Lock()
+	if len(p.queue) > 0 {
+		p.mu.Unlock()
+		p.flushNow()
+		return
+	}
+	conn := p.conn
+	if conn == nil || now.Sub(p.sent) < hbBeatEvery/2 ||
+		(p.s.self > p.node && p.s.heard.within(p.node, hbBeatEvery+hbBeatEvery/2)) {
+		p.mu.Unlock()
+		return
+	}
+	p.sent = now
+	p.mu.Unlock()
+	if err := conn.write(emptyBatch); err != nil {
+		p.fail(conn, nil)
+		return
+	}
+	p.s.nodeBeats.Add(1)
+}
+
 // close ends every stream; heartbeats go as raft's RPCs from now on.
 func (s *hbSender) close() {
 	s.mu.Lock()
@@ -327,13 +499,17 @@ func (s *hbSender) close() {
 	}
 }
 
-// ServeHeartbeats answers the heartbeat batches another node sends on
-// conn (the mesh's KindHeartbeat) until the stream ends: each heartbeat
-// goes to its shard's raft, and the answers of a batch are written
-// together once all are in, or hbAnswerLinger after the first, so that a
-// shard busy on disk delays no other for longer.
-func (l *Log) ServeHeartbeats(conn net.Conn) {
+// ServeHeartbeats answers the heartbeat batches node from sends on conn
+// (the mesh's KindHeartbeat) until the stream ends: each heartbeat goes
+// to its shard's raft, and the answers of a batch are written together
+// once all are in, or hbAnswerLinger after the first, so that a shard
+// busy on disk delays no other for longer. A node beat (an empty batch)
+// is answered at once. Every frame tells this node's followers that
+// from is alive (stand.go).
+func (l *Log) ServeHeartbeats(conn net.Conn, from string) {
 	defer conn.Close()
+	heard := l.heard.open(from)
+	defer l.heard.close(from)
 	answers := make(chan nodewire.HeartbeatAnswer, 64)
 	done := make(chan struct{})
 	defer close(done)
@@ -344,6 +520,15 @@ func (l *Log) ServeHeartbeats(conn net.Conn) {
 		var b nodewire.HeartbeatBatch
 		if err := nodewire.ReadNodeFrame(br, &b); err != nil {
 			return
+		}
+		heard.Store(time.Now().UnixNano())
+		if len(b.Beats) == 0 {
+			pending.Add(1)
+			select {
+			case answers <- nodewire.HeartbeatAnswer{}:
+			case <-done:
+			}
+			continue
 		}
 		for _, h := range b.Beats {
 			if pending.Add(1) > hbMaxInflight {

@@ -14,28 +14,30 @@ import (
 	"github.com/edgenode/edgenode/wire/nodewire"
 )
 
-// hbPair is two logs of two shards each whose raft groups talk over TCP
-// and whose heartbeats go in batches over in-memory pipes: n1 leads, n2
-// follows. Raft addresses are the node ids; each shard's transport dials
-// the TCP address of that shard's transport on the node.
+// hbPair is two (or three) logs of two shards each whose raft groups talk
+// over TCP and whose heartbeats go in batches over in-memory pipes: n1
+// leads, n2 (and n3) follow. Raft addresses are the node ids; each shard's
+// transport dials the TCP address of that shard's transport on the node.
 type hbPair struct {
-	a, b *Log
-	mu   sync.Mutex
-	logs map[string]*Log                       // node id → log, for the heartbeat dial
-	tcp  map[string]map[int]raft.ServerAddress // node id → shard → TCP address
-	down bool                                  // the heartbeat dial fails
+	a, b, c *Log
+	mu      sync.Mutex
+	logs    map[string]*Log                       // node id → log, for the heartbeat dial
+	tcp     map[string]map[int]raft.ServerAddress // node id → shard → TCP address
+	down    bool                                  // the heartbeat dial fails
 }
 
-func (p *hbPair) dial(_ context.Context, node string) (net.Conn, error) {
-	p.mu.Lock()
-	l, down := p.logs[node], p.down
-	p.mu.Unlock()
-	if l == nil || down {
-		return nil, fmt.Errorf("no heartbeat stream to %s", node)
+func (p *hbPair) dial(from string) HeartbeatDial {
+	return func(_ context.Context, node string) (net.Conn, error) {
+		p.mu.Lock()
+		l, down := p.logs[node], p.down
+		p.mu.Unlock()
+		if l == nil || down {
+			return nil, fmt.Errorf("no heartbeat stream to %s", node)
+		}
+		c, s := net.Pipe()
+		go l.ServeHeartbeats(s, from)
+		return c, nil
 	}
-	c, s := net.Pipe()
-	go l.ServeHeartbeats(s)
-	return c, nil
 }
 
 // shardAddrs maps a server id to the TCP address of one shard's transport.
@@ -53,10 +55,10 @@ func (s shardAddrs) ServerAddr(id raft.ServerID) (raft.ServerAddress, error) {
 	return "", fmt.Errorf("no address for %s", id)
 }
 
-func openHBLog(t *testing.T, p *hbPair, id string, join bool) *Log {
+func openHBLog(t *testing.T, p *hbPair, id string, join bool, hb time.Duration) *Log {
 	t.Helper()
 	l, err := Open(Options{
-		Dir: t.TempDir(), NodeID: id, Shards: 2, Join: join, HeartbeatTimeout: 200 * time.Millisecond,
+		Dir: t.TempDir(), NodeID: id, Shards: 2, Join: join, HeartbeatTimeout: hb,
 		Transport: func(shard int, _ raft.ServerAddress) (raft.Transport, error) {
 			tr, err := raft.NewTCPTransportWithConfig("127.0.0.1:0", nil, &raft.NetworkTransportConfig{
 				MaxPool: 3, Timeout: 10 * time.Second, ServerAddressProvider: shardAddrs{p, shard},
@@ -72,7 +74,7 @@ func openHBLog(t *testing.T, p *hbPair, id string, join bool) *Log {
 			}
 			return tr, err
 		},
-		Heartbeats: p.dial,
+		Heartbeats: p.dial(id),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -85,24 +87,36 @@ func openHBLog(t *testing.T, p *hbPair, id string, join bool) *Log {
 }
 
 func newHBPair(t *testing.T) *hbPair {
+	return newHBGroup(t, false, 200*time.Millisecond, 200*time.Millisecond)
+}
+
+// newHBGroup opens n1 and n2 (and n3 with three) and waits until they
+// follow n1 on both shards; lead and follow are n1's and the others' raft
+// heartbeat timeouts.
+func newHBGroup(t *testing.T, three bool, lead, follow time.Duration) *hbPair {
 	p := &hbPair{logs: map[string]*Log{}, tcp: map[string]map[int]raft.ServerAddress{}}
-	p.a = openHBLog(t, p, "n1", false)
-	p.b = openHBLog(t, p, "n2", true)
+	p.a = openHBLog(t, p, "n1", false, lead)
+	p.b = openHBLog(t, p, "n2", true, follow)
+	followers := map[string]*Log{"n2": p.b}
+	if three {
+		p.c = openHBLog(t, p, "n3", true, follow)
+		followers["n3"] = p.c
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := p.a.WaitReady(ctx); err != nil {
 		t.Fatal(err)
 	}
-	for i := range 2 {
-		if err := p.a.Raft(i).AddVoter("n2", "n2", 0, 10*time.Second).Error(); err != nil {
-			t.Fatalf("shard %d: add n2: %v", i, err)
+	for id, l := range followers {
+		for i := range 2 {
+			if err := p.a.Raft(i).AddVoter(raft.ServerID(id), raft.ServerAddress(id), 0, 10*time.Second).Error(); err != nil {
+				t.Fatalf("shard %d: add %s: %v", i, id, err)
+			}
+			waitHB(t, fmt.Sprintf("%s following n1 on shard %d", id, i), func() bool {
+				_, lid := l.Raft(i).LeaderWithID()
+				return lid == "n1"
+			})
 		}
-	}
-	for i := range 2 {
-		waitHB(t, fmt.Sprintf("n2 following n1 on shard %d", i), func() bool {
-			_, id := p.b.Raft(i).LeaderWithID()
-			return id == "n1"
-		})
 	}
 	return p
 }
@@ -126,6 +140,7 @@ func terms(l *Log) [2]string {
 // and keep the follower from electing.
 func TestHeartbeatsGoInBatches(t *testing.T) {
 	p := newHBPair(t)
+	p.a.beats.realEvery.Store(0) // every heartbeat travels
 	before := terms(p.b)
 	b0, h0 := p.a.beats.batches.Load(), p.a.beats.beats.Load()
 	waitHB(t, "40 heartbeats batched", func() bool { return p.a.beats.beats.Load()-h0 >= 40 })
@@ -160,7 +175,7 @@ func TestHeartbeatsFallBackToRaftRPCs(t *testing.T) {
 	}
 	p.a.beats.mu.Unlock()
 	d0 := p.a.beats.direct.Load()
-	waitHB(t, "40 heartbeats sent as raft RPCs", func() bool { return p.a.beats.direct.Load()-d0 >= 40 })
+	waitHB(t, "20 heartbeats sent as raft RPCs", func() bool { return p.a.beats.direct.Load()-d0 >= 20 })
 	if after := terms(p.b); after != before {
 		t.Fatalf("follower's terms moved from %v to %v without batches", before, after)
 	}
@@ -195,7 +210,7 @@ func TestHeartbeatForAnotherIncarnationIsRefused(t *testing.T) {
 // The sender forgets idle peers once it knows hbMaxPeers: nodes that come
 // and go over months do not grow it.
 func TestHeartbeatSenderForgetsIdlePeers(t *testing.T) {
-	s := newHBSender(func(context.Context, string) (net.Conn, error) { return nil, fmt.Errorf("no such node") })
+	s := newHBSender(func(context.Context, string) (net.Conn, error) { return nil, fmt.Errorf("no such node") }, "n0", &heardFrom{}, time.Second)
 	defer s.close()
 	req := &raft.AppendEntriesRequest{RPCHeader: raft.RPCHeader{Addr: []byte("n1")}, Term: 1}
 	var wg sync.WaitGroup
@@ -215,5 +230,87 @@ func TestHeartbeatSenderForgetsIdlePeers(t *testing.T) {
 	s.mu.Unlock()
 	if n > hbMaxPeers {
 		t.Fatalf("%d peers kept after %d nodes, want at most %d", n, hbMaxPeers+11, hbMaxPeers)
+	}
+}
+
+// With the default timeout an idle leader answers most of its heartbeats
+// on its own node, from the node beats: the leader stays, and fewer
+// heartbeats travel than are answered.
+func TestIdleHeartbeatsAreAnsweredLocally(t *testing.T) {
+	p := newHBGroup(t, false, 0, 0)
+	before := terms(p.b)
+	l0, h0 := p.a.beats.local.Load(), p.a.beats.beats.Load()
+	waitHB(t, "30 heartbeats answered locally", func() bool { return p.a.beats.local.Load()-l0 >= 30 })
+	local, real := p.a.beats.local.Load()-l0, p.a.beats.beats.Load()-h0
+	if real >= local {
+		t.Fatalf("%d heartbeats travelled for %d answered locally, want fewer", real, local)
+	}
+	if p.a.beats.nodeBeats.Load() == 0 {
+		t.Fatal("no node beat sent")
+	}
+	if after := terms(p.b); after != before {
+		t.Fatalf("follower's terms moved from %v to %v", before, after)
+	}
+	if !p.a.shards[0].serving.Load() || !p.a.shards[1].serving.Load() {
+		t.Fatal("n1 stopped leading")
+	}
+}
+
+// When the leader's node goes silent its followers stand for election at
+// once: here their own raft timeout is an hour, so only standing can
+// elect the new leader.
+func TestFollowersStandWhenLeaderNodeGoesSilent(t *testing.T) {
+	p := newHBGroup(t, true, 200*time.Millisecond, time.Hour)
+	waitHB(t, "n2 and n3 hearing n1", func() bool {
+		return p.b.heard.within("n1", time.Second) && p.c.heard.within("n1", time.Second)
+	})
+	p.mu.Lock()
+	delete(p.logs, "n1")
+	p.mu.Unlock()
+	p.a.Close()
+	for i := range 2 {
+		waitHB(t, fmt.Sprintf("a new leader of shard %d", i), func() bool {
+			return p.b.Raft(i).State() == raft.Leader || p.c.Raft(i).State() == raft.Leader
+		})
+	}
+	if p.b.stood.Load()+p.c.stood.Load() == 0 {
+		t.Fatal("new leaders without a follower standing")
+	}
+}
+
+// A lone voter stands at once rather than after raft's timeout (an hour
+// here).
+func TestLoneVoterStandsAtOnce(t *testing.T) {
+	p := &hbPair{logs: map[string]*Log{}, tcp: map[string]map[int]raft.ServerAddress{}}
+	l := openHBLog(t, p, "n1", false, time.Hour)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := l.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A shard's followers take turns to stand: distinct ranks, the same on
+// every node, and the order differs between shards.
+func TestStandRanks(t *testing.T) {
+	var c raft.Configuration
+	for _, id := range []raft.ServerID{"a", "b", "c", "d"} {
+		c.Servers = append(c.Servers, raft.Server{ID: id, Suffrage: raft.Voter})
+	}
+	c.Servers = append(c.Servers, raft.Server{ID: "e", Suffrage: raft.Nonvoter})
+	firsts := map[raft.ServerID]bool{}
+	for shard := range 16 {
+		seen := map[int]raft.ServerID{}
+		for _, id := range []raft.ServerID{"b", "c", "d"} {
+			r := standRank(shard, c, "a", id)
+			if other, dup := seen[r]; dup || r < 0 || r > 2 {
+				t.Fatalf("shard %d: %s has rank %d (also %q)", shard, id, r, other)
+			}
+			seen[r] = id
+		}
+		firsts[seen[0]] = true
+	}
+	if len(firsts) < 2 {
+		t.Fatalf("one follower stands first on all 16 shards: %v", firsts)
 	}
 }

@@ -3,6 +3,7 @@ package relaylog
 import (
 	"errors"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/raft"
 )
@@ -119,6 +120,25 @@ func (g *voteGuard) run() {
 			return
 		}
 	}
+}
+
+// timeoutNow hands raft a TimeoutNow, which makes a follower stand for
+// election at once (stand.go), and reports whether raft took it; raft's
+// answer is not needed.
+func (g *voteGuard) timeoutNow() bool {
+	rpc := raft.RPC{
+		Command:  &raft.TimeoutNowRequest{RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax}},
+		RespChan: make(chan raft.RPCResponse, 1),
+	}
+	t := time.NewTimer(time.Second) // raft busy: the next tick tries again
+	defer t.Stop()
+	select {
+	case g.ch <- rpc:
+		return true
+	case <-g.done:
+	case <-t.C:
+	}
+	return false
 }
 
 // Close stops the guard and closes the transport.

@@ -107,11 +107,15 @@ type Options struct {
 	// mesh's KindHeartbeat, answered by ServeHeartbeats); nil: every
 	// heartbeat is raft's own RPC.
 	Heartbeats HeartbeatDial
-	// HeartbeatTimeout is raft's heartbeat and election timeout; 0 means
-	// 500 ms: the e2e failover (SIGKILL of a leader, 3 nodes) answered on
-	// every affected shard within 1.3 s (1 s gave 2.8-3.7 s, and
-	// 2 s gave 3-6 s). The price is idle traffic: raft heartbeats every
-	// tenth of it, per shard and follower.
+	// HeartbeatTimeout is raft's heartbeat, election and leader lease
+	// timeout; 0 means 2 s. With Heartbeats, a leader's node going silent
+	// makes its followers stand within about a second (stand.go), and
+	// this timeout is the fallback (a leader's raft stuck while its node
+	// lives, a node of an older version) and how long a leader cut off
+	// from its followers keeps leading. Without Heartbeats it is how long
+	// followers wait for a dead leader (the e2e failover with 500 ms took
+	// up to 1.3 s, with 2 s 3-6 s). A leader's raft heartbeats each
+	// follower every tenth to fifth of it, most answered locally.
 	HeartbeatTimeout time.Duration
 	// Join says this node joins an existing cluster: its shards start empty
 	// and wait for their leaders to add them, instead of bootstrapping a
@@ -136,7 +140,7 @@ func (o *Options) setDefaults() {
 		o.IdempotencyWindow = 24 * time.Hour
 	}
 	if o.HeartbeatTimeout <= 0 {
-		o.HeartbeatTimeout = 500 * time.Millisecond
+		o.HeartbeatTimeout = 2 * time.Second
 	}
 }
 
@@ -153,8 +157,10 @@ type Log struct {
 	incarnation  string // of the raft data in opts.Dir (Incarnation)
 	ackMu        [256]sync.Mutex
 	m            *metrics
-	commits      *Commits  // what changed, for the layers above (Commits)
-	beats        *hbSender // heartbeat batches (Options.Heartbeats); nil: none
+	commits      *Commits     // what changed, for the layers above (Commits)
+	beats        *hbSender    // heartbeat batches (Options.Heartbeats); nil: none
+	heard        heardFrom    // when nodes last beat this one (stand.go)
+	stood        atomic.Int64 // elections tickLoop started (stand.go)
 
 	stop     chan struct{}
 	wg       sync.WaitGroup
@@ -202,13 +208,16 @@ func Open(opts Options) (*Log, error) {
 		return nil, err
 	}
 	if opts.Transport != nil && opts.Heartbeats != nil {
-		b := newHBSender(opts.Heartbeats)
+		b := newHBSender(opts.Heartbeats, opts.NodeID, &l.heard, opts.HeartbeatTimeout)
 		l.beats = b
 		if opts.Registerer != nil {
 			opts.Registerer.MustRegister(
 				prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "edgenode_raft_heartbeat_batches_total", Help: "Frames that carried this node's raft heartbeats to another node, each holding the heartbeats of all its shards waiting for that node."}, func() float64 { return float64(b.batches.Load()) }),
 				prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "edgenode_raft_heartbeats_batched_total", Help: "Raft heartbeats this node sent in batches."}, func() float64 { return float64(b.beats.Load()) }),
 				prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "edgenode_raft_heartbeats_unbatched_total", Help: "Raft heartbeats this node sent as raft's own RPCs because the batch path to their node had failed (a node of an older version, a broken stream)."}, func() float64 { return float64(b.direct.Load()) }),
+				prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "edgenode_raft_heartbeats_local_total", Help: "Raft heartbeats of this node's leaders answered locally: the follower's node answered a node beat within 300 ms and the follower a real heartbeat of the same term within 1 s."}, func() float64 { return float64(b.local.Load()) }),
+				prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "edgenode_raft_node_beats_total", Help: "Node beats (empty heartbeat batches, every 100 ms on each heartbeat stream that carried nothing else) this node sent."}, func() float64 { return float64(b.nodeBeats.Load()) }),
+				prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "edgenode_raft_stood_total", Help: "Elections this node's replicas stood for without waiting for raft's heartbeat timeout: the leader's node went silent, or the replica is its shard's only voter."}, func() float64 { return float64(l.stood.Load()) }),
 			)
 		}
 	}
@@ -233,6 +242,10 @@ func Open(opts Options) (*Log, error) {
 	}
 	for _, s := range l.shards {
 		l.gen.observe(s.fsm.maxID())
+	}
+	if l.beats != nil {
+		l.wg.Add(1)
+		go l.tickLoop()
 	}
 	if opts.Registerer != nil {
 		opts.Registerer.MustRegister(
@@ -1174,10 +1187,12 @@ func (l *Log) openShard(i int) (*shard, error) {
 	// A leader sends each follower an AppendEntries every CommitTimeout
 	// (randomized up to twice) even when idle, so that followers learn
 	// the commit index when writes stop (raft's default, 50 ms, is as many
-	// RPCs as the heartbeats themselves). Nothing here waits for a
+	// RPCs as the heartbeats themselves, and these cannot be answered
+	// locally as heartbeats are: hbbatch.go). Nothing here waits for a
 	// follower to apply: the leader's commit stream wakes sockets and
-	// homes, and writes carry the commit index as they flow.
-	cfg.CommitTimeout = o.HeartbeatTimeout
+	// homes, and writes carry the commit index as they flow; an idle
+	// follower applies the last entries within 5-10 s.
+	cfg.CommitTimeout = 5 * o.HeartbeatTimeout / 2
 	// raft's default. Entries are already batches of commands (proposeLoop),
 	// and raft allocates a slice of this many pointers on every commit it
 	// hands to the FSM: at 512 that was 4 KiB per commit, 43% of a one-node

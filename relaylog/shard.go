@@ -51,6 +51,10 @@ type shard struct {
 	// expiryHeld is when EXPIRED receipts that failed to commit began to
 	// hold back this shard's expiry (Unix ns; 0: they do not).
 	expiryHeld atomic.Int64
+
+	// stoodTerm is the last term in which tickLoop made this replica
+	// stand for election (stand.go); tickLoop's own.
+	stoodTerm uint64
 }
 
 type proposal struct {

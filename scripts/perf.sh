@@ -18,6 +18,8 @@
 #   6. connect storm: sockets opened within 10 s, time to ready
 #   7. an idle three-node cluster (no clients) with 16 and with 64 shards:
 #      the three servers' CPU
+# ROWS picks groups of rows (default all): one (1-2), three (3-4),
+# sockets (5), storm (6), idle (7), e.g. ROWS="three idle" scripts/perf.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODE=${1:-full}
@@ -32,6 +34,8 @@ if [ "$MODE" = short ]; then
 else
   WIN=20s; WARM=3s; USERS=2000; IDLE=19000; STORM=10000; STORM_RATE=1000
 fi
+ROWS=" ${ROWS:-one three sockets storm idle} "
+row() { [[ "$ROWS" == *" $1 "* ]]; }
 RATE1=${RATE1:-2000}   # row 2
 RATE3=${RATE3:-2000}   # row 4
 SECRET=perf-jwt-secret-0123456789abcdef0123456789
@@ -82,12 +86,15 @@ load() { # NAME TARGETS extra-flags...
 }
 
 # 1-2: one node
+if row one; then
 P=$(node one 18800 eu); wait_ready http://127.0.0.1:18800
 load one-node-max http://127.0.0.1:18800 --users $USERS --senders 1.0 --rate 0 --concurrency 512 --warmup $WARM --duration $WIN --server-pid $P
 load one-node-rate http://127.0.0.1:18800 --users $USERS --senders 1.0 --rate $RATE1 --warmup $WARM --duration $WIN --server-pid $P
 kill -9 $P
+fi
 
 # 3-4: three nodes, three regions
+if row three; then
 N1=$(node n1 18810 eu); wait_ready http://127.0.0.1:18810
 N2=$(node n2 18820 us 127.0.0.1:18811); N3=$(node n3 18830 ap 127.0.0.1:18811)
 wait_ready http://127.0.0.1:18820 http://127.0.0.1:18830
@@ -98,20 +105,26 @@ load three-node-rate $T3 --users $USERS --senders 1.0 --rate $RATE3 --warmup $WA
 load three-node-500 $T3 --users $USERS --senders 1.0 --rate 500 --warmup $WARM --duration $WIN --cpu-pids $N1,$N2,$N3
 load three-node-1000 $T3 --users $USERS --senders 1.0 --rate 1000 --warmup $WARM --duration $WIN --cpu-pids $N1,$N2,$N3
 kill -9 $N1 $N2 $N3
+fi
 
 # 5: idle sockets (spread over processes: 20,000 open files per process here)
+if row sockets; then
 P=$(node idle 18840 eu); wait_ready http://127.0.0.1:18840
 load idle-sockets http://127.0.0.1:18840 --idle --users $IDLE --procs 2 --connect-rate 2000 --duration 5s --server-pid $P
 kill -9 $P
+fi
 
 # 6: connect storm
+if row storm; then
 P=$(node storm 18850 eu); wait_ready http://127.0.0.1:18850
 load connect-storm http://127.0.0.1:18850 --idle --users $STORM --procs 2 --connect-rate $STORM_RATE --duration 2s --server-pid $P
 kill -9 $P
+fi
 
 # 7: an idle cluster: the three servers' CPU with no client, once every
 # shard has its three voters and leaders are spread.
 cpu_ticks() { local t=0; for p in "$@"; do read -r -a f </proc/$p/stat; t=$((t + f[13] + f[14])); done; echo $t; }
+if row idle; then
 for S in 16 64; do
   base=$((18860 + S))
   N1=$(SHARDS=$S node idle$S-1 $base eu); wait_ready http://127.0.0.1:$base
@@ -126,3 +139,4 @@ for S in 16 64; do
   python3 -c "import os; print('idle:      three nodes, $S shards, no clients: %.3f cores over %.0f s' % (($c1-$c0)/os.sysconf('SC_CLK_TCK')/($t1-$t0), $t1-$t0))" | tee "$OUT/idle-cluster-$S.txt"
   kill -9 $N1 $N2 $N3
 done
+fi

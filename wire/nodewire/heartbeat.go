@@ -5,7 +5,8 @@ import "github.com/edgenode/edgenode/internal/varint"
 // Coalesced raft heartbeats (mesh KindHeartbeat streams): a node sends the
 // heartbeats of all its shards' leaders to one follower node together, a
 // HeartbeatBatch per flush, and the follower answers each heartbeat on
-// its own (HeartbeatAnswer) as soon as that shard's raft has.
+// its own (HeartbeatAnswer) as soon as that shard's raft has. An empty
+// batch is a node beat, answered at once with ID 0 (relaylog/hbbatch.go).
 
 // MaxHeartbeatsPerBatch bounds a batch (one heartbeat per shard and
 // follower is the most a flush holds).

@@ -1,0 +1,222 @@
+package relaylog
+
+import (
+	"fmt"
+	"hash/fnv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// Failover by node silence: the follower half of the node beats
+// (hbbatch.go).
+//
+// A leader answers most of its heartbeats itself while frames come from
+// the follower's node, and its raft runs with a long heartbeat timeout
+// (Options.HeartbeatTimeout, 2 s by default; heartbeats every 200-400 ms,
+// a real one reaching each follower about every second). A follower's own
+// raft would wait that timeout and up to as long again before it stood
+// for election. Instead, every hbBeatEvery the log checks each shard it
+// follows: when nothing came from the leader's node for leaderSilent, and
+// the leader's raft has not reached the follower's for as long, the
+// follower stands at once, as if the leader had handed it the
+// leadership. So that a shard's followers do not stand together and split
+// the vote, they take turns standStep apart, in an order fixed per shard
+// (standRank); a follower whose term moved meanwhile (another stood and
+// asked for its vote) does not stand. To stand, the log hands
+// its raft a TimeoutNow, the last step of hashicorp/raft's leadership
+// transfer, and the vote it asks for carries the transfer flag, which
+// the other followers honour even while they still know the old leader.
+// Raft's safety does not depend on who stands when: a follower whose log
+// lacks committed entries is refused by the others. A follower stands
+// once per term, and only for a leader whose node it had heard from (a
+// node it never heard, an older version without these streams, is left
+// to raft's own timeout).
+//
+// A lone voter (a new or restarted node of one) stands the same way at
+// once instead of after the timeout.
+//
+// So the failover after a leader's node dies takes leaderSilent less up
+// to a beat, plus up to a tick and an election round (0.4-0.7 s and the
+// vote); the e2e suite measures it.
+const (
+	leaderSilent = 3 * hbBeatEvery
+	standStep    = 300 * time.Millisecond
+	// heardKeep is how long a node with no stream left stays in heardFrom.
+	heardKeep = time.Minute
+)
+
+// heardFrom is when each node with a heartbeat stream to this one last
+// sent a frame on it (ServeHeartbeats). An entry lives while its node has
+// a stream and heardKeep after.
+type heardFrom struct {
+	mu sync.Mutex
+	m  map[string]*heardEntry
+}
+
+type heardEntry struct {
+	streams int
+	at      atomic.Int64 // Unix ns
+}
+
+// open registers a stream from node and returns the clock its frames set.
+func (h *heardFrom) open(node string) *atomic.Int64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.m == nil {
+		h.m = make(map[string]*heardEntry)
+	}
+	e := h.m[node]
+	if e == nil {
+		e = &heardEntry{}
+		h.m[node] = e
+	}
+	e.streams++
+	e.at.Store(time.Now().UnixNano())
+	return &e.at
+}
+
+func (h *heardFrom) close(node string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if e := h.m[node]; e != nil {
+		e.streams--
+	}
+}
+
+// last is when node last sent a frame (known false: never, or too long
+// ago to be kept).
+func (h *heardFrom) last(node string) (t time.Time, known bool) {
+	h.mu.Lock()
+	e := h.m[node]
+	h.mu.Unlock()
+	if e == nil {
+		return time.Time{}, false
+	}
+	return time.Unix(0, e.at.Load()), true
+}
+
+// within reports whether node sent a frame in the last d.
+func (h *heardFrom) within(node string, d time.Duration) bool {
+	t, ok := h.last(node)
+	return ok && time.Since(t) < d
+}
+
+// sweep forgets nodes without a stream heard from longer than heardKeep
+// ago.
+func (h *heardFrom) sweep() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for node, e := range h.m {
+		if e.streams <= 0 && time.Since(time.Unix(0, e.at.Load())) > heardKeep {
+			delete(h.m, node)
+		}
+	}
+}
+
+// tickLoop, every hbBeatEvery until the log closes, sends the node beats
+// due and checks whether a shard should stand: one wake-up for both.
+func (l *Log) tickLoop() {
+	defer l.wg.Done()
+	t := time.NewTicker(hbBeatEvery)
+	defer t.Stop()
+	var peers []*hbPeer
+	for n := 1; ; n++ {
+		select {
+		case <-l.stop:
+			return
+		case <-t.C:
+		}
+		peers = l.beats.beatAll(peers)
+		for _, s := range l.shards {
+			s.maybeStand()
+		}
+		if n%int(heardKeep/hbBeatEvery) == 0 {
+			l.heard.sweep()
+		}
+	}
+}
+
+// silent reports whether this node heard from node once and has heard
+// nothing from it for d: no frame on its stream to this node, no answer
+// on this node's stream to it.
+func (l *Log) silent(node string, d time.Duration) bool {
+	in, inKnown := l.heard.last(node)
+	out, outKnown := l.beats.lastAnswer(node)
+	if !inKnown && !outKnown {
+		return false
+	}
+	return time.Since(in) >= d && time.Since(out) >= d
+}
+
+// maybeStand hands the shard's raft a TimeoutNow when it should stand
+// (see above), at most once per term.
+func (s *shard) maybeStand() {
+	if s.guard == nil || s.raft.State() != raft.Follower {
+		return
+	}
+	term := s.raft.CurrentTerm()
+	if s.stoodTerm == term {
+		return
+	}
+	cfg := s.raft.GetConfiguration()
+	if cfg.Error() != nil || !isVoter(cfg.Configuration(), raft.ServerID(s.log.opts.NodeID)) {
+		return
+	}
+	_, leader := s.raft.LeaderWithID()
+	switch {
+	case leader == "":
+		// A lone voter need not wait for its own timeout.
+		if len(cfg.Configuration().Servers) != 1 {
+			return
+		}
+	case string(leader) == s.log.opts.NodeID:
+		return
+	default:
+		// Silent means both: no frame from the leader's node, and no
+		// raft message from the leader (which reaches this node as raft's
+		// own RPCs while the beat stream between the nodes is down, as
+		// after a partition heals).
+		rank := standRank(s.id, cfg.Configuration(), leader, raft.ServerID(s.log.opts.NodeID))
+		wait := leaderSilent + time.Duration(rank)*standStep
+		if time.Since(s.raft.LastContact()) < wait || !s.log.silent(string(leader), wait) {
+			return
+		}
+		s.log.opts.Logger.Info("relaylog: leader's node silent, standing for election", "shard", s.id, "leader", leader, "term", term)
+	}
+	if s.guard.timeoutNow() {
+		s.stoodTerm = term
+		s.log.stood.Add(1)
+	}
+}
+
+func isVoter(c raft.Configuration, id raft.ServerID) bool {
+	for _, srv := range c.Servers {
+		if srv.ID == id {
+			return srv.Suffrage == raft.Voter
+		}
+	}
+	return false
+}
+
+// standRank is self's turn to stand among shard's voters other than
+// leader: their order by a hash of shard and id, so that it differs
+// between shards and every node computes the same.
+func standRank(shard int, c raft.Configuration, leader, self raft.ServerID) int {
+	key := func(id raft.ServerID) uint64 {
+		h := fnv.New64a()
+		fmt.Fprintf(h, "%d/%s", shard, id)
+		return h.Sum64()
+	}
+	mine, rank := key(self), 0
+	for _, srv := range c.Servers {
+		if srv.Suffrage == raft.Voter && srv.ID != leader && srv.ID != self {
+			if k := key(srv.ID); k < mine || (k == mine && srv.ID < self) {
+				rank++
+			}
+		}
+	}
+	return rank
+}
