@@ -160,6 +160,7 @@ func TestHeartbeatsGoInBatches(t *testing.T) {
 // heartbeats go as raft's own RPCs: the leader stays.
 func TestHeartbeatsFallBackToRaftRPCs(t *testing.T) {
 	p := newHBPair(t)
+	waitHB(t, "n2 hearing n1 on a heartbeat stream", func() bool { return p.b.heard.within("n1", time.Second) })
 	before := terms(p.b)
 	p.mu.Lock()
 	p.down = true
@@ -175,9 +176,17 @@ func TestHeartbeatsFallBackToRaftRPCs(t *testing.T) {
 	}
 	p.a.beats.mu.Unlock()
 	d0 := p.a.beats.direct.Load()
-	waitHB(t, "20 heartbeats sent as raft RPCs", func() bool { return p.a.beats.direct.Load()-d0 >= 20 })
+	// Past the silence after which the follower would stand, were the
+	// leader's raft not reaching it (stand.go): it must not stand.
+	down := time.Now()
+	waitHB(t, "heartbeats sent as raft RPCs for a while", func() bool {
+		return p.a.beats.direct.Load()-d0 >= 20 && time.Since(down) > leaderSilent+2*standStep+hbBeatEvery
+	})
 	if after := terms(p.b); after != before {
 		t.Fatalf("follower's terms moved from %v to %v without batches", before, after)
+	}
+	if n := p.b.stood.Load(); n != 0 {
+		t.Fatalf("the follower stood %d times while its leader's raft reached it", n)
 	}
 	// The path comes back after hbDownFor.
 	p.mu.Lock()
