@@ -131,14 +131,15 @@ type hbPeer struct {
 	s    *hbSender
 	node string
 
-	mu        sync.Mutex
-	queue     []*hbCall
-	flushing  bool // a flush is scheduled
-	conn      *hbConn
-	nextID    uint64
-	downUntil time.Time
-	sent      time.Time // the last frame written on conn
-	answered  time.Time // the last answer read on conn
+	mu         sync.Mutex
+	queue      []*hbCall
+	flushing   bool // a flush is scheduled
+	connecting bool // nodeBeat is opening the stream
+	conn       *hbConn
+	nextID     uint64
+	downUntil  time.Time
+	sent       time.Time // the last frame written on conn
+	answered   time.Time // the last answer read on conn
 	// last is each shard's last successful real heartbeat to this node,
 	// whose answer is given locally meanwhile; one per shard.
 	last map[int]hbLast
@@ -202,7 +203,7 @@ func (s *hbSender) peer(node string) *hbPeer {
 func (p *hbPeer) idle() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.conn == nil && len(p.queue) == 0 && !p.flushing
+	return p.conn == nil && len(p.queue) == 0 && !p.flushing && !p.connecting
 }
 
 // beat sends req, shard's heartbeat to target, in the next batch to
@@ -438,8 +439,20 @@ func (p *hbPeer) fail(conn *hbConn, batch []*hbCall) {
 }
 
 // beatAll sends the node beats due (Log.tickLoop calls it every
-// hbBeatEvery); peers is scratch space, returned for the next call.
-func (s *hbSender) beatAll(peers []*hbPeer) []*hbPeer {
+// hbBeatEvery), opening a stream to each node of wanted (the nodes this
+// one shares a shard with) that has none, so that every two such nodes
+// hear each other even when neither leads a shard the other follows
+// (stand.go: a follower that hears no other node does not stand). peers
+// is scratch space, returned for the next call.
+func (s *hbSender) beatAll(peers []*hbPeer, wanted map[string]bool) []*hbPeer {
+	for node := range wanted {
+		s.mu.Lock()
+		_, ok := s.peers[node]
+		s.mu.Unlock()
+		if !ok {
+			s.peer(node)
+		}
+	}
 	peers = peers[:0]
 	s.mu.Lock()
 	for _, p := range s.peers {
@@ -447,9 +460,28 @@ func (s *hbSender) beatAll(peers []*hbPeer) []*hbPeer {
 	}
 	s.mu.Unlock()
 	for _, p := range peers {
-		p.nodeBeat()
+		p.nodeBeat(wanted[p.node])
 	}
 	return peers
+}
+
+// anyAnswerWithin: a node other than not answered on this node's stream
+// to it within d.
+func (s *hbSender) anyAnswerWithin(not string, d time.Duration) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for node, p := range s.peers {
+		if node == not {
+			continue
+		}
+		p.mu.Lock()
+		ok := time.Since(p.answered) < d
+		p.mu.Unlock()
+		if ok {
+			return true
+		}
+	}
+	return false
 }
 
 var emptyBatch = &nodewire.HeartbeatBatch{}
@@ -459,7 +491,7 @@ var emptyBatch = &nodewire.HeartbeatBatch{}
 // half a beat period. Of two nodes that beat each other only the one with
 // the lower id does: the other hears its beats, and the first its
 // answers.
-func (p *hbPeer) nodeBeat() {
+func (p *hbPeer) nodeBeat(wanted bool) {
 	now := time.Now()
 	p.mu.Lock()
 	if len(p.queue) > 0 {
@@ -468,6 +500,19 @@ func (p *hbPeer) nodeBeat() {
 		return
 	}
 	conn := p.conn
+	if conn == nil && wanted && !p.connecting && !now.Before(p.downUntil) {
+		p.connecting = true
+		p.mu.Unlock()
+		go func() {
+			if _, err := p.connect(); err != nil {
+				p.fail(nil, nil)
+			}
+			p.mu.Lock()
+			p.connecting = false
+			p.mu.Unlock()
+		}()
+		return
+	}
 	if conn == nil || now.Sub(p.sent) < hbBeatEvery/2 ||
 		(p.s.self > p.node && p.s.heard.within(p.node, hbBeatEvery+hbBeatEvery/2)) {
 		p.mu.Unlock()
@@ -513,6 +558,13 @@ func (l *Log) ServeHeartbeats(conn net.Conn, from string) {
 	answers := make(chan nodewire.HeartbeatAnswer, 64)
 	done := make(chan struct{})
 	defer close(done)
+	go func() { // a closed log answers nothing, node beats included
+		select {
+		case <-l.stop:
+			conn.Close()
+		case <-done:
+		}
+	}()
 	var pending atomic.Int64 // heartbeats read, answers not yet written
 	go writeAnswers(conn, answers, done, &pending)
 	br := bufio.NewReader(conn)

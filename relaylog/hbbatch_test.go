@@ -323,3 +323,39 @@ func TestStandRanks(t *testing.T) {
 		t.Fatalf("one follower stands first on all 16 shards: %v", firsts)
 	}
 }
+
+// A follower that hears no other node does not stand when its leader's
+// node goes silent: it is more likely cut off itself, and standing would
+// only raise its term. Here every heartbeat stream is cut before the
+// leader closes (raft's own RPCs still flow between n2 and n3), and the
+// test checks past the silence after which a follower would stand.
+func TestFollowerHearingNobodyDoesNotStand(t *testing.T) {
+	p := newHBGroup(t, true, 200*time.Millisecond, time.Hour)
+	waitHB(t, "n2 and n3 hearing n1 and each other", func() bool {
+		return p.b.heard.within("n1", time.Second) && p.c.heard.within("n1", time.Second) &&
+			p.b.hearsOthers("n1", time.Second) && p.c.hearsOthers("n1", time.Second)
+	})
+	p.mu.Lock()
+	p.down = true
+	delete(p.logs, "n1")
+	p.mu.Unlock()
+	for _, l := range []*Log{p.b, p.c} {
+		l.beats.mu.Lock()
+		for _, peer := range l.beats.peers {
+			peer.mu.Lock()
+			if peer.conn != nil {
+				peer.conn.c.Close()
+			}
+			peer.mu.Unlock()
+		}
+		l.beats.mu.Unlock()
+	}
+	p.a.Close()
+	cut := time.Now()
+	waitHB(t, "past the silence after which a follower stands", func() bool {
+		return time.Since(cut) > leaderSilent+2*standStep+2*hbBeatEvery
+	})
+	if n := p.b.stood.Load() + p.c.stood.Load(); n != 0 {
+		t.Fatalf("followers hearing nobody stood %d times", n)
+	}
+}

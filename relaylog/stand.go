@@ -31,9 +31,11 @@ import (
 // the other followers honour even while they still know the old leader.
 // Raft's safety does not depend on who stands when: a follower whose log
 // lacks committed entries is refused by the others. A follower stands
-// once per term, and only for a leader whose node it had heard from (a
-// node it never heard, an older version without these streams, is left
-// to raft's own timeout).
+// once per term, only for a leader whose node it had heard from (a node
+// it never heard, an older version without these streams, is left to
+// raft's own timeout), and only while it hears another node (one that
+// hears nobody is more likely cut off itself: standing would raise its
+// term and cost an election when it comes back).
 //
 // A lone voter (a new or restarted node of one) stands the same way at
 // once instead of after the timeout.
@@ -98,6 +100,19 @@ func (h *heardFrom) last(node string) (t time.Time, known bool) {
 	return time.Unix(0, e.at.Load()), true
 }
 
+// anyWithin reports whether a node other than not sent a frame in the
+// last d.
+func (h *heardFrom) anyWithin(not string, d time.Duration) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for node, e := range h.m {
+		if node != not && time.Since(time.Unix(0, e.at.Load())) < d {
+			return true
+		}
+	}
+	return false
+}
+
 // within reports whether node sent a frame in the last d.
 func (h *heardFrom) within(node string, d time.Duration) bool {
 	t, ok := h.last(node)
@@ -123,13 +138,22 @@ func (l *Log) tickLoop() {
 	t := time.NewTicker(hbBeatEvery)
 	defer t.Stop()
 	var peers []*hbPeer
+	wanted := map[string]bool{}
 	for n := 1; ; n++ {
 		select {
 		case <-l.stop:
 			return
 		case <-t.C:
 		}
-		peers = l.beats.beatAll(peers)
+		clear(wanted)
+		for _, s := range l.shards {
+			for _, srv := range s.raft.GetConfiguration().Configuration().Servers {
+				if srv.Suffrage == raft.Voter && string(srv.ID) != l.opts.NodeID {
+					wanted[string(srv.ID)] = true
+				}
+			}
+		}
+		peers = l.beats.beatAll(peers, wanted)
 		for _, s := range l.shards {
 			s.maybeStand()
 		}
@@ -149,6 +173,12 @@ func (l *Log) silent(node string, d time.Duration) bool {
 		return false
 	}
 	return time.Since(in) >= d && time.Since(out) >= d
+}
+
+// hearsOthers: a node other than not sent a frame or an answer to this
+// one within d.
+func (l *Log) hearsOthers(not string, d time.Duration) bool {
+	return l.heard.anyWithin(not, d) || l.beats.anyAnswerWithin(not, d)
 }
 
 // maybeStand hands the shard's raft a TimeoutNow when it should stand
@@ -182,6 +212,13 @@ func (s *shard) maybeStand() {
 		rank := standRank(s.id, cfg.Configuration(), leader, raft.ServerID(s.log.opts.NodeID))
 		wait := leaderSilent + time.Duration(rank)*standStep
 		if time.Since(s.raft.LastContact()) < wait || !s.log.silent(string(leader), wait) {
+			return
+		}
+		// A follower that hears no other node either is more likely cut
+		// off itself: standing would only raise its term, which costs the
+		// cluster an election when it comes back. Raft's timeout (with
+		// its pre-vote, which raises no term) takes over.
+		if len(cfg.Configuration().Servers) > 2 && !s.log.hearsOthers(string(leader), wait) {
 			return
 		}
 		s.log.opts.Logger.Info("relaylog: leader's node silent, standing for election", "shard", s.id, "leader", leader, "term", term)
