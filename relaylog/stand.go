@@ -46,6 +46,12 @@ import (
 const (
 	leaderSilent = 3 * hbBeatEvery
 	standStep    = 300 * time.Millisecond
+	// heardRecently: a follower stands only if it heard another node this
+	// recently (a frame comes from each every beat or so), well after the
+	// leader's node went silent: a follower cut off from everyone stops
+	// hearing the others at most a beat after the leader, so by the time
+	// the leader is leaderSilent silent the others are not this recent.
+	heardRecently = hbBeatEvery + hbBeatEvery/2
 	// heardKeep is how long a node with no stream left stays in heardFrom.
 	heardKeep = time.Minute
 )
@@ -218,7 +224,7 @@ func (s *shard) maybeStand() {
 		// off itself: standing would only raise its term, which costs the
 		// cluster an election when it comes back. Raft's timeout (with
 		// its pre-vote, which raises no term) takes over.
-		if len(cfg.Configuration().Servers) > 2 && !s.log.hearsOthers(string(leader), wait) {
+		if len(cfg.Configuration().Servers) > 2 && !s.log.hearsOthers(string(leader), heardRecently) {
 			return
 		}
 		s.log.opts.Logger.Info("relaylog: leader's node silent, standing for election", "shard", s.id, "leader", leader, "term", term)
