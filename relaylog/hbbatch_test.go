@@ -158,6 +158,19 @@ func TestHeartbeatsGoInBatches(t *testing.T) {
 
 // When the batch path fails (a node without it, a broken stream), the
 // heartbeats go as raft's own RPCs: the leader stays.
+// cutStreams closes every heartbeat stream l has open to another node.
+func cutStreams(l *Log) {
+	l.beats.mu.Lock()
+	defer l.beats.mu.Unlock()
+	for _, peer := range l.beats.peers {
+		peer.mu.Lock()
+		if peer.conn != nil {
+			peer.conn.c.Close()
+		}
+		peer.mu.Unlock()
+	}
+}
+
 func TestHeartbeatsFallBackToRaftRPCs(t *testing.T) {
 	p := newHBPair(t)
 	waitHB(t, "n2 hearing n1 on a heartbeat stream", func() bool { return p.b.heard.within("n1", time.Second) })
@@ -166,15 +179,7 @@ func TestHeartbeatsFallBackToRaftRPCs(t *testing.T) {
 	p.down = true
 	p.mu.Unlock()
 	// Break the open stream: every heartbeat on it fails over.
-	p.a.beats.mu.Lock()
-	for _, peer := range p.a.beats.peers {
-		peer.mu.Lock()
-		if peer.conn != nil {
-			peer.conn.c.Close()
-		}
-		peer.mu.Unlock()
-	}
-	p.a.beats.mu.Unlock()
+	cutStreams(p.a)
 	d0 := p.a.beats.direct.Load()
 	// Past the silence after which the follower would stand, were the
 	// leader's raft not reaching it (stand.go): it must not stand.
@@ -339,17 +344,8 @@ func TestFollowerHearingNobodyDoesNotStand(t *testing.T) {
 	p.down = true
 	delete(p.logs, "n1")
 	p.mu.Unlock()
-	for _, l := range []*Log{p.b, p.c} {
-		l.beats.mu.Lock()
-		for _, peer := range l.beats.peers {
-			peer.mu.Lock()
-			if peer.conn != nil {
-				peer.conn.c.Close()
-			}
-			peer.mu.Unlock()
-		}
-		l.beats.mu.Unlock()
-	}
+	cutStreams(p.b)
+	cutStreams(p.c)
 	p.a.Close()
 	cut := time.Now()
 	waitHB(t, "past the silence after which a follower stands", func() bool {

@@ -144,6 +144,7 @@ func (l *Log) tickLoop() {
 	t := time.NewTicker(hbBeatEvery)
 	defer t.Stop()
 	var peers []*hbPeer
+	var cfgs []raft.Configuration
 	wanted := map[string]bool{}
 	for n := 1; ; n++ {
 		select {
@@ -151,17 +152,26 @@ func (l *Log) tickLoop() {
 			return
 		case <-t.C:
 		}
+		// One read of each shard's configuration per tick serves both
+		// the beats and the stand check.
 		clear(wanted)
+		cfgs = cfgs[:0]
 		for _, s := range l.shards {
-			for _, srv := range s.raft.GetConfiguration().Configuration().Servers {
+			f := s.raft.GetConfiguration()
+			var c raft.Configuration
+			if f.Error() == nil {
+				c = f.Configuration()
+			}
+			cfgs = append(cfgs, c)
+			for _, srv := range c.Servers {
 				if srv.Suffrage == raft.Voter && string(srv.ID) != l.opts.NodeID {
 					wanted[string(srv.ID)] = true
 				}
 			}
 		}
 		peers = l.beats.beatAll(peers, wanted)
-		for _, s := range l.shards {
-			s.maybeStand()
+		for i, s := range l.shards {
+			s.maybeStand(cfgs[i])
 		}
 		if n%int(heardKeep/hbBeatEvery) == 0 {
 			l.heard.sweep()
@@ -188,8 +198,9 @@ func (l *Log) hearsOthers(not string, d time.Duration) bool {
 }
 
 // maybeStand hands the shard's raft a TimeoutNow when it should stand
-// (see above), at most once per term.
-func (s *shard) maybeStand() {
+// (see above), at most once per term; cfg is the shard's latest raft
+// configuration.
+func (s *shard) maybeStand(cfg raft.Configuration) {
 	if s.guard == nil || s.raft.State() != raft.Follower {
 		return
 	}
@@ -197,15 +208,14 @@ func (s *shard) maybeStand() {
 	if s.stoodTerm == term {
 		return
 	}
-	cfg := s.raft.GetConfiguration()
-	if cfg.Error() != nil || !isVoter(cfg.Configuration(), raft.ServerID(s.log.opts.NodeID)) {
+	if !isVoter(cfg, raft.ServerID(s.log.opts.NodeID)) {
 		return
 	}
 	_, leader := s.raft.LeaderWithID()
 	switch {
 	case leader == "":
 		// A lone voter need not wait for its own timeout.
-		if len(cfg.Configuration().Servers) != 1 {
+		if len(cfg.Servers) != 1 {
 			return
 		}
 	case string(leader) == s.log.opts.NodeID:
@@ -215,7 +225,7 @@ func (s *shard) maybeStand() {
 		// raft message from the leader (which reaches this node as raft's
 		// own RPCs while the beat stream between the nodes is down, as
 		// after a partition heals).
-		rank := standRank(s.id, cfg.Configuration(), leader, raft.ServerID(s.log.opts.NodeID))
+		rank := standRank(s.id, cfg, leader, raft.ServerID(s.log.opts.NodeID))
 		wait := leaderSilent + time.Duration(rank)*standStep
 		if time.Since(s.raft.LastContact()) < wait || !s.log.silent(string(leader), wait) {
 			return
@@ -224,7 +234,7 @@ func (s *shard) maybeStand() {
 		// off itself: standing would only raise its term, which costs the
 		// cluster an election when it comes back. Raft's timeout (with
 		// its pre-vote, which raises no term) takes over.
-		if len(cfg.Configuration().Servers) > 2 && !s.log.hearsOthers(string(leader), heardRecently) {
+		if len(cfg.Servers) > 2 && !s.log.hearsOthers(string(leader), heardRecently) {
 			return
 		}
 		s.log.opts.Logger.Info("relaylog: leader's node silent, standing for election", "shard", s.id, "leader", leader, "term", term)
