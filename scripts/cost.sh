@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# What a message costs a three-node cluster, counted: three fresh nodes on
+# loopback (16 shards, the perf.sh flags), edgeload at a fixed rate for
+# 25 s, and over 15 s of it the servers' CPU, their threads' context
+# switches, the host's UDP datagrams (all of loopback: the nodes' QUIC and
+# gossip), and the nodes' own counters (raft entries, raft log commits,
+# deliveries), each per second and per accepted send.
+#
+#   scripts/cost.sh [RATE]          default 1000 sends/s
+#   PROFILE=1 scripts/cost.sh 100   also a 15 s CPU profile of each node
+#                                   (cost-results/cpu-*.pb; go tool pprof)
+#
+# Measure before/after as alternating runs (the box is noisy): build each
+# binary and pass it as EDGENODE=path.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RATE=${1:-1000}
+OUT=${OUT:-cost-results}
+GO=${GO:-go}
+mkdir -p bin "$OUT"
+if [ -z "${EDGENODE:-}" ]; then
+  $GO build -tags hashicorpmetrics -o bin/edgenode ./cmd/edgenode
+  EDGENODE=bin/edgenode
+fi
+[ -x bin/edgeload ] || $GO build -tags hashicorpmetrics -o bin/edgeload ./cmd/edgeload
+SECRET=perf-jwt-secret-0123456789abcdef0123456789
+CSECRET=perf-cluster-secret-0123456789abcdef012345
+TMP=$(mktemp -d /tmp/edgenode-cost.XXXXXX)
+PIDS=()
+cleanup() { for p in "${PIDS[@]:-}"; do kill -9 "$p" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$TMP"; }
+trap 'cleanup 2>/dev/null' EXIT
+
+node() { # NAME PORTBASE REGION [JOIN]
+  local name=$1 base=$2 region=$3 join=${4:-}
+  local args=(--data-dir "$TMP/$name" --http-addr 127.0.0.1:$base --gossip-addr 127.0.0.1:$((base+1))
+    --cluster-addr 127.0.0.1:$((base+2)) --admin-addr 127.0.0.1:$((base+3)) --region "$region"
+    --cluster-secret "$CSECRET" --jwt-secret "$SECRET" --send-rate 1000 --send-burst 1000
+    --log-level warn --max-connections-per-ip 1000000)
+  [ -n "${PROFILE:-}" ] && args+=(--debug-addr 127.0.0.1:$((base+4)))
+  [ -n "$join" ] && args+=(--join "$join")
+  "$EDGENODE" "${args[@]}" >"$TMP/$name.log" 2>&1 &
+  PIDS+=($!)
+}
+ready() { for _ in $(seq 1 100); do curl -fs "$1/readyz" >/dev/null 2>&1 && return 0; sleep 0.2; done; echo "$1 not ready" >&2; return 1; }
+
+node n1 19310 eu; ready http://127.0.0.1:19310
+node n2 19320 us 127.0.0.1:19311; node n3 19330 ap 127.0.0.1:19311
+ready http://127.0.0.1:19320; ready http://127.0.0.1:19330
+for _ in $(seq 1 90); do
+  if "$EDGENODE" shards --addr 127.0.0.1:19313 --cluster-secret "$CSECRET" --json 2>/dev/null | python3 -c '
+import json,sys,collections
+s=json.load(sys.stdin); c=collections.Counter(x["leader"] for x in s)
+sys.exit(0 if all(len(x["voters"])==3 and x["leader"] for x in s) and len(c)==3 and max(c.values())-min(c.values())<=1 else 1)'; then break; fi
+  sleep 1
+done
+sleep 3
+
+ticks() { local t=0; for p in "${PIDS[@]}"; do read -r -a f </proc/$p/stat; t=$((t + f[13] + f[14])); done; echo $t; }
+switches() { cat /proc/{"${PIDS[0]}","${PIDS[1]}","${PIDS[2]}"}/task/*/status 2>/dev/null | awk '/ctxt_switches/ { s += $2 } END { print s }'; }
+udp() { awk '/^Udp:/ { n++; if (n == 2) print $5 }' /proc/net/snmp; } # OutDatagrams
+scrape() { for p in 19313 19323 19333; do curl -fs "http://127.0.0.1:$p/metrics"; done; }
+
+T=http://127.0.0.1:19310,http://127.0.0.1:19320,http://127.0.0.1:19330
+bin/edgeload --targets $T --jwt-secret "$SECRET" --users 2000 --senders 1.0 --rate "$RATE" \
+  --warmup 3s --duration 25s --cpu-pids "${PIDS[0]},${PIDS[1]},${PIDS[2]}" --json "$OUT/load-$RATE.json" >"$OUT/load-$RATE.txt" 2>&1 &
+L=$!
+sleep 8
+if [ -n "${PROFILE:-}" ]; then
+  for p in 19314 19324 19334; do curl -s -o "$OUT/cpu-$p.pb" "http://127.0.0.1:$p/debug/pprof/profile?seconds=15" & done
+fi
+scrape >"$TMP/m0"; c0=$(ticks); s0=$(switches); u0=$(udp); t0=$(date +%s.%N)
+sleep 15
+scrape >"$TMP/m1"; c1=$(ticks); s1=$(switches); u1=$(udp); t1=$(date +%s.%N)
+wait $L
+sed -n '/^servers/p;/^sends/p;/send→deliver/p' "$OUT/load-$RATE.txt"
+python3 - "$TMP/m0" "$TMP/m1" <<EOF
+import os, sys
+def load(path):
+    r = {}
+    for line in open(path):
+        if line.startswith('#'): continue
+        k, _, v = line.rpartition(' ')
+        try: r[k] = r.get(k, 0) + float(v)
+        except ValueError: pass
+    return r
+a, b = load(sys.argv[1]), load(sys.argv[2])
+secs = $t1 - $t0
+rate = (b.get('edgenode_sends_total{result="created"}', 0) - a.get('edgenode_sends_total{result="created"}', 0)) / secs
+print("cost at %d/s offered, %.0f s window, %.0f sends/s accepted (all three nodes):" % ($RATE, secs, rate))
+def row(name, per_s):
+    print("  %-34s %10.0f /s  %8.2f per send" % (name, per_s, per_s / rate if rate else 0))
+print("  %-34s %10.3f cores  %6.0f us per send" % ("servers' CPU", ($c1 - $c0) / os.sysconf('SC_CLK_TCK') / secs,
+      ($c1 - $c0) / os.sysconf('SC_CLK_TCK') / secs / rate * 1e6 if rate else 0))
+row("context switches (all threads)", ($s1 - $s0) / secs)
+row("UDP datagrams sent (host)", ($u1 - $u0) / secs)
+for k, name in [('edgenode_raft_batch_commands_count', 'raft entries proposed'),
+                ('edgenode_raft_batch_commands_sum', 'raft commands proposed'),
+                ('edgenode_raftlog_entries_total', 'raft entries written (replicas)'),
+                ('edgenode_raftlog_commits_total', 'raft log commits (fsync groups)'),
+                ('edgenode_deliveries_total{path="socket"}', 'events written to sockets')]:
+    row(name, (b.get(k, 0) - a.get(k, 0)) / secs)
+EOF
