@@ -421,7 +421,7 @@ func (n *Node) openLog(tune Tuning) error {
 		HeartbeatTimeout:  tune.RaftHeartbeat,
 		Transport: func(shard int, local raft.ServerAddress) (raft.Transport, error) {
 			return n.Mesh.RaftTransport(shard, local, raft.NetworkTransportConfig{
-				MaxPool: 3, Timeout: 10 * time.Second, Logger: raftLogger,
+				Timeout: 10 * time.Second, Logger: raftLogger,
 			}), nil
 		},
 		Heartbeats: func(ctx context.Context, node string) (net.Conn, error) {

@@ -10,7 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/raft"
 	"github.com/quic-go/quic-go"
 )
 
@@ -177,10 +176,6 @@ type Mesh struct {
 	addrs    map[string]string // node id → mesh address (SetAddr)
 	layers   map[int]*streamLayer
 	handlers map[Kind]func(s net.Conn, from string, shard int)
-
-	// raftTransports are the NetworkTransports made by RaftTransport; their
-	// pooled streams are dropped whenever a peer connection ends.
-	raftTransports []*raft.NetworkTransport
 
 	staleIncarnation atomic.Int64 // KindRaftTo streams refused (StaleIncarnationStreams)
 }
@@ -552,7 +547,6 @@ func (m *Mesh) serveConn(pc *peerConn) {
 	m.forget(pc)
 	_ = pc.qc.CloseWithError(connCodeShutdown, "")
 	m.log.Debug("connection closed", "peer", pc.id, "cause", context.Cause(pc.qc.Context()))
-	m.dropRaftPools()
 }
 
 // serveStream reads the header of an inbound stream and dispatches it.

@@ -623,10 +623,10 @@ func TestReconnect(t *testing.T) {
 
 // TestRaftRPCAfterPeerRestart: a raft RPC to a peer that restarted since
 // the last RPC to it succeeds at the first try. NetworkTransport pools the
-// stream of a finished RPC; without RaftTransport dropping the pools when
-// the old connection ended, the next RPC took the dead stream and failed
-// ("Application error 0x100 (remote)"), which in a rolling restart cost a
-// shard its leadership election.
+// stream of a finished RPC (MaxPool here asks for it); a pooled stream of
+// the old connection made the next RPC fail ("Application error 0x100
+// (remote)"), which in a rolling restart cost a shard its leadership
+// election. RaftTransport pools no streams.
 func TestRaftRPCAfterPeerRestart(t *testing.T) {
 	reg := newRegistry()
 	a := newMesh(t, reg, "a", testSecret, 1)
@@ -712,5 +712,81 @@ func TestRaftStreamsAddressAnIncarnation(t *testing.T) {
 	}
 	if n := b.StaleIncarnationStreams(); n != 1 {
 		t.Fatalf("b refused %d streams for another incarnation, want 1", n)
+	}
+}
+
+// TestRaftPipelineSurvivesAnotherPeersRestart: a raft pipeline from a to
+// b keeps working when b's connection to a third node, c, ends (c
+// restarted or died). Dropping raft's stream pools on every ended
+// connection (NetworkTransport.CloseStreams) also closed every stream b
+// served to healthy peers, a's pipelines among them; the leader learnt it
+// from a failed send, and raft then left the entry unsent until its next
+// write or its commit timeout (5-10 s): a node that came back with an
+// empty data dir waited that long for each configuration change of its
+// re-addition.
+func TestRaftPipelineSurvivesAnotherPeersRestart(t *testing.T) {
+	reg := newRegistry()
+	a := newMesh(t, reg, "a", testSecret, 1)
+	defer a.Close()
+	b := newMesh(t, reg, "b", testSecret, 1)
+	defer b.Close()
+	c := newMesh(t, reg, "c", testSecret, 1)
+	cfg := func(name string) raft.NetworkTransportConfig {
+		return raft.NetworkTransportConfig{MaxPool: 3, Timeout: 5 * time.Second, Logger: raftLogger(name)}
+	}
+	tb := b.RaftTransport(0, "b", cfg("b/transport"))
+	defer tb.Close()
+	go func() {
+		for rpc := range tb.Consumer() {
+			rpc.Respond(&raft.AppendEntriesResponse{Term: 3, Success: true}, nil)
+		}
+	}()
+	ta := a.RaftTransport(0, "a", cfg("a/transport"))
+	defer ta.Close()
+	tc := c.RaftTransport(0, "c", cfg("c/transport"))
+
+	p, err := ta.AppendEntriesPipeline("b", "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	go func() { // raft's replication reads the finished appends
+		for range p.Consumer() {
+		}
+	}()
+	send := func(i int) error {
+		f, err := p.AppendEntries(&raft.AppendEntriesRequest{Term: 3, PrevLogEntry: uint64(i)}, new(raft.AppendEntriesResponse))
+		if err != nil {
+			return fmt.Errorf("send: %w", err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- f.Error() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				return fmt.Errorf("response: %w", err)
+			}
+			return nil
+		case <-time.After(10 * time.Second): // a failure deadline, not a timing
+			return errors.New("no response within 10 s")
+		}
+	}
+	if err := send(1); err != nil {
+		t.Fatalf("first append on the pipeline: %v", err)
+	}
+
+	// c talks to b, then goes away: b's connection to c ends.
+	var resp raft.AppendEntriesResponse
+	if err := tc.AppendEntries("b", "b", &raft.AppendEntriesRequest{Term: 3}, &resp); err != nil {
+		t.Fatalf("c to b: %v", err)
+	}
+	tc.Close()
+	c.Close()
+	waitFor(t, 5*time.Second, "b to see c's connection end", func() bool { return b.numConns()["c"] == 0 })
+
+	for i := 2; i <= 4; i++ {
+		if err := send(i); err != nil {
+			t.Fatalf("append %d on a's pipeline to b after c went away: %v", i, err)
+		}
 	}
 }

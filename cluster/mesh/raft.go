@@ -3,7 +3,6 @@ package mesh
 import (
 	"context"
 	"net"
-	"slices"
 	"sync"
 	"time"
 
@@ -133,29 +132,21 @@ func (a raftAddr) Network() string { return "edgenode-mesh" }
 func (a raftAddr) String() string  { return string(a) }
 
 // RaftTransport returns a raft.NetworkTransport for shard over the mesh
-// whose local address is local (cfg.Stream is set to the shard's layer). Use it rather than building
-// the transport on StreamLayer directly: NetworkTransport pools the streams
-// of finished RPCs, and a pooled stream whose QUIC connection has ended (the
-// peer restarted, or the pair dropped a duplicate connection) fails the next
-// RPC that takes it, with up to MaxPool failures in a row per peer. A failed
-// RequestVote can leave a shard without a leader for an election timeout, so
-// the mesh drops every pooled stream of its transports whenever one of its
-// connections ends; later RPCs open fresh streams.
+// whose local address is local (cfg.Stream is set to the shard's layer).
+// Use it rather than building the transport on StreamLayer directly: it
+// turns off NetworkTransport's pool of streams (cfg.MaxPool is set to 0),
+// so that every RPC opens a fresh stream on the peer's current QUIC
+// connection (a QUIC stream costs one frame, no round trip). A pooled
+// stream whose connection had ended (the peer restarted, or the pair
+// dropped a duplicate connection) failed the next RPC that took it, and a
+// failed RequestVote can leave a shard without a leader for an election
+// timeout. The pools used to be dropped instead whenever a connection
+// ended, with NetworkTransport.CloseStreams, which also closes every
+// stream the transport serves: healthy peers' pipelines broke whenever
+// any node restarted, and raft resends a failed pipelined entry only with
+// its next write or after its commit timeout.
 func (m *Mesh) RaftTransport(shard int, local raft.ServerAddress, cfg raft.NetworkTransportConfig) *raft.NetworkTransport {
 	cfg.Stream = m.streamLayer(shard, local)
-	t := raft.NewNetworkTransportWithConfig(&cfg)
-	m.mu.Lock()
-	m.raftTransports = append(m.raftTransports, t)
-	m.mu.Unlock()
-	return t
-}
-
-// dropRaftPools closes the pooled streams of every RaftTransport.
-func (m *Mesh) dropRaftPools() {
-	m.mu.Lock()
-	ts := slices.Clone(m.raftTransports)
-	m.mu.Unlock()
-	for _, t := range ts {
-		t.CloseStreams()
-	}
+	cfg.MaxPool = 0
+	return raft.NewNetworkTransportWithConfig(&cfg)
 }
