@@ -13,9 +13,9 @@
 // openers share one dial, bounded by DialTimeout). When two nodes dial each
 // other at once, both keep the connection dialed by the smaller node id;
 // the other stops getting new streams and is closed once it has carried no
-// stream for 1 s, or 5 s after it lost (raft's pooled streams would keep it
-// open forever; closing it fails at most the RPCs in flight on it, which
-// raft retries on the kept connection). A newer connection dialed from the
+// stream for 1 s, or 5 s after it lost (a long-lived stream, such as a raft
+// pipeline, would keep it open forever; closing it fails at most the RPCs
+// in flight on it, which raft retries on the kept connection). A newer connection dialed from the
 // same side replaces the older one (the peer redialed or restarted).
 //
 // Failures surface on streams quickly: a peer that closes its mesh sends
@@ -96,10 +96,10 @@
 // # Limits
 //
 // MaxIncomingStreams(shards) = shards*8 + 4096 concurrent bidirectional
-// streams per peer: raft's NetworkTransport holds up to MaxPool (3) idle
-// streams per peer per shard, plus those in use at once (pipelined and
-// synchronous AppendEntries, heartbeat, votes, snapshots), and one peer may
-// lead every shard; the headroom is for calls and subscriptions. quic-go's
+// streams per peer: raft's transports pool no idle streams (RaftTransport),
+// but a shard has several in use at once (pipelined and synchronous
+// AppendEntries, heartbeat, votes, snapshots), and one peer may lead every
+// shard; the headroom is for calls and subscriptions. quic-go's
 // default of 100 starves raft at a few hundred groups. The connection flow
 // control window may grow to 64 MB since all shards share it.
 package mesh
