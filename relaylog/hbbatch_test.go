@@ -248,16 +248,20 @@ func TestHeartbeatSenderForgetsIdlePeers(t *testing.T) {
 }
 
 // With the default timeout an idle leader answers most of its heartbeats
-// on its own node, from the node beats: the leader stays, and fewer
-// heartbeats travel than are answered.
+// on its own node, from the node beats: the leader stays, and at most two
+// heartbeats travel for five answered locally.
 func TestIdleHeartbeatsAreAnsweredLocally(t *testing.T) {
 	p := newHBGroup(t, false, 0, 0)
 	before := terms(p.b)
 	l0, h0 := p.a.beats.local.Load(), p.a.beats.beats.Load()
 	waitHB(t, "30 heartbeats answered locally", func() bool { return p.a.beats.local.Load()-l0 >= 30 })
 	local, real := p.a.beats.local.Load()-l0, p.a.beats.beats.Load()-h0
-	if real >= local {
-		t.Fatalf("%d heartbeats travelled for %d answered locally, want fewer", real, local)
+	// Raft heartbeats each follower every tenth to fifth of its timeout;
+	// a real one is due once per half of it (hbSender.realEvery): 8-10
+	// travelled for 30 answered locally in runs here, loaded or not, and
+	// 15-16 with the refresh due twice as often (a quarter of the timeout).
+	if 5*real > 2*local {
+		t.Fatalf("%d heartbeats travelled for %d answered locally, want at most two in five", real, local)
 	}
 	if p.a.beats.nodeBeats.Load() == 0 {
 		t.Fatal("no node beat sent")
