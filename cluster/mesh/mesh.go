@@ -89,19 +89,19 @@ const (
 
 	// drainMin/drainMax: a duplicate connection (both nodes dialed at once)
 	// is closed once it has had no stream for drainMin, and at most
-	// drainMax after it lost. Raft keeps pooled streams open indefinitely,
-	// so a loser carrying raft traffic usually lives drainMax; closing it
-	// then fails at most the RPCs in flight on it, which raft retries on
-	// the kept connection.
+	// drainMax after it lost. Raft keeps a pipeline's stream open while
+	// it replicates, so a loser carrying raft traffic usually lives
+	// drainMax; closing it then fails at most the RPCs in flight on it,
+	// which raft retries on the kept connection.
 	drainMin = time.Second
 	drainMax = 5 * time.Second
 
 	// raftStreamsPerShard is the number of concurrent streams one peer may
-	// need for one shard on one connection: raft's NetworkTransport keeps up
-	// to MaxPool idle connections per peer (we suggest 3), plus those in use
-	// at once: the pipelined AppendEntries stream, a synchronous
-	// AppendEntries, the heartbeat, RequestVote/TimeoutNow and
-	// InstallSnapshot.
+	// need for one shard on one connection: raft's transports pool no idle
+	// streams (RaftTransport), but these may be in use at once: the
+	// pipelined AppendEntries stream, a synchronous AppendEntries, the
+	// heartbeat, RequestVote/TimeoutNow and InstallSnapshot, and streams
+	// whose credit is still in flight.
 	raftStreamsPerShard = 8
 	// streamHeadroom is room above the raft streams for KindCall and
 	// KindSubscribe streams and for streams whose credit is still in flight.
