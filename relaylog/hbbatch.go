@@ -446,12 +446,7 @@ func (p *hbPeer) fail(conn *hbConn, batch []*hbCall) {
 // is scratch space, returned for the next call.
 func (s *hbSender) beatAll(peers []*hbPeer, wanted map[string]bool) []*hbPeer {
 	for node := range wanted {
-		s.mu.Lock()
-		_, ok := s.peers[node]
-		s.mu.Unlock()
-		if !ok {
-			s.peer(node)
-		}
+		s.peer(node) // gets or creates
 	}
 	peers = peers[:0]
 	s.mu.Lock()

@@ -156,8 +156,6 @@ func TestHeartbeatsGoInBatches(t *testing.T) {
 	}
 }
 
-// When the batch path fails (a node without it, a broken stream), the
-// heartbeats go as raft's own RPCs: the leader stays.
 // cutStreams closes every heartbeat stream l has open to another node.
 func cutStreams(l *Log) {
 	l.beats.mu.Lock()
@@ -171,6 +169,8 @@ func cutStreams(l *Log) {
 	}
 }
 
+// When the batch path fails (a node without it, a broken stream), the
+// heartbeats go as raft's own RPCs: the leader stays.
 func TestHeartbeatsFallBackToRaftRPCs(t *testing.T) {
 	p := newHBPair(t)
 	waitHB(t, "n2 hearing n1 on a heartbeat stream", func() bool { return p.b.heard.within("n1", time.Second) })

@@ -622,11 +622,11 @@ func TestReconnect(t *testing.T) {
 }
 
 // TestRaftRPCAfterPeerRestart: a raft RPC to a peer that restarted since
-// the last RPC to it succeeds at the first try. NetworkTransport pools the
-// stream of a finished RPC (MaxPool here asks for it); a pooled stream of
-// the old connection made the next RPC fail ("Application error 0x100
-// (remote)"), which in a rolling restart cost a shard its leadership
-// election. RaftTransport pools no streams.
+// the last RPC to it succeeds at the first try. NetworkTransport can pool
+// the stream of a finished RPC, and a pooled stream of the old connection
+// made the next RPC fail ("Application error 0x100 (remote)"), which in a
+// rolling restart cost a shard its leadership election. RaftTransport
+// pools no streams (whatever MaxPool a caller asks for).
 func TestRaftRPCAfterPeerRestart(t *testing.T) {
 	reg := newRegistry()
 	a := newMesh(t, reg, "a", testSecret, 1)
@@ -732,7 +732,7 @@ func TestRaftPipelineSurvivesAnotherPeersRestart(t *testing.T) {
 	defer b.Close()
 	c := newMesh(t, reg, "c", testSecret, 1)
 	cfg := func(name string) raft.NetworkTransportConfig {
-		return raft.NetworkTransportConfig{MaxPool: 3, Timeout: 5 * time.Second, Logger: raftLogger(name)}
+		return raft.NetworkTransportConfig{Timeout: 5 * time.Second, Logger: raftLogger(name)}
 	}
 	tb := b.RaftTransport(0, "b", cfg("b/transport"))
 	defer tb.Close()
