@@ -28,6 +28,9 @@ const (
 	cmdExpire        cmdKind = 8  // upTo=retention cutoff id, at=idempotency cutoff id
 	cmdPushed        cmdKind = 9  // user was alerted by push of its messages up to upTo
 	cmdExpired       cmdKind = 10 // user=sender of the messages, from=recipient whose queue dropped ids at expiry
+	cmdLink          cmdKind = 11 // device dev of user linked (or seen again) at at (linked.go)
+	cmdUnlink        cmdKind = 12 // device dev of user unlinked
+	cmdAckDevice     cmdKind = 13 // device dev of user acknowledged its queue up to upTo at at
 )
 
 type command struct {
@@ -43,6 +46,7 @@ type command struct {
 	upTo      int64
 	at        int64
 	device    Device
+	dev       string // cmdLink, cmdUnlink, cmdAckDevice: a linked device's id
 }
 
 // aboutMessages reports whether commands of kind k are about messages
@@ -90,6 +94,15 @@ func encodeCommand(e *varint.Encoder, c *command) {
 	case cmdExpire:
 		e.Varint(c.upTo)
 		e.Varint(c.at)
+	case cmdLink, cmdUnlink:
+		e.Varint(c.user)
+		e.Str(c.dev)
+		e.Varint(c.at)
+	case cmdAckDevice:
+		e.Varint(c.user)
+		e.Varint(c.upTo)
+		e.Str(c.dev)
+		e.Varint(c.at)
 	}
 }
 
@@ -125,6 +138,15 @@ func decodeCommand(d *varint.Decoder) command {
 		c.at = d.Varint()
 	case cmdExpire:
 		c.upTo = d.Varint()
+		c.at = d.Varint()
+	case cmdLink, cmdUnlink:
+		c.user = d.Varint()
+		c.dev = d.Str()
+		c.at = d.Varint()
+	case cmdAckDevice:
+		c.user = d.Varint()
+		c.upTo = d.Varint()
+		c.dev = d.Str()
 		c.at = d.Varint()
 	default:
 		d.Fail()

@@ -61,6 +61,7 @@ type fsm struct {
 	queues   table[int64, queue]
 	senders  table[int64, senderIdem]
 	devices  table[int64, []Device]
+	links    table[int64, []Linked] // user → linked devices (linked.go)
 	tokens   map[string]int64    // device token → user, so a token moves between users; rebuilt on restore
 	lastConn table[int64, int64] // user → Unix ms
 	lastRead pairs               // sender → (reader, read up to id)
@@ -103,9 +104,19 @@ const maxClockSkewID = 10 * 60 * 1000 << 12
 // a new slice.
 type queue struct {
 	events []Event
-	msgs   int   // events of KindMessage, bounded by the depth limit
+	msgs   int   // events of KindMessage
 	pushed int64 // the user's devices were alerted of messages up to this id
+	// delivered: some linked device acknowledged the queue up to this id
+	// (0 for users without linked devices, whose acknowledgements remove
+	// events); held counts the messages up to it that wait for other
+	// devices. Messages past it are undelivered, bounded by the depth
+	// limit (linked.go).
+	delivered int64
+	held      int
 }
+
+// undelivered is how many messages no device of the user acknowledged.
+func (q *queue) undelivered() int { return q.msgs - q.held }
 
 func newFSM(shard, shards int, notify func([]int64)) *fsm {
 	f := &fsm{shard: shard, shards: shards, shardBits: shardBits(shards), notify: notify}
@@ -118,6 +129,7 @@ func (f *fsm) reset() {
 	f.queues = newTable[int64, queue]()
 	f.senders = newTable[int64, senderIdem]()
 	f.devices = newTable[int64, []Device]()
+	f.links = newTable[int64, []Linked]()
 	f.tokens = make(map[string]int64)
 	f.lastConn = newTable[int64, int64]()
 	f.lastRead = newPairs()
@@ -220,7 +232,7 @@ func (f *fsm) overShare(c *command) bool {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	q, _ := f.queues.get(c.user)
-	if c.limit <= 0 || int64(q.msgs) < share {
+	if c.limit <= 0 || int64(q.undelivered()) < share {
 		return false
 	}
 	s, _ := f.senders.get(c.from)
@@ -231,7 +243,7 @@ func (f *fsm) overShare(c *command) bool {
 	}
 	n := int64(0)
 	for i := range q.events {
-		if e := &q.events[i]; e.Kind == KindMessage && e.From == c.from {
+		if e := &q.events[i]; e.Kind == KindMessage && e.From == c.from && e.ID > q.delivered {
 			if n++; n >= share {
 				return true
 			}
@@ -260,7 +272,7 @@ func (f *fsm) send(c *command, touched *[]int64) result {
 		return result{err: ErrRequestExpired}
 	}
 	q, _ := f.queues.get(c.user)
-	if c.limit > 0 && int64(q.msgs) >= c.limit {
+	if c.limit > 0 && int64(q.undelivered()) >= c.limit {
 		return result{err: ErrQueueFull}
 	}
 	ev := Event{ID: f.nextID(c.id), Kind: KindMessage, From: c.from, To: c.user, Content: c.content, CreatedAt: c.createdAt}
@@ -343,14 +355,12 @@ func (f *fsm) apply(c *command, touched *[]int64) result {
 		f.queues.set(c.user, q)
 		*touched = append(*touched, c.user)
 		return result{ev: ev, created: true}
-	case cmdAck:
-		q, ok := f.queues.get(c.user)
-		if !ok {
-			return result{}
-		}
-		n := sort.Search(len(q.events), func(i int) bool { return q.events[i].ID > c.upTo })
-		f.dropPrefix(c.user, q, n)
-		return result{n: n}
+	case cmdAck, cmdAckDevice:
+		return f.ackDevice(c)
+	case cmdLink:
+		return f.link(c)
+	case cmdUnlink:
+		return f.unlink(c)
 	case cmdDevice:
 		f.removeToken(c.device.Token)
 		d := c.device
@@ -438,11 +448,11 @@ func (f *fsm) expiring(retainID int64, limit int) ([]expiringMsg, int64) {
 	byID := func(a, b expiringMsg) int { return cmp.Compare(a.id, b.id) }
 	f.mu.RLock()
 	f.queues.each(func(_ int64, q queue) {
-		if q.msgs == 0 {
+		if q.undelivered() == 0 {
 			return
 		}
 		for i := 0; i < len(q.events) && q.events[i].ID < retainID; i++ {
-			if e := &q.events[i]; e.Kind == KindMessage {
+			if e := &q.events[i]; e.Kind == KindMessage && e.ID > q.delivered {
 				out = append(out, expiringMsg{id: e.ID, from: e.From, to: e.To})
 				if len(out) >= 2*(limit+1) {
 					slices.SortFunc(out, byID)
@@ -465,6 +475,7 @@ func (f *fsm) expiring(retainID int64, limit int) ([]expiringMsg, int64) {
 // run, once a minute.
 func (f *fsm) expire(retainID, idemID int64) int {
 	retainMs := IDTime(retainID).UnixMilli()
+	f.expireLinks(retainMs)
 	n := 0
 	type dropQ struct {
 		user int64
@@ -541,6 +552,9 @@ func (f *fsm) dropPrefix(user int64, q queue, n int) {
 	for i := 0; i < n; i++ {
 		if q.events[i].Kind == KindMessage {
 			q.msgs--
+			if q.events[i].ID <= q.delivered {
+				q.held--
+			}
 			f.queued.Add(-1)
 		}
 	}
@@ -600,21 +614,12 @@ func (f *fsm) pending(user, after int64, limit int) ([]Event, bool) {
 	return out, more
 }
 
-// pendingUpTo copies the events of user's queue with ids up to upTo.
-func (f *fsm) pendingUpTo(user, upTo int64) []Event {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	q, _ := f.queues.get(user)
-	n := sort.Search(len(q.events), func(i int) bool { return q.events[i].ID > upTo })
-	return append([]Event(nil), q.events[:n]...)
-}
-
 // depth is how many messages wait for user.
 func (f *fsm) depth(user int64) int {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	q, _ := f.queues.get(user)
-	return q.msgs
+	return q.undelivered()
 }
 
 func (f *fsm) lastConnected(user int64) (int64, bool) {
@@ -639,13 +644,13 @@ func (f *fsm) pushState(user int64) (unread int, latest Event, pushed int64) {
 	if !ok {
 		return 0, Event{}, 0
 	}
-	for i := len(q.events) - 1; i >= 0; i-- {
+	for i := len(q.events) - 1; i >= 0 && q.events[i].ID > q.delivered; i-- {
 		if q.events[i].Kind == KindMessage {
 			latest = q.events[i]
 			break
 		}
 	}
-	return q.msgs, latest, q.pushed
+	return q.undelivered(), latest, q.pushed
 }
 
 // awaitingPush lists the users with a message newer than their last push.
@@ -654,12 +659,12 @@ func (f *fsm) awaitingPush() []int64 {
 	defer f.mu.RUnlock()
 	var out []int64
 	f.queues.each(func(u int64, q queue) {
-		if q.msgs == 0 {
+		if q.undelivered() == 0 {
 			return
 		}
 		for i := len(q.events) - 1; i >= 0; i-- {
 			if q.events[i].Kind == KindMessage {
-				if q.events[i].ID > q.pushed {
+				if q.events[i].ID > q.pushed && q.events[i].ID > q.delivered {
 					out = append(out, u)
 				}
 				break
@@ -687,7 +692,7 @@ func (f *fsm) maxID() int64 {
 
 // StateSizes counts the entries of each table of a shard's state machine.
 type StateSizes struct {
-	Queues, Senders, IdempotencyRecords, Devices, LastConnected, ReadMarks, Contacts int
+	Queues, Senders, IdempotencyRecords, Devices, LastConnected, ReadMarks, Contacts, Linked int
 }
 
 // hasContact reports whether sender sent reader (a user of this shard) a
@@ -714,7 +719,7 @@ func (f *fsm) contactPairs(pairs []int64) []bool {
 func (f *fsm) sizes() StateSizes {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	return StateSizes{Queues: f.queues.len(), Senders: f.senders.len(), IdempotencyRecords: f.idemRecs, Devices: f.devices.len(), LastConnected: f.lastConn.len(), ReadMarks: f.lastRead.len(), Contacts: f.contacts.len()}
+	return StateSizes{Queues: f.queues.len(), Senders: f.senders.len(), IdempotencyRecords: f.idemRecs, Devices: f.devices.len(), LastConnected: f.lastConn.len(), ReadMarks: f.lastRead.len(), Contacts: f.contacts.len(), Linked: f.links.len()}
 }
 
 // Snapshots.
@@ -725,7 +730,11 @@ func (f *fsm) sizes() StateSizes {
 // restore (without contacts: they come back with the next messages).
 // EXPIRED receipts (KindExpired events) came later within version 4: an
 // older build restores a version 4 snapshot unless it holds one.
-const snapshotVersion = 4
+// Version 5 adds linked devices and each queue's delivered mark at the
+// end; a snapshot without either is written as version 4, which older
+// builds restore (a rolling upgrade stays possible until the first device
+// links).
+const snapshotVersion = 5
 
 type fsmSnapshot struct {
 	f        *fsm
@@ -734,6 +743,7 @@ type fsmSnapshot struct {
 	queues   map[int64]queue
 	senders  map[int64]senderIdem
 	devices  map[int64][]Device
+	links    map[int64][]Linked
 	lastConn map[int64]int64
 	lastRead map[int64][]pair // sender → readers
 	contacts map[int64][]pair // reader → senders
@@ -755,6 +765,7 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 		queues:   f.queues.freeze(f.gen),
 		senders:  f.senders.freeze(f.gen),
 		devices:  f.devices.freeze(f.gen),
+		links:    f.links.freeze(f.gen),
 		lastConn: f.lastConn.freeze(f.gen),
 		lastRead: f.lastRead.t.freeze(f.gen),
 		contacts: f.contacts.t.freeze(f.gen),
@@ -771,6 +782,7 @@ func (s *fsmSnapshot) Release() {
 	f.queues.thaw(s.gen)
 	f.senders.thaw(s.gen)
 	f.devices.thaw(s.gen)
+	f.links.thaw(s.gen)
 	f.lastConn.thaw(s.gen)
 	f.lastRead.t.thaw(s.gen)
 	f.contacts.t.thaw(s.gen)
@@ -799,7 +811,17 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 		_, werr = w.Write(e.B)
 		e.B = e.B[:0]
 	}
-	e.Byte(snapshotVersion)
+	version := byte(4)
+	delivered := 0
+	for _, q := range s.queues {
+		if q.delivered > 0 {
+			delivered++
+		}
+	}
+	if len(s.links) > 0 || delivered > 0 {
+		version = 5
+	}
+	e.Byte(version)
 	e.Varint(s.lastID)
 	e.Uvarint(uint64(len(s.queues)))
 	for u, q := range s.queues {
@@ -862,6 +884,27 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 			e.Varint(p.other)
 			e.Varint(reader)
 			e.Varint(p.id)
+			flush()
+		}
+	}
+	if version >= 5 {
+		e.Uvarint(uint64(delivered))
+		for u, q := range s.queues {
+			if q.delivered > 0 {
+				e.Varint(u)
+				e.Varint(q.delivered)
+				flush()
+			}
+		}
+		e.Uvarint(uint64(len(s.links)))
+		for u, list := range s.links {
+			e.Varint(u)
+			e.Uvarint(uint64(len(list)))
+			for _, d := range list {
+				e.Str(d.ID)
+				e.Varint(d.Cursor)
+				e.Varint(d.Seen)
+			}
 			flush()
 		}
 	}
@@ -1003,6 +1046,33 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 			f.contacts.add(reader, sender, d.Varint())
 		}
 		f.contacts.sortAll()
+	}
+	if version >= 5 {
+		for n := d.Count(2); n > 0 && d.Err == nil; n-- {
+			u, at := d.Varint(), d.Varint()
+			if q, ok := f.queues.get(u); ok {
+				q.delivered = at
+				for i := range q.events {
+					if q.events[i].ID > at {
+						break
+					}
+					if q.events[i].Kind == KindMessage {
+						q.held++
+					}
+				}
+				f.queues.set(u, q)
+			}
+		}
+		for n := d.Count(2); n > 0 && d.Err == nil; n-- {
+			u := d.Varint()
+			list := make([]Linked, d.Count(3))
+			for i := range list {
+				list[i] = Linked{ID: d.Str(), Cursor: d.Varint(), Seen: d.Varint()}
+			}
+			if len(list) > 0 {
+				f.links.set(u, list)
+			}
+		}
 	}
 	if version == 2 {
 		for n := d.Count(2); n > 0 && d.Err == nil; n-- {

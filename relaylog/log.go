@@ -474,6 +474,20 @@ func (l *Log) Ack(ctx context.Context, user, upTo int64) (int, error) {
 // between the two writes can repeat a receipt but never lose one. It
 // returns how many events it removed.
 func (l *Log) AckVia(ctx context.Context, user, upTo int64, remote Receipts) (int, error) {
+	return l.ack(ctx, user, DefaultDevice, false, upTo, remote)
+}
+
+// AckDeviceVia is AckVia for device dev of user, linked or not (see
+// linked.go): dev's cursor moves to upTo, the events every linked device
+// is past leave the queue, and the messages no device had acknowledged
+// before raise their DELIVERED receipts (committed first, as AckVia's).
+// For a user with no linked device it is AckVia. An acknowledgement by a
+// device the user has not linked (or unlinked) changes nothing.
+func (l *Log) AckDeviceVia(ctx context.Context, user int64, dev string, upTo int64, remote Receipts) (int, error) {
+	return l.ack(ctx, user, dev, true, upTo, remote)
+}
+
+func (l *Log) ack(ctx context.Context, user int64, dev string, byDevice bool, upTo int64, remote Receipts) (int, error) {
 	mu := &l.ackMu[uint64(user)%uint64(len(l.ackMu))]
 	mu.Lock()
 	defer mu.Unlock()
@@ -481,13 +495,13 @@ func (l *Log) AckVia(ctx context.Context, user, upTo int64, remote Receipts) (in
 	if err := own.check(); err != nil {
 		return 0, err
 	}
-	evs := own.fsm.pendingUpTo(user, upTo)
-	if len(evs) == 0 {
+	moved, evs, last := own.fsm.toAcknowledge(user, dev, upTo)
+	if !moved {
 		return 0, nil
 	}
 	// Only what the queue held is acknowledged: a cursor beyond it must not
 	// drop events committed after this read without their receipts.
-	upTo = evs[len(evs)-1].ID
+	upTo = last
 	var receipts []command
 	for _, e := range evs {
 		if e.Kind != KindMessage {
@@ -543,11 +557,47 @@ func (l *Log) AckVia(ctx context.Context, user, upTo int64, remote Receipts) (in
 	if first != nil {
 		return 0, first
 	}
-	r, err := own.do(ctx, command{kind: cmdAck, user: user, upTo: upTo})
+	c := command{kind: cmdAck, user: user, upTo: upTo}
+	if byDevice {
+		c = command{kind: cmdAckDevice, user: user, upTo: upTo, dev: dev, at: l.opts.Now().UnixMilli()}
+	}
+	r, err := own.do(ctx, c)
 	if err != nil {
 		return 0, err
 	}
 	return r.n, nil
+}
+
+// Link links device dev to user (linked.go), or marks it seen now if it
+// is linked: from then on the user's queue keeps each event until dev
+// acknowledged it too (or is gone past the retention period). A device
+// linked anew starts after what the user's other devices acknowledged.
+// Linking one device more than MaxLinkedPerUser forgets the one seen
+// longest ago. It reports whether dev was linked anew.
+func (l *Log) Link(ctx context.Context, user int64, dev string) (bool, error) {
+	if !ValidDeviceID(dev) && dev != DefaultDevice {
+		return false, fmt.Errorf("relaylog: invalid device id %q", dev)
+	}
+	r, err := l.shardOf(user).do(ctx, command{kind: cmdLink, user: user, dev: dev, at: l.opts.Now().UnixMilli()})
+	return r.created, err
+}
+
+// Unlink removes device dev from user's devices: it holds the queue no
+// longer. It reports whether dev was linked.
+func (l *Log) Unlink(ctx context.Context, user int64, dev string) (bool, error) {
+	r, err := l.shardOf(user).do(ctx, command{kind: cmdUnlink, user: user, dev: dev})
+	return r.n > 0, err
+}
+
+// LinkedDevices lists user's linked devices on this node's copy of the
+// shard (current on its leader).
+func (l *Log) LinkedDevices(user int64) []Linked { return l.shardOf(user).fsm.linkedOf(user) }
+
+// Cursor is device dev's cursor in user's queue on this node's copy of
+// the shard, and whether dev is linked: a reader of the queue for dev
+// starts after it.
+func (l *Log) Cursor(user int64, dev string) (int64, bool) {
+	return l.shardOf(user).fsm.cursorOf(user, dev)
 }
 
 // Delivered commits a DELIVERED receipt to sender: by received ids. It is
@@ -759,6 +809,7 @@ func (l *Log) StateSizes() StateSizes {
 		t.LastConnected += z.LastConnected
 		t.ReadMarks += z.ReadMarks
 		t.Contacts += z.Contacts
+		t.Linked += z.Linked
 	}
 	return t
 }

@@ -1,0 +1,283 @@
+package relaylog_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/edgenode/edgenode/relaylog"
+)
+
+func link(t *testing.T, l *relaylog.Log, user int64, dev string) {
+	t.Helper()
+	if _, err := l.Link(context.Background(), user, dev); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func ackDev(t *testing.T, l *relaylog.Log, user int64, dev string, upTo int64) int {
+	t.Helper()
+	n, err := l.AckDeviceVia(context.Background(), user, dev, upTo, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// pendingFor is what a reader for dev gets of user's queue: the events
+// past dev's cursor.
+func pendingFor(t *testing.T, l *relaylog.Log, user int64, dev string) []relaylog.Event {
+	t.Helper()
+	c, ok := l.Cursor(user, dev)
+	if !ok {
+		t.Fatalf("device %q of %d not linked", dev, user)
+	}
+	evs, _ := pending(t, l, user, c, 0)
+	return evs
+}
+
+func ids(evs []relaylog.Event) []int64 {
+	out := make([]int64, len(evs))
+	for i, e := range evs {
+		out[i] = e.ID
+	}
+	return out
+}
+
+// delivered lists the message ids of the DELIVERED receipts queued for
+// sender, in order.
+func delivered(t *testing.T, l *relaylog.Log, sender int64) []int64 {
+	t.Helper()
+	evs, _ := pending(t, l, sender, 0, 0)
+	var out []int64
+	for _, e := range evs {
+		if e.Kind == relaylog.KindDelivered {
+			out = append(out, e.MessageIDs...)
+		}
+	}
+	return out
+}
+
+// TestEachLinkedDeviceGetsEveryEvent: a user's events stay queued until
+// each linked device acknowledged them; the first device to take a
+// message raises its one DELIVERED receipt, and the second none.
+func TestEachLinkedDeviceGetsEveryEvent(t *testing.T) {
+	l := openLog(t, t.TempDir(), nil)
+	defer l.Close()
+	link(t, l, 2, "phone")
+	link(t, l, 2, "tablet")
+	m1 := send(t, l, 1, 2, 1, "one")
+	m2 := send(t, l, 1, 2, 2, "two")
+	if d := l.Depth(2); d != 2 {
+		t.Fatalf("depth = %d, want 2", d)
+	}
+	if n := ackDev(t, l, 2, "phone", m2.ID); n != 0 {
+		t.Fatalf("phone's ack removed %d events while the tablet has none", n)
+	}
+	if got := fmt.Sprint(delivered(t, l, 1)); got != fmt.Sprint([]int64{m1.ID, m2.ID}) {
+		t.Fatalf("receipts after the phone's ack name %s", got)
+	}
+	if d := l.Depth(2); d != 0 {
+		t.Fatalf("depth after one device took both = %d, want 0", d)
+	}
+	if got := ids(pendingFor(t, l, 2, "phone")); len(got) != 0 {
+		t.Fatalf("phone still gets %v", got)
+	}
+	if got := fmt.Sprint(ids(pendingFor(t, l, 2, "tablet"))); got != fmt.Sprint([]int64{m1.ID, m2.ID}) {
+		t.Fatalf("tablet gets %s, want both", got)
+	}
+	if n := ackDev(t, l, 2, "tablet", m1.ID); n != 1 {
+		t.Fatalf("tablet's ack of the first removed %d events, want 1", n)
+	}
+	if n := ackDev(t, l, 2, "tablet", m2.ID); n != 1 {
+		t.Fatalf("tablet's ack of the second removed %d events, want 1", n)
+	}
+	if evs, _ := pending(t, l, 2, 0, 0); len(evs) != 0 {
+		t.Fatalf("queue after both devices = %v", ids(evs))
+	}
+	if got := delivered(t, l, 1); len(got) != 2 {
+		t.Fatalf("receipts after the tablet's acks name %v, want the phone's two only", got)
+	}
+}
+
+// TestNewDeviceStartsAfterTheOthers: a device linked later gets what no
+// device took yet, not what the others acknowledged; the first device of
+// a user gets everything queued.
+func TestNewDeviceStartsAfterTheOthers(t *testing.T) {
+	l := openLog(t, t.TempDir(), nil)
+	defer l.Close()
+	m1 := send(t, l, 1, 2, 1, "before any device")
+	link(t, l, 2, "phone")
+	if got := ids(pendingFor(t, l, 2, "phone")); len(got) != 1 || got[0] != m1.ID {
+		t.Fatalf("first device gets %v, want the queued message", got)
+	}
+	ackDev(t, l, 2, "phone", m1.ID)
+	m2 := send(t, l, 1, 2, 2, "undelivered")
+	link(t, l, 2, "desktop")
+	if got := ids(pendingFor(t, l, 2, "desktop")); len(got) != 1 || got[0] != m2.ID {
+		t.Fatalf("new device gets %v, want only %d", got, m2.ID)
+	}
+	// Linking again is idempotent: the cursor stays.
+	again, err := l.Link(context.Background(), 2, "desktop")
+	if err != nil || again {
+		t.Fatalf("second link: new=%v err=%v", again, err)
+	}
+	if got := ids(pendingFor(t, l, 2, "desktop")); len(got) != 1 {
+		t.Fatalf("after linking again the desktop gets %v", got)
+	}
+}
+
+// TestUnlinkedDeviceHoldsNothing: revoking a lagging device frees what it
+// held, and its acknowledgements change nothing afterwards.
+func TestUnlinkedDeviceHoldsNothing(t *testing.T) {
+	l := openLog(t, t.TempDir(), nil)
+	defer l.Close()
+	link(t, l, 2, "phone")
+	link(t, l, 2, "old-tablet")
+	m := send(t, l, 1, 2, 1, "hi")
+	ackDev(t, l, 2, "phone", m.ID)
+	if evs, _ := pending(t, l, 2, 0, 0); len(evs) != 1 {
+		t.Fatalf("queue before unlink holds %d events, want 1", len(evs))
+	}
+	if was, err := l.Unlink(context.Background(), 2, "old-tablet"); err != nil || !was {
+		t.Fatalf("unlink = %v, %v", was, err)
+	}
+	if evs, _ := pending(t, l, 2, 0, 0); len(evs) != 0 {
+		t.Fatalf("queue after unlink = %v", ids(evs))
+	}
+	m2 := send(t, l, 1, 2, 2, "again")
+	if n := ackDev(t, l, 2, "old-tablet", m2.ID); n != 0 {
+		t.Fatalf("an unlinked device's ack removed %d events", n)
+	}
+	if got := delivered(t, l, 1); len(got) != 1 {
+		t.Fatalf("an unlinked device's ack raised receipts: %v", got)
+	}
+	if _, ok := l.Cursor(2, "old-tablet"); ok {
+		t.Fatal("unlinked device still has a cursor")
+	}
+	if was, err := l.Unlink(context.Background(), 2, "old-tablet"); err != nil || was {
+		t.Fatalf("second unlink = %v, %v", was, err)
+	}
+}
+
+// TestUserWithoutDevicesKeepsOneQueue: until a device links, any
+// acknowledgement (with a device id or without) removes what it covers,
+// as before devices existed.
+func TestUserWithoutDevicesKeepsOneQueue(t *testing.T) {
+	l := openLog(t, t.TempDir(), nil)
+	defer l.Close()
+	m1 := send(t, l, 1, 2, 1, "a")
+	m2 := send(t, l, 1, 2, 2, "b")
+	if n := ackDev(t, l, 2, "never-linked", m1.ID); n != 1 {
+		t.Fatalf("ack of an unlinked user's device removed %d, want 1", n)
+	}
+	if n, err := l.Ack(context.Background(), 2, m2.ID); err != nil || n != 1 {
+		t.Fatalf("plain ack = %d, %v", n, err)
+	}
+	if got := delivered(t, l, 1); len(got) != 2 {
+		t.Fatalf("receipts = %v", got)
+	}
+}
+
+// TestLinkedDevicesAreBounded: linking one device past MaxLinkedPerUser
+// forgets the one seen longest ago, and what it held goes with it.
+func TestLinkedDevicesAreBounded(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); now = now.Add(time.Millisecond); return now }
+	l := openLog(t, t.TempDir(), func(o *relaylog.Options) { o.Now = clock })
+	defer l.Close()
+	for i := 0; i < relaylog.MaxLinkedPerUser; i++ {
+		link(t, l, 2, fmt.Sprintf("d%d", i))
+	}
+	m := send(t, l, 1, 2, 1, "x")
+	for i := 1; i < relaylog.MaxLinkedPerUser; i++ {
+		ackDev(t, l, 2, fmt.Sprintf("d%d", i), m.ID) // d0 lags, and was seen longest ago
+	}
+	link(t, l, 2, "new")
+	list := l.LinkedDevices(2)
+	if len(list) != relaylog.MaxLinkedPerUser {
+		t.Fatalf("%d devices linked, want %d", len(list), relaylog.MaxLinkedPerUser)
+	}
+	for _, d := range list {
+		if d.ID == "d0" {
+			t.Fatal("the device seen longest ago is still linked")
+		}
+	}
+	if evs, _ := pending(t, l, 2, 0, 0); len(evs) != 0 {
+		t.Fatalf("the forgotten device's events stay: %v", ids(evs))
+	}
+}
+
+// TestDeviceGoneForRetentionHoldsNothing: a device that neither
+// acknowledged nor linked again for the retention period is forgotten by
+// the expiry sweep, and the queue no longer waits for it.
+func TestDeviceGoneForRetentionHoldsNothing(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	l := openLog(t, t.TempDir(), func(o *relaylog.Options) { o.Now = clock; o.Retention = time.Hour })
+	defer l.Close()
+	link(t, l, 2, "phone")
+	link(t, l, 2, "lost")
+	advance(50 * time.Minute)
+	m := send(t, l, 1, 2, 1, "recent")
+	ackDev(t, l, 2, "phone", m.ID)
+	advance(20 * time.Minute) // "lost" last seen 70 minutes ago, the phone 20
+	if err := l.Expire(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if list := l.LinkedDevices(2); len(list) != 1 || list[0].ID != "phone" {
+		t.Fatalf("linked after expiry = %+v", list)
+	}
+	if evs, _ := pending(t, l, 2, 0, 0); len(evs) != 0 {
+		t.Fatalf("queue after the lost device expired = %v", ids(evs))
+	}
+}
+
+// TestLinkedDevicesSurviveRestart: links, cursors and what the queue
+// holds for a lagging device come back from the log and from a snapshot.
+func TestLinkedDevicesSurviveRestart(t *testing.T) {
+	for _, snap := range []bool{false, true} {
+		t.Run(fmt.Sprintf("snapshot=%v", snap), func(t *testing.T) {
+			dir := t.TempDir()
+			l := openLog(t, dir, nil)
+			link(t, l, 2, "phone")
+			link(t, l, 2, "tablet")
+			m1 := send(t, l, 1, 2, 1, "one")
+			m2 := send(t, l, 1, 2, 2, "two")
+			ackDev(t, l, 2, "phone", m2.ID)
+			ackDev(t, l, 2, "tablet", m1.ID)
+			if snap {
+				if err := l.Snapshot(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := l.Close(); err != nil {
+				t.Fatal(err)
+			}
+			l = openLog(t, dir, nil)
+			defer l.Close()
+			if got := ids(pendingFor(t, l, 2, "tablet")); len(got) != 1 || got[0] != m2.ID {
+				t.Fatalf("tablet after restart gets %v, want %d", got, m2.ID)
+			}
+			if got := ids(pendingFor(t, l, 2, "phone")); len(got) != 0 {
+				t.Fatalf("phone after restart gets %v", got)
+			}
+			if d := l.Depth(2); d != 0 {
+				t.Fatalf("depth after restart = %d, want 0 (delivered to the phone)", d)
+			}
+			// The tablet's ack of the rest raises no second receipt.
+			ackDev(t, l, 2, "tablet", m2.ID)
+			if got := delivered(t, l, 1); len(got) != 2 {
+				t.Fatalf("receipts = %v, want one per message", got)
+			}
+			if evs, _ := pending(t, l, 2, 0, 0); len(evs) != 0 {
+				t.Fatalf("queue = %v", ids(evs))
+			}
+		})
+	}
+}
