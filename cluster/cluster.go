@@ -295,6 +295,21 @@ func (c *Cluster) execute(ctx context.Context, req *nodewire.CallRequest) *nodew
 		}
 	case nodewire.OpAck:
 		resp.N, err = l.AckVia(ctx, req.User, req.UpTo, c.Receipts())
+	case nodewire.OpAckDevice:
+		resp.N, err = l.AckDeviceVia(ctx, req.User, req.Token, req.UpTo, c.Receipts())
+	case nodewire.OpAttach:
+		var ok bool
+		if resp.At, ok, err = l.Attach(ctx, req.User, req.Token); err == nil && !ok {
+			err = relaylog.ErrDevicesUnavailable // answered as an older node would: the caller falls back
+		}
+	case nodewire.OpUnlink:
+		resp.Found, err = l.Unlink(ctx, req.User, req.Token)
+	case nodewire.OpLinked:
+		var list []relaylog.Linked
+		list, err = l.LinkedDevices(ctx, req.User)
+		for _, d := range list {
+			resp.Events = append(resp.Events, nodewire.NodeEvent{ID: d.Seen, Content: d.ID, UpTo: d.Cursor})
+		}
 	case nodewire.OpRead:
 		// User is the sender (whose shard takes the receipt), From the
 		// reader, as Router.MarkRead sends them.
@@ -389,6 +404,9 @@ func errorResponse(err error) *nodewire.CallResponse {
 		return &nodewire.CallResponse{Err: nodewire.NodeErrNotLeader}
 	case errors.Is(err, context.DeadlineExceeded):
 		return &nodewire.CallResponse{Err: nodewire.NodeErrOverloaded}
+	case errors.Is(err, relaylog.ErrDevicesUnavailable):
+		// As an older node answers the call: the caller falls back.
+		return &nodewire.CallResponse{Err: nodewire.NodeErrBadRequest, Message: err.Error()}
 	}
 	for _, e := range nodeErrors {
 		if errors.Is(err, e.err) {

@@ -64,6 +64,78 @@ func (r *Router) Ack(ctx context.Context, user, upTo int64) (n int, err error) {
 	return n, err
 }
 
+// Attach implements edge.Store: device dev of user is linked (if need be)
+// on the leader of user's shard, which answers dev's cursor. ok is false
+// when that shard cannot link devices yet (a replica or its leader runs an
+// older build): the user's devices share one queue meanwhile.
+func (r *Router) Attach(ctx context.Context, user int64, dev string) (cursor int64, ok bool, err error) {
+	resp, old, err := r.routeNewShard(ctx, r.c.log.ShardFor(user), func() (err error) {
+		cursor, ok, err = r.c.log.Attach(ctx, user, dev)
+		return err
+	}, &nodewire.CallRequest{Op: nodewire.OpAttach, User: user, Token: dev})
+	switch {
+	case err != nil:
+		return 0, false, err
+	case old:
+		return 0, false, nil
+	case resp != nil:
+		return resp.At, true, nil
+	}
+	return cursor, ok, nil
+}
+
+// AckDevice implements edge.Store: Ack for device dev (relaylog's
+// AckDeviceVia); a leader of an older build takes it as a plain Ack.
+func (r *Router) AckDevice(ctx context.Context, user int64, dev string, upTo int64) (n int, err error) {
+	resp, old, err := r.routeNewShard(ctx, r.c.log.ShardFor(user), func() (err error) {
+		n, err = r.c.log.AckDeviceVia(ctx, user, dev, upTo, r.c.Receipts())
+		return err
+	}, &nodewire.CallRequest{Op: nodewire.OpAckDevice, User: user, UpTo: upTo, Token: dev})
+	switch {
+	case old:
+		return r.Ack(ctx, user, upTo)
+	case resp != nil:
+		n = resp.N
+	}
+	return n, err
+}
+
+// Unlink implements edge.Store: device dev no longer holds user's queue.
+// It reports whether dev was linked (false too on a leader of an older
+// build, which links none).
+func (r *Router) Unlink(ctx context.Context, user int64, dev string) (found bool, err error) {
+	resp, old, err := r.routeNewShard(ctx, r.c.log.ShardFor(user), func() (err error) {
+		found, err = r.c.log.Unlink(ctx, user, dev)
+		return err
+	}, &nodewire.CallRequest{Op: nodewire.OpUnlink, User: user, Token: dev})
+	switch {
+	case old:
+		return false, nil
+	case resp != nil:
+		found = resp.Found
+	}
+	return found, err
+}
+
+// LinkedDevices implements edge.Store: user's linked devices, as the
+// leader of user's shard has them (none on a leader of an older build).
+func (r *Router) LinkedDevices(ctx context.Context, user int64) (list []relaylog.Linked, err error) {
+	resp, old, err := r.routeNewShard(ctx, r.c.log.ShardFor(user), func() (err error) {
+		list, err = r.c.log.LinkedDevices(ctx, user)
+		return err
+	}, &nodewire.CallRequest{Op: nodewire.OpLinked, User: user})
+	switch {
+	case old || err != nil:
+		return nil, err
+	case resp != nil:
+		list = make([]relaylog.Linked, len(resp.Events))
+		for i, e := range resp.Events {
+			list[i] = relaylog.Linked{ID: e.Content, Cursor: e.UpTo, Seen: e.ID}
+		}
+	}
+	return list, nil
+}
+
 // MarkRead implements edge.Store. The read mark lives in the sender's shard.
 // A mark names a conversation with a message from sender to reader: the
 // leader of reader's shard is asked first (contact), and a mark of anything

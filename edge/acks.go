@@ -54,7 +54,7 @@ func (sk *socket) commitAcks() {
 			return
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), s.opts.CallTimeout)
-		_, err := s.log.Ack(ctx, sk.user, up)
+		_, err := s.log.AckDevice(ctx, sk.user, sk.dev, up)
 		cancel()
 		if err != nil {
 			// The events stay queued and are sent again on the next

@@ -22,6 +22,10 @@ const (
 // everything the window allows, a batch of frames per write.
 func (sk *socket) deliver(buf []byte) ([]byte, error) {
 	s := sk.srv
+	if !sk.attached && !sk.attach() {
+		sk.retryLater()
+		return buf, nil
+	}
 	for {
 		sk.window.popUpTo(sk.clientAck.Load())
 		room := sk.window.free()
@@ -41,18 +45,24 @@ func (sk *socket) deliver(buf []byte) ([]byte, error) {
 		if err != nil {
 			// The shard is between leaders: try again shortly; the events
 			// stay queued meanwhile.
-			if sk.retryPending.CompareAndSwap(false, true) {
-				time.AfterFunc(250*time.Millisecond, func() {
-					sk.retryPending.Store(false)
-					sk.Notify()
-				})
-			}
+			sk.retryLater()
 			return buf, nil
 		}
 		var full bool
 		if buf, full, err = sk.writeEvents(buf[:0], evs); err != nil || full || !more {
 			return buf, err
 		}
+	}
+}
+
+// retryLater pulls again shortly (a pull failed: the shard is between
+// leaders).
+func (sk *socket) retryLater() {
+	if sk.retryPending.CompareAndSwap(false, true) {
+		time.AfterFunc(250*time.Millisecond, func() {
+			sk.retryPending.Store(false)
+			sk.Notify()
+		})
 	}
 }
 

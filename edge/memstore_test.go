@@ -167,6 +167,20 @@ func (m *memStore) MarkRead(_ context.Context, reader, sender, upTo int64) error
 	return nil
 }
 
+// Attach, AckDevice, Unlink and LinkedDevices: memStore links no device,
+// as a shard with a replica of a build before linked devices: a user's
+// devices share one queue (the relay log's devices are tested on it, in
+// relaylog and node).
+func (m *memStore) Attach(context.Context, int64, string) (int64, bool, error) { return 0, false, nil }
+
+func (m *memStore) AckDevice(ctx context.Context, user int64, _ string, upTo int64) (int, error) {
+	return m.Ack(ctx, user, upTo)
+}
+
+func (m *memStore) Unlink(context.Context, int64, string) (bool, error) { return false, nil }
+
+func (m *memStore) LinkedDevices(context.Context, int64) ([]relaylog.Linked, error) { return nil, nil }
+
 func (m *memStore) RegisterDevice(context.Context, int64, relaylog.Device) error { return nil }
 
 func (m *memStore) UnregisterDevice(context.Context, int64, string) error { return nil }

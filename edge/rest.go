@@ -172,13 +172,24 @@ func (s *Server) handleSync(w http.ResponseWriter, r *http.Request, user int64) 
 	if werr != nil {
 		return werr
 	}
+	dev, werr := deviceID(r, false)
+	if werr != nil {
+		return werr
+	}
 	ctx, cancel := s.ctx(r)
 	defer cancel()
+	from, _, err := s.log.Attach(ctx, user, dev)
+	if err != nil {
+		return apiError(err)
+	}
 	if cursor > 0 {
-		if _, err := s.log.Ack(ctx, user, cursor); err != nil {
+		if _, err := s.log.AckDevice(ctx, user, dev, cursor); err != nil {
 			return apiError(err)
 		}
 	}
+	// The page starts after the cursor sent, or after what this device
+	// acknowledged before if that is further.
+	cursor = max(cursor, from)
 	evs, more, err := s.log.Pending(ctx, user, cursor, int(limit))
 	if err != nil {
 		return apiError(err)
@@ -313,6 +324,12 @@ func (s *Server) handleDeviceRemove(w http.ResponseWriter, r *http.Request, user
 	defer cancel()
 	if err := s.log.UnregisterDevice(ctx, user, tok); err != nil {
 		return apiError(err)
+	}
+	// The path names a push token or a linked device: both go.
+	if relaylog.ValidDeviceID(tok) {
+		if _, err := s.log.Unlink(ctx, user, tok); err != nil {
+			return apiError(err)
+		}
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil

@@ -126,7 +126,7 @@ func TestWrongMethodIs405MethodNotAllowed(t *testing.T) {
 		{"GET", "/v1/conversations/2/read", "POST"},
 		{"GET", "/v1/conversations/2/typing", "POST"},
 		{"POST", "/v1/users/2/status", "GET"},
-		{"GET", "/v1/devices", "POST"},
+		{"PUT", "/v1/devices", "GET, POST"},
 		{"GET", "/v1/devices/abc", "DELETE"},
 		{"POST", "/v1/edges", "GET"},
 		{"POST", "/v1/socket/updates", "GET"},

@@ -36,6 +36,17 @@ type Store interface {
 	Send(ctx context.Context, from int64, req wire.NewMessageRequest) (relaylog.Event, bool, error)
 	Pending(ctx context.Context, user, after int64, limit int) ([]relaylog.Event, bool, error)
 	Ack(ctx context.Context, user, upTo int64) (int, error)
+	// Attach links device dev of user if need be and returns its cursor:
+	// a reader for dev starts after it. ok is false when the user's shard
+	// cannot link devices yet (a rolling upgrade): the user's devices then
+	// share one queue, read from its head.
+	Attach(ctx context.Context, user int64, dev string) (cursor int64, ok bool, err error)
+	// AckDevice is Ack by device dev (relaylog.Log.AckDeviceVia).
+	AckDevice(ctx context.Context, user int64, dev string, upTo int64) (int, error)
+	// Unlink removes device dev of user; it reports whether dev was linked.
+	Unlink(ctx context.Context, user int64, dev string) (bool, error)
+	// LinkedDevices lists user's linked devices.
+	LinkedDevices(ctx context.Context, user int64) ([]relaylog.Linked, error)
 	MarkRead(ctx context.Context, reader, sender, upTo int64) error
 	RegisterDevice(ctx context.Context, user int64, d relaylog.Device) error
 	UnregisterDevice(ctx context.Context, user int64, token string) error
@@ -279,7 +290,7 @@ const socketPath = "/v1/socket/updates"
 // at the upgrade instead).
 const (
 	corsMethods = "GET, POST, DELETE"
-	corsHeaders = "Authorization, Content-Type"
+	corsHeaders = "Authorization, Content-Type, Device-Id"
 	corsExpose  = "Retry-After, WWW-Authenticate"
 	corsMaxAge  = "600"
 )
@@ -364,6 +375,7 @@ func (s *Server) routes() {
 	mux.HandleFunc("POST /v1/conversations/{userId}/typing", s.authed("typing", s.handleTyping))
 	mux.HandleFunc("GET /v1/users/{userId}/status", s.authed("status", s.handleStatus))
 	mux.HandleFunc("POST /v1/devices", s.authed("device_add", s.handleDeviceAdd))
+	mux.HandleFunc("GET /v1/devices", s.authed("device_list", s.handleDeviceList))
 	mux.HandleFunc("DELETE /v1/devices/{token}", s.authed("device_remove", s.handleDeviceRemove))
 	mux.HandleFunc("GET /v1/edges", s.authed("edges", s.handleEdges))
 	mux.HandleFunc("GET "+socketPath, s.handleSocket)
@@ -379,7 +391,7 @@ func (s *Server) routes() {
 	allowed := map[string]string{
 		"/v1/messages": "GET, POST", "/v1/conversations/{userId}/read": "POST",
 		"/v1/conversations/{userId}/typing": "POST", "/v1/users/{userId}/status": "GET",
-		"/v1/devices": "POST", "/v1/devices/{token}": "DELETE", "/v1/edges": "GET",
+		"/v1/devices": "GET, POST", "/v1/devices/{token}": "DELETE", "/v1/edges": "GET",
 		"/v1/socket/updates": "GET", "/healthz": "GET", "/readyz": "GET", "/metrics": "GET",
 	}
 	s.mux = finish(mux, allowed)

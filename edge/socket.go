@@ -45,6 +45,7 @@ type socket struct {
 	// own callback and stopped by finish.)
 	srv       *Server
 	user      int64
+	dev       string // the device id the socket named ("" = the default device)
 	nc        net.Conn
 	rc        syscall.RawConn // nil unless nc is a plain TCP connection
 	tok       int32           // poller registration
@@ -60,6 +61,7 @@ type socket struct {
 
 	// Writer goroutine only: one writer runs at a time (writing, under mu).
 	readySent bool
+	attached  bool   // the device's cursor is known (linked.go): events may be written
 	window    idRing // ids written and not yet acknowledged (flow.go)
 
 	// Guarded by mu: the writer's inbox and the socket's lifecycle.
@@ -155,6 +157,11 @@ func (s *Server) handleSocket(w http.ResponseWriter, r *http.Request) {
 		writeError(w, werr)
 		return
 	}
+	dev, werr := deviceID(r, true)
+	if werr != nil {
+		writeError(w, werr)
+		return
+	}
 	if s.draining.Load() {
 		writeError(w, &wire.Error{Code: wire.CodeUnavailable, Message: "node is draining; connect to another edge", RetryAfter: time.Second})
 		return
@@ -172,7 +179,7 @@ func (s *Server) handleSocket(w http.ResponseWriter, r *http.Request) {
 		s.release(user)
 		return // the upgrader already answered
 	}
-	sk := &socket{srv: s, user: user, nc: conn.NetConn()}
+	sk := &socket{srv: s, user: user, dev: dev, nc: conn.NetConn()}
 	sk.window.max = s.opts.MaxUnacked
 	if tc, ok := sk.nc.(*net.TCPConn); ok {
 		sk.rc, _ = tc.SyscallConn()
@@ -446,6 +453,9 @@ func (sk *socket) writeRun() {
 		var err error
 		if len(buf) > 0 {
 			err = sk.write(buf)
+		}
+		if !sk.attached {
+			offers, pull = nil, true // the pull attaches first
 		}
 		for _, o := range offers {
 			if err != nil {

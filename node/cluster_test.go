@@ -140,6 +140,22 @@ func fullyReplicated(t testing.TB, n *testNode, regionOf map[string]string) bool
 	return true
 }
 
+// startThree starts three nodes in regions eu, us and ap with extra flags
+// and waits until every shard has a voter in each region; it returns them
+// by node id, and in order.
+func startThree(t *testing.T, extra []string) (map[string]*testNode, *testNode, *testNode, *testNode) {
+	t.Helper()
+	base := t.TempDir()
+	n1 := startNodeWith(t, filepath.Join(base, "n1"), "eu", extra)
+	waitFor(t, "n1 ready", 10*time.Second, func() bool { return n1.Log.Ready() })
+	n2 := startNodeWith(t, filepath.Join(base, "n2"), "us", extra, n1.Members.GossipAddr())
+	n3 := startNodeWith(t, filepath.Join(base, "n3"), "ap", extra, n1.Members.GossipAddr())
+	nodes := map[string]*testNode{n1.Config.NodeID: n1, n2.Config.NodeID: n2, n3.Config.NodeID: n3}
+	regionOf := map[string]string{n1.Config.NodeID: "eu", n2.Config.NodeID: "us", n3.Config.NodeID: "ap"}
+	waitFor(t, "replication", 30*time.Second, func() bool { return fullyReplicated(t, n1, regionOf) })
+	return nodes, n1, n2, n3
+}
+
 func TestThreeRegionClusterReplicatesRoutesAndSurvivesALeaderKill(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-node")

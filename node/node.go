@@ -24,6 +24,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -81,7 +82,8 @@ type Node struct {
 	Cluster  *cluster.Cluster
 	Push     *push.Dispatcher // nil when neither APNs nor FCM is configured
 
-	keeper *join.Keeper // the membership policy (peers file, reconnect, bootstrap-expect, cluster id)
+	members atomic.Pointer[member.Membership] // Members, for the log's PeerFeatures, which runs before it exists
+	keeper  *join.Keeper                      // the membership policy (peers file, reconnect, bootstrap-expect, cluster id)
 
 	http     *http.Server
 	listener net.Listener
@@ -427,6 +429,19 @@ func (n *Node) openLog(tune Tuning) error {
 		Heartbeats: func(ctx context.Context, node string) (net.Conn, error) {
 			return n.Mesh.Open(ctx, node, mesh.KindHeartbeat, 0)
 		},
+		// Membership starts after the log: until it does, no other
+		// node's features are known.
+		PeerFeatures: func(node string) uint64 {
+			ms := n.members.Load()
+			if ms == nil {
+				return 0
+			}
+			m, ok := ms.Get(node)
+			if !ok {
+				return 0
+			}
+			return m.Features
+		},
 	})
 	if err != nil {
 		return err
@@ -452,7 +467,7 @@ func (n *Node) startMembership(tune Tuning) error {
 		Meta: member.Meta{
 			NodeID: cfg.NodeID, Region: cfg.Region, HTTPURL: n.url,
 			ClusterAddr: join.Advertised(cfg.AdvertiseAddr, cfg.ClusterAddr, n.Mesh.Addr()), Cluster: clusterID,
-			Incarnation: n.Log.Incarnation(),
+			Incarnation: n.Log.Incarnation(), Features: relaylog.Features,
 		},
 		BindAddr: cfg.GossipAddr, AdvertiseAddr: cfg.AdvertiseAddr, Secret: cfg.ClusterSecret, Profile: cfg.GossipProfile,
 		Join: join.Addrs(cfg.DataDir, cfg.Join), Logger: n.Logger, Tuning: tune.Member, Now: tune.Clock,
@@ -462,6 +477,7 @@ func (n *Node) startMembership(tune Tuning) error {
 		return fmt.Errorf("node: gossip on %s: %w", cfg.GossipAddr, err)
 	}
 	n.Members = members
+	n.members.Store(members)
 	n.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "edgenode_clock_skew_seconds", Help: "The other nodes' clocks minus this node's, as measured over gossip (the offset to at least half of them); 0 when none was measured. Past 1 minute either way this node expires nothing."}, func() float64 {
 		skew, _ := members.ClockSkew()
 		return skew.Seconds()

@@ -216,15 +216,7 @@ func TestPushPresenceExpiry(t *testing.T) {
 // fakes' push flags and waits until every shard has three voters.
 func startPushCluster(t *testing.T, fakes *pushFakes) (map[string]*testNode, *testNode, *testNode, *testNode) {
 	t.Helper()
-	base := t.TempDir()
-	n1 := startNodeWith(t, filepath.Join(base, "n1"), "eu", fakes.flags)
-	waitFor(t, "n1 ready", 10*time.Second, func() bool { return n1.Log.Ready() })
-	n2 := startNodeWith(t, filepath.Join(base, "n2"), "us", fakes.flags, n1.Members.GossipAddr())
-	n3 := startNodeWith(t, filepath.Join(base, "n3"), "ap", fakes.flags, n1.Members.GossipAddr())
-	nodes := map[string]*testNode{n1.Config.NodeID: n1, n2.Config.NodeID: n2, n3.Config.NodeID: n3}
-	regionOf := map[string]string{n1.Config.NodeID: "eu", n2.Config.NodeID: "us", n3.Config.NodeID: "ap"}
-	waitFor(t, "replication", 30*time.Second, func() bool { return fullyReplicated(t, n1, regionOf) })
-	return nodes, n1, n2, n3
+	return startThree(t, fakes.flags)
 }
 
 func TestPushDueDuringLeaderChange(t *testing.T) {

@@ -62,14 +62,14 @@ type fsm struct {
 	senders  table[int64, senderIdem]
 	devices  table[int64, []Device]
 	links    table[int64, []Linked] // user → linked devices (linked.go)
-	tokens   map[string]int64    // device token → user, so a token moves between users; rebuilt on restore
-	lastConn table[int64, int64] // user → Unix ms
-	lastRead pairs               // sender → (reader, read up to id)
-	contacts pairs               // reader → (sender, id of the newest message from sender)
-	retainID int64               // the latest retention cutoff (cmdExpire): older pairs are dropped as they are met
-	gen      int                 // generation of the latest freeze
-	idemRecs int                 // records in all senders' entries
-	queued   atomic.Int64        // messages in all queues (metrics read it without the lock)
+	tokens   map[string]int64       // device token → user, so a token moves between users; rebuilt on restore
+	lastConn table[int64, int64]    // user → Unix ms
+	lastRead pairs                  // sender → (reader, read up to id)
+	contacts pairs                  // reader → (sender, id of the newest message from sender)
+	retainID int64                  // the latest retention cutoff (cmdExpire): older pairs are dropped as they are met
+	gen      int                    // generation of the latest freeze
+	idemRecs int                    // records in all senders' entries
+	queued   atomic.Int64           // messages in all queues (metrics read it without the lock)
 }
 
 // IdempotencyPerSender is how many of a sender's latest accepted sends to

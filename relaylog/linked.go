@@ -204,6 +204,17 @@ func (f *fsm) linkedOf(user int64) []Linked {
 	return slices.Clone(list)
 }
 
+// linked is dev of user as linked, and whether it is.
+func (f *fsm) linked(user int64, dev string) (Linked, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	list, _ := f.links.get(user)
+	if i := linkIndex(list, dev); i >= 0 {
+		return list[i], true
+	}
+	return Linked{}, false
+}
+
 // cursorOf is dev's cursor in user's queue and whether dev is linked.
 func (f *fsm) cursorOf(user int64, dev string) (int64, bool) {
 	f.mu.RLock()

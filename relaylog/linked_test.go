@@ -2,6 +2,7 @@ package relaylog_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -197,7 +198,7 @@ func TestLinkedDevicesAreBounded(t *testing.T) {
 		ackDev(t, l, 2, fmt.Sprintf("d%d", i), m.ID) // d0 lags, and was seen longest ago
 	}
 	link(t, l, 2, "new")
-	list := l.LinkedDevices(2)
+	list, _ := l.LinkedDevices(context.Background(), 2)
 	if len(list) != relaylog.MaxLinkedPerUser {
 		t.Fatalf("%d devices linked, want %d", len(list), relaylog.MaxLinkedPerUser)
 	}
@@ -230,7 +231,7 @@ func TestDeviceGoneForRetentionHoldsNothing(t *testing.T) {
 	if err := l.Expire(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if list := l.LinkedDevices(2); len(list) != 1 || list[0].ID != "phone" {
+	if list, _ := l.LinkedDevices(context.Background(), 2); len(list) != 1 || list[0].ID != "phone" {
 		t.Fatalf("linked after expiry = %+v", list)
 	}
 	if evs, _ := pending(t, l, 2, 0, 0); len(evs) != 0 {
@@ -279,5 +280,55 @@ func TestLinkedDevicesSurviveRestart(t *testing.T) {
 				t.Fatalf("queue = %v", ids(evs))
 			}
 		})
+	}
+}
+
+// TestDevicesWaitForEveryReplica: while a server of the shard's
+// configuration (here a non-voter) runs a build without linked devices,
+// nothing proposes their commands, which that replica could not read: a
+// device is not linked and acknowledgements remove events as they did.
+func TestDevicesWaitForEveryReplica(t *testing.T) {
+	l := openLog(t, t.TempDir(), func(o *relaylog.Options) {
+		o.Shards = 1
+		o.PeerFeatures = func(node string) uint64 { return 0 } // every other node is older
+	})
+	defer l.Close()
+	ctx := context.Background()
+	if _, ok, err := l.Attach(ctx, 2, "phone"); err != nil || !ok {
+		t.Fatalf("attach on a lone node: ok=%v err=%v", ok, err)
+	}
+	if err := l.Raft(0).AddNonvoter("old", "127.0.0.1:1", 0, 0).Error(); err != nil {
+		t.Fatal(err)
+	}
+	// Until the leader checks again (hasFeature trusts a yes for a few
+	// seconds), devices may still link: each try is another user's.
+	u := int64(100)
+	eventually(t, "the gate to close", func() bool {
+		u++
+		_, ok, err := l.Attach(ctx, u, "tablet")
+		return err == nil && !ok
+	})
+	if _, err := l.Link(ctx, 2, "tablet"); !errors.Is(err, relaylog.ErrDevicesUnavailable) {
+		t.Fatalf("link with an older replica: %v", err)
+	}
+	if list, _ := l.LinkedDevices(ctx, 2); len(list) != 1 {
+		t.Fatalf("linked = %+v, want the phone only", list)
+	}
+	// A user without linked devices: a device's acknowledgement removes
+	// what it covers, as before.
+	m := send(t, l, 1, 3, 1, "x")
+	if n := ackDev(t, l, 3, "laptop", m.ID); n != 1 {
+		t.Fatalf("ack removed %d events, want 1", n)
+	}
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -35,6 +35,10 @@ import (
 var (
 	// ErrNoLeader: the user's shard has no leader right now; retry later.
 	ErrNoLeader = errors.New("relaylog: shard has no leader")
+	// ErrDevicesUnavailable: a server of the user's shard runs a build
+	// without linked devices (a rolling upgrade is under way): the user's
+	// devices share one queue until it is done.
+	ErrDevicesUnavailable = errors.New("relaylog: linked devices need every replica of the shard upgraded")
 	// ErrClosed: the log is shutting down.
 	ErrClosed = errors.New("relaylog: closed")
 	// ErrOverloaded: the shard's proposal queue stayed full until the
@@ -121,7 +125,24 @@ type Options struct {
 	// and wait for their leaders to add them, instead of bootstrapping a
 	// one-voter group each.
 	Join bool
+	// PeerFeatures tells the Features of another node of the cluster (from
+	// its gossip), 0 when unknown; nil: every node has this build's. A
+	// shard's leader proposes the commands of a feature only once every
+	// server of the shard's configuration has it: a replica of an older
+	// build would skip the whole entry holding one.
+	PeerFeatures func(node string) uint64
 }
+
+// Features of this build that change what a shard's entries or snapshots
+// hold, so that a leader must know its followers read them (gossiped in
+// member.Meta.Features).
+const (
+	// FeatureLinkedDevices: cmdLink, cmdUnlink, cmdAckDevice and version 5
+	// snapshots (linked.go).
+	FeatureLinkedDevices uint64 = 1 << 0
+	// Features is every feature of this build.
+	Features = FeatureLinkedDevices
+)
 
 func (o *Options) setDefaults() {
 	if o.Logger == nil {
@@ -558,7 +579,7 @@ func (l *Log) ack(ctx context.Context, user int64, dev string, byDevice bool, up
 		return 0, first
 	}
 	c := command{kind: cmdAck, user: user, upTo: upTo}
-	if byDevice {
+	if byDevice && l.hasFeature(own, FeatureLinkedDevices) {
 		c = command{kind: cmdAckDevice, user: user, upTo: upTo, dev: dev, at: l.opts.Now().UnixMilli()}
 	}
 	r, err := own.do(ctx, c)
@@ -578,20 +599,97 @@ func (l *Log) Link(ctx context.Context, user int64, dev string) (bool, error) {
 	if !ValidDeviceID(dev) && dev != DefaultDevice {
 		return false, fmt.Errorf("relaylog: invalid device id %q", dev)
 	}
-	r, err := l.shardOf(user).do(ctx, command{kind: cmdLink, user: user, dev: dev, at: l.opts.Now().UnixMilli()})
+	s := l.shardOf(user)
+	if !l.hasFeature(s, FeatureLinkedDevices) {
+		return false, ErrDevicesUnavailable
+	}
+	r, err := s.do(ctx, command{kind: cmdLink, user: user, dev: dev, at: l.opts.Now().UnixMilli()})
 	return r.created, err
 }
 
+// LinkRefresh is how often Attach marks a linked device seen when the
+// device acknowledges nothing: well inside the retention period, after
+// which an unseen device is forgotten.
+const LinkRefresh = time.Hour
+
+// Attach is what a reader of the queue for device dev of user (a socket,
+// a sync) does first: it links dev unless it is linked and was seen
+// within LinkRefresh, and returns dev's cursor, after which the reader
+// starts. Run on the leader of user's shard.
+// ok is false, and the cursor 0, when the shard cannot link devices yet
+// (ErrDevicesUnavailable): the user's devices share one queue meanwhile.
+func (l *Log) Attach(ctx context.Context, user int64, dev string) (cursor int64, ok bool, err error) {
+	s := l.shardOf(user)
+	if err := s.check(); err != nil {
+		return 0, false, err
+	}
+	if d, ok := s.fsm.linked(user, dev); ok && l.opts.Now().UnixMilli()-d.Seen < LinkRefresh.Milliseconds() {
+		return d.Cursor, true, nil
+	}
+	switch _, err := l.Link(ctx, user, dev); {
+	case errors.Is(err, ErrDevicesUnavailable):
+		return 0, false, nil
+	case err != nil:
+		return 0, false, err
+	}
+	c, _ := s.fsm.cursorOf(user, dev)
+	return c, true, nil
+}
+
+// AckDevice is AckDeviceVia with every sender's shard led here.
+func (l *Log) AckDevice(ctx context.Context, user int64, dev string, upTo int64) (int, error) {
+	return l.AckDeviceVia(ctx, user, dev, upTo, nil)
+}
+
+// hasFeature reports whether every server of s's configuration has f. A
+// yes is kept for featureRecheck (acknowledgements ask on every commit).
+func (l *Log) hasFeature(s *shard, f uint64) bool {
+	if l.opts.PeerFeatures == nil {
+		return true
+	}
+	now := time.Now().UnixNano()
+	if s.featuresUntil.Load() > now && s.features.Load()&f == f {
+		return true
+	}
+	fut := s.raft.GetConfiguration()
+	if fut.Error() != nil {
+		return false
+	}
+	all := Features
+	for _, srv := range fut.Configuration().Servers {
+		if string(srv.ID) != l.opts.NodeID {
+			all &= l.opts.PeerFeatures(string(srv.ID))
+		}
+	}
+	s.features.Store(all)
+	s.featuresUntil.Store(now + int64(featureRecheck))
+	return all&f == f
+}
+
+// featureRecheck is how long hasFeature trusts what it found.
+const featureRecheck = 5 * time.Second
+
 // Unlink removes device dev from user's devices: it holds the queue no
-// longer. It reports whether dev was linked.
+// longer. It reports whether dev was linked (never while the shard cannot
+// link devices).
 func (l *Log) Unlink(ctx context.Context, user int64, dev string) (bool, error) {
-	r, err := l.shardOf(user).do(ctx, command{kind: cmdUnlink, user: user, dev: dev})
+	s := l.shardOf(user)
+	if !l.hasFeature(s, FeatureLinkedDevices) {
+		return false, nil
+	}
+	r, err := s.do(ctx, command{kind: cmdUnlink, user: user, dev: dev})
 	return r.n > 0, err
 }
 
-// LinkedDevices lists user's linked devices on this node's copy of the
-// shard (current on its leader).
-func (l *Log) LinkedDevices(user int64) []Linked { return l.shardOf(user).fsm.linkedOf(user) }
+// LinkedDevices lists user's linked devices; run on the leader of user's
+// shard.
+func (l *Log) LinkedDevices(_ context.Context, user int64) ([]Linked, error) {
+	s := l.shardOf(user)
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	return s.fsm.linkedOf(user), nil
+}
 
 // Cursor is device dev's cursor in user's queue on this node's copy of
 // the shard, and whether dev is linked: a reader of the queue for dev

@@ -30,6 +30,10 @@ type shard struct {
 	// guard is the transport's consumer side, where batched heartbeats
 	// for this shard go in (nil with an in-memory transport).
 	guard *voteGuard
+	// features every server of the configuration had when last checked,
+	// until featuresUntil (Unix ns): Log.hasFeature.
+	features      atomic.Uint64
+	featuresUntil atomic.Int64
 
 	propose  chan *proposal
 	inflight chan struct{}

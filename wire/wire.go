@@ -134,6 +134,27 @@ type DeviceRequest struct {
 	Sandbox  bool   `json:"sandbox,omitempty"`
 }
 
+// LinkedDevice is one entry of GET /v1/devices: an installation of the
+// app that reads the user's queue with a cursor of its own.
+type LinkedDevice struct {
+	DeviceID   string `json:"deviceId"`
+	LastSeenAt string `json:"lastSeenAt"`
+	Current    bool   `json:"current,omitempty"` // the device of the call
+}
+
+// DeviceList answers GET /v1/devices.
+type DeviceList struct {
+	Devices []LinkedDevice `json:"devices"`
+}
+
+// DeviceIDHeader carries the calling device's id on REST calls and the
+// socket upgrade; DeviceIDQuery is its query form, on the upgrade only
+// (browsers cannot set headers there).
+const (
+	DeviceIDHeader = "Device-Id"
+	DeviceIDQuery  = "deviceId"
+)
+
 // Edge is one entry of GET /v1/edges.
 type Edge struct {
 	NodeID string `json:"nodeId"`

@@ -41,6 +41,10 @@ type Meta struct {
 	// data dir is. Placement compares it with the raft address a shard's
 	// configuration holds for the node.
 	Incarnation string `json:"i,omitempty"`
+	// Features is the bit set of what the node's build can read in a
+	// shard's replicated state (relaylog.Features): a leader uses a
+	// feature once every replica of its shard has it.
+	Features uint64 `json:"f,omitempty"`
 }
 
 // Status is a member's state as seen by this node.

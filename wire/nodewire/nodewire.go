@@ -41,6 +41,13 @@ const (
 	OpExpired       = "expired"   // an EXPIRED receipt for User's queue: IDs, sent to From, dropped undelivered (older nodes answer bad_request)
 	OpStatus        = "status"    // is User online anywhere (Found) and last seen (At)
 	OpDraining      = "draining"  // the calling node is shutting down: hand it no leadership
+	// Linked devices (older nodes answer bad_request; so does a leader
+	// whose shard has a replica of such a node: the caller falls back to
+	// one queue per user). Token carries the device id.
+	OpAttach    = "attach"     // User, Token → At: the device's cursor, after linking it if need be
+	OpAckDevice = "ack_device" // User, Token, UpTo → N
+	OpUnlink    = "unlink"     // User, Token → Found: it was linked
+	OpLinked    = "linked"     // User → Events: one per linked device, Content = id, UpTo = cursor, ID = last seen (Unix ms)
 )
 
 // CallRequest is a client call forwarded to the node that leads the shard.

@@ -1,0 +1,159 @@
+package edge_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/edgenode/edgenode/wire"
+)
+
+// doDev is harness.do as device dev of user (the Device-Id header).
+func (h *harness) doDev(method, path string, user int64, dev string) (int, []byte) {
+	h.t.Helper()
+	req, _ := http.NewRequest(method, h.url+path, nil)
+	req.Header.Set("Authorization", "Bearer "+tokenFor(h.t, user))
+	if dev != "" {
+		req.Header.Set(wire.DeviceIDHeader, dev)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, out
+}
+
+// dialDev opens a socket of user as device dev, named in the header.
+func (h *harness) dialDev(user int64, dev string) *wsClient {
+	h.t.Helper()
+	c, resp, err := h.dialRaw(user, http.Header{wire.DeviceIDHeader: {dev}})
+	if err != nil {
+		h.t.Fatalf("dial %s: %v (%v)", dev, err, resp)
+	}
+	c.next("ready")
+	return c
+}
+
+func (h *harness) devices(user int64, dev string) []wire.LinkedDevice {
+	h.t.Helper()
+	code, body := h.doDev("GET", "/v1/devices", user, dev)
+	if code != http.StatusOK {
+		h.t.Fatalf("GET /v1/devices: %d %s", code, body)
+	}
+	var l wire.DeviceList
+	if err := json.Unmarshal(body, &l); err != nil {
+		h.t.Fatal(err)
+	}
+	return l.Devices
+}
+
+func (h *harness) syncDev(user int64, dev string, cursor int64) wire.SyncResponse {
+	h.t.Helper()
+	code, body := h.doDev("GET", "/v1/messages?lastSyncedMessage="+strconv.FormatInt(cursor, 10), user, dev)
+	if code != http.StatusOK {
+		h.t.Fatalf("sync: %d %s", code, body)
+	}
+	var r wire.SyncResponse
+	if err := json.Unmarshal(body, &r); err != nil {
+		h.t.Fatal(err)
+	}
+	return r
+}
+
+// TestEachDeviceOfAUserGetsEveryMessage (issue 17): two devices of a user
+// each get a message on their sockets and acknowledge it on their own;
+// the sender gets one DELIVERED receipt; a device linked later gets only
+// what no device took; a reconnecting device does not get again what it
+// acknowledged; revoking a device frees what it held.
+func TestEachDeviceOfAUserGetsEveryMessage(t *testing.T) {
+	h := start(t, nil)
+	phone := h.dialDev(2, "phone")
+	tablet := h.dialDev(2, "tablet")
+	eventually(t, "both devices linked", func() bool { return len(h.devices(2, "")) == 2 })
+
+	m1 := h.send(1, 2, "to every device").Message
+	id, msg := phone.nextMessage()
+	if id != m1.MessageID || msg.Content != "to every device" {
+		t.Fatalf("phone got %d %+v", id, msg)
+	}
+	phone.sendFrame(wire.TypeAck, wire.Ack{UpTo: id})
+	if id, _ := tablet.nextMessage(); id != m1.MessageID {
+		t.Fatalf("tablet got %d, want %d", id, m1.MessageID)
+	}
+	// The phone's ack raised the one DELIVERED receipt.
+	eventually(t, "the sender's receipt", func() bool { return len(h.syncDev(1, "", 0).Receipts) == 1 })
+	if evs, _, _ := h.log.Pending(context.Background(), 2, 0, 0); len(evs) != 1 {
+		t.Fatalf("queue holds %d events while the tablet has not acknowledged, want 1", len(evs))
+	}
+	tablet.sendFrame(wire.TypeAck, wire.Ack{UpTo: m1.MessageID})
+	eventually(t, "the queue empty once both acknowledged", func() bool {
+		evs, _, _ := h.log.Pending(context.Background(), 2, 0, 0)
+		return len(evs) == 0
+	})
+	if rs := h.syncDev(1, "", 0).Receipts; len(rs) != 1 {
+		t.Fatalf("sender has %d receipts after both devices acknowledged, want 1", len(rs))
+	}
+
+	// The phone goes away; a message reaches the tablet only; a desktop
+	// (naming itself in the query, as a browser does) links and gets the
+	// message no device took, not the one the tablet has.
+	phone.conn.Close()
+	m2 := h.send(1, 2, "tablet only").Message
+	if id, _ := tablet.nextMessage(); id != m2.MessageID {
+		t.Fatalf("tablet got %d, want %d", id, m2.MessageID)
+	}
+	tablet.sendFrame(wire.TypeAck, wire.Ack{UpTo: m2.MessageID})
+	eventually(t, "the tablet's ack", func() bool { return h.log.Depth(2) == 0 })
+	m3 := h.send(1, 2, "nobody yet").Message
+	desktop := h.dialDevQuery(2, "desktop")
+	if id, _ := desktop.nextMessage(); id != m3.MessageID {
+		t.Fatalf("desktop's first message %d, want %d (the one no device took)", id, m3.MessageID)
+	}
+
+	// The phone comes back: it gets m2 and m3, not m1.
+	phone = h.dialDev(2, "phone")
+	if id, _ := phone.nextMessage(); id != m2.MessageID {
+		t.Fatalf("phone back: first message %d, want %d", id, m2.MessageID)
+	}
+
+	// A REST sync as the phone starts after its cursor too, and acks on
+	// its own behalf.
+	r := h.syncDev(2, "phone", 0)
+	if len(r.Messages) != 2 || r.Messages[0].MessageID != m2.MessageID {
+		t.Fatalf("phone's sync = %+v", r)
+	}
+
+	// Revoking the phone: the queue no longer waits for it.
+	if code, body := h.doDev("DELETE", "/v1/devices/phone", 2, "tablet"); code != http.StatusNoContent {
+		t.Fatalf("revoke: %d %s", code, body)
+	}
+	for _, d := range h.devices(2, "tablet") {
+		if d.DeviceID == "phone" {
+			t.Fatal("revoked phone still listed")
+		}
+	}
+}
+
+// dialDevQuery opens a socket of user as device dev, named in the query
+// (browsers cannot set headers on the upgrade).
+func (h *harness) dialDevQuery(user int64, dev string) *wsClient {
+	h.t.Helper()
+	hdr := http.Header{"Authorization": {"Bearer " + tokenFor(h.t, user)}}
+	conn, resp, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(h.url, "http")+"/v1/socket/updates?"+url.Values{wire.DeviceIDQuery: {dev}}.Encode(), hdr)
+	if err != nil {
+		h.t.Fatalf("dial %s: %v (%v)", dev, err, resp)
+	}
+	h.t.Cleanup(func() { conn.Close() })
+	c := &wsClient{t: h.t, conn: conn}
+	c.next("ready")
+	return c
+}
