@@ -204,10 +204,15 @@ func normalServer(u string) string {
 func (c *Client) claimAccount(ctx context.Context, tx *sql.Tx, wipe bool) error {
 	var user int64
 	var server string
-	err := tx.QueryRowContext(ctx, `SELECT user_id, server FROM Account WHERE id = 1`).Scan(&user, &server)
+	var device string
+	err := tx.QueryRowContext(ctx, `SELECT user_id, server, device_id FROM Account WHERE id = 1`).Scan(&user, &server, &device)
 	switch {
-	case err == nil && user == c.me && server == c.server:
+	case err == nil && user == c.me && server == c.server && device != "":
+		c.remote.device = device
 		return nil
+	case err == nil && user == c.me && server == c.server:
+		// A database from before device ids: this installation gets one
+		// now, and the server links it at its first call.
 	case err == nil:
 	case errors.Is(err, sql.ErrNoRows):
 		// A database of version 2 or older recorded no owner: it is
@@ -234,15 +239,26 @@ func (c *Client) claimAccount(ctx context.Context, tx *sql.Tx, wipe bool) error 
 				return fmt.Errorf("edgechat: wipe %s: %w", t, err)
 			}
 		}
+		device = "" // another account: another device to the server
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO Account(id, user_id, server) VALUES (1, ?, ?)`, c.me, c.server); err != nil {
+	if device == "" {
+		device = newDeviceID()
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO Account(id, user_id, server, device_id) VALUES (1, ?, ?, ?)`, c.me, c.server, device); err != nil {
 		return fmt.Errorf("edgechat: account: %w", err)
 	}
+	c.remote.device = device
 	return ensureUser(ctx, tx, c.me)
 }
 
 // UserID is the logged-in user.
 func (c *Client) UserID() int64 { return c.me }
+
+// DeviceID is this installation's device id: made at the first Open of
+// its database and sent with every call, so that the server gives this
+// database every message, receipt and read mark of the user on its own,
+// whatever the user's other devices take (docs/API.md, "Devices").
+func (c *Client) DeviceID() string { return c.remote.device }
 
 // SetListener installs the listener (nil removes it).
 func (c *Client) SetListener(l Listener) { c.notify.setListener(l) }

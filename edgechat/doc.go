@@ -233,7 +233,8 @@
 //     Migrations are versioned with PRAGMA user_version (version 2,
 //     schema_v2.sql, adds the re-stampable key; a version 1 request that
 //     was ever put on the wire counts as maybe accepted; version 3,
-//     schema_v3.sql, the Account owner and Messages.expired_at). Additions to the
+//     schema_v3.sql, the Account owner and Messages.expired_at; version 4,
+//     schema_v4.sql, the installation's device id). Additions to the
 //     seed's columns are bookkeeping: Messages.contact_id (the other party,
 //     for one index serving conversation and chat list),
 //     MessageRequests.created_at (when written), next_attempt_at and seq,
@@ -251,9 +252,21 @@
 //     platform's token; a notification while the client is paused (app in
 //     the background) calls Sync; in the foreground the socket delivers.
 //     Push is only an alert: messages always come through sync or socket.
+//   - Several devices per user: each database is one installation, with a
+//     device id made at its first Open (Account.device_id, 128 random bits;
+//     DeviceID) and sent with every call and socket (the Device-Id
+//     header). The server keeps each installation's place in the user's
+//     queue apart, so a phone and a tablet of one user each get every
+//     message, receipt and read mark, and each acknowledges only what it
+//     stored; a new installation gets what arrives from its first call on
+//     (no history from the server). LinkedDevices lists the user's
+//     installations, UnlinkDevice drops a lost one. A database opened for
+//     another account gets a new id.
 //
 // # Not covered
 //
-// Group chats, media, encryption at rest and multi-device echo of one's own
-// sent messages are out of scope, as in the seed.
+// Group chats, media and encryption at rest are out of scope, as in the
+// seed. One's own messages sent from another device, and read marks made
+// on another device, do not reach this one yet (the server does not relay
+// them yet).
 package edgechat

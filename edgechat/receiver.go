@@ -155,14 +155,14 @@ func (c *Client) runSocket(ctx context.Context, edge string) (bool, error) {
 	u := "ws" + strings.TrimPrefix(edge, "http") + "/v1/socket/updates"
 	d := websocket.Dialer{HandshakeTimeout: 10 * time.Second, Proxy: http.ProxyFromEnvironment}
 	tok, _ := c.auth.current()
-	conn, resp, err := d.DialContext(ctx, u, http.Header{"Authorization": {"Bearer " + tok}})
+	conn, resp, err := d.DialContext(ctx, u, http.Header{"Authorization": {"Bearer " + tok}, wire.DeviceIDHeader: {c.remote.device}})
 	if err != nil && resp != nil && resp.StatusCode == http.StatusUnauthorized {
 		// Expired or revoked: one fresh token, one more try.
 		fresh, rerr := c.auth.refresh(TokenUnauthorized, tok)
 		if rerr != nil {
 			return false, errUnauthorized
 		}
-		conn, resp, err = d.DialContext(ctx, u, http.Header{"Authorization": {"Bearer " + fresh}})
+		conn, resp, err = d.DialContext(ctx, u, http.Header{"Authorization": {"Bearer " + fresh}, wire.DeviceIDHeader: {c.remote.device}})
 		if err != nil && resp != nil && resp.StatusCode == http.StatusUnauthorized {
 			c.auth.fail(wire.CodeUnauthenticated, "the server refused the TokenSource's token")
 			return false, errUnauthorized

@@ -48,9 +48,10 @@ func (e *APIError) storedNothing() bool {
 // remote is the Messages Remote DataSource of the seed: the REST calls, on
 // whichever edge the edge set says is current.
 type remote struct {
-	http  *http.Client
-	auth  *auth
-	edges *edgeSet
+	http   *http.Client
+	auth   *auth
+	edges  *edgeSet
+	device string // this installation's device id (Account.device_id), set before any call
 }
 
 // do makes one call. A 401 asks the TokenSource for a new token and makes
@@ -93,6 +94,7 @@ func (r *remote) once(ctx context.Context, method, path, tok string, body []byte
 		return err
 	}
 	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set(wire.DeviceIDHeader, r.device)
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}

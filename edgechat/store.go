@@ -31,17 +31,23 @@ var schemaV2 string
 //go:embed schema_v3.sql
 var schemaV3 string
 
+// schemaV4 adds the installation's device id to Account.
+//
+//go:embed schema_v4.sql
+var schemaV4 string
+
 // migrations[i] moves the database from user_version i to i+1. A migration
 // is appended, never edited, once released.
 var migrations = []string{
 	schemaV1,
 	schemaV2,
 	schemaV3,
+	schemaV4,
 }
 
 // SchemaVersion is the user_version of a database this package fully
 // migrated.
-const SchemaVersion = 3
+const SchemaVersion = 4
 
 // store owns chats.db. Writes go through one mutex, so that write
 // transactions never wait on each other inside SQLite (which would surface

@@ -7,7 +7,8 @@
 //	edgechat [flags] history USER [--before ID] [--limit N]
 //	edgechat [flags] read USER                  mark the conversation read (sends the READ receipt)
 //	edgechat [flags] devices add --platform apns|fcm [--topic T] [--sandbox] TOKEN
-//	edgechat [flags] devices rm TOKEN
+//	edgechat [flags] devices rm TOKEN|DEVICE_ID
+//	edgechat [flags] devices list              this user's linked installations
 //	edgechat [flags] [chat [USER]]              interactive mode
 //
 // Flags: --server URL (EDGECHAT_SERVER), --token JWT (EDGECHAT_TOKEN),
@@ -167,7 +168,8 @@ const usage = `edgechat: a terminal chat on edgenode
   edgechat [flags] history USER [--before ID] [--limit N]
   edgechat [flags] read USER
   edgechat [flags] devices add --platform apns|fcm [--topic T] [--sandbox] TOKEN
-  edgechat [flags] devices rm TOKEN
+  edgechat [flags] devices rm TOKEN|DEVICE_ID
+  edgechat [flags] devices list
   edgechat [flags] [chat [USER]]      interactive
 
 flags:
@@ -507,8 +509,33 @@ func cmdRead(c *edgechat.Client, o options, args []string, stdout, stderr io.Wri
 }
 
 func cmdDevices(c *edgechat.Client, o options, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 1 && args[0] == "list" {
+		l, err := c.LinkedDevices()
+		if err != nil {
+			return err
+		}
+		if o.json {
+			out := make([]edgechat.LinkedDevice, l.Len())
+			for i := range out {
+				out[i] = *l.Get(i)
+			}
+			return printJSON(stdout, out)
+		}
+		for i := range l.Len() {
+			d := l.Get(i)
+			name, this := d.DeviceID, ""
+			if name == "" {
+				name = "(default device)"
+			}
+			if d.Current {
+				this = " (this one)"
+			}
+			fmt.Fprintf(stdout, "%s  last seen %s%s\n", name, d.LastSeenAt, this)
+		}
+		return nil
+	}
 	if len(args) != 2 || (args[0] != "add" && args[0] != "rm") {
-		return errors.New("usage: devices add --platform apns|fcm [--topic T] [--sandbox] TOKEN | devices rm TOKEN")
+		return errors.New("usage: devices add --platform apns|fcm [--topic T] [--sandbox] TOKEN | devices rm TOKEN|DEVICE_ID | devices list")
 	}
 	tok := args[1]
 	var err error

@@ -152,6 +152,10 @@ func TestTwoPeopleChatThroughTheNetworkCut(t *testing.T) {
 	if code, _, _ := alice.run("devices", "add", "tok"); code == 0 {
 		t.Fatal("devices add without --platform succeeded")
 	}
+	// This installation is linked, and marked as the one asking.
+	if out := alice.ok("devices", "list"); !strings.Contains(out, "(this one)") || strings.Count(out, "\n") != 1 {
+		t.Fatalf("devices list %q", out)
+	}
 }
 
 func TestParseFlagsAnywhere(t *testing.T) {
