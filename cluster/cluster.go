@@ -304,6 +304,13 @@ func (c *Cluster) execute(ctx context.Context, req *nodewire.CallRequest) *nodew
 		}
 	case nodewire.OpUnlink:
 		resp.Found, err = l.Unlink(ctx, req.User, req.Token)
+	case nodewire.OpSentCopy:
+		if req.Send == nil {
+			return &nodewire.CallResponse{Err: nodewire.NodeErrBadRequest}
+		}
+		err = l.SentCopy(ctx, req.User, relaylog.Event{ID: req.UpTo, Kind: relaylog.KindMessage, From: req.User, To: req.Send.ToUserID, Content: req.Send.Content, CreatedAt: req.Send.CreatedAt})
+	case nodewire.OpReadSync:
+		err = l.ReadSync(ctx, req.User, req.From, req.UpTo)
 	case nodewire.OpLinked:
 		var list []relaylog.Linked
 		list, err = l.LinkedDevices(ctx, req.User)

@@ -100,6 +100,24 @@ func (r *Router) AckDevice(ctx context.Context, user int64, dev string, upTo int
 	return n, err
 }
 
+// SentCopy implements edge.Store: msg, which sender sent, is queued for
+// sender's other devices at the leader of sender's shard (nothing when
+// sender has one device, or that leader's build has no devices).
+func (r *Router) SentCopy(ctx context.Context, sender int64, msg relaylog.Event) error {
+	_, _, err := r.routeNewShard(ctx, r.c.log.ShardFor(sender), func() error { return r.c.log.SentCopy(ctx, sender, msg) },
+		&nodewire.CallRequest{Op: nodewire.OpSentCopy, User: sender, UpTo: msg.ID,
+			Send: &wire.NewMessageRequest{ToUserID: msg.To, Content: msg.Content, CreatedAt: msg.CreatedAt}})
+	return err
+}
+
+// ReadSync implements edge.Store: reader's read mark is queued for
+// reader's other devices at the leader of reader's shard.
+func (r *Router) ReadSync(ctx context.Context, reader, sender, upTo int64) error {
+	_, _, err := r.routeNewShard(ctx, r.c.log.ShardFor(reader), func() error { return r.c.log.ReadSync(ctx, reader, sender, upTo) },
+		&nodewire.CallRequest{Op: nodewire.OpReadSync, User: reader, From: sender, UpTo: upTo})
+	return err
+}
+
 // Unlink implements edge.Store: device dev no longer holds user's queue.
 // It reports whether dev was linked (false too on a leader of an older
 // build, which links none).

@@ -112,8 +112,15 @@ func appendStatus(b []byte, st *wire.ContactStatus) []byte {
 // appendEvent appends a queued event as the client sees it: new_message for a
 // message, the receipt's event otherwise.
 func appendEvent(b []byte, ev *relaylog.Event) []byte {
-	msg, rc := toWire(ev)
 	b, at := beginFrame(b)
+	switch ev.Kind {
+	case relaylog.KindSent:
+		m := sentToWire(ev)
+		return endFrame(wire.AppendSentMessageEvent(b, ev.ID, &m), at)
+	case relaylog.KindReadSync:
+		return endFrame(wire.AppendConversationReadEvent(b, ev.ID, &wire.ReadFrame{UserID: ev.By, UpToMessageID: ev.UpTo}), at)
+	}
+	msg, rc := toWire(ev)
 	if msg != nil {
 		b = wire.AppendNewMessageEvent(b, msg)
 	} else {

@@ -49,6 +49,15 @@ func (sk *socket) attach() bool {
 	return true
 }
 
+// markRead commits reader's read mark (the READ receipt for sender), then
+// queues it for reader's other devices.
+func (s *Server) markRead(ctx context.Context, reader, sender, upTo int64) error {
+	if err := s.log.MarkRead(ctx, reader, sender, upTo); err != nil {
+		return err
+	}
+	return s.log.ReadSync(ctx, reader, sender, upTo)
+}
+
 func (s *Server) handleDeviceList(w http.ResponseWriter, r *http.Request, user int64) *wire.Error {
 	dev, werr := deviceID(r, false)
 	if werr != nil {

@@ -157,3 +157,74 @@ func (h *harness) dialDevQuery(user int64, dev string) *wsClient {
 	c.next("ready")
 	return c
 }
+
+// TestOwnMessagesAndReadsReachTheOtherDevices (issue 17): a message bob
+// sends from his phone reaches his tablet as message_sent (and a sync as
+// sentMessages), a conversation he reads on the phone reaches the tablet
+// as conversation_read; a user with one device gets neither.
+func TestOwnMessagesAndReadsReachTheOtherDevices(t *testing.T) {
+	h := start(t, nil)
+	ctx := context.Background()
+	// alice has one device: her sends queue nothing for herself.
+	h.dialDev(1, "alice-phone")
+	phone := h.dialDev(2, "phone")
+	tablet := h.dialDev(2, "tablet")
+	eventually(t, "devices linked", func() bool { return len(h.devices(2, "")) == 2 && len(h.devices(1, "")) == 1 })
+
+	in := h.send(1, 2, "hi bob").Message
+	if evs, _, _ := h.log.Pending(ctx, 1, 0, 0); len(evs) != 0 {
+		t.Fatalf("a one-device sender's queue holds %d events", len(evs))
+	}
+	phone.nextMessage()
+	tablet.nextMessage()
+
+	reqSeq++
+	code, body := h.doDevBody("POST", "/v1/messages", 2, "phone", wire.NewMessageRequest{RequestID: reqSeq, ToUserID: 1, Content: "hi alice", CreatedAt: createdAtOf(reqSeq)})
+	if code != http.StatusCreated {
+		t.Fatalf("send from the phone: %d %s", code, body)
+	}
+	var sent wire.NewMessageResponse
+	json.Unmarshal(body, &sent)
+	f := tablet.next(wire.TypeMessageSent)
+	var p struct {
+		Message wire.Message `json:"message"`
+	}
+	json.Unmarshal(f.Payload, &p)
+	if p.Message.MessageID != sent.Message.MessageID || p.Message.FromUserID != 2 || p.Message.ToUserID != 1 ||
+		p.Message.Content != "hi alice" || p.Message.Status != wire.StatusSynced || f.ID <= in.MessageID {
+		t.Fatalf("tablet's message_sent: id %d %+v, want message %+v", f.ID, p.Message, sent.Message)
+	}
+
+	phone.sendFrame(wire.TypeRead, wire.ReadFrame{UserID: 1, UpToMessageID: in.MessageID})
+	f = tablet.next(wire.TypeConversationRead)
+	var rd wire.ReadFrame
+	json.Unmarshal(f.Payload, &rd)
+	if rd.UserID != 1 || rd.UpToMessageID != in.MessageID {
+		t.Fatalf("tablet's conversation_read %+v", rd)
+	}
+	// A read mark of a conversation that carried nothing reaches nobody.
+	if code, body := h.doDevBody("POST", "/v1/conversations/3/read", 2, "phone", wire.ReadRequest{UpToMessageID: in.MessageID}); code != http.StatusNoContent {
+		t.Fatalf("stranger's mark: %d %s", code, body)
+	}
+	// A sync as the tablet lists the sent message and the one mark.
+	r := h.syncDev(2, "tablet", 0)
+	if len(r.SentMessages) != 1 || r.SentMessages[0].MessageID != sent.Message.MessageID || len(r.ConversationsRead) != 1 || r.ConversationsRead[0].UserID != 1 {
+		t.Fatalf("tablet's sync: %+v", r)
+	}
+}
+
+// doDevBody is doDev with a JSON body.
+func (h *harness) doDevBody(method, path string, user int64, dev string, body any) (int, []byte) {
+	h.t.Helper()
+	b, _ := json.Marshal(body)
+	req, _ := http.NewRequest(method, h.url+path, strings.NewReader(string(b)))
+	req.Header.Set("Authorization", "Bearer "+tokenFor(h.t, user))
+	req.Header.Set(wire.DeviceIDHeader, dev)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, out
+}

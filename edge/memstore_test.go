@@ -177,6 +177,10 @@ func (m *memStore) AckDevice(ctx context.Context, user int64, _ string, upTo int
 	return m.Ack(ctx, user, upTo)
 }
 
+func (m *memStore) SentCopy(context.Context, int64, relaylog.Event) error { return nil }
+
+func (m *memStore) ReadSync(context.Context, int64, int64, int64) error { return nil }
+
 func (m *memStore) Unlink(context.Context, int64, string) (bool, error) { return false, nil }
 
 func (m *memStore) LinkedDevices(context.Context, int64) ([]relaylog.Linked, error) { return nil, nil }

@@ -90,6 +90,12 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request, user int64) 
 	// The request's own context bounds only the wait for a place in the
 	// shard's queue: once proposed, a send is always answered.
 	ev, created, err := s.log.Send(r.Context(), user, req)
+	if err == nil {
+		// The sender's other devices get it too (a retry queues it again:
+		// devices drop it by message id). Until that is written the send
+		// is not answered, so a failure here is retried like the send.
+		err = s.log.SentCopy(r.Context(), user, ev)
+	}
 	if err != nil {
 		werr := apiError(err)
 		s.m.sends.WithLabelValues(werr.Code).Inc()
@@ -149,6 +155,12 @@ func queryLimit(r *http.Request) (int64, *wire.Error) {
 	return min(n, wire.MaxSyncLimit), nil
 }
 
+// sentToWire is the message of a KindSent event, as its sender's
+// devices get it: status SYNCED, its own message id.
+func sentToWire(ev *relaylog.Event) wire.Message {
+	return wire.Message{MessageID: ev.UpTo, FromUserID: ev.From, ToUserID: ev.To, Content: ev.Content, Status: wire.StatusSynced, CreatedAt: ev.CreatedAt}
+}
+
 // toWire converts a queued event for its recipient.
 func toWire(ev *relaylog.Event) (msg *wire.Message, rc *wire.Receipt) {
 	switch ev.Kind {
@@ -196,6 +208,16 @@ func (s *Server) handleSync(w http.ResponseWriter, r *http.Request, user int64) 
 	}
 	resp := wire.SyncResponse{Messages: []wire.Message{}, Receipts: []wire.Receipt{}, LastSyncedMessage: cursor, HasMore: more}
 	for i := range evs {
+		switch evs[i].Kind {
+		case relaylog.KindSent:
+			resp.SentMessages = append(resp.SentMessages, sentToWire(&evs[i]))
+			resp.LastSyncedMessage = evs[i].ID
+			continue
+		case relaylog.KindReadSync:
+			resp.ConversationsRead = append(resp.ConversationsRead, wire.ReadFrame{UserID: evs[i].By, UpToMessageID: evs[i].UpTo})
+			resp.LastSyncedMessage = evs[i].ID
+			continue
+		}
 		msg, rc := toWire(&evs[i])
 		if msg != nil {
 			resp.Messages = append(resp.Messages, *msg)
@@ -234,7 +256,7 @@ func (s *Server) handleRead(w http.ResponseWriter, r *http.Request, user int64) 
 	}
 	ctx, cancel := s.ctx(r)
 	defer cancel()
-	if err := s.log.MarkRead(ctx, user, other, req.UpToMessageID); err != nil {
+	if err := s.markRead(ctx, user, other, req.UpToMessageID); err != nil {
 		return apiError(err)
 	}
 	w.WriteHeader(http.StatusNoContent)

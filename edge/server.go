@@ -43,6 +43,11 @@ type Store interface {
 	Attach(ctx context.Context, user int64, dev string) (cursor int64, ok bool, err error)
 	// AckDevice is Ack by device dev (relaylog.Log.AckDeviceVia).
 	AckDevice(ctx context.Context, user int64, dev string, upTo int64) (int, error)
+	// SentCopy queues msg, which sender sent, for sender's other devices
+	// (relaylog.Log.SentCopy); ReadSync queues reader's read mark for
+	// reader's other devices.
+	SentCopy(ctx context.Context, sender int64, msg relaylog.Event) error
+	ReadSync(ctx context.Context, reader, sender, upTo int64) error
 	// Unlink removes device dev of user; it reports whether dev was linked.
 	Unlink(ctx context.Context, user int64, dev string) (bool, error)
 	// LinkedDevices lists user's linked devices.

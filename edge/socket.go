@@ -710,7 +710,7 @@ func (sk *socket) handleMessage(op byte, data []byte) bool {
 			return sk.sendError(callsLimited(wait))
 		}
 		c, cancel := context.WithTimeout(context.Background(), s.opts.CallTimeout)
-		err := s.log.MarkRead(c, sk.user, f.Read.UserID, f.Read.UpToMessageID)
+		err := s.markRead(c, sk.user, f.Read.UserID, f.Read.UpToMessageID)
 		cancel()
 		if err != nil {
 			return sk.sendError(apiError(err))

@@ -73,3 +73,56 @@ func TestTwoInstallationsOfOneUser(t *testing.T) {
 		t.Fatalf("%d devices marked current", current)
 	}
 }
+
+// TestOwnMessagesAndReadsOnEveryInstallation (issue 17): what bob sends
+// from his phone shows on his tablet in the conversation, and reading it
+// on the phone clears the unread count on the tablet (and alice sees it
+// read).
+func TestOwnMessagesAndReadsOnEveryInstallation(t *testing.T) {
+	dir := t.TempDir()
+	n := startNode(t, filepath.Join(dir, "node"), "", "eu")
+	a := newClient(t, dir, n.URL(), alice)
+	phone := newClient(t, dir, n.URL(), bob, func(c *edgechat.Config) { c.DBPath = filepath.Join(dir, "phone", "chats.db") })
+	tablet := newClient(t, dir, n.URL(), bob, func(c *edgechat.Config) { c.DBPath = filepath.Join(dir, "tablet", "chats.db") })
+	for _, c := range []*testClient{a, phone, tablet} {
+		c.Start()
+	}
+	waitFor(t, "all online", 10*time.Second, func() bool { return a.Connected() && phone.Connected() && tablet.Connected() })
+	waitFor(t, "both of bob's devices linked", 10*time.Second, func() bool {
+		l, err := phone.LinkedDevices()
+		return err == nil && l.Len() == 2
+	})
+	if _, err := a.Send(bob, "hi bob"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := phone.Send(alice, "hi alice, from my phone"); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*testClient{a, phone, tablet} {
+		waitFor(t, "the whole conversation everywhere", 10*time.Second, func() bool {
+			other := alice
+			if c == a {
+				other = bob
+			}
+			return contents(history(t, c, other)) == "hi bob,hi alice, from my phone"
+		})
+	}
+	unread := func(c *testClient) int {
+		chats, err := c.Chats()
+		if err != nil || chats.Len() == 0 {
+			return -1
+		}
+		return chats.Get(0).UnreadCount
+	}
+	if u := unread(tablet); u != 1 {
+		t.Fatalf("tablet's unread count %d before any read, want 1", u)
+	}
+	if err := phone.MarkRead(alice); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the tablet's unread count cleared", 10*time.Second, func() bool { return unread(tablet) == 0 })
+	waitFor(t, "alice sees READ", 10*time.Second, func() bool {
+		h := history(t, a, bob)
+		return len(h) == 2 && h[0].Status == edgechat.StatusRead
+	})
+}

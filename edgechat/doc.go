@@ -261,12 +261,14 @@
 //     stored; a new installation gets what arrives from its first call on
 //     (no history from the server). LinkedDevices lists the user's
 //     installations, UnlinkDevice drops a lost one. A database opened for
-//     another account gets a new id.
+//     another account gets a new id. Messages the user sends from another
+//     installation (message_sent, sync's sentMessages) are stored as the
+//     user's own, so each conversation is whole on every device; a
+//     conversation read on another installation (conversation_read) is
+//     marked read here, without sending the mark again.
 //
 // # Not covered
 //
 // Group chats, media and encryption at rest are out of scope, as in the
-// seed. One's own messages sent from another device, and read marks made
-// on another device, do not reach this one yet (the server does not relay
-// them yet).
+// seed.
 package edgechat

@@ -385,6 +385,45 @@ func (c *Client) notifyApplied(a *applied) {
 // socket frames) and advances the cursor, in the caller's transaction.
 // Duplicates are dropped by id; statuses only move forward.
 func (c *Client) applyEvents(ctx context.Context, tx *sql.Tx, msgs []wire.Message, receipts []wire.Receipt, cursor int64, a *applied) error {
+	return c.applyAll(ctx, tx, serverEvents{msgs: msgs, receipts: receipts}, cursor, a)
+}
+
+// serverEvents are what a sync page or a batch of socket frames holds.
+// The user's other devices add sent (messages I sent from another device)
+// and reads (conversations I read on another device), each with its
+// event id on the socket (0 from a sync page, whose cursor covers them).
+type serverEvents struct {
+	msgs     []wire.Message
+	receipts []wire.Receipt
+	sent     []wire.Message
+	sentIDs  []int64
+	reads    []wire.ReadFrame
+	readIDs  []int64
+}
+
+func (e *serverEvents) empty() bool {
+	return len(e.msgs) == 0 && len(e.receipts) == 0 && len(e.sent) == 0 && len(e.reads) == 0
+}
+
+// applyAll is applyEvents with the events of the user's other devices.
+func (c *Client) applyAll(ctx context.Context, tx *sql.Tx, ev serverEvents, cursor int64, a *applied) error {
+	msgs, receipts := ev.msgs, ev.receipts
+	for i := range ev.sent {
+		if _, _, err := c.insertMessage(ctx, tx, &ev.sent[i], a); err != nil {
+			return err
+		}
+	}
+	for i := range ev.reads {
+		if err := c.applyReadSync(ctx, tx, &ev.reads[i], a); err != nil {
+			return err
+		}
+	}
+	for _, id := range ev.sentIDs {
+		a.maxID = max(a.maxID, id)
+	}
+	for _, id := range ev.readIDs {
+		a.maxID = max(a.maxID, id)
+	}
 	for i := range msgs {
 		m := &msgs[i]
 		if _, _, err := c.insertMessage(ctx, tx, m, a); err != nil {
@@ -456,6 +495,27 @@ func (c *Client) insertMessage(ctx context.Context, tx *sql.Tx, m *wire.Message,
 	}
 	a.add(Change{Kind: ChangeMessageAdded, ContactID: contact, MessageID: m.MessageID, Status: status})
 	return status, true, nil
+}
+
+// applyReadSync applies a read mark I made on another device: the
+// conversation is read here too, and the mark needs no sending from here
+// (that device sent it).
+func (c *Client) applyReadSync(ctx context.Context, tx *sql.Tx, r *wire.ReadFrame, a *applied) error {
+	if err := ensureUser(ctx, tx, r.UserID); err != nil {
+		return err
+	}
+	res, err := tx.ExecContext(ctx, `UPDATE Users SET read_up_to = max(read_up_to, ?1), read_sent_up_to = max(read_sent_up_to, ?1) WHERE id = ?2 AND (read_up_to < ?1 OR read_sent_up_to < ?1)`, r.UpToMessageID, r.UserID)
+	if err != nil {
+		return fmt.Errorf("client: read on another device: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE Messages SET status = 'READ' WHERE contact_id = ?1 AND from_user_id = ?1 AND id <= ?2 AND status != 'READ'`, r.UserID, r.UpToMessageID); err != nil {
+		return err
+	}
+	a.add(Change{Kind: ChangeConversation, ContactID: r.UserID})
+	return nil
 }
 
 // applyReceipt applies a receipt for messages of mine: DELIVERED and READ

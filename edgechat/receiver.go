@@ -45,13 +45,14 @@ func (c *Client) SyncContext(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if len(page.Messages) == 0 && len(page.Receipts) == 0 {
+		ev := serverEvents{msgs: page.Messages, receipts: page.Receipts, sent: page.SentMessages, reads: page.ConversationsRead}
+		if ev.empty() {
 			// This call acknowledged the previous page; nothing more waits.
 			return nil
 		}
 		var a applied
 		err = c.store.write(ctx, func(tx *sql.Tx) error {
-			return c.applyEvents(ctx, tx, page.Messages, page.Receipts, page.LastSyncedMessage, &a)
+			return c.applyAll(ctx, tx, ev, page.LastSyncedMessage, &a)
 		})
 		if err != nil {
 			return err
@@ -344,21 +345,34 @@ func (c *Client) runSocket(ctx context.Context, edge string) (bool, error) {
 }
 
 func (c *Client) handleFrames(ctx context.Context, s *socket, batch []wire.Frame) error {
-	var msgs []wire.Message
-	var receipts []wire.Receipt
+	var ev serverEvents
 	for _, f := range batch {
 		switch f.Type {
+		case wire.TypeMessageSent:
+			var p struct {
+				Message wire.Message `json:"message"`
+			}
+			if json.Unmarshal(f.Payload, &p) == nil && p.Message.MessageID > 0 && p.Message.FromUserID == c.me {
+				ev.sent = append(ev.sent, p.Message)
+			}
+			ev.sentIDs = append(ev.sentIDs, f.ID)
+		case wire.TypeConversationRead:
+			var r wire.ReadFrame
+			if json.Unmarshal(f.Payload, &r) == nil && r.UserID > 0 && r.UpToMessageID > 0 {
+				ev.reads = append(ev.reads, r)
+			}
+			ev.readIDs = append(ev.readIDs, f.ID)
 		case wire.TypeNewMessage:
 			var p struct {
 				Message wire.Message `json:"message"`
 			}
 			if json.Unmarshal(f.Payload, &p) == nil && p.Message.MessageID > 0 {
-				msgs = append(msgs, p.Message)
+				ev.msgs = append(ev.msgs, p.Message)
 			}
 		case wire.TypeMessageDelivered, wire.TypeMessageRead, wire.TypeMessageExpired:
 			var r wire.Receipt
 			if json.Unmarshal(f.Payload, &r) == nil && r.ID > 0 {
-				receipts = append(receipts, r)
+				ev.receipts = append(ev.receipts, r)
 			}
 		case wire.TypeContactStatusUpdate:
 			var cs wire.ContactStatus
@@ -369,12 +383,12 @@ func (c *Client) handleFrames(ctx context.Context, s *socket, batch []wire.Frame
 			c.log.Debug("socket error event", "payload", string(f.Payload))
 		}
 	}
-	if len(msgs) == 0 && len(receipts) == 0 {
+	if ev.empty() && len(ev.sentIDs) == 0 && len(ev.readIDs) == 0 {
 		return nil
 	}
 	var a applied
 	if err := c.store.write(ctx, func(tx *sql.Tx) error {
-		return c.applyEvents(ctx, tx, msgs, receipts, 0, &a)
+		return c.applyAll(ctx, tx, ev, 0, &a)
 	}); err != nil {
 		return err
 	}

@@ -31,6 +31,8 @@ const (
 	cmdLink          cmdKind = 11 // device dev of user linked (or seen again) at at (linked.go)
 	cmdUnlink        cmdKind = 12 // device dev of user unlinked
 	cmdAckDevice     cmdKind = 13 // device dev of user acknowledged its queue up to upTo at at
+	cmdSentCopy      cmdKind = 14 // user=sender, from=recipient: upTo=message id, content, createdAt (linked.go)
+	cmdReadSync      cmdKind = 15 // user=reader, from=sender: read up to upTo on one of the reader's devices
 )
 
 type command struct {
@@ -55,7 +57,7 @@ type command struct {
 // fields of their own.
 func (k cmdKind) aboutMessages() bool {
 	switch k {
-	case cmdSend, cmdDelivered, cmdRead, cmdExpired:
+	case cmdSend, cmdDelivered, cmdRead, cmdExpired, cmdSentCopy, cmdReadSync:
 		return true
 	}
 	return false
@@ -76,8 +78,12 @@ func encodeCommand(e *varint.Encoder, c *command) {
 		e.Str(c.createdAt)
 	case cmdDelivered, cmdExpired:
 		e.DeltaIDs(c.ids)
-	case cmdRead:
+	case cmdRead, cmdReadSync:
 		e.Varint(c.upTo)
+	case cmdSentCopy:
+		e.Varint(c.upTo)
+		e.Str(c.content)
+		e.Str(c.createdAt)
 	case cmdAck, cmdPushed:
 		e.Varint(c.user)
 		e.Varint(c.upTo)
@@ -121,8 +127,12 @@ func decodeCommand(d *varint.Decoder) command {
 		c.createdAt = d.Str()
 	case cmdDelivered, cmdExpired:
 		c.ids = d.DeltaIDs()
-	case cmdRead:
+	case cmdRead, cmdReadSync:
 		c.upTo = d.Varint()
+	case cmdSentCopy:
+		c.upTo = d.Varint()
+		c.content = d.Str()
+		c.createdAt = d.Str()
 	case cmdAck, cmdPushed:
 		c.user = d.Varint()
 		c.upTo = d.Varint()

@@ -17,6 +17,16 @@ const (
 	// sent to By, were dropped undelivered from By's queue at the end of
 	// the retention period.
 	KindExpired EventKind = 4
+	// KindSent is a message the queue's user sent (From) to To, for the
+	// user's other devices: UpTo is its message id (the event has an id of
+	// its own, in the user's queue). Queued only for a user with two or
+	// more linked devices (linked.go).
+	KindSent EventKind = 5
+	// KindReadSync tells the queue's user's devices that the user read
+	// every message from By up to UpTo on one of them. Queued only for a
+	// user with two or more linked devices; a newer one replaces a queued
+	// one of the same conversation.
+	KindReadSync EventKind = 6
 )
 
 // Event is one entry of a user's undelivered queue. Events are immutable
@@ -31,7 +41,7 @@ type Event struct {
 	// Receipt fields.
 	By         int64
 	MessageIDs []int64 // KindDelivered, KindExpired
-	UpTo       int64   // KindRead
+	UpTo       int64   // KindRead, KindReadSync; the message id of KindSent
 }
 
 // Time is when the event was committed (from its id).

@@ -357,6 +357,10 @@ func (f *fsm) apply(c *command, touched *[]int64) result {
 		return result{ev: ev, created: true}
 	case cmdAck, cmdAckDevice:
 		return f.ackDevice(c)
+	case cmdSentCopy:
+		return f.sentCopy(c, touched)
+	case cmdReadSync:
+		return f.readSync(c, touched)
 	case cmdLink:
 		return f.link(c)
 	case cmdUnlink:
@@ -812,13 +816,18 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 		e.B = e.B[:0]
 	}
 	version := byte(4)
-	delivered := 0
+	delivered, deviceEvents := 0, false
 	for _, q := range s.queues {
 		if q.delivered > 0 {
 			delivered++
 		}
+		for i := range q.events {
+			if k := q.events[i].Kind; k == KindSent || k == KindReadSync {
+				deviceEvents = true
+			}
+		}
 	}
-	if len(s.links) > 0 || delivered > 0 {
+	if len(s.links) > 0 || delivered > 0 || deviceEvents {
 		version = 5
 	}
 	e.Byte(version)
@@ -933,9 +942,15 @@ func encodeEvent(e *varint.Encoder, ev *Event) {
 	case KindDelivered, KindExpired:
 		e.Varint(ev.By)
 		e.DeltaIDs(ev.MessageIDs)
-	case KindRead:
+	case KindRead, KindReadSync:
 		e.Varint(ev.By)
 		e.Varint(ev.UpTo)
+	case KindSent:
+		e.Varint(ev.From)
+		e.Varint(ev.To)
+		e.Varint(ev.UpTo)
+		e.Str(ev.Content)
+		e.Str(ev.CreatedAt)
 	}
 }
 
@@ -950,9 +965,15 @@ func decodeEvent(d *varint.Decoder) Event {
 	case KindDelivered, KindExpired:
 		ev.By = d.Varint()
 		ev.MessageIDs = d.DeltaIDs()
-	case KindRead:
+	case KindRead, KindReadSync:
 		ev.By = d.Varint()
 		ev.UpTo = d.Varint()
+	case KindSent:
+		ev.From = d.Varint()
+		ev.To = d.Varint()
+		ev.UpTo = d.Varint()
+		ev.Content = d.Str()
+		ev.CreatedAt = d.Str()
 	default:
 		d.Fail()
 	}

@@ -279,3 +279,63 @@ func (f *fsm) expireLinks(retainMs int64) {
 		}
 	}
 }
+
+// Own sent messages and read marks on the user's other devices. A message
+// a user sends from one device is queued for the user too (KindSent, by
+// cmdSentCopy on the sender's shard once the recipient's shard committed
+// it), and so is a read mark made on one device (KindReadSync, by
+// cmdReadSync on the reader's shard), so that every device shows the whole
+// conversation and the same unread counts. Both are queued only for a user
+// with two or more linked devices: one device has them already. The
+// device that sent or read gets them too (it drops them by message id, or
+// finds the mark already set).
+
+// sentCopy applies cmdSentCopy.
+func (f *fsm) sentCopy(c *command, touched *[]int64) result {
+	if list, _ := f.links.get(c.user); len(list) < 2 {
+		return result{}
+	}
+	q, _ := f.queues.get(c.user)
+	ev := Event{ID: f.nextID(c.id), Kind: KindSent, From: c.user, To: c.from, UpTo: c.upTo, Content: c.content, CreatedAt: c.createdAt}
+	q.events = append(q.events, ev)
+	f.queues.set(c.user, q)
+	*touched = append(*touched, c.user)
+	return result{ev: ev, created: true}
+}
+
+// readSync applies cmdReadSync. Like a read mark, it needs a conversation:
+// a message from the sender to the reader up to the mark, which the
+// reader's shard remembers (contacts).
+func (f *fsm) readSync(c *command, touched *[]int64) result {
+	if list, _ := f.links.get(c.user); len(list) < 2 {
+		return result{}
+	}
+	if newest, ok := f.contacts.get(c.user, c.from); !ok || c.upTo <= 0 || c.upTo > newest {
+		return result{}
+	}
+	q, _ := f.queues.get(c.user)
+	for i := range q.events {
+		if e := &q.events[i]; e.Kind == KindReadSync && e.By == c.from {
+			if e.UpTo >= c.upTo {
+				return result{}
+			}
+			kept := make([]Event, 0, len(q.events))
+			kept = append(kept, q.events[:i]...)
+			q.events = append(kept, q.events[i+1:]...)
+			break
+		}
+	}
+	ev := Event{ID: f.nextID(c.id), Kind: KindReadSync, By: c.from, UpTo: c.upTo}
+	q.events = append(q.events, ev)
+	f.queues.set(c.user, q)
+	*touched = append(*touched, c.user)
+	return result{ev: ev, created: true}
+}
+
+// otherDevices reports whether user has two or more linked devices.
+func (f *fsm) otherDevices(user int64) bool {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	list, _ := f.links.get(user)
+	return len(list) >= 2
+}

@@ -100,3 +100,79 @@ func TestHeldEventsAreBounded(t *testing.T) {
 		t.Fatalf("users %v await a push for delivered messages", users)
 	}
 }
+
+// TestCopiesForOtherDevices: a sent copy and a read sync are queued only
+// for a user with two linked devices; a read sync needs a message from the
+// other user up to its mark, and a newer one replaces a queued one; both
+// survive a snapshot (version 5) and their entries decode as encoded.
+func TestCopiesForOtherDevices(t *testing.T) {
+	f := newFSM(0, 1, nil)
+	var touched []int64
+	apply := func(c command) result {
+		t.Helper()
+		b := encodeEntry(nil, []*command{&c})
+		cmds, err := decodeEntry(b)
+		if err != nil || fmt.Sprintf("%+v", cmds[0]) != fmt.Sprintf("%+v", c) {
+			t.Fatalf("entry of %+v decodes to %+v, %v", c, cmds, err)
+		}
+		r := f.apply(&c, &touched)
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		return r
+	}
+	copyOf := func(id int64) command {
+		return command{kind: cmdSentCopy, id: id << 12, user: 2, from: 1, upTo: id << 12, content: "mine", createdAt: "x"}
+	}
+	apply(command{kind: cmdLink, user: 2, dev: "phone", at: 1})
+	if r := apply(copyOf(10)); r.created {
+		t.Fatal("a copy queued for a user with one device")
+	}
+	apply(command{kind: cmdLink, user: 2, dev: "tablet", at: 1})
+	r := apply(copyOf(11))
+	if !r.created || r.ev.Kind != KindSent || r.ev.UpTo != 11<<12 || r.ev.To != 1 || r.ev.From != 2 {
+		t.Fatalf("copy = %+v", r)
+	}
+	// Read syncs: none without a message from user 1 to user 2.
+	if r := apply(command{kind: cmdReadSync, id: 12 << 12, user: 2, from: 1, upTo: 5}); r.created {
+		t.Fatal("a read sync without a conversation")
+	}
+	m := apply(command{kind: cmdSend, id: 13 << 12, user: 2, from: 1, reqID: 1, content: "hi", createdAt: "2026-12-01T00:00:00Z"}).ev
+	if r := apply(command{kind: cmdReadSync, id: 14 << 12, user: 2, from: 1, upTo: m.ID + 1}); r.created {
+		t.Fatal("a read sync past the newest message")
+	}
+	apply(command{kind: cmdReadSync, id: 15 << 12, user: 2, from: 1, upTo: m.ID - 1})
+	apply(command{kind: cmdReadSync, id: 16 << 12, user: 2, from: 1, upTo: m.ID})
+	evs, _ := f.pending(2, 0, 0)
+	reads := 0
+	for _, e := range evs {
+		if e.Kind == KindReadSync {
+			reads++
+			if e.UpTo != m.ID {
+				t.Fatalf("queued read sync up to %d, want the newer %d", e.UpTo, m.ID)
+			}
+		}
+	}
+	if reads != 1 || len(evs) != 3 {
+		t.Fatalf("queue %+v: want the copy, the message, one read sync", evs)
+	}
+	if d := f.depth(2); d != 1 {
+		t.Fatalf("depth %d: copies and read syncs counted as messages", d)
+	}
+	snap, _ := f.Snapshot()
+	var sink memSink
+	if err := snap.Persist(&sink); err != nil {
+		t.Fatal(err)
+	}
+	snap.Release()
+	if v := sink.Bytes()[0]; v != 5 {
+		t.Fatalf("snapshot version %d, want 5", v)
+	}
+	g := newFSM(0, 1, nil)
+	if err := g.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := g.pending(2, 0, 0); fmt.Sprintf("%+v", got) != fmt.Sprintf("%+v", evs) {
+		t.Fatalf("restored %+v, want %+v", got, evs)
+	}
+}

@@ -636,6 +636,39 @@ func (l *Log) Attach(ctx context.Context, user int64, dev string) (cursor int64,
 	return c, true, nil
 }
 
+// SentCopy queues msg, which sender sent and the recipient's shard
+// committed, for sender's devices (KindSent, linked.go): only when sender
+// has two or more linked devices, else it writes nothing. Run on the
+// leader of sender's shard; a repeat (a retried send) queues another copy,
+// which devices drop by message id.
+func (l *Log) SentCopy(ctx context.Context, sender int64, msg Event) error {
+	s := l.shardOf(sender)
+	if err := s.check(); err != nil {
+		return err
+	}
+	if !s.fsm.otherDevices(sender) || !l.hasFeature(s, FeatureLinkedDevices) {
+		return nil
+	}
+	_, err := s.do(ctx, command{kind: cmdSentCopy, user: sender, from: msg.To, upTo: msg.ID, content: msg.Content, createdAt: msg.CreatedAt})
+	return err
+}
+
+// ReadSync queues reader's read mark of sender's messages up to upTo for
+// reader's devices (KindReadSync, linked.go): only when reader has two or
+// more linked devices and sender sent reader a message up to upTo within
+// the retention period. Run on the leader of reader's shard.
+func (l *Log) ReadSync(ctx context.Context, reader, sender, upTo int64) error {
+	s := l.shardOf(reader)
+	if err := s.check(); err != nil {
+		return err
+	}
+	if !s.fsm.otherDevices(reader) || !l.hasFeature(s, FeatureLinkedDevices) {
+		return nil
+	}
+	_, err := s.do(ctx, command{kind: cmdReadSync, user: reader, from: sender, upTo: upTo})
+	return err
+}
+
 // AckDevice is AckDeviceVia with every sender's shard led here.
 func (l *Log) AckDevice(ctx context.Context, user int64, dev string, upTo int64) (int, error) {
 	return l.AckDeviceVia(ctx, user, dev, upTo, nil)

@@ -64,6 +64,29 @@ func AppendNewMessageEvent(b []byte, m *Message) []byte {
 	return append(b, "}}"...)
 }
 
+// AppendSentMessageEvent appends a complete message_sent frame: m, which
+// the user sent from another device, queued as event id.
+func AppendSentMessageEvent(b []byte, id int64, m *Message) []byte {
+	b = append(b, `{"type":"message_sent","id":`...)
+	b = strconv.AppendInt(b, id, 10)
+	b = append(b, `,"payload":{"message":`...)
+	b = AppendMessage(b, m)
+	return append(b, "}}"...)
+}
+
+// AppendConversationReadEvent appends a complete conversation_read frame:
+// the user read r.UserID's messages up to r.UpToMessageID on another
+// device, queued as event id.
+func AppendConversationReadEvent(b []byte, id int64, r *ReadFrame) []byte {
+	b = append(b, `{"type":"conversation_read","id":`...)
+	b = strconv.AppendInt(b, id, 10)
+	b = append(b, `,"payload":{"userId":`...)
+	b = strconv.AppendInt(b, r.UserID, 10)
+	b = append(b, `,"upToMessageId":`...)
+	b = strconv.AppendInt(b, r.UpToMessageID, 10)
+	return append(b, "}}"...)
+}
+
 // AppendReceiptEvent appends a complete message_delivered, message_read or
 // message_expired frame, chosen by r.Status.
 func AppendReceiptEvent(b []byte, r *Receipt) []byte {

@@ -39,11 +39,17 @@ const (
 
 // Event types of the WebSocket protocol.
 const (
-	TypeReady               = "ready"
-	TypeNewMessage          = "new_message"
-	TypeMessageDelivered    = "message_delivered"
-	TypeMessageRead         = "message_read"
-	TypeMessageExpired      = "message_expired"
+	TypeReady            = "ready"
+	TypeNewMessage       = "new_message"
+	TypeMessageDelivered = "message_delivered"
+	TypeMessageRead      = "message_read"
+	TypeMessageExpired   = "message_expired"
+	// TypeMessageSent: a message the user sent from another of its devices
+	// (payload {"message": Message}); TypeConversationRead: the user read a
+	// conversation on another of its devices (payload ReadFrame). Both are
+	// acknowledged like the others.
+	TypeMessageSent         = "message_sent"
+	TypeConversationRead    = "conversation_read"
 	TypeContactStatusUpdate = "contact_status_update"
 	TypeError               = "error"
 	TypeAck                 = "ack"
@@ -101,6 +107,11 @@ type SyncResponse struct {
 	Receipts          []Receipt `json:"receipts"`
 	LastSyncedMessage int64     `json:"lastSyncedMessage"`
 	HasMore           bool      `json:"hasMore"`
+	// SentMessages are messages the user sent from another of its
+	// devices; ConversationsRead, read marks the user made on another of
+	// its devices (docs/API.md, "Devices"). Left out when empty.
+	SentMessages      []Message   `json:"sentMessages,omitempty"`
+	ConversationsRead []ReadFrame `json:"conversationsRead,omitempty"`
 }
 
 // ReadRequest is the body of POST /v1/conversations/{userId}/read.

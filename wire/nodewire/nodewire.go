@@ -48,6 +48,8 @@ const (
 	OpAckDevice = "ack_device" // User, Token, UpTo → N
 	OpUnlink    = "unlink"     // User, Token → Found: it was linked
 	OpLinked    = "linked"     // User → Events: one per linked device, Content = id, UpTo = cursor, ID = last seen (Unix ms)
+	OpSentCopy  = "sent_copy"  // User (sender), Send (ToUserID, Content, CreatedAt), UpTo: the message id
+	OpReadSync  = "read_sync"  // User (reader), From (sender), UpTo
 )
 
 // CallRequest is a client call forwarded to the node that leads the shard.
