@@ -6,7 +6,9 @@
 // The package's non-test files are the tools those tests share: a Checker
 // that records every send answered 201 and verifies, by draining the
 // recipients' queues, that the cluster kept its promises (nothing
-// acknowledged is lost, nothing is stored twice, per-sender order holds);
+// acknowledged is lost, nothing is stored twice, per-sender order holds;
+// with Devices, on every device of every recipient, and every sender's
+// own sends on every device of the sender);
 // and a Load driver that keeps senders posting through rotating nodes,
 // retrying with the same requestId, and measures how long after each fault
 // sends to the affected shards resume.
@@ -26,6 +28,7 @@ import (
 	"io"
 	"math/bits"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -53,6 +56,7 @@ type Message struct {
 
 type syncResponse struct {
 	Messages          []Message `json:"messages"`
+	SentMessages      []Message `json:"sentMessages"`
 	LastSyncedMessage int64     `json:"lastSyncedMessage"`
 	HasMore           bool      `json:"hasMore"`
 }
@@ -102,6 +106,20 @@ func parseContent(c string) (sender, requestID int64, ok bool) {
 
 type sendKey struct{ sender, requestID int64 }
 
+// view is what one device of a user took of the user's queue.
+type view struct {
+	user   int64
+	device string
+}
+
+// viewState is a device's cursor and what it received.
+type viewState struct {
+	cursor   int64
+	received map[int64]bool  // message ids (new_message)
+	sent     map[int64]bool  // message ids of the user's own sends (sentMessages)
+	lastFrom map[int64]int64 // per sender: the newest requestId received
+}
+
 // Checker records what the cluster acknowledged and what recipients
 // received, and reports every broken promise. It is safe for concurrent
 // use.
@@ -109,14 +127,19 @@ type Checker struct {
 	JWTSecret string
 	Shards    int
 	Client    *http.Client
+	// Devices, when set, are the device ids (Device-Id) every recipient
+	// and sender reads its queue with: each must get every message
+	// (and each sender every message it sent) exactly once, in order.
+	// Link them before the first send. Empty: one default device.
+	Devices []string
 
 	mu        sync.Mutex
 	sent      map[sendKey]Sent // every 201, by (sender, requestId)
 	sentOrder []Sent
 	received  map[int64]Message // every message id ever drained
 	byContent map[string]int64  // content -> the id it was received under
-	cursors   map[int64]int64   // per recipient: the last acknowledged cursor
-	lastFrom  map[[2]int64]int64
+	views     map[view]*viewState
+	linked    map[int64]bool // users whose Devices Link linked
 	problems  []string
 	unsent    int // received messages whose 201 was never seen
 }
@@ -130,9 +153,52 @@ func NewChecker(jwtSecret string, shards int) *Checker {
 		sent:      map[sendKey]Sent{},
 		received:  map[int64]Message{},
 		byContent: map[string]int64{},
-		cursors:   map[int64]int64{},
-		lastFrom:  map[[2]int64]int64{},
+		views:     map[view]*viewState{},
+		linked:    map[int64]bool{},
 	}
+}
+
+func (c *Checker) devices() []string {
+	if len(c.Devices) == 0 {
+		return []string{""}
+	}
+	return c.Devices
+}
+
+func (c *Checker) viewLocked(user int64, dev string) *viewState {
+	k := view{user, dev}
+	v := c.views[k]
+	if v == nil {
+		v = &viewState{received: map[int64]bool{}, sent: map[int64]bool{}, lastFrom: map[int64]int64{}}
+		c.views[k] = v
+	}
+	return v
+}
+
+// Link has every device of Devices sync each of users' queues once, from
+// its start, through any of urls: the server links a device at its first
+// call, and a device linked after messages were taken by another gets
+// only what follows. Call it before the first send.
+func (c *Checker) Link(ctx context.Context, urls []string, users []int64) error {
+	for _, u := range users {
+		tok := Token(c.JWTSecret, u)
+		for _, dev := range c.devices() {
+			var err error
+			for attempt := 0; attempt < 100; attempt++ {
+				if _, err = c.fetch(ctx, urls[attempt%len(urls)], tok, dev, 0); err == nil {
+					break
+				}
+				pause(ctx, 100*time.Millisecond)
+			}
+			if err != nil {
+				return fmt.Errorf("linking device %q of user %d: %w", dev, u, err)
+			}
+		}
+		c.mu.Lock()
+		c.linked[u] = true
+		c.mu.Unlock()
+	}
+	return nil
 }
 
 func (c *Checker) problem(format string, args ...any) {
@@ -170,16 +236,31 @@ func (c *Checker) Acked() int {
 // urls (rotating past nodes that fail), acknowledging what it receives, and
 // then checks every send answered 201 before the drain began. It returns
 // the problems found so far (all of them, not only this drain's).
+//
+// With Devices, every device of every recipient drains, and so does every
+// device of every sender (its own sends come as sentMessages).
 func (c *Checker) Drain(ctx context.Context, urls []string, recipients []int64) []string {
 	c.mu.Lock()
 	snapshot := append([]Sent(nil), c.sentOrder...)
 	c.mu.Unlock()
 
-	for _, u := range recipients {
-		if err := c.drainUser(ctx, urls, u); err != nil {
-			c.mu.Lock()
-			c.problem("draining user %d: %v", u, err)
-			c.mu.Unlock()
+	users := append([]int64(nil), recipients...)
+	if len(c.Devices) > 0 {
+		c.mu.Lock()
+		for u := range c.linked {
+			if !slices.Contains(recipients, u) {
+				users = append(users, u)
+			}
+		}
+		c.mu.Unlock()
+	}
+	for _, u := range users {
+		for _, dev := range c.devices() {
+			if err := c.drainUser(ctx, urls, u, dev); err != nil {
+				c.mu.Lock()
+				c.problem("draining user %d device %q: %v", u, dev, err)
+				c.mu.Unlock()
+			}
 		}
 	}
 
@@ -191,8 +272,20 @@ func (c *Checker) Drain(ctx context.Context, urls []string, recipients []int64) 
 		switch {
 		case !ok:
 			lost = append(lost, fmt.Sprintf("%d (sender %d requestId %d to %d, 201 at %s)", s.MessageID, s.Sender, s.RequestID, s.Recipient, s.At.Format("15:04:05.000")))
+			continue
 		case m.Content != s.Content || m.ToUserID != s.Recipient || m.FromUserID != s.Sender:
 			c.problem("message %d received as from %d to %d %q, but was sent from %d to %d %q", s.MessageID, m.FromUserID, m.ToUserID, m.Content, s.Sender, s.Recipient, s.Content)
+		}
+		if len(c.Devices) == 0 {
+			continue
+		}
+		for _, dev := range c.Devices {
+			if !c.viewLocked(s.Recipient, dev).received[s.MessageID] {
+				lost = append(lost, fmt.Sprintf("%d on device %q of recipient %d", s.MessageID, dev, s.Recipient))
+			}
+			if c.linked[s.Sender] && !c.viewLocked(s.Sender, dev).sent[s.MessageID] {
+				lost = append(lost, fmt.Sprintf("%d as sent, on device %q of sender %d", s.MessageID, dev, s.Sender))
+			}
 		}
 	}
 	if len(lost) > 0 {
@@ -202,7 +295,7 @@ func (c *Checker) Drain(ctx context.Context, urls []string, recipients []int64) 
 			more = fmt.Sprintf(" and %d more", len(lost)-show)
 			lost = lost[:show]
 		}
-		c.problem("LOST: %d of %d messages answered 201 never reached their recipient: %s%s", len(lost), len(snapshot), strings.Join(lost, ", "), more)
+		c.problem("LOST: %d deliveries of the %d messages answered 201 (to each device of their recipient, and as sent to each device of their sender) never happened: %s%s", len(lost), len(snapshot), strings.Join(lost, ", "), more)
 	}
 	c.checkOrderLocked()
 	return append([]string(nil), c.problems...)
@@ -239,8 +332,8 @@ func contains(ss []string, s string) bool {
 	return false
 }
 
-// drainUser reads one user's queue to its end.
-func (c *Checker) drainUser(ctx context.Context, urls []string, user int64) error {
+// drainUser reads one user's queue to its end, as device dev.
+func (c *Checker) drainUser(ctx context.Context, urls []string, user int64, dev string) error {
 	tok := Token(c.JWTSecret, user)
 	var lastErr error
 	failures := 0
@@ -249,10 +342,10 @@ func (c *Checker) drainUser(ctx context.Context, urls []string, user int64) erro
 			return fmt.Errorf("%w (last error: %v)", ctx.Err(), lastErr)
 		}
 		c.mu.Lock()
-		cursor := c.cursors[user]
+		cursor := c.viewLocked(user, dev).cursor
 		c.mu.Unlock()
 		base := urls[attempt%len(urls)]
-		sr, err := c.fetch(ctx, base, tok, cursor)
+		sr, err := c.fetch(ctx, base, tok, dev, cursor)
 		if err != nil {
 			lastErr = fmt.Errorf("%s: %w", base, err)
 			failures++
@@ -264,7 +357,7 @@ func (c *Checker) drainUser(ctx context.Context, urls []string, user int64) erro
 		}
 		failures = 0
 		c.mu.Lock()
-		c.acceptLocked(user, cursor, sr)
+		c.acceptLocked(user, dev, cursor, sr)
 		c.mu.Unlock()
 		if !sr.HasMore {
 			return nil
@@ -272,12 +365,15 @@ func (c *Checker) drainUser(ctx context.Context, urls []string, user int64) erro
 	}
 }
 
-func (c *Checker) fetch(ctx context.Context, base, tok string, cursor int64) (*syncResponse, error) {
+func (c *Checker) fetch(ctx context.Context, base, tok, dev string, cursor int64) (*syncResponse, error) {
 	req, err := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("%s/v1/messages?lastSyncedMessage=%d&limit=500", base, cursor), nil)
 	if err != nil {
 		return nil, err
 	}
 	req.Header.Set("Authorization", "Bearer "+tok)
+	if dev != "" {
+		req.Header.Set("Device-Id", dev)
+	}
 	resp, err := c.Client.Do(req)
 	if err != nil {
 		return nil, err
@@ -297,18 +393,40 @@ func (c *Checker) fetch(ctx context.Context, base, tok string, cursor int64) (*s
 	return &sr, nil
 }
 
-// acceptLocked checks one sync answer for user, asked with cursor.
-func (c *Checker) acceptLocked(user, cursor int64, sr *syncResponse) {
+// acceptLocked checks one sync answer for device dev of user, asked with
+// cursor.
+func (c *Checker) acceptLocked(user int64, dev string, cursor int64, sr *syncResponse) {
+	v := c.viewLocked(user, dev)
+	for _, m := range sr.SentMessages {
+		if m.FromUserID != user {
+			c.problem("user %d's queue holds a sent message %d from %d", user, m.MessageID, m.FromUserID)
+			continue
+		}
+		if v.sent[m.MessageID] {
+			// A send retried after its copy was queued is copied again
+			// (docs/API.md): a duplicate only when its 201 came once.
+			continue
+		}
+		v.sent[m.MessageID] = true
+	}
 	for _, m := range sr.Messages {
 		if m.MessageID <= cursor {
-			c.problem("DUPLICATE: user %d synced past %d, yet message %d (%q) was returned again", user, cursor, m.MessageID, m.Content)
+			c.problem("DUPLICATE: user %d device %q synced past %d, yet message %d (%q) was returned again", user, dev, cursor, m.MessageID, m.Content)
 			continue
 		}
 		if m.ToUserID != user {
 			c.problem("user %d's queue holds message %d addressed to %d", user, m.MessageID, m.ToUserID)
 		}
+		if v.received[m.MessageID] {
+			c.problem("DUPLICATE: message id %d received twice on device %q of user %d", m.MessageID, dev, user)
+			continue
+		}
+		v.received[m.MessageID] = true
 		if prev, ok := c.received[m.MessageID]; ok {
-			c.problem("DUPLICATE: message id %d received twice (%q, then %q)", m.MessageID, prev.Content, m.Content)
+			if prev.Content != m.Content {
+				c.problem("message id %d received as %q and as %q", m.MessageID, prev.Content, m.Content)
+			}
+			c.orderInViewLocked(user, dev, v, m)
 			continue
 		}
 		if other, ok := c.byContent[m.Content]; ok && other != m.MessageID {
@@ -326,27 +444,39 @@ func (c *Checker) acceptLocked(user, cursor int64, sr *syncResponse) {
 		} else if s.MessageID != m.MessageID {
 			c.problem("DUPLICATE: sender %d requestId %d was answered 201 with id %d, but the recipient got it as id %d", from, req, s.MessageID, m.MessageID)
 		}
-		// Per-sender order in the queue itself: oldest first.
-		k := [2]int64{from, user}
-		if last, ok := c.lastFrom[k]; ok && req < last {
-			c.problem("ORDER: user %d received sender %d's requestId %d after requestId %d", user, from, req, last)
-		}
-		if req > c.lastFrom[k] {
-			c.lastFrom[k] = req
-		}
+		c.orderInViewLocked(user, dev, v, m)
 	}
 	if sr.LastSyncedMessage < cursor {
-		c.problem("user %d: sync past %d answered lastSyncedMessage %d (went backwards)", user, cursor, sr.LastSyncedMessage)
+		c.problem("user %d device %q: sync past %d answered lastSyncedMessage %d (went backwards)", user, dev, cursor, sr.LastSyncedMessage)
 		return
 	}
-	c.cursors[user] = sr.LastSyncedMessage
+	v.cursor = sr.LastSyncedMessage
+}
+
+// orderInViewLocked: per sender, a device receives the sender's messages
+// oldest first.
+func (c *Checker) orderInViewLocked(user int64, dev string, v *viewState, m Message) {
+	from, req, ok := parseContent(m.Content)
+	if !ok {
+		return
+	}
+	if last, ok := v.lastFrom[from]; ok && req < last {
+		c.problem("ORDER: user %d device %q received sender %d's requestId %d after requestId %d", user, dev, from, req, last)
+	}
+	if req > v.lastFrom[from] {
+		v.lastFrom[from] = req
+	}
 }
 
 // Summary describes what the checker saw.
 func (c *Checker) Summary() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return fmt.Sprintf("%d sends answered 201, %d messages received (%d without a 201 seen), %d problems", len(c.sent), len(c.received), c.unsent, len(c.problems))
+	devs := ""
+	if len(c.Devices) > 0 {
+		devs = fmt.Sprintf(" on each of %d devices", len(c.Devices))
+	}
+	return fmt.Sprintf("%d sends answered 201, %d messages received%s (%d without a 201 seen), %d problems", len(c.sent), len(c.received), devs, c.unsent, len(c.problems))
 }
 
 func pause(ctx context.Context, d time.Duration) {

@@ -68,9 +68,20 @@ func startProcCluster(t *testing.T, regions ...string) *procCluster {
 	for _, p := range c.procs {
 		urls = append(urls, p.url())
 	}
+	// Every sender and recipient has three devices, all of them away
+	// until the checks (the docker and deploy tests use one default
+	// device): each must get every message, and each of a sender's its
+	// own sends.
+	senders := seq(1001, 12)
+	c.checker.Devices = []string{"phone", "tablet", "laptop"}
+	lctx, lcancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer lcancel()
+	if err := c.checker.Link(lctx, urls, append(append([]int64(nil), senders...), c.recipients...)); err != nil {
+		t.Fatal(err)
+	}
 	c.load = NewLoad(LoadOptions{
 		URLs: urls, JWTSecret: jwtSecret, Shards: shardCount,
-		Senders: seq(1001, 12), Recipients: c.recipients, Checker: c.checker,
+		Senders: senders, Recipients: c.recipients, Checker: c.checker,
 	})
 	return c
 }
