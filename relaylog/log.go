@@ -137,7 +137,8 @@ type Options struct {
 // hold, so that a leader must know its followers read them (gossiped in
 // member.Meta.Features).
 const (
-	// FeatureLinkedDevices: cmdLink, cmdUnlink, cmdAckDevice and version 5
+	// FeatureLinkedDevices: cmdLink, cmdUnlink, cmdAckDevice, cmdSentCopy,
+	// cmdReadSync, the KindSent and KindReadSync events and version 5
 	// snapshots (linked.go).
 	FeatureLinkedDevices uint64 = 1 << 0
 	// Features is every feature of this build.
