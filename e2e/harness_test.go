@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -92,30 +93,50 @@ var portsMu sync.Mutex
 var portsGiven = map[int]bool{}
 
 // freePort is a loopback port free for both TCP and UDP (gossip uses both),
-// never handed out twice in this process.
+// never handed out twice in this process. It is taken below the kernel's
+// ephemeral range (ip_local_port_range): a node restarted on its ports
+// must find them free, and a port of that range can be taken meanwhile by
+// any outgoing connection on the host (a rolling restart once failed with
+// "bind: address already in use" on its operator port that way).
 func freePort(t *testing.T) int {
 	t.Helper()
 	portsMu.Lock()
 	defer portsMu.Unlock()
-	for range 100 {
-		tl, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
+	lo, hi := 20000, ephemeralLow()
+	for range 1000 {
+		port := lo + rand.IntN(hi-lo)
+		if portsGiven[port] {
+			continue
 		}
-		port := tl.Addr().(*net.TCPAddr).Port
+		tl, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
 		ul, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
 		tl.Close()
 		if err != nil {
 			continue
 		}
 		ul.Close()
-		if !portsGiven[port] {
-			portsGiven[port] = true
-			return port
-		}
+		portsGiven[port] = true
+		return port
 	}
 	t.Fatal("no free port")
 	return 0
+}
+
+// ephemeralLow is the first port of the kernel's ephemeral range (32768
+// when it cannot be read, Linux's default).
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	var lo, hi int
+	if n, _ := fmt.Sscan(string(b), &lo, &hi); n != 2 || lo <= 21000 {
+		return 32768
+	}
+	return lo
 }
 
 // ---- waiting ----
