@@ -95,6 +95,11 @@ func TestOwnMessagesAndReadsOnEveryInstallation(t *testing.T) {
 	if _, err := a.Send(bob, "hi bob"); err != nil {
 		t.Fatal(err)
 	}
+	// Sends go out in the background: the reply is written once both of
+	// bob's devices have alice's message, so the order is known.
+	for _, c := range []*testClient{phone, tablet} {
+		waitFor(t, "alice's message on each of bob's devices", 10*time.Second, func() bool { return contents(history(t, c, alice)) == "hi bob" })
+	}
 	if _, err := phone.Send(alice, "hi alice, from my phone"); err != nil {
 		t.Fatal(err)
 	}
