@@ -35,9 +35,14 @@ type Config struct {
 	JWTSecret string   `json:"-"`
 	TokenTTL  Duration `json:"tokenTTL"`
 
-	FirstUser int64  `json:"firstUser"`
-	Users     int    `json:"users"`
-	Senders   string `json:"senders"` // fraction ("0.5", "50%") or count ("1000")
+	FirstUser int64 `json:"firstUser"`
+	Users     int   `json:"users"`
+	// Devices is the sockets per user, each naming its own device
+	// (Device-Id d0, d1, ...): every message must reach each of the
+	// recipient's devices, and its send→deliver time is recorded once per
+	// device. 1 (the default): one socket without a device id.
+	Devices int    `json:"devices,omitempty"`
+	Senders string `json:"senders"` // fraction ("0.5", "50%") or count ("1000")
 
 	Rate        float64  `json:"rate"` // sends/s offered in total; 0 = closed loop
 	Concurrency int      `json:"concurrency"`
@@ -152,6 +157,9 @@ func (c *Config) Validate(fdLimit int) error {
 	if c.Users < 1 {
 		bad("--users must be at least 1")
 	}
+	if c.Devices < 0 || c.Devices > 10 {
+		bad("--devices must be between 1 and 10 (the server links at most 10 per user)")
+	}
 	if c.FirstUser < 1 || c.FirstUser > wire.MaxID-int64(c.Users)+1 {
 		bad("--first-user: user ids must lie between 1 and 2^53-1")
 	}
@@ -225,7 +233,7 @@ func (c *Config) Validate(fdLimit int) error {
 			conns = c.httpConns()
 		}
 		need := func(procs int) int {
-			return (c.Users+procs-1)/procs + (conns+procs-1)/procs + fdReserve
+			return (c.Users*max(c.Devices, 1)+procs-1)/procs + (conns+procs-1)/procs + fdReserve
 		}
 		if n := need(c.Procs); n > fdLimit {
 			min := c.Procs

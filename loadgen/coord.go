@@ -261,7 +261,7 @@ func CoordinateWithReports(ctx context.Context, cfg Config, spawn Spawn, log io.
 				cur.Phase = "settle"
 			}
 			now := time.Now()
-			fmt.Fprintln(log, ProgressLine(now.Sub(t0).Seconds(), cur, prev, now.Sub(prevAt).Seconds(), cfg.Users, sending))
+			fmt.Fprintln(log, ProgressLine(now.Sub(t0).Seconds(), cur, prev, now.Sub(prevAt).Seconds(), cfg.Users*max(cfg.Devices, 1), sending))
 			prev, prevAt = cur, now
 		case wm := <-msgs:
 			i, m := wm.i, wm.m

@@ -67,6 +67,7 @@ type Result struct {
 	Config         *Config           `json:"config,omitempty"`
 	Procs          int               `json:"procs"`
 	Users          int               `json:"users"`
+	Devices        int               `json:"devices,omitempty"` // sockets per user (each its own device)
 	Senders        int               `json:"senders"`
 	WindowSeconds  float64           `json:"windowSeconds"`
 	Connect        ConnectResult     `json:"connect"`
@@ -97,6 +98,7 @@ func Merge(parts []*Result) (*Result, error) {
 		}
 		out.Procs++
 		out.Users += p.Users
+		out.Devices = max(out.Devices, p.Devices)
 		out.Senders += p.Senders
 		out.WindowSeconds = max(out.WindowSeconds, p.WindowSeconds)
 		c := &out.Connect
@@ -167,7 +169,11 @@ func addCounts(dst, src map[string]int64) {
 // WriteText prints the final summary.
 func (r *Result) WriteText(w io.Writer) {
 	p := func(format string, args ...any) { fmt.Fprintf(w, format, args...) }
-	p("edgeload %s: %d users (%d sending) in %d process(es), window %.1fs\n", r.Mode, r.Users, r.Senders, r.Procs, r.WindowSeconds)
+	devs := ""
+	if r.Devices > 1 {
+		devs = fmt.Sprintf(" with %d devices each", r.Devices)
+	}
+	p("edgeload %s: %d users%s (%d sending) in %d process(es), window %.1fs\n", r.Mode, r.Users, devs, r.Senders, r.Procs, r.WindowSeconds)
 	c := r.Connect
 	p("connect:   %d/%d ready, %d failed in %.2fs; time to ready %s\n", c.Ready, c.Attempted, c.Failed, c.Seconds, fmtSummary(c.TimeToReady))
 	if len(c.Errors) > 0 {

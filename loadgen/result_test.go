@@ -81,3 +81,23 @@ func TestSumProgressAndLine(t *testing.T) {
 		t.Fatalf("line %q", line)
 	}
 }
+
+// TestDeliveredOncePerDevice: with --devices N a send is delivered when
+// the N-th device got it, not before, and a further copy is a duplicate.
+func TestDeliveredOncePerDevice(t *testing.T) {
+	var p pendingMap
+	p.init()
+	p.add(7, time.Now(), true, 42, 2)
+	if _, last, ok := p.deliver(7); !ok || last {
+		t.Fatalf("first device: ok=%v last=%v, want ok and not last", ok, last)
+	}
+	if e, last, ok := p.deliver(7); !ok || !last || e.to != 42 {
+		t.Fatalf("second device: ok=%v last=%v to=%d", ok, last, e.to)
+	}
+	if _, _, ok := p.deliver(7); ok {
+		t.Fatal("a third delivery of a two-device send was not taken for a duplicate")
+	}
+	if p.undelivered() != 0 {
+		t.Fatal("the send is still pending")
+	}
+}

@@ -31,6 +31,7 @@ type Worker struct {
 	targets []Target
 	users   []*user
 	nsend   int
+	devices int // sockets per user (Config.Devices, at least 1); users holds them user by user
 	clients []*http.Client
 	dialers []*net.Dialer
 	wpool   websocket.BufferPool
@@ -93,6 +94,7 @@ type Worker struct {
 type user struct {
 	w       *Worker
 	id      int64
+	dev     string // Device-Id of this socket ("" with one device per user)
 	target  int
 	auth    string
 	mu      sync.Mutex // serialises ack writes and the switch to a new connection
@@ -152,8 +154,9 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 	}
 	secret := []byte(cfg.JWTSecret)
 	exp := time.Now().Add(cfg.TokenTTL.D())
-	w.users = make([]*user, cfg.UserCount)
-	for i := range w.users {
+	w.devices = max(cfg.Devices, 1)
+	w.users = make([]*user, 0, cfg.UserCount*w.devices)
+	for i := range cfg.UserCount {
 		global := cfg.UserOffset + i
 		id := cfg.FirstUser + int64(global)
 		tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.RegisteredClaims{
@@ -164,7 +167,14 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 		if err != nil {
 			return nil, err
 		}
-		w.users[i] = &user{w: w, id: id, target: global % len(w.targets), auth: "Bearer " + tok}
+		for d := range w.devices {
+			u := &user{w: w, id: id, target: global % len(w.targets), auth: "Bearer " + tok}
+			if w.devices > 1 {
+				u.dev = "d" + strconv.Itoa(d)
+				u.target = (global + d) % len(w.targets)
+			}
+			w.users = append(w.users, u)
+		}
 	}
 	w.nsend = cfg.SenderCount
 	if cfg.ReportEvery > 0 {
@@ -180,7 +190,7 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 func (w *Worker) setState(s string) { w.state.Store(&s) }
 
 // Token returns the bearer header value of user i of the worker (tests).
-func (w *Worker) Token(i int) string { return w.users[i].auth }
+func (w *Worker) Token(i int) string { return w.users[i*w.devices].auth }
 
 // ---- sockets ----
 
@@ -287,7 +297,11 @@ func (w *Worker) connectOne(ctx context.Context, u *user, at time.Time, initial 
 		}
 		return errors.New(kind)
 	}
-	ws, resp, err := d.DialContext(ctx, w.targets[u.target].WS, http.Header{"Authorization": {u.auth}})
+	hdr := http.Header{"Authorization": {u.auth}}
+	if u.dev != "" {
+		hdr.Set(wire.DeviceIDHeader, u.dev)
+	}
+	ws, resp, err := d.DialContext(ctx, w.targets[u.target].WS, hdr)
 	if err != nil {
 		if resp != nil {
 			body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
@@ -551,7 +565,7 @@ func (w *Worker) Run(ctx context.Context, start time.Time) {
 func (w *Worker) pickRecipient(s *user) *user {
 	for range 32 {
 		r := w.users[rand.IntN(len(w.users))]
-		if r != s && r.up.Load() {
+		if r.id != s.id && r.up.Load() {
 			return r
 		}
 	}
@@ -572,7 +586,7 @@ func (w *Worker) sendOne(ctx context.Context, at time.Time, measured bool) {
 		w.inflight.Add(-1)
 		w.sendWG.Done()
 	}()
-	s := w.users[int(w.rr.Add(1)-1)%w.nsend]
+	s := w.users[int(w.rr.Add(1)-1)%w.nsend*w.devices]
 	r := w.pickRecipient(s)
 	if r == nil {
 		w.fail(measured, "no_recipient", "no other socket of this worker is ready")
@@ -590,7 +604,7 @@ func (w *Worker) sendOne(ctx context.Context, at time.Time, measured bool) {
 	b = wire.AppendTime(b, time.Now())
 	b = append(b, `"}`...)
 
-	w.pend.add(reqID, at, measured, r.id)
+	w.pend.add(reqID, at, measured, r.id, w.devices)
 	ctx, cancel := context.WithTimeout(ctx, w.cfg.Timeout.D())
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.targets[s.target].Base+"/v1/messages", bytes.NewReader(b))
@@ -648,7 +662,13 @@ func (w *Worker) onDeliver(nonce int64, now time.Time) {
 		w.foreign.Add(1)
 		return
 	}
-	p, ok := w.pend.take(nonce)
+	p, last, ok := w.pend.deliver(nonce)
+	if ok && p.measured {
+		w.deliver.Record(now.Sub(p.at)) // every device's delivery
+	}
+	if ok && !last {
+		return // more devices of the recipient to come
+	}
 	if !ok {
 		if nonce > w.cfg.RunBase && nonce <= w.cfg.RunBase+w.reqSeq.Load() {
 			w.dups.Add(1)
@@ -664,7 +684,6 @@ func (w *Worker) onDeliver(nonce int64, now time.Time) {
 	}
 	if p.measured {
 		w.deliveredWin.Add(1)
-		w.deliver.Record(now.Sub(p.at))
 	}
 }
 
@@ -736,7 +755,8 @@ func (w *Worker) Result() *Result {
 	r := &Result{
 		Mode:          mode,
 		Procs:         1,
-		Users:         len(w.users),
+		Users:         len(w.users) / w.devices,
+		Devices:       w.devices,
 		Senders:       w.nsend,
 		WindowSeconds: w.cfg.Duration.D().Seconds(),
 		Connect:       w.ConnectResult(),
@@ -793,6 +813,7 @@ type pend struct {
 	to       int64 // the recipient
 	measured bool
 	accepted bool
+	left     int // devices of the recipient still to get it
 }
 
 const pendShards = 64
@@ -810,11 +831,30 @@ func (p *pendingMap) init() {
 	}
 }
 
-func (p *pendingMap) add(id int64, at time.Time, measured bool, to int64) {
+func (p *pendingMap) add(id int64, at time.Time, measured bool, to int64, devices int) {
 	s := &p.shards[uint64(id)%pendShards]
 	s.mu.Lock()
-	s.m[id] = pend{at: at, to: to, measured: measured}
+	s.m[id] = pend{at: at, to: to, measured: measured, left: devices}
 	s.mu.Unlock()
+}
+
+// deliver counts one device's delivery of id; last reports that it was
+// the recipient's last device (id is then forgotten). A device that gets
+// a message twice is not told apart from another device.
+func (p *pendingMap) deliver(id int64) (e pend, last, ok bool) {
+	s := &p.shards[uint64(id)%pendShards]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok = s.m[id]
+	if !ok {
+		return e, false, false
+	}
+	if e.left--; e.left > 0 {
+		s.m[id] = e
+		return e, false, true
+	}
+	delete(s.m, id)
+	return e, true, true
 }
 
 // accept marks id answered 201; false if it was already delivered.

@@ -18,8 +18,11 @@
 #   6. connect storm: sockets opened within 10 s, time to ready
 #   7. an idle three-node cluster (no clients) with 16 and with 64 shards:
 #      the three servers' CPU
+#   8. three nodes, users with one device against users with two (a socket
+#      each, every message to each device): closed loop and 500/s
 # ROWS picks groups of rows (default all): one (1-2), three (3-4),
-# sockets (5), storm (6), idle (7), e.g. ROWS="three idle" scripts/perf.sh.
+# sockets (5), storm (6), idle (7), devices (8), e.g. ROWS="three idle"
+# scripts/perf.sh. The default leaves out devices.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODE=${1:-full}
@@ -104,6 +107,22 @@ load three-node-max $T3 --users $USERS --senders 1.0 --rate 0 --concurrency 512 
 load three-node-rate $T3 --users $USERS --senders 1.0 --rate $RATE3 --warmup $WARM --duration $WIN --cpu-pids $N1,$N2,$N3
 load three-node-500 $T3 --users $USERS --senders 1.0 --rate 500 --warmup $WARM --duration $WIN --cpu-pids $N1,$N2,$N3
 load three-node-1000 $T3 --users $USERS --senders 1.0 --rate 1000 --warmup $WARM --duration $WIN --cpu-pids $N1,$N2,$N3
+kill -9 $N1 $N2 $N3
+fi
+
+# 8: two devices per user against one, on one cluster, alternating
+if row devices; then
+N1=$(node d1 18910 eu); wait_ready http://127.0.0.1:18910
+N2=$(node d2 18920 us 127.0.0.1:18911); N3=$(node d3 18930 ap 127.0.0.1:18911)
+wait_ready http://127.0.0.1:18920 http://127.0.0.1:18930
+wait_balanced 127.0.0.1:18913
+T3=http://127.0.0.1:18910,http://127.0.0.1:18920,http://127.0.0.1:18930
+for D in 1 2 1 2; do
+  # Each round its own users: a device linked later gets only what follows.
+  F=$((3000000 + D * 100000 + RANDOM))
+  load devices-$D-max $T3 --first-user $F --users $USERS --devices $D --senders 1.0 --rate 0 --concurrency 512 --warmup $WARM --duration $WIN
+  load devices-$D-500 $T3 --first-user $((F + 50000)) --users $USERS --devices $D --senders 1.0 --rate 500 --warmup $WARM --duration $WIN --cpu-pids $N1,$N2,$N3
+done
 kill -9 $N1 $N2 $N3
 fi
 

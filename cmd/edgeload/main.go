@@ -211,6 +211,7 @@ func parseFlags(args []string, stderr io.Writer) (loadgen.Config, outputs, error
 	ttl := fs.Duration("token-ttl", cfg.TokenTTL.D(), "lifetime of the generated tokens (exp)")
 	fs.Int64Var(&cfg.FirstUser, "first-user", cfg.FirstUser, "id of the first simulated user")
 	fs.IntVar(&cfg.Users, "users", cfg.Users, "number of simulated users, each with one WebSocket")
+	fs.IntVar(&cfg.Devices, "devices", 1, "WebSockets per user, each its own device (Device-Id d0, d1, ...): a message counts as delivered once every device of its recipient got it, and its send→deliver time is recorded per device")
 	fs.StringVar(&cfg.Senders, "senders", cfg.Senders, "users who send: a fraction (0.5, 50%) or a count (1000)")
 	fs.Float64Var(&cfg.Rate, "rate", cfg.Rate, "total offered sends per second, open loop; 0 = closed loop at max throughput")
 	fs.IntVar(&cfg.Concurrency, "concurrency", cfg.Concurrency, "closed loop (--rate 0): number of sending workers")
