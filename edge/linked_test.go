@@ -1,6 +1,7 @@
 package edge_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -18,18 +19,7 @@ import (
 // doDev is harness.do as device dev of user (the Device-Id header).
 func (h *harness) doDev(method, path string, user int64, dev string) (int, []byte) {
 	h.t.Helper()
-	req, _ := http.NewRequest(method, h.url+path, nil)
-	req.Header.Set("Authorization", "Bearer "+tokenFor(h.t, user))
-	if dev != "" {
-		req.Header.Set(wire.DeviceIDHeader, dev)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	out, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, out
+	return h.doDevBody(method, path, user, dev, nil)
 }
 
 // dialDev opens a socket of user as device dev, named in the header.
@@ -213,13 +203,19 @@ func TestOwnMessagesAndReadsReachTheOtherDevices(t *testing.T) {
 	}
 }
 
-// doDevBody is doDev with a JSON body.
+// doDevBody is doDev with a JSON body (nil: none).
 func (h *harness) doDevBody(method, path string, user int64, dev string, body any) (int, []byte) {
 	h.t.Helper()
-	b, _ := json.Marshal(body)
-	req, _ := http.NewRequest(method, h.url+path, strings.NewReader(string(b)))
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, h.url+path, rd)
 	req.Header.Set("Authorization", "Bearer "+tokenFor(h.t, user))
-	req.Header.Set(wire.DeviceIDHeader, dev)
+	if dev != "" {
+		req.Header.Set(wire.DeviceIDHeader, dev)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		h.t.Fatal(err)

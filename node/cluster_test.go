@@ -425,15 +425,7 @@ type sock struct {
 
 func dialSock(t *testing.T, n *testNode, user int64) *sock {
 	t.Helper()
-	hdr := http.Header{"Authorization": {"Bearer " + tok(t, user)}}
-	conn, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(n.URL(), "http")+"/v1/socket/updates", hdr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	s := &sock{t: t, conn: conn}
-	s.next(wire.TypeReady, nil)
-	return s
+	return dialDevice(t, n, user, "")
 }
 
 // next reads frames until one of type typ satisfies ok (nil: any).

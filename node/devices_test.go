@@ -16,10 +16,13 @@ import (
 	"github.com/edgenode/edgenode/wire"
 )
 
-// dialDevice opens a socket of user as device dev on n.
+// dialDevice opens a socket of user as device dev ("": none named) on n.
 func dialDevice(t *testing.T, n *testNode, user int64, dev string) *sock {
 	t.Helper()
-	hdr := http.Header{"Authorization": {"Bearer " + tok(t, user)}, wire.DeviceIDHeader: {dev}}
+	hdr := http.Header{"Authorization": {"Bearer " + tok(t, user)}}
+	if dev != "" {
+		hdr.Set(wire.DeviceIDHeader, dev)
+	}
 	conn, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(n.URL(), "http")+"/v1/socket/updates", hdr)
 	if err != nil {
 		t.Fatal(err)

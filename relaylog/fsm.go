@@ -344,9 +344,7 @@ func (f *fsm) apply(c *command, touched *[]int64) result {
 		// only the latest, and the queue stays bounded by contacts.
 		for i := range q.events {
 			if e := &q.events[i]; e.Kind == KindRead && e.By == c.from {
-				kept := make([]Event, 0, len(q.events))
-				kept = append(kept, q.events[:i]...)
-				q.events = append(kept, q.events[i+1:]...)
+				q.events = withoutEvent(q.events, i)
 				break
 			}
 		}
@@ -409,6 +407,14 @@ func (f *fsm) apply(c *command, touched *[]int64) result {
 		return result{n: f.expire(c.upTo, c.at)}
 	}
 	return result{err: fmt.Errorf("relaylog: unknown command %d", c.kind)}
+}
+
+// withoutEvent is events without events[i], in a new slice: the queue's
+// slice is shared with snapshots and never written in place.
+func withoutEvent(events []Event, i int) []Event {
+	kept := make([]Event, 0, len(events))
+	kept = append(kept, events[:i]...)
+	return append(kept, events[i+1:]...)
 }
 
 // unnamedExpired is ids without those a queued EXPIRED receipt of by

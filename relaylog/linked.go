@@ -319,9 +319,7 @@ func (f *fsm) readSync(c *command, touched *[]int64) result {
 			if e.UpTo >= c.upTo {
 				return result{}
 			}
-			kept := make([]Event, 0, len(q.events))
-			kept = append(kept, q.events[:i]...)
-			q.events = append(kept, q.events[i+1:]...)
+			q.events = withoutEvent(q.events, i)
 			break
 		}
 	}
