@@ -310,23 +310,15 @@ func (f *fsm) apply(c *command, touched *[]int64) result {
 	case cmdSend:
 		return f.send(c, touched)
 	case cmdDelivered:
-		ev := Event{ID: f.nextID(c.id), Kind: KindDelivered, By: c.from, MessageIDs: c.ids}
 		q, _ := f.queues.get(c.user)
-		q.events = append(q.events, ev)
-		f.queues.set(c.user, q)
-		*touched = append(*touched, c.user)
-		return result{ev: ev, created: true}
+		return f.queueEvent(c.user, q, Event{ID: f.nextID(c.id), Kind: KindDelivered, By: c.from, MessageIDs: c.ids}, touched)
 	case cmdExpired:
 		q, _ := f.queues.get(c.user)
 		ids := unnamedExpired(q.events, c.from, c.ids)
 		if len(ids) == 0 {
 			return result{}
 		}
-		ev := Event{ID: f.nextID(c.id), Kind: KindExpired, By: c.from, MessageIDs: ids}
-		q.events = append(q.events, ev)
-		f.queues.set(c.user, q)
-		*touched = append(*touched, c.user)
-		return result{ev: ev, created: true}
+		return f.queueEvent(c.user, q, Event{ID: f.nextID(c.id), Kind: KindExpired, By: c.from, MessageIDs: ids}, touched)
 	case cmdRead:
 		// A mark can only name a message to the reader: such ids carry
 		// the reader's shard and were assigned before this command. Any
@@ -348,11 +340,7 @@ func (f *fsm) apply(c *command, touched *[]int64) result {
 				break
 			}
 		}
-		ev := Event{ID: f.nextID(c.id), Kind: KindRead, By: c.from, UpTo: c.upTo}
-		q.events = append(q.events, ev)
-		f.queues.set(c.user, q)
-		*touched = append(*touched, c.user)
-		return result{ev: ev, created: true}
+		return f.queueEvent(c.user, q, Event{ID: f.nextID(c.id), Kind: KindRead, By: c.from, UpTo: c.upTo}, touched)
 	case cmdAck, cmdAckDevice:
 		return f.ackDevice(c)
 	case cmdSentCopy:
@@ -407,6 +395,15 @@ func (f *fsm) apply(c *command, touched *[]int64) result {
 		return result{n: f.expire(c.upTo, c.at)}
 	}
 	return result{err: fmt.Errorf("relaylog: unknown command %d", c.kind)}
+}
+
+// queueEvent appends ev, which is not a message, to user's queue q and
+// records user as touched (its readers are woken after the commit).
+func (f *fsm) queueEvent(user int64, q queue, ev Event, touched *[]int64) result {
+	q.events = append(q.events, ev)
+	f.queues.set(user, q)
+	*touched = append(*touched, user)
+	return result{ev: ev, created: true}
 }
 
 // withoutEvent is events without events[i], in a new slice: the queue's

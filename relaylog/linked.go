@@ -296,11 +296,7 @@ func (f *fsm) sentCopy(c *command, touched *[]int64) result {
 		return result{}
 	}
 	q, _ := f.queues.get(c.user)
-	ev := Event{ID: f.nextID(c.id), Kind: KindSent, From: c.user, To: c.from, UpTo: c.upTo, Content: c.content, CreatedAt: c.createdAt}
-	q.events = append(q.events, ev)
-	f.queues.set(c.user, q)
-	*touched = append(*touched, c.user)
-	return result{ev: ev, created: true}
+	return f.queueEvent(c.user, q, Event{ID: f.nextID(c.id), Kind: KindSent, From: c.user, To: c.from, UpTo: c.upTo, Content: c.content, CreatedAt: c.createdAt}, touched)
 }
 
 // readSync applies cmdReadSync. Like a read mark, it needs a conversation:
@@ -323,11 +319,7 @@ func (f *fsm) readSync(c *command, touched *[]int64) result {
 			break
 		}
 	}
-	ev := Event{ID: f.nextID(c.id), Kind: KindReadSync, By: c.from, UpTo: c.upTo}
-	q.events = append(q.events, ev)
-	f.queues.set(c.user, q)
-	*touched = append(*touched, c.user)
-	return result{ev: ev, created: true}
+	return f.queueEvent(c.user, q, Event{ID: f.nextID(c.id), Kind: KindReadSync, By: c.from, UpTo: c.upTo}, touched)
 }
 
 // otherDevices reports whether user has two or more linked devices.
