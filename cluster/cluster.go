@@ -101,6 +101,13 @@ func New(opts Options) *Cluster {
 			return opts.Mesh.Open(ctx, node, mesh.KindSubscribe, 0)
 		},
 		inbox: c.inbox, logger: opts.Logger,
+		features: func(node string) uint64 {
+			m, ok := opts.Members.Get(node)
+			if !ok {
+				return 0
+			}
+			return m.Features
+		},
 	})
 	opts.Mesh.Handle(mesh.KindCallMux, c.serveCallMux)
 	opts.Mesh.Handle(mesh.KindSubscribe, c.subs.serve)
@@ -180,6 +187,20 @@ func (c *Cluster) UserOffline(user int64) {
 	}
 }
 
+// DeviceOnline and DeviceOffline follow the first and last local socket of
+// one device of a user, so that push at the user's home alerts only the
+// devices without a socket.
+func (c *Cluster) DeviceOnline(user int64, dev string) {
+	c.subs.setDevice(user, dev, true)
+}
+
+func (c *Cluster) DeviceOffline(user int64, dev string) {
+	c.subs.setDevice(user, dev, false)
+	if c.IsHome(user) && !c.subs.deviceOnline(user, dev) {
+		c.subs.inbox.offline(user) // push checks the devices again
+	}
+}
+
 // Presence is the cluster's side of this node's presence hub (it
 // implements presence.Remote): the hub, made after the cluster, takes it.
 func (c *Cluster) Presence() *Presence { return (*Presence)(c) }
@@ -198,6 +219,22 @@ func (p *Presence) IsHome(user int64) bool { return (*Cluster)(p).IsHome(user) }
 // node (Cluster.UserOnline, UserOffline).
 func (p *Presence) Connected(user int64)    { (*Cluster)(p).UserOnline(user) }
 func (p *Presence) Disconnected(user int64) { (*Cluster)(p).UserOffline(user) }
+
+// DeviceConnected and DeviceDisconnected follow the first socket opening
+// and the last closing of one device of user on this node
+// (presence.DeviceRemote).
+func (p *Presence) DeviceConnected(user int64, dev string) { (*Cluster)(p).DeviceOnline(user, dev) }
+func (p *Presence) DeviceDisconnected(user int64, dev string) {
+	(*Cluster)(p).DeviceOffline(user, dev)
+}
+
+// DeviceSocket reports, at user's home, whether device dev of user has a
+// socket on another node (or may have: on a node that reports no
+// devices); false elsewhere.
+func (p *Presence) DeviceSocket(user int64, dev string) bool {
+	c := (*Cluster)(p)
+	return c.IsHome(user) && c.subs.remoteDevice(user, dev)
+}
 
 // Online reports whether user has a socket on any node.
 func (p *Presence) Online(user int64) bool {
@@ -336,7 +373,9 @@ func (c *Cluster) execute(ctx context.Context, req *nodewire.CallRequest) *nodew
 			return &nodewire.CallResponse{Err: nodewire.NodeErrBadRequest}
 		}
 		d := req.Device
-		err = l.RegisterDevice(ctx, req.User, relaylog.Device{Platform: d.Platform, Token: d.Token, Topic: d.Topic, Sandbox: d.Sandbox})
+		// Token names the device the push token is bound to (a node of
+		// a version before bindings sends none).
+		err = l.RegisterDevice(ctx, req.User, relaylog.Device{Platform: d.Platform, Token: d.Token, Topic: d.Topic, Sandbox: d.Sandbox, DeviceID: req.Token})
 	case nodewire.OpDeviceRemove:
 		err = l.UnregisterDevice(ctx, req.User, req.Token)
 	case nodewire.OpSetLastSeen:

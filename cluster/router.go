@@ -238,7 +238,7 @@ func (r *Router) contacts(ctx context.Context, shard int, pairs []int64) (flags 
 // registers again at its next start.
 func (r *Router) RegisterDevice(ctx context.Context, user int64, d relaylog.Device) error {
 	_, err := r.route(ctx, user, func() error { return r.c.log.RegisterDevice(ctx, user, d) },
-		&nodewire.CallRequest{Op: nodewire.OpDeviceAdd, User: user, Device: &wire.DeviceRequest{Platform: d.Platform, Token: d.Token, Topic: d.Topic, Sandbox: d.Sandbox}})
+		&nodewire.CallRequest{Op: nodewire.OpDeviceAdd, User: user, Device: &wire.DeviceRequest{Platform: d.Platform, Token: d.Token, Topic: d.Topic, Sandbox: d.Sandbox}, Token: d.DeviceID})
 	if err != nil {
 		return err
 	}

@@ -49,9 +49,10 @@ type subscriptions struct {
 
 // want is what this edge needs registered at a user's home.
 type want struct {
-	node   string // where it is registered ("" = nowhere yet, or the home is here)
-	socket bool   // a local socket of the user: deliver wake-ups here
-	watch  bool   // local watchers of the user: push status here
+	node    string              // where it is registered ("" = nowhere yet, or the home is here)
+	socket  bool                // a local socket of the user: deliver wake-ups here
+	watch   bool                // local watchers of the user: push status here
+	devices map[string]struct{} // the user's devices with a local socket (push asks the home)
 }
 
 type outSub struct {
@@ -63,8 +64,13 @@ type outSub struct {
 }
 
 type inSub struct {
-	s       *subscriptions
-	peer    string
+	s    *subscriptions
+	peer string
+	// devices holds, per user registered through this stream, the devices
+	// the edge reported a socket of (SubDevice); guarded by s.mu. A user
+	// without an entry is on an edge that reports none (an older build):
+	// any of its devices may be there.
+	devices map[int64]map[string]struct{}
 	conn    net.Conn
 	mu      sync.Mutex
 	pending map[int64]struct{}
@@ -81,6 +87,9 @@ type subsDeps struct {
 	open   func(ctx context.Context, node string) (net.Conn, error)
 	inbox  *Inbox // where deliveries for this node go
 	logger *slog.Logger
+	// features tells another node's relaylog.Features (0: unknown); nil:
+	// every node has this build's.
+	features func(node string) uint64
 }
 
 // homeLog is what subscriptions need of the relay log: where a user's
@@ -122,6 +131,9 @@ func (s *subscriptions) set(user int64, socket bool, on bool) {
 	}
 	if socket {
 		w.socket = on
+		if !on {
+			w.devices = nil
+		}
 	} else {
 		w.watch = on
 	}
@@ -151,6 +163,42 @@ func (s *subscriptions) set(user int64, socket bool, on bool) {
 	}
 	s.mu.Unlock()
 	go s.reconcileUser(user)
+}
+
+// setDevice records that device dev of user has (on) or no longer has a
+// socket here, and tells the user's home. Call it after set(user, true,
+// true) for the device's first socket and before set(user, true, false)
+// for the user's last.
+func (s *subscriptions) setDevice(user int64, dev string, on bool) {
+	s.mu.Lock()
+	w := s.wanted[user]
+	if w == nil || !w.socket {
+		s.mu.Unlock()
+		return
+	}
+	if on {
+		if w.devices == nil {
+			w.devices = make(map[string]struct{})
+		}
+		w.devices[dev] = struct{}{}
+	} else {
+		delete(w.devices, dev)
+	}
+	if w.node != "" && s.devicePresence(w.node) {
+		if o := s.out[w.node]; o != nil {
+			op := nodewire.SubDevice
+			if !on {
+				op = nodewire.UnsubDevice
+			}
+			o.send(nodewire.SubscribeFrame{Op: op, User: user, Device: dev})
+		}
+	}
+	s.mu.Unlock()
+}
+
+// devicePresence reports whether node reads SubDevice frames.
+func (s *subscriptions) devicePresence(node string) bool {
+	return s.features == nil || s.features(node)&relaylog.FeatureDevicePush != 0
 }
 
 // maintain re-checks every second that every registration sits at the
@@ -209,6 +257,10 @@ func (s *subscriptions) reconcileUser(user int64) {
 	}
 	w.node = home
 	socket, watch := w.socket, w.watch
+	var devices []string
+	for d := range w.devices {
+		devices = append(devices, d)
+	}
 	s.mu.Unlock()
 	if home == "" {
 		if socket {
@@ -229,6 +281,11 @@ func (s *subscriptions) reconcileUser(user int64) {
 		// The home answers with a wake-up once the registration holds,
 		// which covers events committed before it took effect.
 		o.send(nodewire.SubscribeFrame{Op: nodewire.SubUser, User: user})
+		if s.devicePresence(home) {
+			for _, d := range devices {
+				o.send(nodewire.SubscribeFrame{Op: nodewire.SubDevice, User: user, Device: d})
+			}
+		}
 	}
 	if watch {
 		o.send(nodewire.SubscribeFrame{Op: nodewire.SubWatch, User: user})
@@ -379,6 +436,44 @@ func (s *subscriptions) remoteOnline(user int64) bool {
 	return len(s.in[user]) > 0
 }
 
+// deviceOnline: device dev of user has a socket here or on a registered
+// edge (or may have: on an edge that reports no devices).
+func (s *subscriptions) deviceOnline(user int64, dev string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.deviceOnlineLocked(user, dev)
+}
+
+func (s *subscriptions) deviceOnlineLocked(user int64, dev string) bool {
+	if w := s.wanted[user]; w != nil && w.socket {
+		if _, ok := w.devices[dev]; ok {
+			return true
+		}
+	}
+	return s.remoteDeviceLocked(user, dev)
+}
+
+// remoteDevice: device dev of user has a socket on a registered edge (or
+// may have: on an edge that reports no devices).
+func (s *subscriptions) remoteDevice(user int64, dev string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.remoteDeviceLocked(user, dev)
+}
+
+func (s *subscriptions) remoteDeviceLocked(user int64, dev string) bool {
+	for in := range s.in[user] {
+		devs, reported := in.devices[user]
+		if !reported {
+			return true
+		}
+		if _, ok := devs[dev]; ok {
+			return true
+		}
+	}
+	return false
+}
+
 // onlineLocked: user has a socket here or on a registered edge.
 func (s *subscriptions) onlineLocked(user int64) bool {
 	if len(s.in[user]) > 0 {
@@ -389,7 +484,7 @@ func (s *subscriptions) onlineLocked(user int64) bool {
 }
 
 func (s *subscriptions) serve(conn net.Conn, from string, _ int) {
-	in := &inSub{s: s, peer: from, conn: conn, pending: make(map[int64]struct{}), reset: make(map[int64]struct{}), wake: make(chan struct{}, 1)}
+	in := &inSub{s: s, peer: from, conn: conn, pending: make(map[int64]struct{}), reset: make(map[int64]struct{}), wake: make(chan struct{}, 1), devices: make(map[int64]map[string]struct{})}
 	done := make(chan struct{})
 	go in.writeLoop(done)
 	br := bufio.NewReader(conn)
@@ -421,6 +516,25 @@ func (s *subscriptions) serve(conn net.Conn, from string, _ int) {
 		case nodewire.UnsubUser:
 			s.dropSub(f.User, in)
 			in.resetCursor(f.User)
+		case nodewire.SubDevice:
+			s.mu.Lock()
+			if _, ok := s.in[f.User][in]; ok {
+				devs := in.devices[f.User]
+				if devs == nil {
+					devs = make(map[string]struct{})
+					in.devices[f.User] = devs
+				}
+				devs[f.Device] = struct{}{}
+			}
+			s.mu.Unlock()
+		case nodewire.UnsubDevice:
+			s.mu.Lock()
+			delete(in.devices[f.User], f.Device)
+			gone := !s.deviceOnlineLocked(f.User, f.Device)
+			s.mu.Unlock()
+			if gone {
+				s.inbox.offline(f.User) // push checks the devices again
+			}
 		case nodewire.SubWatch:
 			// The answer is queued under mu, like announce's changes:
 			// queued after it, a status read before a concurrent
@@ -454,6 +568,7 @@ func (s *subscriptions) dropSub(user int64, in *inSub) {
 	s.mu.Lock()
 	_, had := s.in[user][in]
 	removeFrom(s.in, user, in)
+	delete(in.devices, user)
 	gone := had && !s.onlineLocked(user)
 	s.mu.Unlock()
 	if gone {

@@ -328,9 +328,14 @@ func (s *Server) handleDeviceAdd(w http.ResponseWriter, r *http.Request, user in
 	if werr != nil {
 		return werr
 	}
+	// The token is the calling device's: its alerts follow that device.
+	dev, werr := deviceID(r, false)
+	if werr != nil {
+		return werr
+	}
 	ctx, cancel := s.ctx(r)
 	defer cancel()
-	if err := s.log.RegisterDevice(ctx, user, relaylog.Device{Platform: req.Platform, Token: req.Token, Topic: req.Topic, Sandbox: req.Sandbox}); err != nil {
+	if err := s.log.RegisterDevice(ctx, user, relaylog.Device{Platform: req.Platform, Token: req.Token, Topic: req.Topic, Sandbox: req.Sandbox, DeviceID: dev}); err != nil {
 		return apiError(err)
 	}
 	writeJSON(w, http.StatusCreated, req)

@@ -245,6 +245,9 @@ func (s *Server) release(user int64) {
 // UserID, Notify and Status make socket a presence.Session.
 func (sk *socket) UserID() int64 { return sk.user }
 
+// DeviceID is the device the socket named (presence.DeviceSession).
+func (sk *socket) DeviceID() string { return sk.dev }
+
 // Notify says the user's queue has new events (or that acks opened the
 // window): the writer pulls.
 func (sk *socket) Notify() {

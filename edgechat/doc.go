@@ -249,8 +249,12 @@
 //     readers run alongside); all work off the caller's UI thread is the
 //     app's choice, the SDK's own work runs on its goroutines.
 //   - Push: RegisterAPNs, RegisterFCM and UnregisterDevice register the
-//     platform's token; a notification while the client is paused (app in
-//     the background) calls Sync; in the foreground the socket delivers.
+//     platform's token, as this installation's (its device id goes with
+//     the call): the server alerts it of what it has not acknowledged
+//     while it has no socket, with its own unread count, so a tablet is
+//     alerted while the phone is in use and the phone is not; a
+//     notification while the client is paused (app in the background)
+//     calls Sync; in the foreground the socket delivers.
 //     Push is only an alert: messages always come through sync or socket.
 //   - Several devices per user: each database is one installation, with a
 //     device id made at its first Open (Account.device_id, 128 random bits;

@@ -62,6 +62,9 @@ func (n *Node) startPush(opts push.Options) *push.Dispatcher {
 	hub, remote := n.Hub, n.Cluster.Presence()
 	opts.Store = n.Log
 	opts.Online = func(user int64) bool { return hub.Online(user) || remote.Online(user) }
+	opts.DeviceOnline = func(user int64, dev string) bool {
+		return hub.DeviceOnline(user, dev) || remote.DeviceSocket(user, dev)
+	}
 	return push.New(opts)
 }
 

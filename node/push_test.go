@@ -359,3 +359,108 @@ func TestPushTokenBelongsToOneUser(t *testing.T) {
 		}
 	}
 }
+
+// asDevice sends method path with body (JSON, or none when nil) to n as
+// device dev of user and returns the status.
+func asDevice(t *testing.T, n *testNode, method, path string, user int64, dev string, body any) int {
+	t.Helper()
+	var rd *bytes.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	} else {
+		rd = bytes.NewReader(nil)
+	}
+	r, _ := http.NewRequest(method, n.URL()+path, rd)
+	r.Header.Set("Authorization", "Bearer "+tok(t, user))
+	r.Header.Set(wire.DeviceIDHeader, dev)
+	resp, err := http.DefaultClient.Do(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// TestPushPerDeviceAcrossNodes (issue 17): bob's phone and tablet each
+// registered a push token. The phone holds a socket on a node that does
+// not lead bob's shard and acknowledges every message; the tablet is
+// away. The tablet is alerted, with its own unread count, and the phone
+// is not; once bob revokes the tablet, it is alerted no more.
+func TestPushPerDeviceAcrossNodes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-node")
+	}
+	fakes := newPushFakes(t)
+	nodes, n1, n2, n3 := startPushCluster(t, fakes)
+	waitFor(t, "every node routes every shard", 10*time.Second, func() bool {
+		return n1.Cluster.Router().Ready() && n2.Cluster.Router().Ready() && n3.Cluster.Router().Ready()
+	})
+	const alice, bob = int64(1), int64(2)
+	leader := nodes[shardsOf(t, n1)[relaylog.ShardOf(bob, 4)].Leader]
+	var edge *testNode
+	for _, n := range []*testNode{n1, n2, n3} {
+		if n != leader {
+			edge = n
+		}
+	}
+	// The tablet links through a sync and registers its token, then goes
+	// away; the phone registers its token and stays connected.
+	syncDevice(t, edge, bob, "tablet", 0)
+	if code := asDevice(t, edge, "POST", "/v1/devices", bob, "tablet", map[string]any{"platform": "fcm", "token": gcmToken}); code != http.StatusCreated {
+		t.Fatalf("tablet's token: %d", code)
+	}
+	if code := asDevice(t, edge, "POST", "/v1/devices", bob, "phone", map[string]any{"platform": "apns", "token": iosToken}); code != http.StatusCreated {
+		t.Fatalf("phone's token: %d", code)
+	}
+	phone := dialDevice(t, edge, bob, "phone")
+	waitFor(t, "both devices linked", 10*time.Second, func() bool {
+		list, err := leader.Log.LinkedDevices(context.Background(), bob)
+		return err == nil && len(list) == 2
+	})
+
+	mustPost(t, n1, alice, bob, 1, "one")
+	mustPost(t, n1, alice, bob, 2, "two")
+	phone.takeMessages(2)
+	if !fakes.fcm.Wait(10*time.Second, func(r []pushtest.FCMRequest) bool { return len(r) >= 1 }) {
+		t.Fatal("the tablet was not alerted")
+	}
+	f := fakes.fcm.Requests()
+	android, _ := f[0].Message["android"].(map[string]any)
+	an, _ := android["notification"].(map[string]any)
+	if f[0].Token != gcmToken || an["notification_count"] != 2.0 {
+		t.Fatalf("tablet's alert %s, want its 2 unread", f[0].Body)
+	}
+	if n := len(fakes.apns.Requests()); n != 0 {
+		t.Fatalf("%d alerts to the phone, whose socket took the messages", n)
+	}
+
+	// Revoked, the tablet's token goes with it.
+	if code := asDevice(t, edge, "DELETE", "/v1/devices/tablet", bob, "phone", nil); code != http.StatusNoContent {
+		t.Fatalf("revoke: %d", code)
+	}
+	for _, d := range leader.Log.Devices(bob) {
+		if d.Token == gcmToken {
+			t.Fatal("the revoked tablet's push token is still registered")
+		}
+	}
+	checks := func() float64 {
+		var sum float64
+		for _, d := range []string{push.DecisionNothing, push.DecisionDeferred, push.DecisionAlerted} {
+			sum += pushCounter(t, leader.Node, "edgenode_push_checks_total", "decision", d)
+		}
+		return sum
+	}
+	// The phone takes the next message without acknowledging it: the
+	// leader's check then surely finds it due, and defers the phone.
+	before := checks()
+	mustPost(t, n1, alice, bob, 3, "three")
+	phone.next(wire.TypeNewMessage, nil)
+	waitFor(t, "the leader's check of the new message", 10*time.Second, func() bool { return checks() > before })
+	if n := len(fakes.fcm.Requests()); n != 1 {
+		t.Fatalf("%d alerts to the tablet, one of them after it was revoked", n)
+	}
+	if n := len(fakes.apns.Requests()); n != 0 {
+		t.Fatalf("%d alerts to the phone", n)
+	}
+}

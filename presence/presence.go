@@ -41,6 +41,40 @@ type Session interface {
 	Status(wire.ContactStatus)
 }
 
+// DeviceSession is a Session that knows which of its user's devices it is
+// (the app installation's id, "" for the default device): presence then
+// follows each device, for push.
+type DeviceSession interface {
+	Session
+	DeviceID() string
+}
+
+// DeviceRemote is a Remote that follows devices: their first socket
+// opening and last closing on this node (after Connected, before
+// Disconnected).
+type DeviceRemote interface {
+	DeviceConnected(user int64, dev string)
+	DeviceDisconnected(user int64, dev string)
+}
+
+// deviceOf is s's device, and whether s names one.
+func deviceOf(s Session) (string, bool) {
+	if ds, ok := s.(DeviceSession); ok {
+		return ds.DeviceID(), true
+	}
+	return "", false
+}
+
+// hasDevice reports whether a session in list is device dev's.
+func hasDevice(list []Session, dev string) bool {
+	for _, x := range list {
+		if d, ok := deviceOf(x); ok && d == dev {
+			return true
+		}
+	}
+	return false
+}
+
 // Options configure a Hub; the zero value works.
 type Options struct {
 	// Now is the clock; nil means time.Now.
@@ -129,6 +163,14 @@ func (h *Hub) Count(user int64) int {
 // Online reports whether user has a session on this node.
 func (h *Hub) Online(user int64) bool { return h.Count(user) > 0 }
 
+// DeviceOnline reports whether device dev of user has a session on this
+// node.
+func (h *Hub) DeviceOnline(user int64, dev string) bool {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return hasDevice(h.sessions[user].list, dev)
+}
+
 // Connect registers s, opened now. When it is the user's first session,
 // the user's watchers learn that the user is online.
 func (h *Hub) Connect(s Session) { h.ConnectAt(s, h.opts.Now()) }
@@ -138,8 +180,10 @@ func (h *Hub) Connect(s Session) { h.ConnectAt(s, h.opts.Now()) }
 // user's watchers learn that the user is online, with lastConnectedAt = at.
 func (h *Hub) ConnectAt(s Session, at time.Time) {
 	u := s.UserID()
+	dev, named := deviceOf(s)
 	h.mu.Lock()
 	us := h.sessions[u]
+	firstOfDevice := named && !hasDevice(us.list, dev)
 	us.list = append(us.list, s)
 	us.seen = max(us.seen, at.UnixMilli())
 	h.sessions[u] = us
@@ -151,6 +195,9 @@ func (h *Hub) ConnectAt(s Session, at time.Time) {
 	h.mu.Unlock()
 	if first && h.opts.Remote != nil {
 		h.opts.Remote.Connected(u)
+	}
+	if dr, ok := h.opts.Remote.(DeviceRemote); ok && firstOfDevice {
+		dr.DeviceConnected(u, dev)
 	}
 	// Elsewhere than at the user's home, the home tells watchers.
 	if first && h.decidesFor(u) {
@@ -194,6 +241,8 @@ func (h *Hub) Disconnect(s Session, at time.Time) {
 		}
 	}
 	last := len(list) == 0
+	dev, named := deviceOf(s)
+	lastOfDevice := named && !hasDevice(list, dev)
 	var notify []Session
 	var typingTo []int64
 	if last {
@@ -210,6 +259,9 @@ func (h *Hub) Disconnect(s Session, at time.Time) {
 		for _, w := range gone {
 			r.Watch(w, false)
 		}
+	}
+	if dr, ok := h.opts.Remote.(DeviceRemote); ok && lastOfDevice {
+		dr.DeviceDisconnected(u, dev)
 	}
 	if !last {
 		return

@@ -45,6 +45,8 @@ type Store interface {
 	Serving(shard int) bool
 	CheckServing(user int64) error
 	PushState(user int64) relaylog.PushState
+	DevicePushState(user int64, dev string) relaylog.PushState
+	PushDue(user int64) bool
 	Devices(user int64) []relaylog.Device
 	AwaitingPush(shard int) []int64
 	MarkPushed(ctx context.Context, user, upTo int64) error
@@ -59,8 +61,12 @@ type Options struct {
 	// that platform are skipped.
 	APNS, FCM Sender
 	// Online reports whether user has a live socket anywhere in the
-	// cluster; nil means nobody ever has.
+	// cluster; nil means nobody ever has. It decides for push tokens bound
+	// to no device (relaylog.Device.DeviceID empty).
 	Online func(user int64) bool
+	// DeviceOnline reports whether device dev of user has a live socket
+	// anywhere in the cluster; nil means Online(user).
+	DeviceOnline func(user int64, dev string) bool
 	// Debounce is the wait after a user's first message not yet alerted
 	// (or after the user went offline) before the user is checked; 0 means
 	// DefaultDebounce.
@@ -116,6 +122,10 @@ type Options struct {
 func (o *Options) setDefaults() {
 	if o.Online == nil {
 		o.Online = func(int64) bool { return false }
+	}
+	if o.DeviceOnline == nil {
+		online := o.Online
+		o.DeviceOnline = func(user int64, _ string) bool { return online(user) }
 	}
 	if o.Debounce <= 0 {
 		o.Debounce = DefaultDebounce
@@ -195,6 +205,12 @@ type userState struct {
 	queued  bool      // in due
 	running bool      // being checked
 	again   bool      // became due while running
+	// alerted holds, per push token, the newest message its device was
+	// alerted of while another device of the user still had time to
+	// acknowledge: a recheck does not alert it again. Only this leader
+	// knows it; the next one may alert once more (the collapse id merges
+	// the two on the device).
+	alerted map[string]int64
 }
 
 // New starts a dispatcher's workers. Close stops them.
@@ -313,17 +329,15 @@ func (d *Dispatcher) Close() {
 }
 
 // awaiting reports whether this node leads user's shard and user has a
-// device and a message newer than the push mark: cheap checks that spare a
-// timer for most commits (receipts, acks, users without devices).
+// message newer than the push mark that a device with a push token may
+// lack: cheap checks that spare a timer for most commits (receipts, acks,
+// users without tokens).
 func (d *Dispatcher) awaiting(user int64) bool {
 	s := d.opts.Store
 	if !s.Serving(s.ShardFor(user)) {
 		return false
 	}
-	if st := s.PushState(user); st.Unread == 0 || st.Latest.ID <= st.Pushed {
-		return false
-	}
-	return len(s.Devices(user)) > 0
+	return s.PushDue(user)
 }
 
 // stateLocked returns user's state, created if needed; nil once closed.
@@ -399,15 +413,17 @@ func (d *Dispatcher) worker() {
 		d.due = d.due[1:]
 		us := d.users[user]
 		us.queued, us.running = false, true
-		since := us.since
+		since, alerted := us.since, us.alerted
 		d.mu.Unlock()
 
-		recheck, settled := d.check(user, since)
+		recheck, settled, alerted := d.check(user, since, alerted)
 
 		d.mu.Lock()
 		us.running = false
+		us.alerted = alerted
 		if settled {
 			us.since = time.Time{}
+			us.alerted = nil
 		}
 		if us.again {
 			us.again = false
@@ -420,69 +436,135 @@ func (d *Dispatcher) worker() {
 	}
 }
 
-// check decides whether user is alerted now and sends the alerts. It
-// returns when to check again (zero: not by itself) and whether the user's
-// waiting messages are settled (alerted, or nothing left to alert).
-func (d *Dispatcher) check(user int64, since time.Time) (recheck time.Time, settled bool) {
+// check decides which of user's push tokens are alerted now and sends the
+// alerts. Each token is its device's: a device that acknowledged the
+// user's newest message needs none; one with a live socket gets
+// AckTimeout to acknowledge it first; the others are alerted now, with
+// the count of messages their device has not acknowledged as the badge.
+// alerted is what earlier checks of this round alerted (see
+// userState.alerted). It returns when to check again (zero: not by
+// itself), whether the user's waiting messages are settled (every device
+// has them, or was alerted, or nothing is left to alert) and alerted
+// updated.
+func (d *Dispatcher) check(user int64, since time.Time, alerted map[string]int64) (recheck time.Time, settled bool, _ map[string]int64) {
 	s := d.opts.Store
 	if err := s.CheckServing(user); err != nil {
 		d.m.checks.WithLabelValues(DecisionNotLeader).Inc()
-		return time.Time{}, true
+		return time.Time{}, true, nil
 	}
-	st := s.PushState(user)
-	if st.Unread == 0 || st.Latest.ID <= st.Pushed {
+	if !s.PushDue(user) {
 		d.m.checks.WithLabelValues(DecisionNothing).Inc()
-		return time.Time{}, true
+		return time.Time{}, true, nil
 	}
-	if d.opts.Online(user) {
-		if since.IsZero() {
-			since = st.Latest.Time()
+	var (
+		now     = d.opts.Now()
+		newest  int64     // the newest message a token's device lacks
+		waitFor time.Time // the first deadline of a device with a socket
+		devices []relaylog.Device
+		notes   []Notification
+		latest  []int64 // the newest message of each alert
+	)
+	for _, dev := range s.Devices(user) {
+		st := s.DevicePushState(user, dev.DeviceID)
+		if st.Unread == 0 || st.Latest.ID <= st.Pushed {
+			continue
 		}
-		if deadline := since.Add(d.opts.AckTimeout); d.opts.Now().Before(deadline) {
-			d.m.checks.WithLabelValues(DecisionDeferred).Inc()
-			return time.Now().Add(deadline.Sub(d.opts.Now())), false
+		newest = max(newest, st.Latest.ID)
+		if st.Latest.ID <= alerted[dev.Token] {
+			continue
 		}
+		var online bool
+		if dev.DeviceID == relaylog.DefaultDevice {
+			online = d.opts.Online(user)
+		} else {
+			online = d.opts.DeviceOnline(user, dev.DeviceID)
+		}
+		if online {
+			start := since
+			if start.IsZero() {
+				start = st.Latest.Time()
+			}
+			if deadline := start.Add(d.opts.AckTimeout); now.Before(deadline) {
+				if waitFor.IsZero() || deadline.Before(waitFor) {
+					waitFor = deadline
+				}
+				continue
+			}
+		}
+		devices = append(devices, dev)
+		notes = append(notes, d.notification(user, st))
+		latest = append(latest, st.Latest.ID)
 	}
-	devices := s.Devices(user)
-	n := d.notification(user, st)
+	switch {
+	case len(devices) > 0:
+	case !waitFor.IsZero():
+		d.m.checks.WithLabelValues(DecisionDeferred).Inc()
+		return time.Now().Add(waitFor.Sub(now)), false, alerted
+	case newest == 0:
+		d.m.checks.WithLabelValues(DecisionNothing).Inc()
+		return time.Time{}, true, nil
+	default:
+		// Every device lacking a message was alerted by an earlier
+		// check of this round.
+		d.markPushed(user, newest)
+		return time.Time{}, true, nil
+	}
 	outcomes := make([]deviceOutcome, len(devices))
 	var wg sync.WaitGroup
 	for i, dev := range devices {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			outcomes[i] = d.deliver(user, dev, n)
+			outcomes[i] = d.deliver(user, dev, notes[i])
 		}()
 	}
 	wg.Wait()
 	var sent, temporary, tried bool
-	for _, o := range outcomes {
+	for i, o := range outcomes {
 		tried = tried || o != skipped
 		sent = sent || o == delivered
 		temporary = temporary || o == failedForNow
+		if o == delivered && !waitFor.IsZero() {
+			if alerted == nil {
+				alerted = make(map[string]int64)
+			}
+			alerted[devices[i].Token] = latest[i]
+		}
 	}
 	switch {
-	case !tried:
+	case !tried && waitFor.IsZero():
 		d.m.checks.WithLabelValues(DecisionNoDevices).Inc()
-		return time.Time{}, true
+		return time.Time{}, true, nil
 	case sent:
 		d.m.checks.WithLabelValues(DecisionAlerted).Inc()
-	default:
+	case tried:
 		d.m.checks.WithLabelValues(DecisionFailed).Inc()
+	}
+	// A device with a live socket still has time to acknowledge: check
+	// again at its deadline (or at its acknowledgement's commit), alerting
+	// only those not alerted yet.
+	if !waitFor.IsZero() {
+		return time.Now().Add(waitFor.Sub(now)), false, alerted
 	}
 	// When every device failed for now, the mark stays behind and the
 	// alert is tried again later (or by the next message, or the next
 	// leader, whichever comes first).
 	if !sent && temporary {
-		return time.Now().Add(d.opts.RetryLater), false
+		return time.Now().Add(d.opts.RetryLater), false, alerted
 	}
+	d.markPushed(user, newest)
+	return time.Time{}, true, nil
+}
+
+// markPushed records that user's devices were alerted of the messages up
+// to upTo.
+func (d *Dispatcher) markPushed(user, upTo int64) {
 	ctx, cancel := context.WithTimeout(d.ctx, 10*time.Second)
 	defer cancel()
-	if err := s.MarkPushed(ctx, user, st.Latest.ID); err != nil {
+	if err := d.opts.Store.MarkPushed(ctx, user, upTo); err != nil {
 		// The next leader alerts again; the collapse id merges the two.
 		d.opts.Logger.Warn("push: record alert", "user", user, "err", err)
 	}
-	return time.Time{}, true
 }
 
 // notification builds the alert for user's state; Token, Topic and Sandbox

@@ -497,3 +497,91 @@ func TestNextLeaderSendsWhatWasDue(t *testing.T) {
 	}
 	waitFor(t, "the push mark", 5*time.Second, func() bool { return h.log.PushState(bob).Pushed == ev.ID })
 }
+
+// TestEachDeviceIsAlertedOfWhatItLacks: a user's push tokens are bound to
+// the user's devices. A device whose socket acknowledged the messages gets
+// no alert; a device without a socket is alerted with its own count of
+// messages it has not acknowledged; a device with a socket gets the ack
+// timeout first, and an acknowledgement within it spares its alert; the
+// check at its deadline does not alert the others twice.
+func TestEachDeviceIsAlertedOfWhatItLacks(t *testing.T) {
+	var mu sync.Mutex
+	online := map[string]bool{}
+	setOnline := func(dev string, on bool) {
+		mu.Lock()
+		online[dev] = on
+		mu.Unlock()
+	}
+	h := newHarness(t, func(o *push.Options) {
+		o.AckTimeout = 3 * time.Second
+		o.DeviceOnline = func(u int64, dev string) bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return u == bob && online[dev]
+		}
+	})
+	ctx := context.Background()
+	for _, dev := range []string{"phone", "tablet"} {
+		if _, err := h.log.Link(ctx, bob, dev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, d := range []relaylog.Device{
+		{Platform: "apns", Token: apnsToken, DeviceID: "phone"},
+		{Platform: "fcm", Token: fcmToken, DeviceID: "tablet"},
+	} {
+		if err := h.log.RegisterDevice(ctx, bob, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	handed := func() int {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return h.handed[bob]
+	}
+
+	// The phone is connected and takes both messages; the tablet is away.
+	h.setOnline(bob, true)
+	setOnline("phone", true)
+	h.send(alice, bob, "one")
+	m2 := h.send(alice, bob, "two")
+	waitFor(t, "the sends handed to the dispatcher", 5*time.Second, func() bool { return handed() >= 2 })
+	if _, err := h.log.AckDevice(ctx, bob, "phone", m2.ID); err != nil {
+		t.Fatal(err)
+	}
+	if !h.fcm.Wait(5*time.Second, func(r []pushtest.FCMRequest) bool { return len(r) == 1 }) {
+		t.Fatal("the tablet was not alerted")
+	}
+	waitFor(t, "the push mark", 5*time.Second, func() bool { return h.log.PushState(bob).Pushed == m2.ID })
+	f := h.fcm.Delivered(fcmToken)
+	android, _ := f[0].Message["android"].(map[string]any)
+	an, _ := android["notification"].(map[string]any)
+	if an["notification_count"] != 2.0 {
+		t.Fatalf("tablet's badge %v, want 2 (both messages it lacks)", an["notification_count"])
+	}
+	if n := len(h.apns.Requests()); n != 0 {
+		t.Fatalf("%d alerts to the phone, which acknowledged", n)
+	}
+
+	// Now the tablet is connected but has not acknowledged, and the phone
+	// is away: the phone is alerted now, the tablet waits, and its
+	// acknowledgement settles the round without a second phone alert.
+	setOnline("phone", false)
+	setOnline("tablet", true)
+	before := handed()
+	m3 := h.send(alice, bob, "three")
+	if !h.apns.Wait(5*time.Second, func(r []pushtest.APNSRequest) bool { return len(r) == 1 }) {
+		t.Fatal("the phone was not alerted")
+	}
+	if _, _, badge := alertOf(h.apns.Requests()[0]); badge != 1 {
+		t.Fatalf("phone's badge %v, want 1", badge)
+	}
+	waitFor(t, "the send handed to the dispatcher", 5*time.Second, func() bool { return handed() > before })
+	if _, err := h.log.AckDevice(ctx, bob, "tablet", m3.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the push mark", 10*time.Second, func() bool { return h.log.PushState(bob).Pushed == m3.ID })
+	if a, f := len(h.apns.Requests()), len(h.fcm.Requests()); a != 1 || f != 1 {
+		t.Fatalf("%d phone and %d tablet alerts, want 1 and 1", a, f)
+	}
+}

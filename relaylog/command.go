@@ -33,6 +33,7 @@ const (
 	cmdAckDevice     cmdKind = 13 // device dev of user acknowledged its queue up to upTo at at
 	cmdSentCopy      cmdKind = 14 // user=sender, from=recipient: upTo=message id, content, createdAt (linked.go)
 	cmdReadSync      cmdKind = 15 // user=reader, from=sender: read up to upTo on one of the reader's devices
+	cmdDeviceOf      cmdKind = 16 // cmdDevice with device.DeviceID: a push token bound to a linked device
 )
 
 type command struct {
@@ -87,13 +88,16 @@ func encodeCommand(e *varint.Encoder, c *command) {
 	case cmdAck, cmdPushed:
 		e.Varint(c.user)
 		e.Varint(c.upTo)
-	case cmdDevice, cmdDeviceRemove:
+	case cmdDevice, cmdDeviceRemove, cmdDeviceOf:
 		e.Varint(c.user)
 		e.Str(c.device.Platform)
 		e.Str(c.device.Token)
 		e.Str(c.device.Topic)
 		e.Bool(c.device.Sandbox)
 		e.Varint(c.at)
+		if c.kind == cmdDeviceOf {
+			e.Str(c.device.DeviceID)
+		}
 	case cmdLastConnected:
 		e.Varint(c.user)
 		e.Varint(c.at)
@@ -136,13 +140,16 @@ func decodeCommand(d *varint.Decoder) command {
 	case cmdAck, cmdPushed:
 		c.user = d.Varint()
 		c.upTo = d.Varint()
-	case cmdDevice, cmdDeviceRemove:
+	case cmdDevice, cmdDeviceRemove, cmdDeviceOf:
 		c.user = d.Varint()
 		c.device.Platform = d.Str()
 		c.device.Token = d.Str()
 		c.device.Topic = d.Str()
 		c.device.Sandbox = d.Byte() == 1
 		c.at = d.Varint()
+		if c.kind == cmdDeviceOf {
+			c.device.DeviceID = d.Str()
+		}
 	case cmdLastConnected:
 		c.user = d.Varint()
 		c.at = d.Varint()

@@ -56,6 +56,11 @@ type Device struct {
 	// RegisteredAt is the commit time of the registration, in Unix ms; push
 	// uses it to remove a dead token only if it was not registered again.
 	RegisteredAt int64
+	// DeviceID is the linked device (Linked.ID) the token belongs to: the
+	// device's own cursor decides its alerts and badge, and unlinking the
+	// device removes the token. DefaultDevice for tokens of clients that
+	// name no device, and for tokens registered before bindings existed.
+	DeviceID string
 }
 
 // MaxDevicesPerUser bounds device registrations; registering one more

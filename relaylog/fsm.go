@@ -351,10 +351,13 @@ func (f *fsm) apply(c *command, touched *[]int64) result {
 		return f.link(c)
 	case cmdUnlink:
 		return f.unlink(c)
-	case cmdDevice:
+	case cmdDevice, cmdDeviceOf:
 		f.removeToken(c.device.Token)
 		d := c.device
 		d.RegisteredAt = c.at
+		if c.kind == cmdDevice {
+			d.DeviceID = DefaultDevice
+		}
 		old, _ := f.devices.get(c.user)
 		list := append(append(make([]Device, 0, len(old)+1), old...), d)
 		if len(list) > MaxDevicesPerUser {
@@ -642,8 +645,9 @@ func (f *fsm) devicesOf(user int64) []Device {
 	return append([]Device(nil), list...)
 }
 
-// pushState is what a push alert for user needs: the messages waiting, the
-// newest of them, and how far the user was already alerted.
+// pushState is what a push alert for user needs: the messages no device
+// acknowledged, the newest of them, and how far the user was already
+// alerted.
 func (f *fsm) pushState(user int64) (unread int, latest Event, pushed int64) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
@@ -660,22 +664,78 @@ func (f *fsm) pushState(user int64) (unread int, latest Event, pushed int64) {
 	return q.undelivered(), latest, q.pushed
 }
 
-// awaitingPush lists the users with a message newer than their last push.
+// devicePushState is pushState for linked device dev of user: the
+// messages after dev's cursor. For a device not linked it is pushState.
+func (f *fsm) devicePushState(user int64, dev string) (unread int, latest Event, pushed int64) {
+	f.mu.RLock()
+	list, _ := f.links.get(user)
+	i := linkIndex(list, dev)
+	if i < 0 {
+		f.mu.RUnlock()
+		return f.pushState(user)
+	}
+	defer f.mu.RUnlock()
+	q, _ := f.queues.get(user)
+	for j := len(q.events) - 1; j >= 0 && q.events[j].ID > list[i].Cursor; j-- {
+		if q.events[j].Kind == KindMessage {
+			if unread == 0 {
+				latest = q.events[j]
+			}
+			unread++
+		}
+	}
+	return unread, latest, q.pushed
+}
+
+// pushDueLocked reports whether user's newest message is newer than the
+// push mark while a push token's device may lack it: a token bound to a
+// linked device whose cursor is behind it, or any other token while no
+// device acknowledged it.
+func (f *fsm) pushDueLocked(user int64, q *queue) bool {
+	tokens, _ := f.devices.get(user)
+	if len(tokens) == 0 {
+		return false
+	}
+	for i := len(q.events) - 1; i >= 0; i-- {
+		e := &q.events[i]
+		if e.Kind != KindMessage {
+			continue
+		}
+		if e.ID <= q.pushed {
+			return false
+		}
+		list, _ := f.links.get(user)
+		for _, t := range tokens {
+			if j := linkIndex(list, t.DeviceID); j >= 0 {
+				if list[j].Cursor < e.ID {
+					return true
+				}
+			} else if e.ID > q.delivered {
+				return true
+			}
+		}
+		return false
+	}
+	return false
+}
+
+// pushDue is pushDueLocked from the outside.
+func (f *fsm) pushDue(user int64) bool {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	q, ok := f.queues.get(user)
+	return ok && f.pushDueLocked(user, &q)
+}
+
+// awaitingPush lists the users with a message newer than their last push
+// that some device may lack.
 func (f *fsm) awaitingPush() []int64 {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	var out []int64
 	f.queues.each(func(u int64, q queue) {
-		if q.undelivered() == 0 {
-			return
-		}
-		for i := len(q.events) - 1; i >= 0; i-- {
-			if q.events[i].Kind == KindMessage {
-				if q.events[i].ID > q.pushed && q.events[i].ID > q.delivered {
-					out = append(out, u)
-				}
-				break
-			}
+		if f.pushDueLocked(u, &q) {
+			out = append(out, u)
 		}
 	})
 	return out
@@ -741,7 +801,11 @@ func (f *fsm) sizes() StateSizes {
 // end; a snapshot without either is written as version 4, which older
 // builds restore (a rolling upgrade stays possible until the first device
 // links).
-const snapshotVersion = 5
+//
+// Version 6 adds, at the end, the linked device each push token is bound
+// to (Device.DeviceID); a snapshot without bound tokens is written as
+// version 5 or 4.
+const snapshotVersion = 6
 
 type fsmSnapshot struct {
 	f        *fsm
@@ -833,6 +897,17 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 	if len(s.links) > 0 || delivered > 0 || deviceEvents {
 		version = 5
 	}
+	bound := 0
+	for _, list := range s.devices {
+		for _, d := range list {
+			if d.DeviceID != DefaultDevice {
+				bound++
+			}
+		}
+	}
+	if bound > 0 {
+		version = 6
+	}
 	e.Byte(version)
 	e.Varint(s.lastID)
 	e.Uvarint(uint64(len(s.queues)))
@@ -918,6 +993,19 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 				e.Varint(d.Seen)
 			}
 			flush()
+		}
+	}
+	if version >= 6 {
+		e.Uvarint(uint64(bound))
+		for u, list := range s.devices {
+			for _, d := range list {
+				if d.DeviceID != DefaultDevice {
+					e.Varint(u)
+					e.Str(d.Token)
+					e.Str(d.DeviceID)
+					flush()
+				}
+			}
 		}
 	}
 	if werr == nil {
@@ -1095,6 +1183,17 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 			}
 			if len(list) > 0 {
 				f.links.set(u, list)
+			}
+		}
+	}
+	if version >= 6 {
+		for n := d.Count(3); n > 0 && d.Err == nil; n-- {
+			u, token, dev := d.Varint(), d.Str(), d.Str()
+			list, _ := f.devices.get(u)
+			for i := range list {
+				if list[i].Token == token {
+					list[i].DeviceID = dev
+				}
 			}
 		}
 	}

@@ -176,3 +176,45 @@ func TestCopiesForOtherDevices(t *testing.T) {
 		t.Fatalf("restored %+v, want %+v", got, evs)
 	}
 }
+
+// TestDevicePushCodecGolden pins cmdDeviceOf and the version 6 snapshot
+// (written only once a push token is bound to a device).
+func TestDevicePushCodecGolden(t *testing.T) {
+	c := &command{kind: cmdDeviceOf, user: 2, device: Device{Platform: "fcm", Token: "t", DeviceID: "tablet"}, at: 5}
+	const wantEntry = "010110040366636d017400000a067461626c6574"
+	b := encodeEntry(nil, []*command{c})
+	if h := hex.EncodeToString(b); h != wantEntry {
+		t.Errorf("entry encoded\n %s\nwant\n %s", h, wantEntry)
+	}
+	got, err := decodeEntry(b)
+	if err != nil || len(got) != 1 || fmt.Sprintf("%+v", got[0]) != fmt.Sprintf("%+v", *c) {
+		t.Fatalf("decoded %+v, %v", got, err)
+	}
+
+	fm := newFSM(0, 4, nil)
+	var touched []int64
+	for _, c := range []*command{
+		{kind: cmdLink, user: 2, dev: "tablet", at: 5},
+		c,
+	} {
+		if r := fm.apply(c, &touched); r.err != nil {
+			t.Fatal(r.err)
+		}
+	}
+	const wantSnap = "060000000104010366636d017400000a00000000010401067461626c6574000a01040174067461626c6574"
+	snap, _ := fm.Snapshot()
+	var sink memSink
+	if err := snap.Persist(&sink); err != nil {
+		t.Fatal(err)
+	}
+	if h := hex.EncodeToString(sink.Bytes()); h != wantSnap {
+		t.Errorf("snapshot encoded\n %s\nwant\n %s", h, wantSnap)
+	}
+	again := newFSM(0, 4, nil)
+	if err := again.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))); err != nil {
+		t.Fatal(err)
+	}
+	if ds := again.devicesOf(2); len(ds) != 1 || ds[0].DeviceID != "tablet" || ds[0].RegisteredAt != 5 {
+		t.Fatalf("restored tokens %+v", ds)
+	}
+}

@@ -141,8 +141,12 @@ const (
 	// cmdReadSync, the KindSent and KindReadSync events and version 5
 	// snapshots (linked.go).
 	FeatureLinkedDevices uint64 = 1 << 0
+	// FeatureDevicePush: cmdDeviceOf (a push token bound to a linked
+	// device), version 6 snapshots, and the device presence frames of the
+	// cluster's subscribe streams (nodewire.SubDevice).
+	FeatureDevicePush uint64 = 1 << 1
 	// Features is every feature of this build.
-	Features = FeatureLinkedDevices
+	Features = FeatureLinkedDevices | FeatureDevicePush
 )
 
 func (o *Options) setDefaults() {
@@ -711,6 +715,15 @@ func (l *Log) Unlink(ctx context.Context, user int64, dev string) (bool, error) 
 	if !l.hasFeature(s, FeatureLinkedDevices) {
 		return false, nil
 	}
+	// A revoked device gets no more alerts: its push tokens go first, each
+	// by a command every replica applies alike.
+	for _, d := range s.fsm.devicesOf(user) {
+		if d.DeviceID == dev && dev != DefaultDevice {
+			if _, err := s.do(ctx, command{kind: cmdDeviceRemove, user: user, device: Device{Token: d.Token}}); err != nil {
+				return false, err
+			}
+		}
+	}
 	r, err := s.do(ctx, command{kind: cmdUnlink, user: user, dev: dev})
 	return r.n > 0, err
 }
@@ -847,9 +860,22 @@ func (l *Log) Shared(_ context.Context, viewer int64, users []int64) ([]bool, er
 }
 
 // RegisterDevice stores a push token for user (moving it from any other
-// user of the same shard).
+// user of the same shard). d.DeviceID binds the token to that linked
+// device of the user, whose cursor then decides its alerts (DevicePushState);
+// until every server of the shard reads bindings (FeatureDevicePush) the
+// token is stored unbound, as the user's.
 func (l *Log) RegisterDevice(ctx context.Context, user int64, d Device) error {
-	_, err := l.shardOf(user).do(ctx, command{kind: cmdDevice, user: user, device: d, at: l.opts.Now().UnixMilli()})
+	if d.DeviceID != DefaultDevice && !ValidDeviceID(d.DeviceID) {
+		return fmt.Errorf("relaylog: invalid device id %q", d.DeviceID)
+	}
+	s := l.shardOf(user)
+	kind := cmdDevice
+	if d.DeviceID != DefaultDevice && l.hasFeature(s, FeatureDevicePush) {
+		kind = cmdDeviceOf
+	} else {
+		d.DeviceID = DefaultDevice
+	}
+	_, err := s.do(ctx, command{kind: kind, user: user, device: d, at: l.opts.Now().UnixMilli()})
 	return err
 }
 
@@ -893,9 +919,19 @@ type PushState struct {
 	Pushed int64 // the user's devices were alerted of messages up to this id
 }
 
-// PushState returns user's push state from this node's copy of the shard.
+// PushState returns user's push state from this node's copy of the shard:
+// the messages no device of the user acknowledged.
 func (l *Log) PushState(user int64) PushState {
 	n, ev, p := l.shardOf(user).fsm.pushState(user)
+	return PushState{Unread: n, Latest: ev, Pushed: p}
+}
+
+// DevicePushState is PushState as linked device dev of user sees it: the
+// messages after dev's cursor, which the other devices may have
+// acknowledged already. For a device not linked (a token of a user without
+// linked devices, or of a device not connected yet) it is PushState.
+func (l *Log) DevicePushState(user int64, dev string) PushState {
+	n, ev, p := l.shardOf(user).fsm.devicePushState(user, dev)
 	return PushState{Unread: n, Latest: ev, Pushed: p}
 }
 
@@ -906,8 +942,14 @@ func (l *Log) MarkPushed(ctx context.Context, user, upTo int64) error {
 	return err
 }
 
+// PushDue reports whether user's newest message is newer than the user's
+// last push alert while some device of the user may lack it (from this
+// node's copy of the shard): cheap, for every commit.
+func (l *Log) PushDue(user int64) bool { return l.shardOf(user).fsm.pushDue(user) }
+
 // AwaitingPush lists the users of shard with a message newer than their
-// last push alert (from this node's copy of the shard).
+// last push alert that some device may lack (from this node's copy of the
+// shard).
 func (l *Log) AwaitingPush(shard int) []int64 { return l.shards[shard].fsm.awaitingPush() }
 
 // Devices returns user's registered push devices.

@@ -144,6 +144,9 @@ func appendSubscribeFrame(b []byte, f *SubscribeFrame) []byte {
 	e.Str(f.Origin)
 	e.Varint(f.After)
 	appendEvents(&e, f.Events)
+	if f.Op == SubDevice || f.Op == UnsubDevice {
+		e.Str(f.Device)
+	}
 	return e.B
 }
 
@@ -155,6 +158,9 @@ func decodeSubscribeFrame(b []byte, f *SubscribeFrame) error {
 		After: d.Varint(),
 	}
 	f.Events = decodeEvents(&d)
+	if f.Op == SubDevice || f.Op == UnsubDevice {
+		f.Device = d.Str()
+	}
 	return d.End()
 }
 

@@ -26,6 +26,7 @@ func nodeFrames() []any {
 		}, Created: true, More: true, N: 3, At: -4, Found: true, Index: 1 << 40, Voters: []string{"a", "b"}},
 		&SubscribeFrame{Op: SubStatus, User: 1, Shard: 2, From: 3, Online: true, LastSeen: 4, Typing: true, Origin: "n1"},
 		&SubscribeFrame{Op: SubEvents, User: 5, After: 77, Events: []NodeEvent{{ID: 78, Kind: 1, From: 2, To: 5, Content: "hi", CreatedAt: "c"}, {ID: 79, Kind: 2, By: 9, MessageIDs: []int64{3}}}},
+		&SubscribeFrame{Op: SubDevice, User: 5, Device: "tablet-1"},
 		&HeartbeatBatch{Beats: []Heartbeat{
 			{ID: 1, Shard: 3, To: "ab12", ProtocolVersion: 3, HeaderID: []byte("n1"), HeaderAddr: []byte("n1@x"), Term: 9},
 			{ID: 2, Term: 1},
@@ -68,6 +69,7 @@ func TestNodeFramesGolden(t *testing.T) {
 		"3502720000000302010406017801630000000802000000000a020204000c03000000000e001001010607018080808080200201610162",
 		"14027306737461747573020406010801026e310000",
 		"2b0273066576656e74730a0000000000009a01029c0101040a02686901630000009e01020000000012010600",
+		"1b0273066465766963650a0000000000000000087461626c65742d31",
 		"1b0268020106046162313206036e31056e3140780902000000000001",
 		"110261020006036e32000980808080200101",
 		"1e02610513616e6f7468657220696e6361726e6174696f6e00000000000000",

@@ -28,7 +28,7 @@ const (
 	OpPending       = "pending"
 	OpAck           = "ack"
 	OpRead          = "read"
-	OpDeviceAdd     = "device_add"
+	OpDeviceAdd     = "device_add" // User, Device; Token: the device id the push token is bound to (older nodes ignore it)
 	OpDeviceRemove  = "device_remove"
 	OpTokenOwner    = "token_owner" // Shard, Token → At: the user the token is registered for in Shard (0: none)
 	OpContact       = "contact"     // User (reader), From (sender) → Found, At: the newest message from sender to reader
@@ -119,6 +119,10 @@ const (
 	SubUnwatch = "unwatch" // edge → home
 	SubStatus  = "status"  // home → edge: User's status (Online, LastSeen)
 	SubTyping  = "typing"  // both ways: From is (Typing) typing to User; Online: the taking node found From online; Origin already delivered it locally
+	// Device presence, sent only to homes whose features include
+	// relaylog.FeatureDevicePush (an older node rejects the Device field):
+	SubDevice   = "device"   // edge → home: a socket of User's device Device is open here
+	UnsubDevice = "undevice" // edge → home: the last one closed
 )
 
 // SubscribeFrame travels on a subscribe stream.
@@ -137,6 +141,9 @@ type SubscribeFrame struct {
 	// without asking the leader. Without Events the edge pulls.
 	After  int64       `json:"after,omitempty"`
 	Events []NodeEvent `json:"events,omitempty"`
+	// Device is SubDevice's and UnsubDevice's device id ("" is a user's
+	// default device); written last, and only by those.
+	Device string `json:"device,omitempty"`
 }
 
 // WriteNodeFrame writes v as one frame: CallRequest, CallResponse and
