@@ -434,6 +434,7 @@ var nodeErrors = []struct {
 	{relaylog.ErrRequestExpired, nodewire.NodeErrExpired, ""},
 	{relaylog.ErrClosed, nodewire.NodeErrClosed, ""},
 	{relaylog.ErrOverloaded, nodewire.NodeErrOverloaded, ""},
+	{relaylog.ErrDeviceRevoked, nodewire.NodeErrRevoked, ""},
 }
 
 // queueFullSender, as the Message of a queue_full answer, says it is the

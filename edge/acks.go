@@ -2,7 +2,10 @@ package edge
 
 import (
 	"context"
+	"errors"
 	"sync/atomic"
+
+	"github.com/edgenode/edgenode/relaylog"
 )
 
 // The ack committer. An ack frame only raises atomics (clientAck, which the
@@ -56,6 +59,11 @@ func (sk *socket) commitAcks() {
 		ctx, cancel := context.WithTimeout(context.Background(), s.opts.CallTimeout)
 		_, err := s.log.AckDevice(ctx, sk.user, sk.dev, up)
 		cancel()
+		if errors.Is(err, relaylog.ErrDeviceRevoked) {
+			sk.revoked(err)
+			sk.ackRunning.Store(false)
+			return
+		}
 		if err != nil {
 			// The events stay queued and are sent again on the next
 			// connection; tell the client why.

@@ -2,6 +2,7 @@ package edge
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"time"
 
@@ -36,6 +37,10 @@ func (sk *socket) attach() bool {
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.CallTimeout)
 	defer cancel()
 	cursor, _, err := s.log.Attach(ctx, sk.user, sk.dev)
+	if errors.Is(err, relaylog.ErrDeviceRevoked) {
+		sk.revoked(err)
+		return false
+	}
 	if err != nil {
 		s.opts.Logger.Debug("attach failed", "user", sk.user, "err", err)
 		return false
@@ -47,6 +52,14 @@ func (sk *socket) attach() bool {
 	raiseTo(&sk.durableAck, cursor)
 	sk.attached = true
 	return true
+}
+
+// revoked ends the socket of a device its user revoked: the client gets
+// the error, then a close (policy violation), and stops reconnecting as
+// this device.
+func (sk *socket) revoked(err error) {
+	sk.sendError(apiError(err))
+	sk.closeWith(closePolicy, "device revoked", "device revoked")
 }
 
 // markRead commits reader's read mark (the READ receipt for sender), then

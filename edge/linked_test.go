@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gorilla/websocket"
 
@@ -223,4 +224,63 @@ func (h *harness) doDevBody(method, path string, user int64, dev string, body an
 	defer resp.Body.Close()
 	out, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, out
+}
+
+// revokedEnd reads c until the server's device_revoked error and the close
+// that follows it (policy violation).
+func revokedEnd(t *testing.T, c *wsClient) {
+	t.Helper()
+	f := c.next(wire.TypeError)
+	var e wire.ErrorDetail
+	if err := json.Unmarshal(f.Payload, &e); err != nil || e.Code != wire.CodeDeviceRevoked {
+		t.Fatalf("error frame %s, want %s", f.Payload, wire.CodeDeviceRevoked)
+	}
+	c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		_, _, err := c.conn.ReadMessage()
+		if err == nil {
+			continue
+		}
+		if !websocket.IsCloseError(err, websocket.ClosePolicyViolation) {
+			t.Fatalf("socket ended with %v, want a policy close", err)
+		}
+		return
+	}
+}
+
+// TestRevokedDeviceStaysOut (issue 17): revoking a device closes its open
+// socket at once and keeps it out: it cannot connect, sync or register a
+// push token again under that id, while the user's other devices go on.
+func TestRevokedDeviceStaysOut(t *testing.T) {
+	h := start(t, nil)
+	phone := h.dialDev(2, "phone")
+	tablet := h.dialDev(2, "tablet")
+	eventually(t, "both devices linked", func() bool { return len(h.devices(2, "phone")) == 2 })
+
+	if code, body := h.doDev("DELETE", "/v1/devices/phone", 2, "tablet"); code != http.StatusNoContent {
+		t.Fatalf("revoke: %d %s", code, body)
+	}
+	revokedEnd(t, phone)
+
+	again := h.dialDev(2, "phone")
+	revokedEnd(t, again)
+	code, body := h.doDev("GET", "/v1/messages?lastSyncedMessage=0", 2, "phone")
+	if code != http.StatusForbidden || !strings.Contains(string(body), wire.CodeDeviceRevoked) {
+		t.Fatalf("sync as the revoked phone: %d %s", code, body)
+	}
+	code, body = h.doDevBody("POST", "/v1/devices", 2, "phone", map[string]any{"platform": "fcm", "token": "phone-token"})
+	if code != http.StatusForbidden || !strings.Contains(string(body), wire.CodeDeviceRevoked) {
+		t.Fatalf("push token from the revoked phone: %d %s", code, body)
+	}
+
+	// The tablet goes on; a new installation of the phone (a new id) is
+	// welcome.
+	m := h.send(1, 2, "after the revocation").Message
+	if id, _ := tablet.nextMessage(); id != m.MessageID {
+		t.Fatalf("tablet got %d, want %d", id, m.MessageID)
+	}
+	fresh := h.dialDev(2, "phone-2")
+	if id, _ := fresh.nextMessage(); id != m.MessageID {
+		t.Fatalf("the new installation got %d, want %d", id, m.MessageID)
+	}
 }

@@ -352,10 +352,17 @@ func (s *Server) handleDeviceRemove(w http.ResponseWriter, r *http.Request, user
 	if err := s.log.UnregisterDevice(ctx, user, tok); err != nil {
 		return apiError(err)
 	}
-	// The path names a push token or a linked device: both go.
+	// The path names a push token or a linked device: both go. The
+	// device's sockets here close now; those on other nodes at their next
+	// acknowledgement.
 	if relaylog.ValidDeviceID(tok) {
 		if _, err := s.log.Unlink(ctx, user, tok); err != nil {
 			return apiError(err)
+		}
+		for _, ss := range s.hub.Sessions(user) {
+			if sk, ok := ss.(*socket); ok && sk.dev == tok {
+				sk.revoked(relaylog.ErrDeviceRevoked)
+			}
 		}
 	}
 	w.WriteHeader(http.StatusNoContent)

@@ -610,6 +610,8 @@ func apiError(err error) *wire.Error {
 		return &wire.Error{Code: wire.CodeRateLimited, Message: "you have a tenth of the recipient's queue (--max-queue-depth) undelivered; retry once some is delivered", RetryAfter: 30 * time.Second}
 	case errors.Is(err, relaylog.ErrQueueFull):
 		return &wire.Error{Code: wire.CodeRateLimited, Message: "the recipient has too many undelivered messages; retry later", RetryAfter: 30 * time.Second}
+	case errors.Is(err, relaylog.ErrDeviceRevoked):
+		return wire.Errorf(wire.CodeDeviceRevoked, "this device was removed from the account; sign in again as a new installation (a new device id)")
 	case errors.Is(err, relaylog.ErrRequestIDReused):
 		return wire.Invalid("requestId was already used for a different message")
 	case errors.Is(err, relaylog.ErrRequestExpired):

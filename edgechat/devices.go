@@ -71,9 +71,11 @@ func (c *Client) LinkedDevices() (*DeviceList, error) {
 	return l, nil
 }
 
-// UnlinkDevice unlinks another installation of the user (one the user
-// lost, say): the server stops keeping messages for it. It is linked again
-// if it connects again.
+// UnlinkDevice revokes another installation of the user (one the user
+// lost, say): the server stops keeping messages and sending alerts for it,
+// and keeps its device id out for the retention period; that installation,
+// if it runs, hears OnAuthFailed with code device_revoked and stays
+// offline.
 func (c *Client) UnlinkDevice(deviceID string) error {
 	ctx, cancel := context.WithTimeout(c.calls(), 10*time.Second)
 	defer cancel()

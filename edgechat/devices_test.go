@@ -2,10 +2,12 @@ package edgechat_test
 
 import (
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/edgenode/edgenode/edgechat"
+	"github.com/edgenode/edgenode/wire"
 )
 
 // TestTwoInstallationsOfOneUser (issue 17): bob's phone and tablet (two
@@ -130,4 +132,41 @@ func TestOwnMessagesAndReadsOnEveryInstallation(t *testing.T) {
 		h := history(t, a, bob)
 		return len(h) == 2 && h[0].Status == edgechat.StatusRead
 	})
+}
+
+// TestRevokedInstallationIsTold (issue 17): an installation the user
+// unlinks from another one hears device_revoked (OnAuthFailed), goes
+// offline and stays so, and gets no more messages; the other goes on.
+func TestRevokedInstallationIsTold(t *testing.T) {
+	dir := t.TempDir()
+	n := startNode(t, filepath.Join(dir, "node"), "", "eu")
+	a := newClient(t, dir, n.URL(), alice)
+	phone := newClient(t, dir, n.URL(), bob, func(c *edgechat.Config) { c.DBPath = filepath.Join(dir, "phone", "chats.db") })
+	lost := newClient(t, dir, n.URL(), bob, func(c *edgechat.Config) { c.DBPath = filepath.Join(dir, "lost", "chats.db") })
+	a.Start()
+	phone.Start()
+	lost.Start()
+	waitFor(t, "both of bob's devices linked", 10*time.Second, func() bool {
+		l, err := phone.LinkedDevices()
+		return err == nil && l.Len() == 2
+	})
+	if err := phone.UnlinkDevice(lost.DeviceID()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the lost installation told", 10*time.Second, func() bool {
+		lost.rec.mu.Lock()
+		defer lost.rec.mu.Unlock()
+		return slices.Contains(lost.rec.auth, wire.CodeDeviceRevoked)
+	})
+	waitFor(t, "the lost installation offline", 10*time.Second, func() bool { return !lost.Connected() })
+	if _, err := a.Send(bob, "after"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the phone gets the message", 10*time.Second, func() bool { return contents(history(t, phone, alice)) == "after" })
+	if got := contents(history(t, lost, alice)); got != "" {
+		t.Fatalf("the revoked installation got %q", got)
+	}
+	if lost.Connected() {
+		t.Fatal("the revoked installation connected again")
+	}
 }

@@ -264,7 +264,10 @@
 //     message, receipt and read mark, and each acknowledges only what it
 //     stored; a new installation gets what arrives from its first call on
 //     (no history from the server). LinkedDevices lists the user's
-//     installations, UnlinkDevice drops a lost one. A database opened for
+//     installations, UnlinkDevice revokes a lost one: that installation,
+//     if it still runs, gets OnAuthFailed("device_revoked") and stays
+//     offline (the app signs out and starts a new database, which is a new
+//     installation). A database opened for
 //     another account gets a new id. Messages the user sends from another
 //     installation (message_sent, sync's sentMessages) are stored as the
 //     user's own, so each conversation is whole on every device; a

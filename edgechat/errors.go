@@ -13,8 +13,8 @@ import (
 
 // Error codes. A refusal by the server carries the code of its answer
 // (docs/API.md, "Errors"): invalid_argument, unauthenticated,
-// permission_denied, not_found, too_large, rate_limited, request_expired,
-// unavailable, internal. The SDK's own errors have these codes; ErrorCode
+// permission_denied, device_revoked, not_found, too_large, rate_limited,
+// request_expired, unavailable, internal. The SDK's own errors have these codes; ErrorCode
 // tells them apart from Java, Swift or Go.
 const (
 	CodeClosed       = "closed"        // the client was closed

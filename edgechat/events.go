@@ -22,7 +22,9 @@ type Listener interface {
 	// any) gave no token it accepts. Sending and the socket wait until
 	// SetToken or the TokenSource gives a new one (Resume asks it again).
 	// code is an error code (ErrorCode): unauthorized, forbidden,
-	// other_account or token_source.
+	// other_account or token_source; device_revoked when the user removed
+	// this installation from the account (from another device): no token
+	// brings it back, the app signs out and starts a new database.
 	OnAuthFailed(code, message string)
 }
 

@@ -109,6 +109,10 @@ func (c *Client) socketLoop(ctx context.Context) {
 			failures++
 		}
 		var wait time.Duration
+		if _, failed := c.auth.current(); failed && !errors.Is(err, errUnauthorized) {
+			// Revoked (device_revoked) while connected: the same wait.
+			err = errUnauthorized
+		}
 		switch {
 		case errors.Is(err, errUnauthorized):
 			// The token was refused and no fresh one came: dialling again
@@ -381,6 +385,10 @@ func (c *Client) handleFrames(ctx context.Context, s *socket, batch []wire.Frame
 			}
 		case wire.TypeError:
 			c.log.Debug("socket error event", "payload", string(f.Payload))
+			var e wire.ErrorDetail
+			if json.Unmarshal(f.Payload, &e) == nil && e.Code == wire.CodeDeviceRevoked {
+				c.auth.fail(e.Code, e.Message)
+			}
 		}
 	}
 	if ev.empty() && len(ev.sentIDs) == 0 && len(ev.readIDs) == 0 {

@@ -67,6 +67,12 @@ func (r *remote) do(ctx context.Context, method, path string, body, out any) err
 	}
 	tok, _ := r.auth.current()
 	err := r.once(ctx, method, path, tok, b, out)
+	if ae, ok := isAPIError(err); ok && ae.Code == wire.CodeDeviceRevoked {
+		// This installation was removed from the account: no token
+		// brings it back (the app signs in again with a new database).
+		r.auth.fail(ae.Code, ae.Message)
+		return err
+	}
 	if ae, ok := isAPIError(err); !ok || ae.Status != http.StatusUnauthorized {
 		return err
 	}

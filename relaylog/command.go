@@ -34,6 +34,7 @@ const (
 	cmdSentCopy      cmdKind = 14 // user=sender, from=recipient: upTo=message id, content, createdAt (linked.go)
 	cmdReadSync      cmdKind = 15 // user=reader, from=sender: read up to upTo on one of the reader's devices
 	cmdDeviceOf      cmdKind = 16 // cmdDevice with device.DeviceID: a push token bound to a linked device
+	cmdRevoke        cmdKind = 17 // cmdUnlink that also keeps dev of user out (linked.go) from at on
 )
 
 type command struct {
@@ -104,7 +105,7 @@ func encodeCommand(e *varint.Encoder, c *command) {
 	case cmdExpire:
 		e.Varint(c.upTo)
 		e.Varint(c.at)
-	case cmdLink, cmdUnlink:
+	case cmdLink, cmdUnlink, cmdRevoke:
 		e.Varint(c.user)
 		e.Str(c.dev)
 		e.Varint(c.at)
@@ -156,7 +157,7 @@ func decodeCommand(d *varint.Decoder) command {
 	case cmdExpire:
 		c.upTo = d.Varint()
 		c.at = d.Varint()
-	case cmdLink, cmdUnlink:
+	case cmdLink, cmdUnlink, cmdRevoke:
 		c.user = d.Varint()
 		c.dev = d.Str()
 		c.at = d.Varint()

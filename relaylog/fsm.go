@@ -61,15 +61,16 @@ type fsm struct {
 	queues   table[int64, queue]
 	senders  table[int64, senderIdem]
 	devices  table[int64, []Device]
-	links    table[int64, []Linked] // user → linked devices (linked.go)
-	tokens   map[string]int64       // device token → user, so a token moves between users; rebuilt on restore
-	lastConn table[int64, int64]    // user → Unix ms
-	lastRead pairs                  // sender → (reader, read up to id)
-	contacts pairs                  // reader → (sender, id of the newest message from sender)
-	retainID int64                  // the latest retention cutoff (cmdExpire): older pairs are dropped as they are met
-	gen      int                    // generation of the latest freeze
-	idemRecs int                    // records in all senders' entries
-	queued   atomic.Int64           // messages in all queues (metrics read it without the lock)
+	links    table[int64, []Linked]  // user → linked devices (linked.go)
+	revoked  table[int64, []Revoked] // user → devices kept out (linked.go)
+	tokens   map[string]int64        // device token → user, so a token moves between users; rebuilt on restore
+	lastConn table[int64, int64]     // user → Unix ms
+	lastRead pairs                   // sender → (reader, read up to id)
+	contacts pairs                   // reader → (sender, id of the newest message from sender)
+	retainID int64                   // the latest retention cutoff (cmdExpire): older pairs are dropped as they are met
+	gen      int                     // generation of the latest freeze
+	idemRecs int                     // records in all senders' entries
+	queued   atomic.Int64            // messages in all queues (metrics read it without the lock)
 }
 
 // IdempotencyPerSender is how many of a sender's latest accepted sends to
@@ -130,6 +131,7 @@ func (f *fsm) reset() {
 	f.senders = newTable[int64, senderIdem]()
 	f.devices = newTable[int64, []Device]()
 	f.links = newTable[int64, []Linked]()
+	f.revoked = newTable[int64, []Revoked]()
 	f.tokens = make(map[string]int64)
 	f.lastConn = newTable[int64, int64]()
 	f.lastRead = newPairs()
@@ -351,6 +353,8 @@ func (f *fsm) apply(c *command, touched *[]int64) result {
 		return f.link(c)
 	case cmdUnlink:
 		return f.unlink(c)
+	case cmdRevoke:
+		return f.revoke(c)
 	case cmdDevice, cmdDeviceOf:
 		f.removeToken(c.device.Token)
 		d := c.device
@@ -759,7 +763,7 @@ func (f *fsm) maxID() int64 {
 
 // StateSizes counts the entries of each table of a shard's state machine.
 type StateSizes struct {
-	Queues, Senders, IdempotencyRecords, Devices, LastConnected, ReadMarks, Contacts, Linked int
+	Queues, Senders, IdempotencyRecords, Devices, LastConnected, ReadMarks, Contacts, Linked, Revoked int
 }
 
 // hasContact reports whether sender sent reader (a user of this shard) a
@@ -786,7 +790,7 @@ func (f *fsm) contactPairs(pairs []int64) []bool {
 func (f *fsm) sizes() StateSizes {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	return StateSizes{Queues: f.queues.len(), Senders: f.senders.len(), IdempotencyRecords: f.idemRecs, Devices: f.devices.len(), LastConnected: f.lastConn.len(), ReadMarks: f.lastRead.len(), Contacts: f.contacts.len(), Linked: f.links.len()}
+	return StateSizes{Queues: f.queues.len(), Senders: f.senders.len(), IdempotencyRecords: f.idemRecs, Devices: f.devices.len(), LastConnected: f.lastConn.len(), ReadMarks: f.lastRead.len(), Contacts: f.contacts.len(), Linked: f.links.len(), Revoked: f.revoked.len()}
 }
 
 // Snapshots.
@@ -803,8 +807,8 @@ func (f *fsm) sizes() StateSizes {
 // links).
 //
 // Version 6 adds, at the end, the linked device each push token is bound
-// to (Device.DeviceID); a snapshot without bound tokens is written as
-// version 5 or 4.
+// to (Device.DeviceID) and the revoked devices; a snapshot without either
+// is written as version 5 or 4.
 const snapshotVersion = 6
 
 type fsmSnapshot struct {
@@ -815,6 +819,7 @@ type fsmSnapshot struct {
 	senders  map[int64]senderIdem
 	devices  map[int64][]Device
 	links    map[int64][]Linked
+	revoked  map[int64][]Revoked
 	lastConn map[int64]int64
 	lastRead map[int64][]pair // sender → readers
 	contacts map[int64][]pair // reader → senders
@@ -837,6 +842,7 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 		senders:  f.senders.freeze(f.gen),
 		devices:  f.devices.freeze(f.gen),
 		links:    f.links.freeze(f.gen),
+		revoked:  f.revoked.freeze(f.gen),
 		lastConn: f.lastConn.freeze(f.gen),
 		lastRead: f.lastRead.t.freeze(f.gen),
 		contacts: f.contacts.t.freeze(f.gen),
@@ -854,6 +860,7 @@ func (s *fsmSnapshot) Release() {
 	f.senders.thaw(s.gen)
 	f.devices.thaw(s.gen)
 	f.links.thaw(s.gen)
+	f.revoked.thaw(s.gen)
 	f.lastConn.thaw(s.gen)
 	f.lastRead.t.thaw(s.gen)
 	f.contacts.t.thaw(s.gen)
@@ -905,7 +912,7 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 			}
 		}
 	}
-	if bound > 0 {
+	if bound > 0 || len(s.revoked) > 0 {
 		version = 6
 	}
 	e.Byte(version)
@@ -1006,6 +1013,16 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 					flush()
 				}
 			}
+		}
+		e.Uvarint(uint64(len(s.revoked)))
+		for u, list := range s.revoked {
+			e.Varint(u)
+			e.Uvarint(uint64(len(list)))
+			for _, r := range list {
+				e.Str(r.ID)
+				e.Varint(r.At)
+			}
+			flush()
 		}
 	}
 	if werr == nil {
@@ -1194,6 +1211,16 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 				if list[i].Token == token {
 					list[i].DeviceID = dev
 				}
+			}
+		}
+		for n := d.Count(2); n > 0 && d.Err == nil; n-- {
+			u := d.Varint()
+			list := make([]Revoked, d.Count(2))
+			for i := range list {
+				list[i] = Revoked{ID: d.Str(), At: d.Varint()}
+			}
+			if len(list) > 0 {
+				f.revoked.set(u, list)
 			}
 		}
 	}

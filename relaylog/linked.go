@@ -25,6 +25,14 @@ import (
 // unlinked (revoked), or when it has not acknowledged or connected for the
 // retention period (expire), and then holds nothing back.
 //
+// A device revoked by its user (cmdRevoke) stays out: linking it again is
+// refused (ErrDeviceRevoked), so an installation removed from the account
+// cannot come back under the same id, and its sockets are told so at their
+// next acknowledgement. A user keeps the MaxRevokedPerUser latest
+// revocations, each for the retention period. The default device is
+// unlinked but never kept out (clients without a device id have no other
+// way in).
+//
 // Laggards are bounded: of the events already delivered to some device, a
 // queue keeps at most MaxHeldEvents; past it the oldest go, and a device
 // that stayed away that long misses them.
@@ -41,6 +49,9 @@ const MaxLinkedPerUser = 10
 // devices after another device acknowledged them.
 const MaxHeldEvents = 10000
 
+// MaxRevokedPerUser bounds the revoked devices a user keeps out.
+const MaxRevokedPerUser = 10
+
 // MaxDeviceIDBytes bounds a device id.
 const MaxDeviceIDBytes = 64
 
@@ -52,6 +63,12 @@ type Linked struct {
 	ID     string // the app's id for the installation; "" for clients that send none
 	Cursor int64  // acknowledged the queue up to this event id
 	Seen   int64  // Unix ms of its link or latest acknowledgement or connection
+}
+
+// Revoked is a device its user removed from the account.
+type Revoked struct {
+	ID string
+	At int64 // Unix ms of the revocation
 }
 
 // ValidDeviceID reports whether id may name a device: 1 to
@@ -78,8 +95,12 @@ func linkIndex(list []Linked, dev string) int {
 	return -1
 }
 
-// link applies cmdLink: dev of c.user is linked (or seen again) at c.at.
+// link applies cmdLink: dev of c.user is linked (or seen again) at c.at,
+// unless dev was revoked.
 func (f *fsm) link(c *command) result {
+	if f.isRevokedLocked(c.user, c.dev) {
+		return result{err: ErrDeviceRevoked}
+	}
 	old, _ := f.links.get(c.user)
 	// Lists are replaced, never written in place: snapshots share them.
 	list := slices.Clone(old)
@@ -126,6 +147,47 @@ func (f *fsm) unlink(c *command) result {
 	}
 	f.trim(c.user, list)
 	return result{n: 1}
+}
+
+// revoke applies cmdRevoke: dev is unlinked and, unless it is the default
+// device, kept out from c.at on.
+func (f *fsm) revoke(c *command) result {
+	r := f.unlink(c)
+	if c.dev == DefaultDevice {
+		return r
+	}
+	old, _ := f.revoked.get(c.user)
+	list := make([]Revoked, 0, len(old)+1)
+	for _, x := range old {
+		if x.ID != c.dev {
+			list = append(list, x)
+		}
+	}
+	list = append(list, Revoked{ID: c.dev, At: c.at})
+	if len(list) > MaxRevokedPerUser {
+		list = list[len(list)-MaxRevokedPerUser:]
+	}
+	f.revoked.set(c.user, list)
+	return r
+}
+
+// isRevokedLocked reports whether dev of user was revoked; f.mu held (or
+// the apply goroutine).
+func (f *fsm) isRevokedLocked(user int64, dev string) bool {
+	list, _ := f.revoked.get(user)
+	for _, x := range list {
+		if x.ID == dev {
+			return true
+		}
+	}
+	return false
+}
+
+// isRevoked is isRevokedLocked from the outside.
+func (f *fsm) isRevoked(user int64, dev string) bool {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.isRevokedLocked(user, dev)
 }
 
 // ackDevice applies cmdAckDevice (and cmdAck, as the default device): dev
@@ -276,6 +338,26 @@ func (f *fsm) expireLinks(retainMs int64) {
 		} else {
 			f.links.set(c.user, c.list)
 			f.trim(c.user, c.list)
+		}
+	}
+	var users []int64
+	f.revoked.each(func(u int64, list []Revoked) {
+		if list[0].At < retainMs {
+			users = append(users, u)
+		}
+	})
+	for _, u := range users {
+		old, _ := f.revoked.get(u)
+		var kept []Revoked
+		for _, x := range old {
+			if x.At >= retainMs {
+				kept = append(kept, x)
+			}
+		}
+		if len(kept) == 0 {
+			f.revoked.del(u)
+		} else {
+			f.revoked.set(u, kept)
 		}
 	}
 }

@@ -177,17 +177,19 @@ func TestCopiesForOtherDevices(t *testing.T) {
 	}
 }
 
-// TestDevicePushCodecGolden pins cmdDeviceOf and the version 6 snapshot
-// (written only once a push token is bound to a device).
+// TestDevicePushCodecGolden pins cmdDeviceOf, cmdRevoke and the version 6
+// snapshot (written only once a push token is bound to a device or a
+// device is revoked).
 func TestDevicePushCodecGolden(t *testing.T) {
 	c := &command{kind: cmdDeviceOf, user: 2, device: Device{Platform: "fcm", Token: "t", DeviceID: "tablet"}, at: 5}
-	const wantEntry = "010110040366636d017400000a067461626c6574"
-	b := encodeEntry(nil, []*command{c})
+	rv := &command{kind: cmdRevoke, user: 2, dev: "old", at: 6}
+	const wantEntry = "010210040366636d017400000a067461626c65741104036f6c640c"
+	b := encodeEntry(nil, []*command{c, rv})
 	if h := hex.EncodeToString(b); h != wantEntry {
 		t.Errorf("entry encoded\n %s\nwant\n %s", h, wantEntry)
 	}
 	got, err := decodeEntry(b)
-	if err != nil || len(got) != 1 || fmt.Sprintf("%+v", got[0]) != fmt.Sprintf("%+v", *c) {
+	if err != nil || len(got) != 2 || fmt.Sprintf("%+v", got[0]) != fmt.Sprintf("%+v", *c) || fmt.Sprintf("%+v", got[1]) != fmt.Sprintf("%+v", *rv) {
 		t.Fatalf("decoded %+v, %v", got, err)
 	}
 
@@ -196,12 +198,14 @@ func TestDevicePushCodecGolden(t *testing.T) {
 	for _, c := range []*command{
 		{kind: cmdLink, user: 2, dev: "tablet", at: 5},
 		c,
+		{kind: cmdLink, user: 2, dev: "old", at: 5},
+		rv,
 	} {
 		if r := fm.apply(c, &touched); r.err != nil {
 			t.Fatal(r.err)
 		}
 	}
-	const wantSnap = "060000000104010366636d017400000a00000000010401067461626c6574000a01040174067461626c6574"
+	const wantSnap = "060000000104010366636d017400000a00000000010401067461626c6574000a01040174067461626c6574010401036f6c640c"
 	snap, _ := fm.Snapshot()
 	var sink memSink
 	if err := snap.Persist(&sink); err != nil {
@@ -216,5 +220,8 @@ func TestDevicePushCodecGolden(t *testing.T) {
 	}
 	if ds := again.devicesOf(2); len(ds) != 1 || ds[0].DeviceID != "tablet" || ds[0].RegisteredAt != 5 {
 		t.Fatalf("restored tokens %+v", ds)
+	}
+	if !again.isRevoked(2, "old") || again.isRevoked(2, "tablet") {
+		t.Fatal("restored revocations differ")
 	}
 }

@@ -149,8 +149,8 @@ func TestUnlinkedDeviceHoldsNothing(t *testing.T) {
 		t.Fatalf("queue after unlink = %v", ids(evs))
 	}
 	m2 := send(t, l, 1, 2, 2, "again")
-	if n := ackDev(t, l, 2, "old-tablet", m2.ID); n != 0 {
-		t.Fatalf("an unlinked device's ack removed %d events", n)
+	if n, err := l.AckDevice(context.Background(), 2, "old-tablet", m2.ID); n != 0 || !errors.Is(err, relaylog.ErrDeviceRevoked) {
+		t.Fatalf("an unlinked device's ack removed %d events (%v), want none and ErrDeviceRevoked", n, err)
 	}
 	if got := delivered(t, l, 1); len(got) != 1 {
 		t.Fatalf("an unlinked device's ack raised receipts: %v", got)
@@ -330,5 +330,88 @@ func eventually(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestRevokedDevicesStayOut: a revoked device cannot link, acknowledge or
+// bind a push token again, across restarts and snapshots; the default
+// device is unlinked but not kept out; a user keeps the latest
+// MaxRevokedPerUser revocations, each for the retention period.
+func TestRevokedDevicesStayOut(t *testing.T) {
+	for _, snap := range []bool{false, true} {
+		t.Run(fmt.Sprintf("snapshot=%v", snap), func(t *testing.T) {
+			var mu sync.Mutex
+			now := time.Now()
+			clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+			advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+			dir := t.TempDir()
+			opts := func(o *relaylog.Options) { o.Now = clock; o.Retention = time.Hour }
+			l := openLog(t, dir, opts)
+			ctx := context.Background()
+			link(t, l, 2, "phone")
+			link(t, l, 2, "stolen")
+			link(t, l, 2, relaylog.DefaultDevice)
+			m := send(t, l, 1, 2, 1, "hi")
+			for _, dev := range []string{"stolen", relaylog.DefaultDevice} {
+				if found, err := l.Unlink(ctx, 2, dev); err != nil || !found {
+					t.Fatalf("revoke %q = %v, %v", dev, found, err)
+				}
+			}
+			if snap {
+				if err := l.Snapshot(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := l.Close(); err != nil {
+				t.Fatal(err)
+			}
+			l = openLog(t, dir, opts)
+			defer l.Close()
+			if _, _, err := l.Attach(ctx, 2, "stolen"); !errors.Is(err, relaylog.ErrDeviceRevoked) {
+				t.Fatalf("attach of the revoked device = %v, want ErrDeviceRevoked", err)
+			}
+			if _, err := l.Link(ctx, 2, "stolen"); !errors.Is(err, relaylog.ErrDeviceRevoked) {
+				t.Fatalf("link of the revoked device = %v, want ErrDeviceRevoked", err)
+			}
+			if _, err := l.AckDevice(ctx, 2, "stolen", m.ID); !errors.Is(err, relaylog.ErrDeviceRevoked) {
+				t.Fatalf("ack of the revoked device = %v, want ErrDeviceRevoked", err)
+			}
+			if err := l.RegisterDevice(ctx, 2, relaylog.Device{Platform: "fcm", Token: "t", DeviceID: "stolen"}); !errors.Is(err, relaylog.ErrDeviceRevoked) {
+				t.Fatalf("token of the revoked device = %v, want ErrDeviceRevoked", err)
+			}
+			if _, _, err := l.Attach(ctx, 2, relaylog.DefaultDevice); err != nil {
+				t.Fatalf("the default device comes back: %v", err)
+			}
+			if got := ids(pendingFor(t, l, 2, "phone")); len(got) != 1 || got[0] != m.ID {
+				t.Fatalf("phone gets %v", got)
+			}
+
+			// Bounded: the oldest of MaxRevokedPerUser+1 revocations goes.
+			for i := range relaylog.MaxRevokedPerUser {
+				link(t, l, 3, fmt.Sprint("d", i))
+				if _, err := l.Unlink(ctx, 3, fmt.Sprint("d", i)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			link(t, l, 3, "last")
+			if _, err := l.Unlink(ctx, 3, "last"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := l.Link(ctx, 3, "d0"); err != nil {
+				t.Fatalf("the oldest revocation beyond the bound still holds: %v", err)
+			}
+			if _, err := l.Link(ctx, 3, "d1"); !errors.Is(err, relaylog.ErrDeviceRevoked) {
+				t.Fatalf("a revocation within the bound was forgotten: %v", err)
+			}
+
+			// After the retention period the revocation is forgotten.
+			advance(2 * time.Hour)
+			if err := l.Expire(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := l.Link(ctx, 2, "stolen"); err != nil {
+				t.Fatalf("revocation kept past the retention period: %v", err)
+			}
+		})
 	}
 }

@@ -39,6 +39,10 @@ var (
 	// without linked devices (a rolling upgrade is under way): the user's
 	// devices share one queue until it is done.
 	ErrDevicesUnavailable = errors.New("relaylog: linked devices need every replica of the shard upgraded")
+	// ErrDeviceRevoked: the device was removed from the user's account
+	// (Unlink): it links no more, and what it acknowledges counts no
+	// more.
+	ErrDeviceRevoked = errors.New("relaylog: the device was revoked")
 	// ErrClosed: the log is shutting down.
 	ErrClosed = errors.New("relaylog: closed")
 	// ErrOverloaded: the shard's proposal queue stayed full until the
@@ -142,8 +146,8 @@ const (
 	// snapshots (linked.go).
 	FeatureLinkedDevices uint64 = 1 << 0
 	// FeatureDevicePush: cmdDeviceOf (a push token bound to a linked
-	// device), version 6 snapshots, and the device presence frames of the
-	// cluster's subscribe streams (nodewire.SubDevice).
+	// device), cmdRevoke, version 6 snapshots, and the device presence
+	// frames of the cluster's subscribe streams (nodewire.SubDevice).
 	FeatureDevicePush uint64 = 1 << 1
 	// Features is every feature of this build.
 	Features = FeatureLinkedDevices | FeatureDevicePush
@@ -521,6 +525,9 @@ func (l *Log) ack(ctx context.Context, user int64, dev string, byDevice bool, up
 	if err := own.check(); err != nil {
 		return 0, err
 	}
+	if byDevice && own.fsm.isRevoked(user, dev) {
+		return 0, ErrDeviceRevoked
+	}
 	moved, evs, last := own.fsm.toAcknowledge(user, dev, upTo)
 	if !moved {
 		return 0, nil
@@ -628,6 +635,9 @@ func (l *Log) Attach(ctx context.Context, user int64, dev string) (cursor int64,
 	if err := s.check(); err != nil {
 		return 0, false, err
 	}
+	if s.fsm.isRevoked(user, dev) {
+		return 0, false, ErrDeviceRevoked
+	}
 	if d, ok := s.fsm.linked(user, dev); ok && l.opts.Now().UnixMilli()-d.Seen < LinkRefresh.Milliseconds() {
 		return d.Cursor, true, nil
 	}
@@ -707,9 +717,12 @@ func (l *Log) hasFeature(s *shard, f uint64) bool {
 // featureRecheck is how long hasFeature trusts what it found.
 const featureRecheck = 5 * time.Second
 
-// Unlink removes device dev from user's devices: it holds the queue no
-// longer. It reports whether dev was linked (never while the shard cannot
-// link devices).
+// Unlink removes device dev from user's devices (revokes it): it holds the
+// queue no longer, its push tokens go, and, once every server of the shard
+// reads revocations (FeatureDevicePush), it stays out: linking it again,
+// acknowledging or registering a token as it answer ErrDeviceRevoked (the
+// default device is never kept out). It reports whether dev was linked
+// (never while the shard cannot link devices).
 func (l *Log) Unlink(ctx context.Context, user int64, dev string) (bool, error) {
 	s := l.shardOf(user)
 	if !l.hasFeature(s, FeatureLinkedDevices) {
@@ -724,7 +737,11 @@ func (l *Log) Unlink(ctx context.Context, user int64, dev string) (bool, error) 
 			}
 		}
 	}
-	r, err := s.do(ctx, command{kind: cmdUnlink, user: user, dev: dev})
+	kind := cmdUnlink
+	if l.hasFeature(s, FeatureDevicePush) {
+		kind = cmdRevoke
+	}
+	r, err := s.do(ctx, command{kind: kind, user: user, dev: dev, at: l.opts.Now().UnixMilli()})
 	return r.n > 0, err
 }
 
@@ -869,6 +886,9 @@ func (l *Log) RegisterDevice(ctx context.Context, user int64, d Device) error {
 		return fmt.Errorf("relaylog: invalid device id %q", d.DeviceID)
 	}
 	s := l.shardOf(user)
+	if s.serving.Load() && s.fsm.isRevoked(user, d.DeviceID) {
+		return ErrDeviceRevoked
+	}
 	kind := cmdDevice
 	if d.DeviceID != DefaultDevice && l.hasFeature(s, FeatureDevicePush) {
 		kind = cmdDeviceOf
@@ -984,6 +1004,7 @@ func (l *Log) StateSizes() StateSizes {
 		t.ReadMarks += z.ReadMarks
 		t.Contacts += z.Contacts
 		t.Linked += z.Linked
+		t.Revoked += z.Revoked
 	}
 	return t
 }

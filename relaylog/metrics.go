@@ -45,7 +45,7 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, kv := range []struct {
 		kind string
 		n    int
-	}{{"queues", z.Queues}, {"senders", z.Senders}, {"idempotency_records", z.IdempotencyRecords}, {"devices", z.Devices}, {"last_connected", z.LastConnected}, {"read_marks", z.ReadMarks}, {"contacts", z.Contacts}, {"linked_devices", z.Linked}} {
+	}{{"queues", z.Queues}, {"senders", z.Senders}, {"idempotency_records", z.IdempotencyRecords}, {"devices", z.Devices}, {"last_connected", z.LastConnected}, {"read_marks", z.ReadMarks}, {"contacts", z.Contacts}, {"linked_devices", z.Linked}, {"revoked_devices", z.Revoked}} {
 		ch <- prometheus.MustNewConstMetric(stateDesc, prometheus.GaugeValue, float64(kv.n), kv.kind)
 	}
 }

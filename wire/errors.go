@@ -19,6 +19,7 @@ const (
 	CodeRequestExpired   = "request_expired"
 	CodeUnavailable      = "unavailable"
 	CodeInternal         = "internal"
+	CodeDeviceRevoked    = "device_revoked"
 )
 
 var codeStatus = map[string]int{
@@ -31,6 +32,7 @@ var codeStatus = map[string]int{
 	CodeRequestExpired:   http.StatusConflict,
 	CodeUnavailable:      http.StatusServiceUnavailable,
 	CodeInternal:         http.StatusInternalServerError,
+	CodeDeviceRevoked:    http.StatusForbidden,
 }
 
 // Error is an API error: a code of API.md, a human-readable message and,

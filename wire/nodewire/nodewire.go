@@ -108,6 +108,7 @@ const (
 	NodeErrOverloaded = "overloaded"
 	NodeErrBadRequest = "bad_request"
 	NodeErrInternal   = "internal"
+	NodeErrRevoked    = "device_revoked" // the calling device was revoked (relaylog.ErrDeviceRevoked)
 )
 
 // Subscribe frame operations.
