@@ -9,6 +9,7 @@
 #   scripts/cost.sh [RATE]          default 1000 sends/s
 #   PROFILE=1 scripts/cost.sh 100   also a 15 s CPU profile of each node
 #                                   (cost-results/cpu-*.pb; go tool pprof)
+#   DEVICES=2 scripts/cost.sh 500   users with two devices (a socket each)
 #
 # Measure before/after as alternating runs (the box is noisy): build each
 # binary and pass it as EDGENODE=path.
@@ -61,7 +62,7 @@ udp() { awk '/^Udp:/ { n++; if (n == 2) print $5 }' /proc/net/snmp; } # OutDatag
 scrape() { for p in 19313 19323 19333; do curl -fs "http://127.0.0.1:$p/metrics"; done; }
 
 T=http://127.0.0.1:19310,http://127.0.0.1:19320,http://127.0.0.1:19330
-bin/edgeload --targets $T --jwt-secret "$SECRET" --users 2000 --senders 1.0 --rate "$RATE" \
+bin/edgeload --targets $T --jwt-secret "$SECRET" --users 2000 --devices "${DEVICES:-1}" --senders 1.0 --rate "$RATE" \
   --warmup 3s --duration 25s --cpu-pids "${PIDS[0]},${PIDS[1]},${PIDS[2]}" --json "$OUT/load-$RATE.json" >"$OUT/load-$RATE.txt" 2>&1 &
 L=$!
 sleep 8
