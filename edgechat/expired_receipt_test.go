@@ -74,6 +74,8 @@ func TestMessageExpiresUndelivered(t *testing.T) {
 				h := history(t, a, bob)
 				return len(h) == 1 && h[0].Status == edgechat.StatusExpired
 			})
+			// The listener hears of the change after the database has it.
+			waitFor(t, "the EXPIRED change reported", 5*time.Second, func() bool { return len(expiredOf(a.rec)) > 0 })
 			if ids := expiredOf(a.rec); len(ids) != 1 || ids[0] != id {
 				t.Fatalf("message_status EXPIRED for %v, want [%d] (request %d); all: %+v", ids, id, m.RequestID, changesSeen(a.rec))
 			}

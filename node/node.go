@@ -421,6 +421,7 @@ func (n *Node) openLog(tune Tuning) error {
 		Registerer:        n.Registry,
 		Now:               tune.Clock,
 		HeartbeatTimeout:  tune.RaftHeartbeat,
+		AckBatch:          relaylog.DefaultAckBatch,
 		Transport: func(shard int, local raft.ServerAddress) (raft.Transport, error) {
 			return n.Mesh.RaftTransport(shard, local, raft.NetworkTransportConfig{
 				Timeout: 10 * time.Second, Logger: raftLogger,

@@ -415,3 +415,80 @@ func TestRevokedDevicesStayOut(t *testing.T) {
 		})
 	}
 }
+
+// TestBatchedAcknowledgements: with Options.AckBatch, an acknowledgement
+// that raises a DELIVERED receipt commits before it answers, one that
+// raises none waits up to the batch time (the leader's Attach already
+// answers with it), then commits and trims; one still waiting when the
+// log closes is committed first.
+func TestBatchedAcknowledgements(t *testing.T) {
+	dir := t.TempDir()
+	opts := func(o *relaylog.Options) { o.AckBatch = 200 * time.Millisecond }
+	l := openLog(t, dir, opts)
+	ctx := context.Background()
+	link(t, l, 2, "phone")
+	link(t, l, 2, "tablet")
+	m := send(t, l, 1, 2, 1, "hi")
+	ackDev(t, l, 2, "phone", m.ID)
+	if got := delivered(t, l, 1); len(got) != 1 || got[0] != m.ID {
+		t.Fatalf("receipts right after the first ack = %v", got)
+	}
+	if c, _ := l.Cursor(2, "phone"); c != m.ID {
+		t.Fatalf("phone's cursor %d right after its ack, want %d: an ack raising a receipt commits at once", c, m.ID)
+	}
+	ackDev(t, l, 2, "tablet", m.ID)
+	if c, _, err := l.Attach(ctx, 2, "tablet"); err != nil || c != m.ID {
+		t.Fatalf("tablet attaches after %d (%v), want %d (its waiting ack)", c, err, m.ID)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if c, _ := l.Cursor(2, "tablet"); c == m.ID {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the tablet's batched ack never committed")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if evs, _ := pending(t, l, 2, 0, 0); len(evs) != 0 {
+		t.Fatalf("queue after both acks = %v", ids(evs))
+	}
+
+	// Closing commits what waits.
+	m2 := send(t, l, 1, 2, 2, "two")
+	ackDev(t, l, 2, "phone", m2.ID)
+	ackDev(t, l, 2, "tablet", m2.ID)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l = openLog(t, dir, opts)
+	defer l.Close()
+	if c, _ := l.Cursor(2, "tablet"); c != m2.ID {
+		t.Fatalf("tablet's cursor after a restart %d, want %d", c, m2.ID)
+	}
+}
+
+// TestCopiesHaveTimeIDs: sent copies and read syncs get their ids from the
+// proposer's clock like every other event (their id's time is when they
+// were queued), not just the shard's last id plus one.
+func TestCopiesHaveTimeIDs(t *testing.T) {
+	l := openLog(t, t.TempDir(), nil)
+	defer l.Close()
+	ctx := context.Background()
+	for _, dev := range []string{"phone", "tablet"} {
+		if _, err := l.Link(ctx, 1, dev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := time.Now()
+	if err := l.SentCopy(ctx, 1, relaylog.Event{ID: 1, To: 2, Content: "x", CreatedAt: "2026-12-07T00:00:00Z"}); err != nil {
+		t.Fatal(err)
+	}
+	evs, _ := pending(t, l, 1, 0, 0)
+	if len(evs) != 1 || evs[0].Kind != relaylog.KindSent {
+		t.Fatalf("queue %+v", evs)
+	}
+	if at := evs[0].Time(); at.Before(before.Add(-time.Second)) || at.After(time.Now().Add(time.Second)) {
+		t.Fatalf("sent copy's id time %v, queued at %v", at, before)
+	}
+}

@@ -129,6 +129,12 @@ type Options struct {
 	// and wait for their leaders to add them, instead of bootstrapping a
 	// one-voter group each.
 	Join bool
+	// AckBatch is how long an acknowledgement that raises no DELIVERED
+	// receipt (a receipt, a sent copy, or a message another device of the
+	// user already took) may wait before it is proposed, so that those of
+	// a shard share one log entry and a device's repeated ones fold into
+	// one command (ackbatch.go). 0: each commits before the call returns.
+	AckBatch time.Duration
 	// PeerFeatures tells the Features of another node of the cluster (from
 	// its gossip), 0 when unknown; nil: every node has this build's. A
 	// shard's leader proposes the commands of a feature only once every
@@ -594,6 +600,10 @@ func (l *Log) ack(ctx context.Context, user int64, dev string, byDevice bool, up
 	if byDevice && l.hasFeature(own, FeatureLinkedDevices) {
 		c = command{kind: cmdAckDevice, user: user, upTo: upTo, dev: dev, at: l.opts.Now().UnixMilli()}
 	}
+	if len(receipts) == 0 && l.opts.AckBatch > 0 {
+		own.acks.add(c)
+		return 0, nil
+	}
 	r, err := own.do(ctx, c)
 	if err != nil {
 		return 0, err
@@ -639,7 +649,7 @@ func (l *Log) Attach(ctx context.Context, user int64, dev string) (cursor int64,
 		return 0, false, ErrDeviceRevoked
 	}
 	if d, ok := s.fsm.linked(user, dev); ok && l.opts.Now().UnixMilli()-d.Seen < LinkRefresh.Milliseconds() {
-		return d.Cursor, true, nil
+		return max(d.Cursor, s.acks.pending(user, dev)), true, nil
 	}
 	switch _, err := l.Link(ctx, user, dev); {
 	case errors.Is(err, ErrDevicesUnavailable):
@@ -648,7 +658,7 @@ func (l *Log) Attach(ctx context.Context, user int64, dev string) (cursor int64,
 		return 0, false, err
 	}
 	c, _ := s.fsm.cursorOf(user, dev)
-	return c, true, nil
+	return max(c, s.acks.pending(user, dev)), true, nil
 }
 
 // SentCopy queues msg, which sender sent and the recipient's shard

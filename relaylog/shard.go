@@ -36,6 +36,7 @@ type shard struct {
 	featuresUntil atomic.Int64
 
 	propose  chan *proposal
+	acks     ackBatch // acknowledgements waiting to be proposed together (ackbatch.go)
 	inflight chan struct{}
 	waiting  chan pendingEntry
 	stop     chan struct{}
@@ -83,6 +84,7 @@ func newShard(id int, r *raft.Raft, f *fsm, l *Log, leadership <-chan bool) *sha
 		waiting:  make(chan pendingEntry, maxInflight),
 		stop:     make(chan struct{}),
 	}
+	s.acks = ackBatch{s: s, delay: l.opts.AckBatch}
 	s.wg.Add(3)
 	go s.proposeLoop()
 	go s.completeLoop()
@@ -227,7 +229,7 @@ func (s *shard) proposeLoop() {
 		cmds = cmds[:0]
 		for _, p := range batch {
 			switch p.cmd.kind {
-			case cmdSend, cmdDelivered, cmdRead, cmdExpired:
+			case cmdSend, cmdDelivered, cmdRead, cmdExpired, cmdSentCopy, cmdReadSync:
 				p.cmd.id = s.log.gen.next(s.id)
 			}
 			cmds = append(cmds, &p.cmd)
@@ -292,6 +294,7 @@ func mapRaftError(shard int, err error) error {
 }
 
 func (s *shard) close() error {
+	s.acks.close(2 * time.Second)
 	s.closeMu.Lock()
 	s.closed = true
 	s.closeMu.Unlock()

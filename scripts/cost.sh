@@ -61,7 +61,7 @@ switches() { cat /proc/{"${PIDS[0]}","${PIDS[1]}","${PIDS[2]}"}/task/*/status 2>
 udp() { awk '/^Udp:/ { n++; if (n == 2) print $5 }' /proc/net/snmp; } # OutDatagrams
 scrape() { for p in 19313 19323 19333; do curl -fs "http://127.0.0.1:$p/metrics"; done; }
 
-T=http://127.0.0.1:19310,http://127.0.0.1:19320,http://127.0.0.1:19330
+T=${TARGETS:-http://127.0.0.1:19310,http://127.0.0.1:19320,http://127.0.0.1:19330}
 bin/edgeload --targets $T --jwt-secret "$SECRET" --users 2000 --devices "${DEVICES:-1}" --senders 1.0 --rate "$RATE" \
   --warmup 3s --duration 25s --cpu-pids "${PIDS[0]},${PIDS[1]},${PIDS[2]}" --json "$OUT/load-$RATE.json" >"$OUT/load-$RATE.txt" 2>&1 &
 L=$!
@@ -100,4 +100,11 @@ for k, name in [('edgenode_raft_batch_commands_count', 'raft entries proposed'),
                 ('edgenode_raftlog_commits_total', 'raft log commits (fsync groups)'),
                 ('edgenode_deliveries_total{path="socket"}', 'events written to sockets')]:
     row(name, (b.get(k, 0) - a.get(k, 0)) / secs)
+def mean(prefix):
+    s = sum(v for k, v in b.items() if k.startswith(prefix + '_sum')) - sum(v for k, v in a.items() if k.startswith(prefix + '_sum'))
+    n = sum(v for k, v in b.items() if k.startswith(prefix + '_count')) - sum(v for k, v in a.items() if k.startswith(prefix + '_count'))
+    return s / n * 1e3 if n else 0
+print("  %-34s %10.2f ms" % ("commit to socket write (mean)", mean('edgenode_delivery_seconds')))
+print("  %-34s %10.2f ms" % ("raft apply (mean)", mean('edgenode_raft_apply_seconds')))
+print("  %-34s %10.2f ms" % ("POST /v1/messages (mean)", mean('edgenode_http_request_seconds_bucket{route="POST /v1/messages",le="+Inf"}'.split('_bucket')[0])))
 EOF

@@ -29,7 +29,12 @@ MODE=${1:-full}
 OUT=${OUT:-perf-results}
 GO=${GO:-go}
 mkdir -p bin "$OUT"
-$GO build -tags hashicorpmetrics -o bin/edgenode ./cmd/edgenode
+# EDGENODE=path runs another build of the server (alternating before/after
+# runs on one box); by default the tree's, built here.
+if [ -z "${EDGENODE:-}" ]; then
+  $GO build -tags hashicorpmetrics -o bin/edgenode ./cmd/edgenode
+  EDGENODE=bin/edgenode
+fi
 $GO build -tags hashicorpmetrics -o bin/edgeload ./cmd/edgeload
 
 if [ "$MODE" = short ]; then
@@ -57,7 +62,7 @@ node() {
     --max-connections-per-ip 1000000) # edgeload's thousands of sockets share loopback addresses
   [ -n "$join" ] && args+=(--join "$join")
   [ -n "${SHARDS:-}" ] && args+=(--shards "$SHARDS")
-  bin/edgenode "${args[@]}" >"$TMP/$name.log" 2>&1 &
+  "$EDGENODE" "${args[@]}" >"$TMP/$name.log" 2>&1 &
   PIDS+=($!)
   echo $!
 }
@@ -71,7 +76,7 @@ wait_ready() { # URL...
 # wait_balanced ADMIN_ADDR: every shard has 3 voters and leaders are spread evenly.
 wait_balanced() {
   for _ in $(seq 1 90); do
-    if bin/edgenode shards --addr "$1" --cluster-secret "$CSECRET" --json 2>/dev/null | python3 -c '
+    if "$EDGENODE" shards --addr "$1" --cluster-secret "$CSECRET" --json 2>/dev/null | python3 -c '
 import json,sys,collections
 s=json.load(sys.stdin)
 c=collections.Counter(x["leader"] for x in s)
