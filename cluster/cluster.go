@@ -72,7 +72,7 @@ func New(opts Options) *Cluster {
 		opts.CallTimeout = 5 * time.Second
 	}
 	self := opts.Log.NodeID()
-	shards := raftShards{shardLeaders: opts.Log, raft: opts.Log.Raft}
+	shards := raftShards{shardLeaders: opts.Log, raft: opts.Log.Raft, flush: opts.Log.FlushAcks}
 	transport := newMeshTransport(opts.Mesh, opts.CallTimeout)
 	routing := newRouting(self, opts.Log, opts.Members, transport)
 	drain := &drainer{self: self, log: shards, members: opts.Members, transport: transport, logger: opts.Logger}

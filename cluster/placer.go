@@ -93,12 +93,24 @@ func voters(r shardConfig) []string {
 // raftShards adapts the relay log's raft instances to shardConfigs.
 type raftShards struct {
 	shardLeaders
-	raft func(shard int) *raft.Raft
+	raft  func(shard int) *raft.Raft
+	flush func(shard int) // nil: nothing to commit before a transfer
 }
 
-func (l raftShards) Config(shard int) shardConfig { return raftShard{l.raft(shard)} }
+func (l raftShards) Config(shard int) shardConfig {
+	return raftShard{r: l.raft(shard), flush: func() {
+		if l.flush != nil {
+			l.flush(shard)
+		}
+	}}
+}
 
-type raftShard struct{ r *raft.Raft }
+type raftShard struct {
+	r *raft.Raft
+	// flush commits the shard's batched acknowledgements
+	// (relaylog.Log.FlushAcks) before its leadership goes elsewhere.
+	flush func()
+}
 
 // configTimeout bounds one configuration change.
 const configTimeout = 5 * time.Second
@@ -131,6 +143,7 @@ func (s raftShard) RemoveServer(id raft.ServerID) error {
 }
 
 func (s raftShard) TransferLeadership(id raft.ServerID, addr raft.ServerAddress) error {
+	s.flush()
 	if id == "" {
 		return s.r.LeadershipTransfer().Error()
 	}

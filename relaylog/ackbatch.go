@@ -16,9 +16,11 @@ import (
 // proposes them together, so that they share one entry and a device's
 // later ones replace its earlier ones.
 //
-// What waits is not durable: a leader that dies or steps down before the
-// batch commits loses it, and those events come again (delivery is at
-// least once; clients drop events they have by id). While it waits, the
+// What waits is not durable: a leader that dies or loses an election
+// before the batch commits loses it, and those events come again
+// (delivery is at least once; clients drop events they have by id). A
+// leader that hands its leadership over commits the batch first
+// (FlushAcks, called by the cluster's placement and drain). While it waits, the
 // leader answers a reader's Attach with the newer cursor, so a socket that
 // reconnects to the same leader does not get them again. Acknowledgements
 // that raise receipts, and everything else, commit before they answer.
@@ -110,6 +112,21 @@ func (b *ackBatch) propose(ctx context.Context, m map[ackKey]command) {
 	}
 	for _, p := range ps {
 		p.wait()
+	}
+}
+
+// FlushAcks commits the acknowledgements waiting in shard's batch, within
+// 2 s: call it before handing the shard's leadership to another node,
+// which would not have them.
+func (l *Log) FlushAcks(shard int) {
+	if shard < 0 || shard >= len(l.shards) {
+		return
+	}
+	b := &l.shards[shard].acks
+	if m := b.take(); len(m) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		b.propose(ctx, m)
+		cancel()
 	}
 }
 

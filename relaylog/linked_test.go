@@ -492,3 +492,23 @@ func TestCopiesHaveTimeIDs(t *testing.T) {
 		t.Fatalf("sent copy's id time %v, queued at %v", at, before)
 	}
 }
+
+// TestFlushAcksBeforeHandover: FlushAcks commits a shard's waiting
+// acknowledgements at once (the cluster calls it before it hands the
+// shard's leadership to another node, which would not have them).
+func TestFlushAcksBeforeHandover(t *testing.T) {
+	l := openLog(t, t.TempDir(), func(o *relaylog.Options) { o.AckBatch = time.Hour })
+	defer l.Close()
+	link(t, l, 2, "phone")
+	link(t, l, 2, "tablet")
+	m := send(t, l, 1, 2, 1, "hi")
+	ackDev(t, l, 2, "phone", m.ID)
+	ackDev(t, l, 2, "tablet", m.ID)
+	if c, _ := l.Cursor(2, "tablet"); c != 0 {
+		t.Fatalf("tablet's cursor %d before the batch went out", c)
+	}
+	l.FlushAcks(l.ShardFor(2))
+	if c, _ := l.Cursor(2, "tablet"); c != m.ID {
+		t.Fatalf("tablet's cursor %d after FlushAcks, want %d", c, m.ID)
+	}
+}
