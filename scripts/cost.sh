@@ -19,44 +19,20 @@ RATE=${1:-1000}
 OUT=${OUT:-cost-results}
 GO=${GO:-go}
 mkdir -p bin "$OUT"
-if [ -z "${EDGENODE:-}" ]; then
-  $GO build -tags hashicorpmetrics -o bin/edgenode ./cmd/edgenode
-  EDGENODE=bin/edgenode
-fi
-[ -x bin/edgeload ] || $GO build -tags hashicorpmetrics -o bin/edgeload ./cmd/edgeload
-SECRET=perf-jwt-secret-0123456789abcdef0123456789
-CSECRET=perf-cluster-secret-0123456789abcdef012345
 TMP=$(mktemp -d /tmp/edgenode-cost.XXXXXX)
 PIDS=()
 cleanup() { for p in "${PIDS[@]:-}"; do kill -9 "$p" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$TMP"; }
 trap 'cleanup 2>/dev/null' EXIT
+[ -n "${PROFILE:-}" ] && DEBUG=1
+. scripts/lib.sh # node, wait_ready, wait_balanced, cpu_ticks; EDGENODE=path runs another build
 
-node() { # NAME PORTBASE REGION [JOIN]
-  local name=$1 base=$2 region=$3 join=${4:-}
-  local args=(--data-dir "$TMP/$name" --http-addr 127.0.0.1:$base --gossip-addr 127.0.0.1:$((base+1))
-    --cluster-addr 127.0.0.1:$((base+2)) --admin-addr 127.0.0.1:$((base+3)) --region "$region"
-    --cluster-secret "$CSECRET" --jwt-secret "$SECRET" --send-rate 1000 --send-burst 1000
-    --log-level warn --max-connections-per-ip 1000000)
-  [ -n "${PROFILE:-}" ] && args+=(--debug-addr 127.0.0.1:$((base+4)))
-  [ -n "$join" ] && args+=(--join "$join")
-  "$EDGENODE" "${args[@]}" >"$TMP/$name.log" 2>&1 &
-  PIDS+=($!)
-}
-ready() { for _ in $(seq 1 100); do curl -fs "$1/readyz" >/dev/null 2>&1 && return 0; sleep 0.2; done; echo "$1 not ready" >&2; return 1; }
-
-node n1 19310 eu; ready http://127.0.0.1:19310
-node n2 19320 us 127.0.0.1:19311; node n3 19330 ap 127.0.0.1:19311
-ready http://127.0.0.1:19320; ready http://127.0.0.1:19330
-for _ in $(seq 1 90); do
-  if "$EDGENODE" shards --addr 127.0.0.1:19313 --cluster-secret "$CSECRET" --json 2>/dev/null | python3 -c '
-import json,sys,collections
-s=json.load(sys.stdin); c=collections.Counter(x["leader"] for x in s)
-sys.exit(0 if all(len(x["voters"])==3 and x["leader"] for x in s) and len(c)==3 and max(c.values())-min(c.values())<=1 else 1)'; then break; fi
-  sleep 1
-done
+node n1 19310 eu >/dev/null; wait_ready http://127.0.0.1:19310
+node n2 19320 us 127.0.0.1:19311 >/dev/null; node n3 19330 ap 127.0.0.1:19311 >/dev/null
+wait_ready http://127.0.0.1:19320 http://127.0.0.1:19330
+wait_balanced 127.0.0.1:19313
 sleep 3
 
-ticks() { local t=0; for p in "${PIDS[@]}"; do read -r -a f </proc/$p/stat; t=$((t + f[13] + f[14])); done; echo $t; }
+ticks() { cpu_ticks "${PIDS[@]}"; }
 switches() { cat /proc/{"${PIDS[0]}","${PIDS[1]}","${PIDS[2]}"}/task/*/status 2>/dev/null | awk '/ctxt_switches/ { s += $2 } END { print s }'; }
 udp() { awk '/^Udp:/ { n++; if (n == 2) print $5 }' /proc/net/snmp; } # OutDatagrams
 scrape() { for p in 19313 19323 19333; do curl -fs "http://127.0.0.1:$p/metrics"; done; }

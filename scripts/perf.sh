@@ -29,14 +29,6 @@ MODE=${1:-full}
 OUT=${OUT:-perf-results}
 GO=${GO:-go}
 mkdir -p bin "$OUT"
-# EDGENODE=path runs another build of the server (alternating before/after
-# runs on one box); by default the tree's, built here.
-if [ -z "${EDGENODE:-}" ]; then
-  $GO build -tags hashicorpmetrics -o bin/edgenode ./cmd/edgenode
-  EDGENODE=bin/edgenode
-fi
-$GO build -tags hashicorpmetrics -o bin/edgeload ./cmd/edgeload
-
 if [ "$MODE" = short ]; then
   WIN=5s; WARM=1s; USERS=2000; IDLE=5000; STORM=3000; STORM_RATE=1000
 else
@@ -46,46 +38,11 @@ ROWS=" ${ROWS:-one three sockets storm idle} "
 row() { [[ "$ROWS" == *" $1 "* ]]; }
 RATE1=${RATE1:-2000}   # row 2
 RATE3=${RATE3:-2000}   # row 4
-SECRET=perf-jwt-secret-0123456789abcdef0123456789
-CSECRET=perf-cluster-secret-0123456789abcdef012345
 TMP=$(mktemp -d /tmp/edgenode-perf.XXXXXX)
 PIDS=()
 cleanup() { for p in "${PIDS[@]:-}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$TMP"; }
 trap cleanup EXIT
-
-# node NAME PORTBASE REGION [JOIN]: starts a node, prints its pid.
-node() {
-  local name=$1 base=$2 region=$3 join=${4:-}
-  local args=(--data-dir "$TMP/$name" --http-addr 127.0.0.1:$base --gossip-addr 127.0.0.1:$((base+1))
-    --cluster-addr 127.0.0.1:$((base+2)) --admin-addr 127.0.0.1:$((base+3)) --region "$region" --cluster-secret "$CSECRET" --jwt-secret "$SECRET"
-    --send-rate 1000 --send-burst 1000 --log-level warn
-    --max-connections-per-ip 1000000) # edgeload's thousands of sockets share loopback addresses
-  [ -n "$join" ] && args+=(--join "$join")
-  [ -n "${SHARDS:-}" ] && args+=(--shards "$SHARDS")
-  "$EDGENODE" "${args[@]}" >"$TMP/$name.log" 2>&1 &
-  PIDS+=($!)
-  echo $!
-}
-
-wait_ready() { # URL...
-  for u in "$@"; do
-    for _ in $(seq 1 100); do curl -fs "$u/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
-  done
-}
-
-# wait_balanced ADMIN_ADDR: every shard has 3 voters and leaders are spread evenly.
-wait_balanced() {
-  for _ in $(seq 1 90); do
-    if "$EDGENODE" shards --addr "$1" --cluster-secret "$CSECRET" --json 2>/dev/null | python3 -c '
-import json,sys,collections
-s=json.load(sys.stdin)
-c=collections.Counter(x["leader"] for x in s)
-ok=all(len(x["voters"])==3 and x["leader"] for x in s) and len(c)==3 and max(c.values())-min(c.values())<=1
-sys.exit(0 if ok else 1)'; then return 0; fi
-    sleep 1
-  done
-  echo "cluster did not balance" >&2; return 1
-}
+. scripts/lib.sh # node, wait_ready, wait_balanced, cpu_ticks; EDGENODE=path runs another build
 
 load() { # NAME TARGETS extra-flags...
   local name=$1 targets=$2; shift 2
@@ -147,7 +104,6 @@ fi
 
 # 7: an idle cluster: the three servers' CPU with no client, once every
 # shard has its three voters and leaders are spread.
-cpu_ticks() { local t=0; for p in "$@"; do read -r -a f </proc/$p/stat; t=$((t + f[13] + f[14])); done; echo $t; }
 if row idle; then
 for S in 16 64; do
   base=$((18860 + S))

@@ -7,7 +7,7 @@
 //	edgechat [flags] history USER [--before ID] [--limit N]
 //	edgechat [flags] read USER                  mark the conversation read (sends the READ receipt)
 //	edgechat [flags] devices add --platform apns|fcm [--topic T] [--sandbox] TOKEN
-//	edgechat [flags] devices rm TOKEN|DEVICE_ID
+//	edgechat [flags] devices rm TOKEN|DEVICE_ID   forget a push token, or revoke an installation
 //	edgechat [flags] devices list              this user's linked installations
 //	edgechat [flags] [chat [USER]]              interactive mode
 //
