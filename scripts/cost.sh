@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What a message costs a three-node cluster, counted: three fresh nodes on
 # loopback (16 shards, the perf.sh flags), edgeload at a fixed rate for
-# 25 s, and over 15 s of it the servers' CPU, their threads' context
+# 25 s, and over 15 s of it the servers' (and the load generator's) CPU, their threads' context
 # switches, the host's UDP datagrams (all of loopback: the nodes' QUIC and
 # gossip), and the nodes' own counters (raft entries, raft log commits,
 # deliveries), each per second and per accepted send.
@@ -45,9 +45,9 @@ sleep 8
 if [ -n "${PROFILE:-}" ]; then
   for p in 19314 19324 19334; do curl -s -o "$OUT/cpu-$p.pb" "http://127.0.0.1:$p/debug/pprof/profile?seconds=15" & done
 fi
-scrape >"$TMP/m0"; c0=$(ticks); s0=$(switches); u0=$(udp); t0=$(date +%s.%N)
+scrape >"$TMP/m0"; c0=$(ticks); s0=$(switches); u0=$(udp); g0=$(cpu_ticks $L); t0=$(date +%s.%N)
 sleep 15
-scrape >"$TMP/m1"; c1=$(ticks); s1=$(switches); u1=$(udp); t1=$(date +%s.%N)
+scrape >"$TMP/m1"; c1=$(ticks); s1=$(switches); u1=$(udp); g1=$(cpu_ticks $L); t1=$(date +%s.%N)
 wait $L
 sed -n '/^servers/p;/^sends/p;/send→deliver/p' "$OUT/load-$RATE.txt"
 python3 - "$TMP/m0" "$TMP/m1" <<EOF
@@ -68,6 +68,7 @@ def row(name, per_s):
     print("  %-34s %10.0f /s  %8.2f per send" % (name, per_s, per_s / rate if rate else 0))
 print("  %-34s %10.3f cores  %6.0f us per send" % ("servers' CPU", ($c1 - $c0) / os.sysconf('SC_CLK_TCK') / secs,
       ($c1 - $c0) / os.sysconf('SC_CLK_TCK') / secs / rate * 1e6 if rate else 0))
+print("  %-34s %10.3f cores" % ("load generator's CPU", ($g1 - $g0) / os.sysconf('SC_CLK_TCK') / secs))
 row("context switches (all threads)", ($s1 - $s0) / secs)
 row("UDP datagrams sent (host)", ($u1 - $u0) / secs)
 for k, name in [('edgenode_raft_batch_commands_count', 'raft entries proposed'),
