@@ -541,8 +541,9 @@ func (d *Dispatcher) check(user int64, since time.Time, alerted map[string]int64
 		d.m.checks.WithLabelValues(DecisionFailed).Inc()
 	}
 	// A device with a live socket still has time to acknowledge: check
-	// again at its deadline (or at its acknowledgement's commit), alerting
-	// only those not alerted yet.
+	// again at its deadline (or after the next message's debounce),
+	// alerting only those not alerted yet. Acknowledgements wake no check:
+	// the one at the deadline finds them.
 	if !waitFor.IsZero() {
 		return time.Now().Add(waitFor.Sub(now)), false, alerted
 	}
