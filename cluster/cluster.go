@@ -352,7 +352,11 @@ func (c *Cluster) execute(ctx context.Context, req *nodewire.CallRequest) *nodew
 		var list []relaylog.Linked
 		list, err = l.LinkedDevices(ctx, req.User)
 		for _, d := range list {
-			resp.Events = append(resp.Events, nodewire.NodeEvent{ID: d.Seen, Content: d.ID, UpTo: d.Cursor})
+			ev := nodewire.NodeEvent{ID: d.Seen, Content: d.ID, UpTo: d.Cursor}
+			if d.Push {
+				ev.By = 1
+			}
+			resp.Events = append(resp.Events, ev)
 		}
 	case nodewire.OpRead:
 		// User is the sender (whose shard takes the receipt), From the

@@ -148,7 +148,7 @@ func (r *Router) LinkedDevices(ctx context.Context, user int64) (list []relaylog
 	case resp != nil:
 		list = make([]relaylog.Linked, len(resp.Events))
 		for i, e := range resp.Events {
-			list[i] = relaylog.Linked{ID: e.Content, Cursor: e.UpTo, Seen: e.ID}
+			list[i] = relaylog.Linked{ID: e.Content, Cursor: e.UpTo, Seen: e.ID, Push: e.By == 1}
 		}
 	}
 	return list, nil

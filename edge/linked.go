@@ -84,7 +84,7 @@ func (s *Server) handleDeviceList(w http.ResponseWriter, r *http.Request, user i
 	}
 	out := wire.DeviceList{Devices: make([]wire.LinkedDevice, len(list))}
 	for i, d := range list {
-		out.Devices[i] = wire.LinkedDevice{DeviceID: d.ID, LastSeenAt: wire.FormatTime(time.UnixMilli(d.Seen)), Current: d.ID == dev}
+		out.Devices[i] = wire.LinkedDevice{DeviceID: d.ID, LastSeenAt: wire.FormatTime(time.UnixMilli(d.Seen)), Current: d.ID == dev, Push: d.Push}
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil

@@ -284,3 +284,22 @@ func TestRevokedDeviceStaysOut(t *testing.T) {
 		t.Fatalf("the new installation got %d, want %d", id, m.MessageID)
 	}
 }
+
+// TestDeviceListShowsPush: GET /v1/devices marks the devices that
+// registered a push token (they get alerts).
+func TestDeviceListShowsPush(t *testing.T) {
+	h := start(t, nil)
+	h.dialDev(2, "phone")
+	h.dialDev(2, "tablet")
+	eventually(t, "both devices linked", func() bool { return len(h.devices(2, "phone")) == 2 })
+	if code, body := h.doDevBody("POST", "/v1/devices", 2, "phone", map[string]any{"platform": "fcm", "token": "phone-token"}); code != http.StatusCreated {
+		t.Fatalf("register: %d %s", code, body)
+	}
+	push := map[string]bool{}
+	for _, d := range h.devices(2, "tablet") {
+		push[d.DeviceID] = d.Push
+	}
+	if !push["phone"] || push["tablet"] {
+		t.Fatalf("push flags %v, want the phone's only", push)
+	}
+}

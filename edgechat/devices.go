@@ -44,6 +44,7 @@ type LinkedDevice struct {
 	DeviceID   string
 	LastSeenAt string // RFC 3339
 	Current    bool   // this installation
+	Push       bool   // a push token of the installation is registered (it gets alerts)
 }
 
 // DeviceList is the user's linked devices.
@@ -66,7 +67,7 @@ func (c *Client) LinkedDevices() (*DeviceList, error) {
 	}
 	l := &DeviceList{items: make([]LinkedDevice, len(out.Devices))}
 	for i, d := range out.Devices {
-		l.items[i] = LinkedDevice{DeviceID: d.DeviceID, LastSeenAt: d.LastSeenAt, Current: d.Current}
+		l.items[i] = LinkedDevice{DeviceID: d.DeviceID, LastSeenAt: d.LastSeenAt, Current: d.Current, Push: d.Push}
 	}
 	return l, nil
 }

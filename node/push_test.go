@@ -435,6 +435,25 @@ func TestPushPerDeviceAcrossNodes(t *testing.T) {
 		t.Fatalf("%d alerts to the phone, whose socket took the messages", n)
 	}
 
+	// The list, asked at a node that does not lead bob's shard, shows
+	// which devices get alerts.
+	r, _ := http.NewRequest("GET", edge.URL()+"/v1/devices", nil)
+	r.Header.Set("Authorization", "Bearer "+tok(t, bob))
+	resp, err := http.DefaultClient.Do(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var list wire.DeviceList
+	json.NewDecoder(resp.Body).Decode(&list)
+	resp.Body.Close()
+	withPush := map[string]bool{}
+	for _, d := range list.Devices {
+		withPush[d.DeviceID] = d.Push
+	}
+	if len(withPush) != 2 || !withPush["phone"] || !withPush["tablet"] {
+		t.Fatalf("devices listed %+v, want phone and tablet with push", list.Devices)
+	}
+
 	// Revoked, the tablet's token goes with it.
 	if code := asDevice(t, edge, "DELETE", "/v1/devices/tablet", bob, "phone", nil); code != http.StatusNoContent {
 		t.Fatalf("revoke: %d", code)

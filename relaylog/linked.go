@@ -63,6 +63,9 @@ type Linked struct {
 	ID     string // the app's id for the installation; "" for clients that send none
 	Cursor int64  // acknowledged the queue up to this event id
 	Seen   int64  // Unix ms of its link or latest acknowledgement or connection
+	// Push: a push token is registered for the device (Device.DeviceID);
+	// filled by Log.LinkedDevices.
+	Push bool
 }
 
 // Revoked is a device its user removed from the account.

@@ -762,7 +762,16 @@ func (l *Log) LinkedDevices(_ context.Context, user int64) ([]Linked, error) {
 	if err := s.check(); err != nil {
 		return nil, err
 	}
-	return s.fsm.linkedOf(user), nil
+	list := s.fsm.linkedOf(user)
+	tokens := s.fsm.devicesOf(user)
+	for i := range list {
+		for _, t := range tokens {
+			if t.DeviceID == list[i].ID {
+				list[i].Push = true
+			}
+		}
+	}
+	return list, nil
 }
 
 // Cursor is device dev's cursor in user's queue on this node's copy of

@@ -151,6 +151,7 @@ type LinkedDevice struct {
 	DeviceID   string `json:"deviceId"`
 	LastSeenAt string `json:"lastSeenAt"`
 	Current    bool   `json:"current,omitempty"` // the device of the call
+	Push       bool   `json:"push,omitempty"`    // a push token is registered for the device
 }
 
 // DeviceList answers GET /v1/devices.

@@ -47,7 +47,7 @@ const (
 	OpAttach    = "attach"     // User, Token → At: the device's cursor, after linking it if need be
 	OpAckDevice = "ack_device" // User, Token, UpTo → N
 	OpUnlink    = "unlink"     // User, Token → Found: it was linked
-	OpLinked    = "linked"     // User → Events: one per linked device, Content = id, UpTo = cursor, ID = last seen (Unix ms)
+	OpLinked    = "linked"     // User → Events: one per linked device, Content = id, UpTo = cursor, ID = last seen (Unix ms), By = 1 if it has a push token
 	OpSentCopy  = "sent_copy"  // User (sender), Send (ToUserID, Content, CreatedAt), UpTo: the message id
 	OpReadSync  = "read_sync"  // User (reader), From (sender), UpTo
 )
