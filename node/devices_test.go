@@ -256,16 +256,8 @@ func TestRevokedDeviceAcrossNodes(t *testing.T) {
 		list, err := leader.Log.LinkedDevices(context.Background(), bob)
 		return err == nil && len(list) == 2
 	})
-	r, _ := http.NewRequest("DELETE", others[0].URL()+"/v1/devices/laptop", nil)
-	r.Header.Set("Authorization", "Bearer "+tok(t, bob))
-	r.Header.Set(wire.DeviceIDHeader, "phone")
-	resp, err := http.DefaultClient.Do(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusNoContent {
-		t.Fatalf("revoke: %d", resp.StatusCode)
+	if code, _ := asDevice(t, others[0], "DELETE", "/v1/devices/laptop", bob, "phone", nil); code != http.StatusNoContent {
+		t.Fatalf("revoke: %d", code)
 	}
 	m := mustPost(t, n1, alice, bob, 1, "after the revocation")
 	if got := laptop.untilRevoked(); len(got) > 1 {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -361,8 +362,9 @@ func TestPushTokenBelongsToOneUser(t *testing.T) {
 }
 
 // asDevice sends method path with body (JSON, or none when nil) to n as
-// device dev of user and returns the status.
-func asDevice(t *testing.T, n *testNode, method, path string, user int64, dev string, body any) int {
+// device dev of user ("": none named) and returns the status and the
+// answer's body.
+func asDevice(t *testing.T, n *testNode, method, path string, user int64, dev string, body any) (int, []byte) {
 	t.Helper()
 	var rd *bytes.Reader
 	if body != nil {
@@ -373,13 +375,16 @@ func asDevice(t *testing.T, n *testNode, method, path string, user int64, dev st
 	}
 	r, _ := http.NewRequest(method, n.URL()+path, rd)
 	r.Header.Set("Authorization", "Bearer "+tok(t, user))
-	r.Header.Set(wire.DeviceIDHeader, dev)
+	if dev != "" {
+		r.Header.Set(wire.DeviceIDHeader, dev)
+	}
 	resp, err := http.DefaultClient.Do(r)
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
-	return resp.StatusCode
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
 }
 
 // TestPushPerDeviceAcrossNodes (issue 17): bob's phone and tablet each
@@ -407,10 +412,10 @@ func TestPushPerDeviceAcrossNodes(t *testing.T) {
 	// The tablet links through a sync and registers its token, then goes
 	// away; the phone registers its token and stays connected.
 	syncDevice(t, edge, bob, "tablet", 0)
-	if code := asDevice(t, edge, "POST", "/v1/devices", bob, "tablet", map[string]any{"platform": "fcm", "token": gcmToken}); code != http.StatusCreated {
+	if code, _ := asDevice(t, edge, "POST", "/v1/devices", bob, "tablet", map[string]any{"platform": "fcm", "token": gcmToken}); code != http.StatusCreated {
 		t.Fatalf("tablet's token: %d", code)
 	}
-	if code := asDevice(t, edge, "POST", "/v1/devices", bob, "phone", map[string]any{"platform": "apns", "token": iosToken}); code != http.StatusCreated {
+	if code, _ := asDevice(t, edge, "POST", "/v1/devices", bob, "phone", map[string]any{"platform": "apns", "token": iosToken}); code != http.StatusCreated {
 		t.Fatalf("phone's token: %d", code)
 	}
 	phone := dialDevice(t, edge, bob, "phone")
@@ -437,15 +442,9 @@ func TestPushPerDeviceAcrossNodes(t *testing.T) {
 
 	// The list, asked at a node that does not lead bob's shard, shows
 	// which devices get alerts.
-	r, _ := http.NewRequest("GET", edge.URL()+"/v1/devices", nil)
-	r.Header.Set("Authorization", "Bearer "+tok(t, bob))
-	resp, err := http.DefaultClient.Do(r)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, body := asDevice(t, edge, "GET", "/v1/devices", bob, "", nil)
 	var list wire.DeviceList
-	json.NewDecoder(resp.Body).Decode(&list)
-	resp.Body.Close()
+	json.Unmarshal(body, &list)
 	withPush := map[string]bool{}
 	for _, d := range list.Devices {
 		withPush[d.DeviceID] = d.Push
@@ -455,7 +454,7 @@ func TestPushPerDeviceAcrossNodes(t *testing.T) {
 	}
 
 	// Revoked, the tablet's token goes with it.
-	if code := asDevice(t, edge, "DELETE", "/v1/devices/tablet", bob, "phone", nil); code != http.StatusNoContent {
+	if code, _ := asDevice(t, edge, "DELETE", "/v1/devices/tablet", bob, "phone", nil); code != http.StatusNoContent {
 		t.Fatalf("revoke: %d", code)
 	}
 	waitFor(t, "the revoked tablet's token gone on every replica", 10*time.Second, func() bool {

@@ -29,10 +29,7 @@ func userOnShard(start, other int64, shards int, same bool) int64 {
 func TestExpiryTellsTheSender(t *testing.T) {
 	for _, same := range []bool{true, false} {
 		t.Run(fmt.Sprintf("sameShard=%v", same), func(t *testing.T) {
-			var mu sync.Mutex
-			now := time.Now()
-			clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-			advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+			clock, advance := manualClock()
 			dir := t.TempDir()
 			opts := func(o *relaylog.Options) { o.Now = clock; o.Retention = time.Hour }
 			l := openLog(t, dir, opts)

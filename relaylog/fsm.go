@@ -655,6 +655,10 @@ func (f *fsm) devicesOf(user int64) []Device {
 func (f *fsm) pushState(user int64) (unread int, latest Event, pushed int64) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
+	return f.pushStateLocked(user)
+}
+
+func (f *fsm) pushStateLocked(user int64) (unread int, latest Event, pushed int64) {
 	q, ok := f.queues.get(user)
 	if !ok {
 		return 0, Event{}, 0
@@ -672,13 +676,12 @@ func (f *fsm) pushState(user int64) (unread int, latest Event, pushed int64) {
 // messages after dev's cursor. For a device not linked it is pushState.
 func (f *fsm) devicePushState(user int64, dev string) (unread int, latest Event, pushed int64) {
 	f.mu.RLock()
+	defer f.mu.RUnlock()
 	list, _ := f.links.get(user)
 	i := linkIndex(list, dev)
 	if i < 0 {
-		f.mu.RUnlock()
-		return f.pushState(user)
+		return f.pushStateLocked(user)
 	}
-	defer f.mu.RUnlock()
 	q, _ := f.queues.get(user)
 	for j := len(q.events) - 1; j >= 0 && q.events[j].ID > list[i].Cursor; j-- {
 		if q.events[j].Kind == KindMessage {

@@ -216,10 +216,7 @@ func TestLinkedDevicesAreBounded(t *testing.T) {
 // acknowledged nor linked again for the retention period is forgotten by
 // the expiry sweep, and the queue no longer waits for it.
 func TestDeviceGoneForRetentionHoldsNothing(t *testing.T) {
-	var mu sync.Mutex
-	now := time.Now()
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	clock, advance := manualClock()
 	l := openLog(t, t.TempDir(), func(o *relaylog.Options) { o.Now = clock; o.Retention = time.Hour })
 	defer l.Close()
 	link(t, l, 2, "phone")
@@ -340,10 +337,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 func TestRevokedDevicesStayOut(t *testing.T) {
 	for _, snap := range []bool{false, true} {
 		t.Run(fmt.Sprintf("snapshot=%v", snap), func(t *testing.T) {
-			var mu sync.Mutex
-			now := time.Now()
-			clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-			advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+			clock, advance := manualClock()
 			dir := t.TempDir()
 			opts := func(o *relaylog.Options) { o.Now = clock; o.Retention = time.Hour }
 			l := openLog(t, dir, opts)
@@ -440,16 +434,10 @@ func TestBatchedAcknowledgements(t *testing.T) {
 	if c, _, err := l.Attach(ctx, 2, "tablet"); err != nil || c != m.ID {
 		t.Fatalf("tablet attaches after %d (%v), want %d (its waiting ack)", c, err, m.ID)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if c, _ := l.Cursor(2, "tablet"); c == m.ID {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the tablet's batched ack never committed")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	eventually(t, "the tablet's batched ack committed", func() bool {
+		c, _ := l.Cursor(2, "tablet")
+		return c == m.ID
+	})
 	if evs, _ := pending(t, l, 2, 0, 0); len(evs) != 0 {
 		t.Fatalf("queue after both acks = %v", ids(evs))
 	}

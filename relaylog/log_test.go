@@ -31,6 +31,15 @@ func send(t *testing.T, l *relaylog.Log, from, to, req int64, content string) re
 	return ev
 }
 
+// manualClock is a clock for Options.Now that moves only by advance.
+func manualClock() (clock func() time.Time, advance func(time.Duration)) {
+	var mu sync.Mutex
+	now := time.Now()
+	clock = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance = func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	return clock, advance
+}
+
 // createdAt is a distinct createdAt per request, as a client's clock gives.
 func createdAt(req int64) string {
 	return time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC).Add(time.Duration(req) * time.Millisecond).Format(time.RFC3339Nano)
