@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus"
 	"log/slog"
 	"net"
 	"sync"
@@ -34,6 +35,9 @@ type Options struct {
 	// Limits are users' allowances, summed at their homes across the
 	// cluster (Router.ReportUsage); zero values: not summed.
 	Limits Limits
+	// Registerer, if set, gets the cluster's metrics
+	// (edgenode_node_calls_total).
+	Registerer prometheus.Registerer
 }
 
 // Cluster is this node's part of the cluster: the composition of its
@@ -51,6 +55,7 @@ type Cluster struct {
 	subs      *subscriptions
 	usage     *homeUsage // nil without Options.Limits
 	inbox     *Inbox
+	calls     *prometheus.CounterVec // calls answered for other nodes, by op
 
 	stop   chan struct{}
 	wg     sync.WaitGroup
@@ -93,6 +98,13 @@ func New(opts Options) *Cluster {
 		stop:  make(chan struct{}),
 		usage: newHomeUsage(opts.Limits),
 		inbox: newInbox(),
+		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edgenode_node_calls_total",
+			Help: "Calls this node answered for other nodes (forwarded sends, acknowledgements, receipts, ...), by operation.",
+		}, []string{"op"}),
+	}
+	if opts.Registerer != nil {
+		opts.Registerer.MustRegister(c.calls)
 	}
 	c.router = &Router{c: c}
 	c.subs = newSubscriptions(subsDeps{
@@ -133,6 +145,13 @@ func (c *Cluster) MembershipChanged() {
 // Committed tells remote subscribers of user that its queue changed
 // (the log's commit stream, relaylog.Commits, besides the local hub).
 func (c *Cluster) Committed(user int64) { c.subs.committed(user) }
+
+// HomePushes reports whether user's sockets here get their events from
+// the home of user's shard elsewhere (a wake that carries them, after the
+// home's commit): then this node's apply of the entry as a follower need
+// not wake them, which would make each of them pull the same events from
+// the home again (a node call per event).
+func (c *Cluster) HomePushes(user int64) bool { return c.subs.homePushes(user) }
 
 // Inbox is what the cluster has for this node's sockets, watchers and
 // push (see Inbox); the node's fan-out reads it.
@@ -300,6 +319,11 @@ var errRemote = errors.New("cluster: forwarded call failed")
 
 // handleCall runs a call forwarded by node from.
 func (c *Cluster) handleCall(from string, req *nodewire.CallRequest) *nodewire.CallResponse {
+	op := req.Op
+	if !knownOps[op] {
+		op = "unknown" // the label's values stay bounded
+	}
+	c.calls.WithLabelValues(op).Inc()
 	if req.Op == nodewire.OpDraining {
 		c.drain.mark(from)
 		return &nodewire.CallResponse{}
@@ -307,6 +331,16 @@ func (c *Cluster) handleCall(from string, req *nodewire.CallRequest) *nodewire.C
 	ctx, cancel := context.WithTimeout(context.Background(), c.opts.CallTimeout)
 	defer cancel()
 	return c.execute(ctx, req)
+}
+
+var knownOps = map[string]bool{
+	nodewire.OpSend: true, nodewire.OpPending: true, nodewire.OpAck: true, nodewire.OpRead: true,
+	nodewire.OpDeviceAdd: true, nodewire.OpDeviceRemove: true, nodewire.OpTokenOwner: true,
+	nodewire.OpContact: true, nodewire.OpContacts: true, nodewire.OpUsage: true,
+	nodewire.OpSetLastSeen: true, nodewire.OpGetLastSeen: true, nodewire.OpShardProgress: true,
+	nodewire.OpDelivered: true, nodewire.OpExpired: true, nodewire.OpStatus: true, nodewire.OpDraining: true,
+	nodewire.OpAttach: true, nodewire.OpAckDevice: true, nodewire.OpUnlink: true, nodewire.OpLinked: true,
+	nodewire.OpSentCopy: true, nodewire.OpReadSync: true,
 }
 
 // execute runs a forwarded call against the local log.

@@ -196,6 +196,20 @@ func (s *subscriptions) setDevice(user int64, dev string, on bool) {
 	s.mu.Unlock()
 }
 
+// homePushes reports whether user's sockets here are registered at a home
+// elsewhere that is not this node's shard: the home wakes them (with the
+// events) after each commit, so this node's own apply of the same entry
+// (as a follower) need not wake them to pull.
+func (s *subscriptions) homePushes(user int64) bool {
+	if s.log.Serving(s.log.ShardFor(user)) {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	w := s.wanted[user]
+	return w != nil && w.socket && w.node != "" && s.out[w.node] != nil
+}
+
 // devicePresence reports whether node reads SubDevice frames.
 func (s *subscriptions) devicePresence(node string) bool {
 	return s.features == nil || s.features(node)&relaylog.FeatureDevicePush != 0

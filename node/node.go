@@ -500,6 +500,7 @@ func (n *Node) startCluster(tune Tuning) {
 		Log: n.Log, Members: n.Members, Mesh: n.Mesh, Logger: n.Logger,
 		Limits:    cluster.Limits{SendRate: cfg.SendRate, SendBurst: cfg.SendBurst, CallRate: edge.DefaultCallRate, CallBurst: edge.DefaultCallBurst},
 		DeadGrace: tune.DeadGrace, ReconcileEvery: tune.ReconcileEvery,
+		Registerer: n.Registry,
 	})
 	go n.followMembership(n.life)
 }

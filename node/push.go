@@ -76,7 +76,9 @@ func (n *Node) startPush(opts push.Options) *push.Dispatcher {
 func (n *Node) fanOut(ctx context.Context) {
 	go n.deliver(ctx)
 	n.Log.Commits().Run(ctx, func(user int64) {
-		n.Hub.Committed(user)
+		if !n.Cluster.HomePushes(user) {
+			n.Hub.Committed(user)
+		}
 		n.Cluster.Committed(user)
 		if n.Push != nil {
 			n.Push.Committed(user)

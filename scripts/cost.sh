@@ -10,6 +10,7 @@
 #   PROFILE=1 scripts/cost.sh 100   also a 15 s CPU profile of each node
 #                                   (cost-results/cpu-*.pb; go tool pprof)
 #   DEVICES=2 scripts/cost.sh 500   users with two devices (a socket each)
+# It also prints the node calls the nodes answered each other, by operation.
 #
 # Measure before/after as alternating runs (the box is noisy): build each
 # binary and pass it as EDGENODE=path.
@@ -77,6 +78,11 @@ for k, name in [('edgenode_raft_batch_commands_count', 'raft entries proposed'),
                 ('edgenode_raftlog_commits_total', 'raft log commits (fsync groups)'),
                 ('edgenode_deliveries_total{path="socket"}', 'events written to sockets')]:
     row(name, (b.get(k, 0) - a.get(k, 0)) / secs)
+calls = {k: b[k] - a.get(k, 0) for k in b if k.startswith('edgenode_node_calls_total{')}
+row("node calls answered (all ops)", sum(calls.values()) / secs)
+for k, v in sorted(calls.items(), key=lambda kv: -kv[1]):
+    if v > 0:
+        row("  " + k.split('"')[1], v / secs)
 def mean(prefix):
     s = sum(v for k, v in b.items() if k.startswith(prefix + '_sum')) - sum(v for k, v in a.items() if k.startswith(prefix + '_sum'))
     n = sum(v for k, v in b.items() if k.startswith(prefix + '_count')) - sum(v for k, v in a.items() if k.startswith(prefix + '_count'))
