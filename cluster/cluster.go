@@ -56,6 +56,7 @@ type Cluster struct {
 	usage     *homeUsage // nil without Options.Limits
 	inbox     *Inbox
 	calls     *prometheus.CounterVec // calls answered for other nodes, by op
+	acks      *ackBatcher
 
 	stop   chan struct{}
 	wg     sync.WaitGroup
@@ -106,6 +107,7 @@ func New(opts Options) *Cluster {
 	if opts.Registerer != nil {
 		opts.Registerer.MustRegister(c.calls)
 	}
+	c.acks = newAckBatcher(routing)
 	c.router = &Router{c: c}
 	c.subs = newSubscriptions(subsDeps{
 		self: self, log: opts.Log, hint: routing.hint,
@@ -113,13 +115,7 @@ func New(opts Options) *Cluster {
 			return opts.Mesh.Open(ctx, node, mesh.KindSubscribe, 0)
 		},
 		inbox: c.inbox, logger: opts.Logger,
-		features: func(node string) uint64 {
-			m, ok := opts.Members.Get(node)
-			if !ok {
-				return 0
-			}
-			return m.Features
-		},
+		features: c.features,
 	})
 	opts.Mesh.Handle(mesh.KindCallMux, c.serveCallMux)
 	opts.Mesh.Handle(mesh.KindSubscribe, c.subs.serve)
@@ -128,6 +124,16 @@ func New(opts Options) *Cluster {
 	go func() { defer c.wg.Done(); c.routing.watchCalls(c.stop) }()
 	go func() { defer c.wg.Done(); c.subs.maintain() }()
 	return c
+}
+
+// features is another node's relaylog.Features as gossip tells (0:
+// unknown).
+func (c *Cluster) features(node string) uint64 {
+	m, ok := c.opts.Members.Get(node)
+	if !ok {
+		return 0
+	}
+	return m.Features
 }
 
 // Router is the Store the front uses.
@@ -340,7 +346,7 @@ var knownOps = map[string]bool{
 	nodewire.OpSetLastSeen: true, nodewire.OpGetLastSeen: true, nodewire.OpShardProgress: true,
 	nodewire.OpDelivered: true, nodewire.OpExpired: true, nodewire.OpStatus: true, nodewire.OpDraining: true,
 	nodewire.OpAttach: true, nodewire.OpAckDevice: true, nodewire.OpUnlink: true, nodewire.OpLinked: true,
-	nodewire.OpSentCopy: true, nodewire.OpReadSync: true,
+	nodewire.OpSentCopy: true, nodewire.OpReadSync: true, nodewire.OpAckDevices: true,
 }
 
 // execute runs a forwarded call against the local log.
@@ -368,6 +374,8 @@ func (c *Cluster) execute(ctx context.Context, req *nodewire.CallRequest) *nodew
 		resp.N, err = l.AckVia(ctx, req.User, req.UpTo, c.Receipts())
 	case nodewire.OpAckDevice:
 		resp.N, err = l.AckDeviceVia(ctx, req.User, req.Token, req.UpTo, c.Receipts())
+	case nodewire.OpAckDevices:
+		return c.ackDevices(req)
 	case nodewire.OpAttach:
 		var ok bool
 		if resp.At, ok, err = l.Attach(ctx, req.User, req.Token); err == nil && !ok {

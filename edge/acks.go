@@ -14,6 +14,13 @@ import (
 // meanwhile are folded into its next commit. durableAck is what the log
 // holds.
 
+// batchedAcker is a Store that can send an ack that raises no DELIVERED
+// receipt together with other such acks to the same leader
+// (cluster.Router.AckDeviceBatched).
+type batchedAcker interface {
+	AckDeviceBatched(ctx context.Context, user int64, dev string, upTo int64) error
+}
+
 // ack records the client's acknowledgement and commits it in the
 // background: at most one commit per socket runs at a time, and acks that
 // arrive meanwhile are folded into the next one.
@@ -57,7 +64,14 @@ func (sk *socket) commitAcks() {
 			return
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), s.opts.CallTimeout)
-		_, err := s.log.AckDevice(ctx, sk.user, sk.dev, up)
+		var err error
+		if b, ok := s.log.(batchedAcker); ok && sk.lastMsg.Load() <= sk.durableAck.Load() {
+			// No message since the last committed ack: this one raises
+			// no receipt, and may share a call with others.
+			err = b.AckDeviceBatched(ctx, sk.user, sk.dev, up)
+		} else {
+			_, err = s.log.AckDevice(ctx, sk.user, sk.dev, up)
+		}
 		cancel()
 		if errors.Is(err, relaylog.ErrDeviceRevoked) {
 			sk.revoked(err)

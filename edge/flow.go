@@ -90,6 +90,9 @@ func (sk *socket) writeEvents(buf []byte, evs []relaylog.Event) (_ []byte, full 
 	for i := range evs {
 		buf = appendEvent(buf, &evs[i])
 		sk.window.push(evs[i].ID)
+		if evs[i].Kind == relaylog.KindMessage {
+			sk.lastMsg.Store(evs[i].ID)
+		}
 		s.m.deliverySecs.Observe(now.Sub(evs[i].Time()).Seconds())
 		if len(buf) >= batchSize || i == len(evs)-1 {
 			// sent moves first: the client may acknowledge these events

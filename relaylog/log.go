@@ -155,8 +155,13 @@ const (
 	// device), cmdRevoke, version 6 snapshots, and the device presence
 	// frames of the cluster's subscribe streams (nodewire.SubDevice).
 	FeatureDevicePush uint64 = 1 << 1
+	// FeatureAckBatch: the node answers the cluster's ack_devices calls
+	// (nodewire.OpAckDevices: several devices' acknowledgements in one
+	// call). Nothing replicated changes; other nodes read it in the same
+	// gossip.
+	FeatureAckBatch uint64 = 1 << 2
 	// Features is every feature of this build.
-	Features = FeatureLinkedDevices | FeatureDevicePush
+	Features = FeatureLinkedDevices | FeatureDevicePush | FeatureAckBatch
 )
 
 func (o *Options) setDefaults() {
@@ -1598,6 +1603,9 @@ func (l *Log) Bootstrap() error {
 // CheckServing fails with a *NotLeaderError unless this node serves user's
 // shard (for reads of replicated state a follower may hold stale).
 func (l *Log) CheckServing(user int64) error { return l.shardOf(user).check() }
+
+// Revoked reports whether device dev of user is revoked (kept out).
+func (l *Log) Revoked(user int64, dev string) bool { return l.shardOf(user).fsm.isRevoked(user, dev) }
 
 // groupStore is a raft log shared by every shard of the node.
 type groupStore interface {

@@ -47,6 +47,16 @@ func appendCallRequest(b []byte, r *CallRequest) []byte {
 	}
 	e.Str(r.Token)
 	e.IDs(r.IDs)
+	// Fields added later are written only when set: a node of a version
+	// before them reads every call it knows (and is sent no other).
+	if len(r.Acks) > 0 {
+		e.Uvarint(uint64(len(r.Acks)))
+		for _, a := range r.Acks {
+			e.Varint(a.User)
+			e.Str(a.Device)
+			e.Varint(a.UpTo)
+		}
+	}
 	return e.B
 }
 
@@ -70,6 +80,16 @@ func decodeCallRequest(b []byte, r *CallRequest) error {
 	}
 	r.Token = d.Str()
 	r.IDs = d.IDs()
+	if len(d.B) > 0 && d.Err == nil {
+		n := d.Count(3)
+		if n == 0 {
+			d.Fail() // written only when there are some
+		}
+		r.Acks = make([]DeviceAck, n)
+		for i := range r.Acks {
+			r.Acks[i] = DeviceAck{User: d.Varint(), Device: d.Str(), UpTo: d.Varint()}
+		}
+	}
 	return d.End()
 }
 
@@ -91,10 +111,19 @@ func appendCallResponse(b []byte, r *CallResponse) []byte {
 	}
 	// Fields added later are written only when set, so that a node of a
 	// version before them still reads every answer to a call it knows.
-	if len(r.Flags) > 0 {
+	if len(r.Flags) > 0 || len(r.Codes) > 0 {
+		// Codes follow Flags: with codes, the flags' count is written
+		// even when 0 (only an answer to ack_devices has codes, and only
+		// a node that reads them sends that call).
 		e.Uvarint(uint64(len(r.Flags)))
 		for _, f := range r.Flags {
 			e.Bool(f)
+		}
+	}
+	if len(r.Codes) > 0 {
+		e.Uvarint(uint64(len(r.Codes)))
+		for _, c := range r.Codes {
+			e.Str(c)
 		}
 	}
 	return e.B
@@ -121,12 +150,23 @@ func decodeCallResponse(b []byte, r *CallResponse) error {
 	}
 	if len(d.B) > 0 && d.Err == nil {
 		n := d.Count(1)
+		if n > 0 {
+			r.Flags = make([]bool, n)
+			for i := range r.Flags {
+				r.Flags[i] = d.Bool()
+			}
+		} else if len(d.B) == 0 {
+			d.Fail() // no flags are written only before codes
+		}
+	}
+	if len(d.B) > 0 && d.Err == nil {
+		n := d.Count(1)
 		if n == 0 {
 			d.Fail() // written only when there are some
 		}
-		r.Flags = make([]bool, n)
-		for i := range r.Flags {
-			r.Flags[i] = d.Bool()
+		r.Codes = make([]string, n)
+		for i := range r.Codes {
+			r.Codes[i] = d.Str()
 		}
 	}
 	return d.End()

@@ -50,7 +50,19 @@ const (
 	OpLinked    = "linked"     // User → Events: one per linked device, Content = id, UpTo = cursor, ID = last seen (Unix ms), By = 1 if it has a push token
 	OpSentCopy  = "sent_copy"  // User (sender), Send (ToUserID, Content, CreatedAt), UpTo: the message id
 	OpReadSync  = "read_sync"  // User (reader), From (sender), UpTo
+	// Acknowledgements of several devices at once, sent only to nodes
+	// whose features include relaylog.FeatureAckBatch (an older node
+	// rejects the Acks field):
+	OpAckDevices = "ack_devices" // Acks → Codes: one per ack, "" (checked; applied after the answer) or its failure code
 )
+
+// DeviceAck is one acknowledgement of an ack_devices call: device Device
+// of User acknowledged its queue up to UpTo.
+type DeviceAck struct {
+	User   int64
+	Device string
+	UpTo   int64
+}
 
 // CallRequest is a client call forwarded to the node that leads the shard.
 type CallRequest struct {
@@ -67,6 +79,7 @@ type CallRequest struct {
 	Device  *wire.DeviceRequest     `json:"device,omitempty"`
 	Token   string                  `json:"token,omitempty"`
 	IDs     []int64                 `json:"ids,omitempty"`
+	Acks    []DeviceAck             `json:"acks,omitempty"` // ack_devices
 }
 
 // NodeEvent is a queued event as nodes exchange it.
@@ -96,6 +109,7 @@ type CallResponse struct {
 	Index   uint64      `json:"index,omitempty"`  // shard_progress: last applied raft index
 	Voters  []string    `json:"voters,omitempty"` // shard_progress: the shard's voters as the callee knows them
 	Flags   []bool      `json:"flags,omitempty"`  // contacts: one per pair
+	Codes   []string    `json:"codes,omitempty"`  // ack_devices: one per ack, "" or a failure code
 }
 
 // Failure codes of CallResponse.Err.
