@@ -200,14 +200,19 @@ func (s *subscriptions) setDevice(user int64, dev string, on bool) {
 // elsewhere that is not this node's shard: the home wakes them (with the
 // events) after each commit, so this node's own apply of the same entry
 // (as a follower) need not wake them to pull.
+// While raft here names another leader than the registered home (a
+// failover the reconcile has not followed yet), the local wake stays:
+// the socket's pull finds the new leader.
 func (s *subscriptions) homePushes(user int64) bool {
-	if s.log.Serving(s.log.ShardFor(user)) {
+	shard := s.log.ShardFor(user)
+	if s.log.Serving(shard) {
 		return false
 	}
+	lead := s.log.Leader(shard)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	w := s.wanted[user]
-	return w != nil && w.socket && w.node != "" && s.out[w.node] != nil
+	return w != nil && w.socket && w.node != "" && w.node == lead && s.out[w.node] != nil
 }
 
 // devicePresence reports whether node reads SubDevice frames.
