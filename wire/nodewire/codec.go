@@ -80,17 +80,27 @@ func decodeCallRequest(b []byte, r *CallRequest) error {
 	}
 	r.Token = d.Str()
 	r.IDs = d.IDs()
-	if len(d.B) > 0 && d.Err == nil {
-		n := d.Count(3)
-		if n == 0 {
-			d.Fail() // written only when there are some
-		}
+	if n := laterCount(&d, 3); n > 0 {
 		r.Acks = make([]DeviceAck, n)
 		for i := range r.Acks {
 			r.Acks[i] = DeviceAck{User: d.Varint(), Device: d.Str(), UpTo: d.Varint()}
 		}
 	}
 	return d.End()
+}
+
+// laterCount reads the length of a list added to a frame later, which is
+// written only when the list has items (min bytes each): 0 when the frame
+// ends before it, an error when it says 0.
+func laterCount(d *varint.Decoder, min int) int {
+	if len(d.B) == 0 || d.Err != nil {
+		return 0
+	}
+	n := d.Count(min)
+	if n == 0 {
+		d.Fail()
+	}
+	return n
 }
 
 func appendCallResponse(b []byte, r *CallResponse) []byte {
@@ -159,11 +169,7 @@ func decodeCallResponse(b []byte, r *CallResponse) error {
 			d.Fail() // no flags are written only before codes
 		}
 	}
-	if len(d.B) > 0 && d.Err == nil {
-		n := d.Count(1)
-		if n == 0 {
-			d.Fail() // written only when there are some
-		}
+	if n := laterCount(&d, 1); n > 0 {
 		r.Codes = make([]string, n)
 		for i := range r.Codes {
 			r.Codes[i] = d.Str()
