@@ -423,6 +423,17 @@ func TestPushPerDeviceAcrossNodes(t *testing.T) {
 		list, err := leader.Log.LinkedDevices(context.Background(), bob)
 		return err == nil && len(list) == 2
 	})
+	// The phone's socket reaches bob's home after its ready frame (the
+	// registration is a stream frame): until then the home would alert
+	// the phone as offline.
+	waitFor(t, "the phone's socket known at bob's home", 10*time.Second, func() bool {
+		for _, n := range nodes {
+			if n.Cluster.IsHome(bob) && n.Cluster.Presence().DeviceSocket(bob, "phone") {
+				return true
+			}
+		}
+		return false
+	})
 
 	mustPost(t, n1, alice, bob, 1, "one")
 	mustPost(t, n1, alice, bob, 2, "two")
