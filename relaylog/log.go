@@ -116,7 +116,7 @@ type Options struct {
 	// heartbeat is raft's own RPC.
 	Heartbeats HeartbeatDial
 	// HeartbeatTimeout is raft's heartbeat, election and leader lease
-	// timeout; 0 means 2 s. With Heartbeats, a leader's node going silent
+	// timeout; 0 means 4 s. With Heartbeats, a leader's node going silent
 	// makes its followers stand within about a second (stand.go), and
 	// this timeout is the fallback (a leader's raft stuck while its node
 	// lives, a node of an older version) and how long a leader cut off
@@ -181,7 +181,10 @@ func (o *Options) setDefaults() {
 		o.IdempotencyWindow = 24 * time.Hour
 	}
 	if o.HeartbeatTimeout <= 0 {
-		o.HeartbeatTimeout = 2 * time.Second
+		// Long: raft's heartbeats wake each shard's leader once per
+		// follower every tenth to fifth of it, an idle cluster's largest
+		// cost per shard; failover does not wait for it (stand.go).
+		o.HeartbeatTimeout = 4 * time.Second
 	}
 }
 
@@ -1462,7 +1465,7 @@ func (l *Log) openShard(i int) (*shard, error) {
 	// follower to apply: the leader's commit stream wakes sockets and
 	// homes, and writes carry the commit index as they flow; an idle
 	// follower applies the last entries within 5-10 s.
-	cfg.CommitTimeout = 5 * o.HeartbeatTimeout / 2
+	cfg.CommitTimeout = min(5*o.HeartbeatTimeout/2, 5*time.Second)
 	// raft's default. Entries are already batches of commands (proposeLoop),
 	// and raft allocates a slice of this many pointers on every commit it
 	// hands to the FSM: at 512 that was 4 KiB per commit, 43% of a one-node

@@ -15,8 +15,8 @@ import (
 //
 // A leader answers most of its heartbeats itself while frames come from
 // the follower's node, and its raft runs with a long heartbeat timeout
-// (Options.HeartbeatTimeout, 2 s by default; heartbeats every 200-400 ms,
-// a real one reaching each follower about every second). A follower's own
+// (Options.HeartbeatTimeout, 4 s by default; heartbeats every 400-800 ms,
+// a real one reaching each follower about every two seconds). A follower's own
 // raft would wait that timeout and up to as long again before it stood
 // for election. Instead, every hbBeatEvery the log checks each shard it
 // follows: when nothing came from the leader's node for leaderSilent, and
@@ -41,7 +41,7 @@ import (
 // once instead of after the timeout.
 //
 // So the failover after a leader's node dies takes leaderSilent less up
-// to a beat, plus up to a tick and an election round (0.4-0.7 s and the
+// to a beat, plus up to a tick and an election round (0.6-1.2 s and the
 // vote); the e2e suite measures it.
 const (
 	leaderSilent = 3 * hbBeatEvery
