@@ -194,6 +194,11 @@ type Dispatcher struct {
 	users  map[int64]*userState
 	due    []int64 // users to check, first come first served
 	closed bool
+	// led is when this node began to lead each shard it leads (Serving):
+	// until TakeoverDelay after, the other edges' sockets may not be
+	// registered here yet, and a check would take their devices for
+	// offline. One entry per shard led.
+	led map[int]time.Time
 }
 
 // userState is what the dispatcher remembers of a user between a trigger
@@ -221,6 +226,7 @@ func New(opts Options) *Dispatcher {
 		m:     newMetrics(opts.Registerer),
 		sem:   make(chan struct{}, opts.Concurrency),
 		users: make(map[int64]*userState),
+		led:   make(map[int]time.Time),
 	}
 	d.cond = sync.NewCond(&d.mu)
 	d.ctx, d.cancel = context.WithCancel(context.Background())
@@ -249,7 +255,17 @@ func (d *Dispatcher) Committed(user int64) {
 	if us.since.IsZero() {
 		us.since = d.opts.Now()
 	}
-	d.scheduleLocked(user, us, now.Add(d.opts.Debounce))
+	at := now.Add(d.opts.Debounce)
+	// Just after a leader change (the placer's, or a failover), the
+	// user's sockets on other edges re-register here within the
+	// subscriptions' reconcile: a check before would alert devices whose
+	// sockets are open.
+	if t, ok := d.led[d.opts.Store.ShardFor(user)]; ok {
+		if w := t.Add(d.opts.TakeoverDelay); w.After(at) {
+			at = w
+		}
+	}
+	d.scheduleLocked(user, us, at)
 }
 
 // Offline tells the dispatcher that user's last socket in the cluster
@@ -270,8 +286,9 @@ func (d *Dispatcher) Offline(user int64) {
 // Serving follows this node's leadership of shard
 // (the log's commit stream, relaylog.Commits). A new leader checks, after TakeoverDelay,
 // every user of the shard whose newest message is not alerted: a check its
-// predecessor had scheduled is not lost. A former leader forgets the
-// shard's scheduled checks.
+// predecessor had scheduled is not lost; and a message committed within
+// TakeoverDelay of the takeover is checked no sooner either (Committed). A
+// former leader forgets the shard's scheduled checks.
 func (d *Dispatcher) Serving(shard int, serving bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -279,6 +296,7 @@ func (d *Dispatcher) Serving(shard int, serving bool) {
 		return
 	}
 	if !serving {
+		delete(d.led, shard)
 		for u, us := range d.users {
 			if us.timer != nil && d.opts.Store.ShardFor(u) == shard {
 				us.timer.Stop()
@@ -288,6 +306,7 @@ func (d *Dispatcher) Serving(shard int, serving bool) {
 		}
 		return
 	}
+	d.led[shard] = time.Now()
 	// Listing the shard's queues takes a while on a big shard: not on
 	// raft's leadership goroutine.
 	d.wg.Add(1)

@@ -585,3 +585,26 @@ func TestEachDeviceIsAlertedOfWhatItLacks(t *testing.T) {
 		t.Fatalf("%d phone and %d tablet alerts, want 1 and 1", a, f)
 	}
 }
+
+// TestMessageJustAfterATakeoverWaitsForTheSockets: a new leader of a
+// shard hears of its users' sockets on other nodes only as they register
+// again (the subscriptions' reconcile). A message committed just after
+// the takeover is checked no sooner than TakeoverDelay after it, so a
+// user whose socket registers meanwhile is not alerted.
+func TestMessageJustAfterATakeoverWaitsForTheSockets(t *testing.T) {
+	h := newHarness(t, func(o *push.Options) { o.Debounce = time.Millisecond; o.TakeoverDelay = time.Second })
+	h.register(bob, "apns", apnsToken)
+	h.send(alice, bob, "hi")
+	waitFor(t, "the send handed to the dispatcher", 5*time.Second, func() bool {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return h.handed[bob] >= 1
+	})
+	h.setOnline(bob, true) // bob's socket registers with the new leader
+	waitFor(t, "the check of the message", 5*time.Second, func() bool {
+		return h.checks(push.DecisionDeferred)+h.checks(push.DecisionAlerted) >= 1
+	})
+	if n := len(h.apns.Requests()); n != 0 {
+		t.Fatalf("%d alerts to a user whose socket registered within the takeover delay", n)
+	}
+}
