@@ -255,17 +255,7 @@ func (d *Dispatcher) Committed(user int64) {
 	if us.since.IsZero() {
 		us.since = d.opts.Now()
 	}
-	at := now.Add(d.opts.Debounce)
-	// Just after a leader change (the placer's, or a failover), the
-	// user's sockets on other edges re-register here within the
-	// subscriptions' reconcile: a check before would alert devices whose
-	// sockets are open.
-	if t, ok := d.led[d.opts.Store.ShardFor(user)]; ok {
-		if w := t.Add(d.opts.TakeoverDelay); w.After(at) {
-			at = w
-		}
-	}
-	d.scheduleLocked(user, us, at)
+	d.scheduleLocked(user, us, now.Add(d.opts.Debounce))
 }
 
 // Offline tells the dispatcher that user's last socket in the cluster
@@ -286,9 +276,9 @@ func (d *Dispatcher) Offline(user int64) {
 // Serving follows this node's leadership of shard
 // (the log's commit stream, relaylog.Commits). A new leader checks, after TakeoverDelay,
 // every user of the shard whose newest message is not alerted: a check its
-// predecessor had scheduled is not lost; and a message committed within
-// TakeoverDelay of the takeover is checked no sooner either (Committed). A
-// former leader forgets the shard's scheduled checks.
+// predecessor had scheduled is not lost; and until then a device that
+// looks offline is given until then (check). A former leader forgets the
+// shard's scheduled checks.
 func (d *Dispatcher) Serving(shard int, serving bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -433,9 +423,13 @@ func (d *Dispatcher) worker() {
 		us := d.users[user]
 		us.queued, us.running = false, true
 		since, alerted := us.since, us.alerted
+		var settling time.Time
+		if t, ok := d.led[d.opts.Store.ShardFor(user)]; ok {
+			settling = t.Add(d.opts.TakeoverDelay)
+		}
 		d.mu.Unlock()
 
-		recheck, settled, alerted := d.check(user, since, alerted)
+		recheck, settled, alerted := d.check(user, since, alerted, settling)
 
 		d.mu.Lock()
 		us.running = false
@@ -464,8 +458,12 @@ func (d *Dispatcher) worker() {
 // userState.alerted). It returns when to check again (zero: not by
 // itself), whether the user's waiting messages are settled (every device
 // has them, or was alerted, or nothing is left to alert) and alerted
-// updated.
-func (d *Dispatcher) check(user int64, since time.Time, alerted map[string]int64) (recheck time.Time, settled bool, _ map[string]int64) {
+// updated. Until settling (TakeoverDelay after this node began to lead
+// the user's shard), a device without a live socket here is given until
+// then: the user's sockets on other nodes register with a new leader
+// within the subscriptions' reconcile, and until they do their devices
+// look offline.
+func (d *Dispatcher) check(user int64, since time.Time, alerted map[string]int64, settling time.Time) (recheck time.Time, settled bool, _ map[string]int64) {
 	s := d.opts.Store
 	if err := s.CheckServing(user); err != nil {
 		d.m.checks.WithLabelValues(DecisionNotLeader).Inc()
@@ -509,6 +507,11 @@ func (d *Dispatcher) check(user int64, since time.Time, alerted map[string]int64
 				}
 				continue
 			}
+		} else if wait := time.Until(settling); wait > 0 {
+			if deadline := now.Add(wait); waitFor.IsZero() || deadline.Before(waitFor) {
+				waitFor = deadline
+			}
+			continue
 		}
 		devices = append(devices, dev)
 		notes = append(notes, d.notification(user, st))

@@ -589,8 +589,9 @@ func TestEachDeviceIsAlertedOfWhatItLacks(t *testing.T) {
 // TestMessageJustAfterATakeoverWaitsForTheSockets: a new leader of a
 // shard hears of its users' sockets on other nodes only as they register
 // again (the subscriptions' reconcile). A message committed just after
-// the takeover is checked no sooner than TakeoverDelay after it, so a
-// user whose socket registers meanwhile is not alerted.
+// the takeover finds the user's device offline but gives it until
+// TakeoverDelay after the takeover, so a user whose socket registers
+// meanwhile is not alerted.
 func TestMessageJustAfterATakeoverWaitsForTheSockets(t *testing.T) {
 	h := newHarness(t, func(o *push.Options) { o.Debounce = time.Millisecond; o.TakeoverDelay = time.Second })
 	h.register(bob, "apns", apnsToken)
@@ -603,6 +604,14 @@ func TestMessageJustAfterATakeoverWaitsForTheSockets(t *testing.T) {
 	h.setOnline(bob, true) // bob's socket registers with the new leader
 	waitFor(t, "the check of the message", 5*time.Second, func() bool {
 		return h.checks(push.DecisionDeferred)+h.checks(push.DecisionAlerted) >= 1
+	})
+	if n := len(h.apns.Requests()); n != 0 {
+		t.Fatalf("%d alerts to a user whose socket registered within the takeover delay", n)
+	}
+	// At the end of the takeover delay the socket counts: the device gets
+	// its ack timeout, not an alert.
+	waitFor(t, "the check at the end of the takeover delay", 5*time.Second, func() bool {
+		return h.checks(push.DecisionDeferred)+h.checks(push.DecisionAlerted) >= 2
 	})
 	if n := len(h.apns.Requests()); n != 0 {
 		t.Fatalf("%d alerts to a user whose socket registered within the takeover delay", n)
