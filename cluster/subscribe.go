@@ -203,16 +203,21 @@ func (s *subscriptions) setDevice(user int64, dev string, on bool) {
 // While raft here names another leader than the registered home (a
 // failover the reconcile has not followed yet), the local wake stays:
 // the socket's pull finds the new leader.
+// Asked for every committed user on every replica: most have no socket
+// here, and their answer needs neither raft's leader nor its lock.
 func (s *subscriptions) homePushes(user int64) bool {
-	shard := s.log.ShardFor(user)
-	if s.log.Serving(shard) {
+	s.mu.Lock()
+	w := s.wanted[user]
+	var home string
+	if w != nil && w.socket && w.node != "" && s.out[w.node] != nil {
+		home = w.node
+	}
+	s.mu.Unlock()
+	if home == "" {
 		return false
 	}
-	lead := s.log.Leader(shard)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	w := s.wanted[user]
-	return w != nil && w.socket && w.node != "" && w.node == lead && s.out[w.node] != nil
+	shard := s.log.ShardFor(user)
+	return !s.log.Serving(shard) && s.log.Leader(shard) == home
 }
 
 // devicePresence reports whether node reads SubDevice frames.
