@@ -276,9 +276,9 @@ func (d *Dispatcher) Offline(user int64) {
 // Serving follows this node's leadership of shard
 // (the log's commit stream, relaylog.Commits). A new leader checks, after TakeoverDelay,
 // every user of the shard whose newest message is not alerted: a check its
-// predecessor had scheduled is not lost; and until then a device that
-// looks offline is given until then (check). A former leader forgets the
-// shard's scheduled checks.
+// predecessor had scheduled is not lost, and meanwhile a device that looks
+// offline is given that long (check). A former leader forgets the shard's
+// scheduled checks.
 func (d *Dispatcher) Serving(shard int, serving bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()

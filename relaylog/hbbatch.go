@@ -50,9 +50,9 @@ import (
 // which nothing waits for, goes with the next node beat to refresh it.
 // A pair of shard and follower then costs a real heartbeat every two
 // seconds (with the default 4 s timeout), riding on the node beats, and
-// the beats cost the same whatever the number of shards. The followers rely on the
-// same beats to stand for election when the leader's node goes silent
-// (stand.go).
+// the beats cost the same whatever the number of shards. The followers
+// rely on the same beats to stand for election when the leader's node
+// goes silent (stand.go).
 
 const (
 	// hbFlush is how long a heartbeat waits for others to the same node.
