@@ -387,7 +387,7 @@ func (c *Cluster) execute(ctx context.Context, req *nodewire.CallRequest) *nodew
 		if req.Send == nil {
 			return &nodewire.CallResponse{Err: nodewire.NodeErrBadRequest}
 		}
-		err = l.SentCopy(ctx, req.User, relaylog.Event{ID: req.UpTo, Kind: relaylog.KindMessage, From: req.User, To: req.Send.ToUserID, Content: req.Send.Content, CreatedAt: req.Send.CreatedAt})
+		resp.Found, err = l.SentCopy(ctx, req.User, relaylog.Event{ID: req.UpTo, Kind: relaylog.KindMessage, From: req.User, To: req.Send.ToUserID, Content: req.Send.Content, CreatedAt: req.Send.CreatedAt})
 	case nodewire.OpReadSync:
 		err = l.ReadSync(ctx, req.User, req.From, req.UpTo)
 	case nodewire.OpLinked:

@@ -102,12 +102,19 @@ func (r *Router) AckDevice(ctx context.Context, user int64, dev string, upTo int
 
 // SentCopy implements edge.Store: msg, which sender sent, is queued for
 // sender's other devices at the leader of sender's shard (nothing when
-// sender has one device, or that leader's build has no devices).
-func (r *Router) SentCopy(ctx context.Context, sender int64, msg relaylog.Event) error {
-	_, _, err := r.routeNewShard(ctx, r.c.log.ShardFor(sender), func() error { return r.c.log.SentCopy(ctx, sender, msg) },
-		&nodewire.CallRequest{Op: nodewire.OpSentCopy, User: sender, UpTo: msg.ID,
-			Send: &wire.NewMessageRequest{ToUserID: msg.To, Content: msg.Content, CreatedAt: msg.CreatedAt}})
-	return err
+// sender has one device, or that leader's build has no devices). It
+// reports whether a copy was queued (a leader of a build that does not
+// tell answers false).
+func (r *Router) SentCopy(ctx context.Context, sender int64, msg relaylog.Event) (queued bool, err error) {
+	resp, _, err := r.routeNewShard(ctx, r.c.log.ShardFor(sender), func() (err error) {
+		queued, err = r.c.log.SentCopy(ctx, sender, msg)
+		return err
+	}, &nodewire.CallRequest{Op: nodewire.OpSentCopy, User: sender, UpTo: msg.ID,
+		Send: &wire.NewMessageRequest{ToUserID: msg.To, Content: msg.Content, CreatedAt: msg.CreatedAt}})
+	if resp != nil {
+		queued = resp.Found
+	}
+	return queued, err
 }
 
 // ReadSync implements edge.Store: reader's read mark is queued for

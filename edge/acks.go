@@ -26,8 +26,12 @@ type batchedAcker interface {
 // arrive meanwhile are folded into the next one.
 func (sk *socket) ack(upTo int64) {
 	// A client can only acknowledge what this socket sent it; a larger id
-	// must not drop events it never saw.
-	if sent := sk.sent.Load(); upTo > sent {
+	// must not drop events it never saw. Past the last event written come
+	// only the device's own copies the writer passed over (flow.go): an
+	// ack of everything written covers them. (sent is read first: the
+	// writer sets written before sent.)
+	sent := sk.sent.Load()
+	if upTo > sent || upTo >= sk.written.Load() {
 		upTo = sent
 	}
 	raiseTo(&sk.clientAck, upTo)

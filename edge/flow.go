@@ -87,25 +87,43 @@ func (sk *socket) writeEvents(buf []byte, evs []relaylog.Event) (_ []byte, full 
 	}
 	now := time.Now()
 	buf = buf[:0]
+	var written, own int
+	var last int64 // the last event written
 	for i := range evs {
-		buf = appendEvent(buf, &evs[i])
-		sk.window.push(evs[i].ID)
-		if evs[i].Kind == relaylog.KindMessage {
-			sk.lastMsg.Store(evs[i].ID)
+		e := &evs[i]
+		if e.Kind == relaylog.KindSent && sk.ownCopy(e.UpTo) {
+			own++
+		} else {
+			buf = appendEvent(buf, e)
+			sk.window.push(e.ID)
+			if e.Kind == relaylog.KindMessage {
+				sk.lastMsg.Store(e.ID)
+			}
+			s.m.deliverySecs.Observe(now.Sub(e.Time()).Seconds())
+			written++
+			last = e.ID
 		}
-		s.m.deliverySecs.Observe(now.Sub(evs[i].Time()).Seconds())
 		if len(buf) >= batchSize || i == len(evs)-1 {
 			// sent moves first: the client may acknowledge these events
 			// before write returns, and an ack is capped at sent. (If the
-			// write fails, the socket closes and no ack comes.)
-			sk.sent.Store(evs[i].ID)
-			if err := sk.write(buf); err != nil {
-				return buf, full, err
+			// write fails, the socket closes and no ack comes.) written
+			// moves before sent.
+			if last > 0 {
+				sk.written.Store(last)
+			}
+			sk.sent.Store(e.ID)
+			if len(buf) > 0 {
+				if err := sk.write(buf); err != nil {
+					return buf, full, err
+				}
 			}
 			buf = buf[:0]
 		}
 	}
-	s.m.deliveries.WithLabelValues("socket").Add(float64(len(evs)))
+	s.m.deliveries.WithLabelValues("socket").Add(float64(written))
+	if own > 0 {
+		s.m.deliveries.WithLabelValues("own_copy").Add(float64(own))
+	}
 	return buf, full, nil
 }
 
@@ -133,4 +151,78 @@ func (r *idRing) popUpTo(acked int64) {
 		r.ids = append(r.ids[:0:0], r.ids[r.head:]...)
 		r.head = 0
 	}
+}
+
+// The sending device's own copy. A message a user with several devices
+// sends is queued for the user too (relaylog.KindSent), so that the other
+// devices show it; the device that sent it has it already. When the send
+// names its device (Device-Id) and reaches the node that holds that
+// device's socket, the node marks the message on the socket before the
+// copy is queued, and the writer passes over the copy instead of writing
+// it: sent moves past it, written does not, and the client's next ack of
+// everything written (acks.go) moves the device's cursor past it too. A
+// copy the writer passes over while every event written before it is
+// acknowledged waits for the client's next ack, as any event would: the
+// queue holds it for this device until then (at most until the retention
+// period). A mark the socket never meets (a copy already written, or never
+// queued) costs nothing but its slot.
+
+// ownSlots is how many sent messages a socket remembers: a client's sends
+// in flight at once through one node. Past that the oldest mark is
+// forgotten and its copy written.
+const ownSlots = 8
+
+// ownSends is a socket's marks, held only while some are waiting.
+type ownSends struct {
+	ids  [ownSlots]int64 // message ids; 0: a free slot
+	next int             // the slot the next mark takes
+	n    int             // marks held
+}
+
+// markOwn marks message id as sent by this socket's device: its copy is
+// not written here.
+func (sk *socket) markOwn(id int64) {
+	sk.mu.Lock()
+	defer sk.mu.Unlock()
+	o := sk.own
+	if o == nil {
+		o = new(ownSends)
+		sk.own = o
+	}
+	if o.ids[o.next] == 0 {
+		o.n++
+	}
+	o.ids[o.next] = id
+	o.next = (o.next + 1) % ownSlots
+}
+
+// unmarkOwn forgets the mark of message id (no copy was queued).
+func (sk *socket) unmarkOwn(id int64) {
+	sk.mu.Lock()
+	defer sk.mu.Unlock()
+	sk.takeOwnLocked(id)
+}
+
+// ownCopy reports whether message id was marked, and forgets the mark.
+func (sk *socket) ownCopy(id int64) bool {
+	sk.mu.Lock()
+	defer sk.mu.Unlock()
+	return sk.takeOwnLocked(id)
+}
+
+func (sk *socket) takeOwnLocked(id int64) bool {
+	o := sk.own
+	if o == nil {
+		return false
+	}
+	for i := range o.ids {
+		if o.ids[i] == id {
+			o.ids[i] = 0
+			if o.n--; o.n == 0 {
+				sk.own = nil
+			}
+			return true
+		}
+	}
+	return false
 }

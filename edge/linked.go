@@ -46,6 +46,7 @@ func (sk *socket) attach() bool {
 		return false
 	}
 	// Everything up to the cursor this device acknowledged before.
+	raiseTo(&sk.written, cursor)
 	raiseTo(&sk.sent, cursor)
 	raiseTo(&sk.clientAck, cursor)
 	raiseTo(&sk.pendingAck, cursor)

@@ -303,3 +303,109 @@ func TestDeviceListShowsPush(t *testing.T) {
 		t.Fatalf("push flags %v, want the phone's only", push)
 	}
 }
+
+// sendDev is harness.send as device dev of from.
+func (h *harness) sendDev(from int64, dev string, to int64, content string) wire.NewMessageResponse {
+	h.t.Helper()
+	reqSeq++
+	code, body := h.doDevBody("POST", "/v1/messages", from, dev, wire.NewMessageRequest{RequestID: reqSeq, ToUserID: to, Content: content, CreatedAt: createdAtOf(reqSeq)})
+	if code != http.StatusCreated {
+		h.t.Fatalf("send as %q: %d %s", dev, code, body)
+	}
+	var r wire.NewMessageResponse
+	json.Unmarshal(body, &r)
+	return r
+}
+
+// metric reads a counter's value from /metrics (0 when absent).
+func (h *harness) metric(series string) float64 {
+	h.t.Helper()
+	_, _, b := h.do("GET", "/metrics", 0, nil)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	return 0
+}
+
+// nextEvent reads frames up to the next queued event (a frame with an
+// id: a message, a receipt, a copy), skipping the rest.
+func (c *wsClient) nextEvent() wire.Frame {
+	c.t.Helper()
+	for {
+		if f := c.read(); f.ID != 0 {
+			return f
+		}
+	}
+}
+
+// TestTheSendingDeviceSkipsItsOwnCopy (issue 17): a message bob sends
+// from his phone, naming it, reaches his tablet as message_sent but not
+// the phone's socket on the node that took the send; the phone's ack of
+// what it was written before the copy moves its cursor past the copy, so
+// the queue forgets it once the tablet acknowledged it. A send naming no
+// device (the default device) reaches the phone too; a send naming a
+// malformed device id is refused.
+func TestTheSendingDeviceSkipsItsOwnCopy(t *testing.T) {
+	h := start(t, nil)
+	ctx := context.Background()
+	phone := h.dialDev(2, "phone")
+	tablet := h.dialDev(2, "tablet")
+	eventually(t, "bob's devices linked", func() bool { return len(h.devices(2, "")) == 2 })
+
+	// The phone is written alice's message and does not acknowledge it yet.
+	m1 := h.send(1, 2, "one").Message
+	if f := phone.nextEvent(); f.Type != wire.TypeNewMessage || f.ID != m1.MessageID {
+		t.Fatalf("phone's first event %+v, want message %d", f, m1.MessageID)
+	}
+	if id, _ := tablet.nextMessage(); id != m1.MessageID {
+		t.Fatalf("tablet got %d", id)
+	}
+	tablet.sendFrame(wire.TypeAck, wire.Ack{UpTo: m1.MessageID})
+
+	mine := h.sendDev(2, "phone", 1, "from the phone").Message
+	cp := tablet.next(wire.TypeMessageSent)
+	var p struct {
+		Message wire.Message `json:"message"`
+	}
+	json.Unmarshal(cp.Payload, &p)
+	if p.Message.MessageID != mine.MessageID {
+		t.Fatalf("tablet's copy names message %d, want %d", p.Message.MessageID, mine.MessageID)
+	}
+	tablet.sendFrame(wire.TypeAck, wire.Ack{UpTo: cp.ID})
+	eventually(t, "the phone's writer passed over the copy", func() bool {
+		return h.metric(`edgenode_deliveries_total{path="own_copy"}`) == 1
+	})
+	// Acknowledging the message written before the copy covers the copy.
+	phone.sendFrame(wire.TypeAck, wire.Ack{UpTo: m1.MessageID})
+	eventually(t, "the phone's cursor past its own copy", func() bool {
+		c, _ := h.log.Cursor(2, "phone")
+		return c == cp.ID
+	})
+	eventually(t, "bob's queue empty", func() bool {
+		evs, _, err := h.log.Pending(ctx, 2, 0, 0)
+		return err == nil && len(evs) == 0
+	})
+
+	// The phone's next event is alice's next message, not the copy.
+	m2 := h.send(1, 2, "two").Message
+	if f := phone.nextEvent(); f.Type != wire.TypeNewMessage || f.ID != m2.MessageID {
+		t.Fatalf("phone's next event %+v, want message %d", f, m2.MessageID)
+	}
+	phone.sendFrame(wire.TypeAck, wire.Ack{UpTo: m2.MessageID})
+
+	// A send naming no device is the default device's: the phone gets
+	// the copy like the tablet.
+	other := h.send(2, 1, "from no device").Message
+	if f := phone.nextEvent(); f.Type != wire.TypeMessageSent || !strings.Contains(string(f.Payload), `"messageId":`+strconv.FormatInt(other.MessageID, 10)) {
+		t.Fatalf("phone's event after a send naming no device %+v, want the copy of %d", f, other.MessageID)
+	}
+
+	reqSeq++
+	code, body := h.doDevBody("POST", "/v1/messages", 2, "bad id", wire.NewMessageRequest{RequestID: reqSeq, ToUserID: 1, Content: "x", CreatedAt: createdAtOf(reqSeq)})
+	if code != http.StatusBadRequest || !strings.Contains(string(body), "invalid_argument") {
+		t.Fatalf("send with a malformed Device-Id: %d %s", code, body)
+	}
+}

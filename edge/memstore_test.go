@@ -177,7 +177,7 @@ func (m *memStore) AckDevice(ctx context.Context, user int64, _ string, upTo int
 	return m.Ack(ctx, user, upTo)
 }
 
-func (m *memStore) SentCopy(context.Context, int64, relaylog.Event) error { return nil }
+func (m *memStore) SentCopy(context.Context, int64, relaylog.Event) (bool, error) { return false, nil }
 
 func (m *memStore) ReadSync(context.Context, int64, int64, int64) error { return nil }
 

@@ -33,7 +33,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "edgenode_sends_total", Help: "POST /v1/messages outcomes: created, duplicate, or an API error code.",
 		}, []string{"result"}),
 		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "edgenode_deliveries_total", Help: "Events handed to clients, by path (socket or sync).",
+			Name: "edgenode_deliveries_total", Help: "Events handed to clients, by path (socket or sync), and sent copies a socket passed over as its own device's (own_copy).",
 		}, []string{"path"}),
 		deliverySecs: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "edgenode_delivery_seconds", Help: "From commit of an event to its write on the recipient's socket.",

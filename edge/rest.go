@@ -80,6 +80,11 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request, user int64) 
 		s.m.sends.WithLabelValues("rate_limited").Inc()
 		return &wire.Error{Code: wire.CodeRateLimited, Message: "too many messages; slow down", RetryAfter: wait}
 	}
+	dev, werr := deviceID(r, false)
+	if werr != nil {
+		s.m.sends.WithLabelValues("invalid").Inc()
+		return werr
+	}
 	req, werr := decodeBody(w, r, func(b []byte) (wire.NewMessageRequest, *wire.Error) {
 		return wire.DecodeNewMessageRequest(b, s.opts.MaxContentBytes)
 	})
@@ -94,7 +99,19 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request, user int64) 
 		// The sender's other devices get it too (a retry queues it again:
 		// devices drop it by message id). Until that is written the send
 		// is not answered, so a failure here is retried like the send.
-		err = s.log.SentCopy(r.Context(), user, ev)
+		// The sending device's sockets here pass over their copy (flow.go):
+		// marked before it is queued, as it may be written at once.
+		own := s.ownSockets(user, dev)
+		for _, sk := range own {
+			sk.markOwn(ev.ID)
+		}
+		var queued bool
+		queued, err = s.log.SentCopy(r.Context(), user, ev)
+		if !queued {
+			for _, sk := range own {
+				sk.unmarkOwn(ev.ID)
+			}
+		}
 	}
 	if err != nil {
 		werr := apiError(err)
@@ -119,6 +136,17 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request, user int64) 
 	w.WriteHeader(http.StatusCreated)
 	w.Write(b)
 	return nil
+}
+
+// ownSockets are the sockets of user's device dev on this node.
+func (s *Server) ownSockets(user int64, dev string) []*socket {
+	var own []*socket
+	for _, ss := range s.hub.Sessions(user) {
+		if sk, ok := ss.(*socket); ok && sk.dev == dev {
+			own = append(own, sk)
+		}
+	}
+	return own
 }
 
 func queryInt(r *http.Request, name string, def int64) (int64, *wire.Error) {

@@ -46,7 +46,8 @@ type Store interface {
 	// SentCopy queues msg, which sender sent, for sender's other devices
 	// (relaylog.Log.SentCopy); ReadSync queues reader's read mark for
 	// reader's other devices.
-	SentCopy(ctx context.Context, sender int64, msg relaylog.Event) error
+	// SentCopy reports whether it queued a copy.
+	SentCopy(ctx context.Context, sender int64, msg relaylog.Event) (bool, error)
 	ReadSync(ctx context.Context, reader, sender, upTo int64) error
 	// Unlink removes device dev of user; it reports whether dev was linked.
 	Unlink(ctx context.Context, user int64, dev string) (bool, error)

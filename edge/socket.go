@@ -76,10 +76,11 @@ type socket struct {
 	pong       []byte
 	hasPong    bool
 	ping       bool
-	pull       bool    // the queue may hold events past sent: pull it
-	offers     []offer // events pushed by the user's home, to write without a pull
-	closing    bool    // the writer sends the close frame and ends the socket
-	closeCode  int     // closeCode, closeText and reason are set with closing, once
+	pull       bool      // the queue may hold events past sent: pull it
+	offers     []offer   // events pushed by the user's home, to write without a pull
+	own        *ownSends // messages this device sent through this node (flow.go); nil: none waiting
+	closing    bool      // the writer sends the close frame and ends the socket
+	closeCode  int       // closeCode, closeText and reason are set with closing, once
 	closeText  string
 	reason     string // metric label of the close
 	writerDone bool   // the connection is closed
@@ -99,7 +100,8 @@ type socket struct {
 	hiddenN      atomic.Int32 // len(hidden), read without watchMu
 	blocked      atomic.Bool  // the window was full: an ack must pull again
 	retryPending atomic.Bool  // a pull failed and a retry is scheduled
-	sent         atomic.Int64 // highest queue id written to the socket
+	sent         atomic.Int64 // highest queue id written to the socket, or passed over as the device's own copy (flow.go)
+	written      atomic.Int64 // highest queue id written to the socket; set before sent
 	clientAck    atomic.Int64 // highest id the client acknowledged
 	pendingAck   atomic.Int64 // highest ack not yet committed to the relay log
 	durableAck   atomic.Int64 // highest ack committed

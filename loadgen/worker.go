@@ -615,6 +615,9 @@ func (w *Worker) sendOne(ctx context.Context, at time.Time, measured bool) {
 	}
 	req.Header["Authorization"] = []string{s.auth}
 	req.Header["Content-Type"] = []string{"application/json"}
+	if s.dev != "" {
+		req.Header[wire.DeviceIDHeader] = []string{s.dev} // the sending device: its socket need not get the copy
+	}
 	resp, err := w.clients[s.target].Do(req)
 	if err != nil {
 		kind := classify(err)

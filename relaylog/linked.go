@@ -372,8 +372,9 @@ func (f *fsm) expireLinks(retainMs int64) {
 // cmdReadSync on the reader's shard), so that every device shows the whole
 // conversation and the same unread counts. Both are queued only for a user
 // with two or more linked devices: one device has them already. The
-// device that sent or read gets them too (it drops them by message id, or
-// finds the mark already set).
+// device that sent or read is in the queue's reach too (it drops them by
+// message id, or finds the mark already set); the edge that took a send
+// from it passes over its copy on that device's socket (edge/flow.go).
 
 // sentCopy applies cmdSentCopy.
 func (f *fsm) sentCopy(c *command, touched *[]int64) result {

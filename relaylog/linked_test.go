@@ -469,8 +469,8 @@ func TestCopiesHaveTimeIDs(t *testing.T) {
 		}
 	}
 	before := time.Now()
-	if err := l.SentCopy(ctx, 1, relaylog.Event{ID: 1, To: 2, Content: "x", CreatedAt: "2026-12-07T00:00:00Z"}); err != nil {
-		t.Fatal(err)
+	if queued, err := l.SentCopy(ctx, 1, relaylog.Event{ID: 1, To: 2, Content: "x", CreatedAt: "2026-12-07T00:00:00Z"}); err != nil || !queued {
+		t.Fatal(queued, err)
 	}
 	evs, _ := pending(t, l, 1, 0, 0)
 	if len(evs) != 1 || evs[0].Kind != relaylog.KindSent {

@@ -671,19 +671,19 @@ func (l *Log) Attach(ctx context.Context, user int64, dev string) (cursor int64,
 
 // SentCopy queues msg, which sender sent and the recipient's shard
 // committed, for sender's devices (KindSent, linked.go): only when sender
-// has two or more linked devices, else it writes nothing. Run on the
-// leader of sender's shard; a repeat (a retried send) queues another copy,
-// which devices drop by message id.
-func (l *Log) SentCopy(ctx context.Context, sender int64, msg Event) error {
+// has two or more linked devices, else it writes nothing. It reports
+// whether it queued a copy. Run on the leader of sender's shard; a repeat
+// (a retried send) queues another copy, which devices drop by message id.
+func (l *Log) SentCopy(ctx context.Context, sender int64, msg Event) (bool, error) {
 	s := l.shardOf(sender)
 	if err := s.check(); err != nil {
-		return err
+		return false, err
 	}
 	if !s.fsm.otherDevices(sender) || !l.hasFeature(s, FeatureLinkedDevices) {
-		return nil
+		return false, nil
 	}
-	_, err := s.do(ctx, command{kind: cmdSentCopy, user: sender, from: msg.To, upTo: msg.ID, content: msg.Content, createdAt: msg.CreatedAt})
-	return err
+	r, err := s.do(ctx, command{kind: cmdSentCopy, user: sender, from: msg.To, upTo: msg.ID, content: msg.Content, createdAt: msg.CreatedAt})
+	return err == nil && r.created, err
 }
 
 // ReadSync queues reader's read mark of sender's messages up to upTo for

@@ -48,7 +48,7 @@ const (
 	OpAckDevice = "ack_device" // User, Token, UpTo → N
 	OpUnlink    = "unlink"     // User, Token → Found: it was linked
 	OpLinked    = "linked"     // User → Events: one per linked device, Content = id, UpTo = cursor, ID = last seen (Unix ms), By = 1 if it has a push token
-	OpSentCopy  = "sent_copy"  // User (sender), Send (ToUserID, Content, CreatedAt), UpTo: the message id
+	OpSentCopy  = "sent_copy"  // User (sender), Send (ToUserID, Content, CreatedAt), UpTo: the message id → Found: a copy was queued
 	OpReadSync  = "read_sync"  // User (reader), From (sender), UpTo
 	// Acknowledgements of several devices at once, sent only to nodes
 	// whose features include relaylog.FeatureAckBatch (an older node
