@@ -8,21 +8,19 @@ import (
 	"github.com/edgenode/edgenode/wire/nodewire"
 )
 
-// Batched acknowledgements between nodes. Most of what a device
-// acknowledges raises no DELIVERED receipt (receipts, its own sent
-// messages, read marks): its leader answers such an ack at once and
-// commits it with others later (relaylog's ack batch). Forwarded one call
-// each, those acks were about two in five of the calls between nodes for
+// Batched acknowledgements between nodes. Forwarded one call each, a
+// socket's acks were about two in five of the calls between nodes for
 // users with two devices (2.1 of 5.5 per send, scripts/cost.sh 300). An
-// edge now sends them to each leader node in one ack_devices call at a
-// time: an ack goes out at once
-// when no call to that node is in progress, and acks that come meanwhile
-// wait for it to return and go together in the next. Nothing waits on a
-// timer, and at low rates every ack still travels alone at once.
-//
-// Acks that may raise a receipt keep their own call (Router.AckDevice):
-// the leader answers those only after the receipt and the ack committed,
-// and a batch would make every ack behind them wait for that.
+// edge sends them to each leader node in one ack_devices call at a time:
+// an ack goes out at once when no call to that node is in progress, and
+// acks that come meanwhile wait for it to return and go together in the
+// next. Nothing waits on a timer, and at low rates every ack still
+// travels alone at once. The leader answers each ack once it checked it
+// and commits it after (ackDevices), including an ack that raises
+// DELIVERED receipts (of a message no other device of the user had
+// acknowledged), whose receipts it commits first as AckDeviceVia does:
+// waiting for those two commits would hold every ack behind it in the
+// call, and the socket's next acks.
 
 // ackBatcher holds, per leader node, the acks waiting for its next call.
 type ackBatcher struct {
@@ -150,9 +148,9 @@ func (b *ackBatcher) call(node string, batch []*ackWait) {
 // which waits for two commits: every ack of the call, and every later ack
 // of the sockets that sent them, would wait for the slowest (estimated:
 // about 60-250 ms per call at 1,000 sends/s with two devices per user,
-// from the calls' rate with one in flight per node pair). These
-// acks raise no receipt, and one lost with this leader only makes its
-// events come again, as for the leader's own ack batch.
+// from the calls' rate with one in flight per node pair). An ack lost
+// with this leader only makes its events come again (and their receipts
+// wait for the ack that follows), as for the leader's own ack batch.
 func (c *Cluster) ackDevices(req *nodewire.CallRequest) *nodewire.CallResponse {
 	if len(req.Acks) == 0 || len(req.Acks) > maxAckBatch {
 		return &nodewire.CallResponse{Err: nodewire.NodeErrBadRequest}
@@ -167,21 +165,71 @@ func (c *Cluster) ackDevices(req *nodewire.CallRequest) *nodewire.CallResponse {
 			resp.Codes[i] = nodewire.NodeErrRevoked
 			continue
 		}
-		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), c.opts.CallTimeout)
-			defer cancel()
-			if _, err := c.log.AckDeviceVia(ctx, a.User, a.Device, a.UpTo, c.Receipts()); err != nil {
-				c.opts.Logger.Debug("batched ack failed", "user", a.User, "device", a.Device, "upTo", a.UpTo, "err", err)
-			}
-		}()
+		c.applying.add(a, c.applyAck)
 	}
 	return resp
 }
 
-// AckDeviceBatched implements edge.Store: AckDevice for an ack the edge
-// knows raises no DELIVERED receipt (nothing it acknowledges is a
-// message), which may share a call with other acks to the same leader
-// node (see above). Whatever the batch cannot take (a leader here or
+// applyAck applies an acknowledgement answered by ackDevices.
+func (c *Cluster) applyAck(a nodewire.DeviceAck) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.opts.CallTimeout)
+	defer cancel()
+	if _, err := c.log.AckDeviceVia(ctx, a.User, a.Device, a.UpTo, c.Receipts()); err != nil {
+		c.opts.Logger.Debug("batched ack failed", "user", a.User, "device", a.Device, "upTo", a.UpTo, "err", err)
+	}
+}
+
+// ackApplier applies the acks ackDevices answered, one goroutine per
+// device with acks in progress: an ack that comes while an earlier one of
+// the same device is being applied (which waits for its receipts' and its
+// own commits) only raises the cursor the goroutine applies next, so a
+// device's acks of one burst become one command, not one each. It holds
+// the devices whose acks are in progress, no more.
+type ackApplier struct {
+	mu      sync.Mutex
+	pending map[ackKey]int64 // device → the highest ack not yet taken by its goroutine (0: none)
+}
+
+type ackKey struct {
+	user   int64
+	device string
+}
+
+// add applies a with apply on the device's goroutine, starting it if none
+// runs.
+func (q *ackApplier) add(a nodewire.DeviceAck, apply func(nodewire.DeviceAck)) {
+	k := ackKey{a.User, a.Device}
+	q.mu.Lock()
+	if up, running := q.pending[k]; running {
+		q.pending[k] = max(up, a.UpTo)
+		q.mu.Unlock()
+		return
+	}
+	if q.pending == nil {
+		q.pending = make(map[ackKey]int64)
+	}
+	q.pending[k] = 0
+	q.mu.Unlock()
+	go func() {
+		for {
+			apply(a)
+			q.mu.Lock()
+			up := q.pending[k]
+			if up <= a.UpTo {
+				delete(q.pending, k)
+				q.mu.Unlock()
+				return
+			}
+			q.pending[k] = 0
+			q.mu.Unlock()
+			a.UpTo = up
+		}
+	}()
+}
+
+// AckDeviceBatched implements edge.Store: AckDevice, sharing a call with
+// other acks to the same leader node, which answers before it commits
+// them (see above). Whatever the batch cannot take (a leader here or
 // unknown, a node without FeatureAckBatch, a leader that moved or did not
 // answer) goes as AckDevice.
 func (r *Router) AckDeviceBatched(ctx context.Context, user int64, dev string, upTo int64) error {

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"runtime"
 	"slices"
 	"sync"
 	"testing"
@@ -79,4 +80,48 @@ func TestAckBatcherSendsWaitingAcksTogether(t *testing.T) {
 		defer b.mu.Unlock()
 		return len(b.peers) == 0
 	})
+}
+
+// The leader applies a device's acks one at a time: acks that come while
+// one is being applied fold into one more application, at the highest
+// cursor; another device's ack does not wait; nothing is held once all
+// are applied.
+func TestAckApplierFoldsADevicesAcks(t *testing.T) {
+	var q ackApplier
+	var mu sync.Mutex
+	applied := map[string][]int64{}
+	started, release := make(chan struct{}, 8), make(chan struct{})
+	apply := func(a nodewire.DeviceAck) {
+		mu.Lock()
+		applied[a.Device] = append(applied[a.Device], a.UpTo)
+		mu.Unlock()
+		started <- struct{}{}
+		if a.Device == "phone" {
+			<-release
+		}
+	}
+	q.add(nodewire.DeviceAck{User: 1, Device: "phone", UpTo: 1}, apply)
+	<-started // the phone's first ack is being applied
+	for _, up := range []int64{2, 5, 3} {
+		q.add(nodewire.DeviceAck{User: 1, Device: "phone", UpTo: up}, apply)
+	}
+	q.add(nodewire.DeviceAck{User: 1, Device: "tablet", UpTo: 4}, apply)
+	<-started // the tablet's, while the phone's is still in progress
+	release <- struct{}{}
+	<-started
+	release <- struct{}{}
+	for {
+		q.mu.Lock()
+		n := len(q.pending)
+		q.mu.Unlock()
+		if n == 0 {
+			break
+		}
+		runtime.Gosched()
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(applied["phone"], []int64{1, 5}) || !slices.Equal(applied["tablet"], []int64{4}) {
+		t.Fatalf("applied %v, want phone [1 5] and tablet [4]", applied)
+	}
 }

@@ -57,6 +57,7 @@ type Cluster struct {
 	inbox     *Inbox
 	calls     *prometheus.CounterVec // calls answered for other nodes, by op
 	acks      *ackBatcher
+	applying  ackApplier // acks of ack_devices calls being applied here
 
 	stop   chan struct{}
 	wg     sync.WaitGroup

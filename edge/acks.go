@@ -14,8 +14,8 @@ import (
 // meanwhile are folded into its next commit. durableAck is what the log
 // holds.
 
-// batchedAcker is a Store that can send an ack that raises no DELIVERED
-// receipt together with other such acks to the same leader
+// batchedAcker is a Store that can send an ack together with other acks
+// to the same leader, which answers before it commits them
 // (cluster.Router.AckDeviceBatched).
 type batchedAcker interface {
 	AckDeviceBatched(ctx context.Context, user int64, dev string, upTo int64) error
@@ -69,9 +69,7 @@ func (sk *socket) commitAcks() {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), s.opts.CallTimeout)
 		var err error
-		if b, ok := s.log.(batchedAcker); ok && sk.lastMsg.Load() <= sk.durableAck.Load() {
-			// No message since the last committed ack: this one raises
-			// no receipt, and may share a call with others.
+		if b, ok := s.log.(batchedAcker); ok {
 			err = b.AckDeviceBatched(ctx, sk.user, sk.dev, up)
 		} else {
 			_, err = s.log.AckDevice(ctx, sk.user, sk.dev, up)

@@ -96,9 +96,6 @@ func (sk *socket) writeEvents(buf []byte, evs []relaylog.Event) (_ []byte, full 
 		} else {
 			buf = appendEvent(buf, e)
 			sk.window.push(e.ID)
-			if e.Kind == relaylog.KindMessage {
-				sk.lastMsg.Store(e.ID)
-			}
 			s.m.deliverySecs.Observe(now.Sub(e.Time()).Seconds())
 			written++
 			last = e.ID

@@ -105,7 +105,6 @@ type socket struct {
 	clientAck    atomic.Int64 // highest id the client acknowledged
 	pendingAck   atomic.Int64 // highest ack not yet committed to the relay log
 	durableAck   atomic.Int64 // highest ack committed
-	lastMsg      atomic.Int64 // highest id of a message (KindMessage) written: an ack past it may raise a receipt
 	ackRunning   atomic.Bool  // the ack task runs (acks.go)
 }
 

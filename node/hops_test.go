@@ -141,6 +141,50 @@ func TestReceiptAcksTravelInBatches(t *testing.T) {
 	}
 }
 
+// A socket's ack of messages, which raises their DELIVERED receipts,
+// travels to the leader of its user's shard in ack_devices calls too
+// (never alone in ack_device), and the leader commits the receipts.
+func TestMessageAcksTravelInBatches(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-node")
+	}
+	c := startHopsCluster(t)
+	const alice, bob = int64(1), int64(2)
+	edge, calls := c.edgeOf(bob), c.calls
+	b := dialDevice(t, edge, bob, "phone")
+	a := dialSock(t, c.leaderOf(alice), alice)
+	single, batched := calls(nodewire.OpAckDevice), calls(nodewire.OpAckDevices)
+	const n = 5
+	var sent []int64
+	for i := range n {
+		sent = append(sent, mustPost(t, c.n1, alice, bob, int64(1+i), fmt.Sprintf("m%d", i)).MessageID)
+	}
+	b.takeMessages(n)
+	delivered := map[int64]bool{}
+	if err := a.ackEach(func(f wire.Frame) bool {
+		var r wire.Receipt
+		if f.Type == wire.TypeMessageDelivered && json.Unmarshal(f.Payload, &r) == nil {
+			for _, id := range r.MessageIDs {
+				delivered[id] = true
+			}
+		}
+		return len(delivered) >= n
+	}); err != nil {
+		t.Fatalf("alice got DELIVERED for %d of %d messages: %v", len(delivered), n, err)
+	}
+	for _, id := range sent {
+		if !delivered[id] {
+			t.Fatalf("no DELIVERED receipt for message %d (%v)", id, delivered)
+		}
+	}
+	if got := calls(nodewire.OpAckDevice) - single; got != 0 {
+		t.Fatalf("%v ack_device calls for bob's acks of messages", got)
+	}
+	if got := calls(nodewire.OpAckDevices) - batched; got < 1 {
+		t.Fatalf("%v ack_devices calls for bob's acks of messages", got)
+	}
+}
+
 // ackEach reads frames, acknowledging each event, until done says so
 // (nil) or the socket fails (its error).
 func (s *sock) ackEach(done func(wire.Frame) bool) error {
