@@ -1341,11 +1341,7 @@ func (l *Log) shardStores(i int) (raft.LogStore, raft.StableStore, raft.Snapshot
 		return nil, nil, nil, nil, err
 	}
 	snapDir := filepath.Join(o.Dir, "snapshots", fmt.Sprintf("shard-%03d", i))
-	// raft's warnings are mostly routine elections; they show with debug logs.
-	level := hclog.Error
-	if o.Logger.Enabled(context.Background(), slog.LevelDebug) {
-		level = hclog.Debug
-	}
+	level := raftLevel(o.Logger)
 	hl := hclog.NewInterceptLogger(&hclog.LoggerOptions{Name: fmt.Sprintf("raft.shard-%d", i), Level: level, Output: io.Discard})
 	hl.RegisterSink(slogSink{l: o.Logger, min: level})
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(snapDir, 2, hl)
@@ -1499,6 +1495,21 @@ func (l *Log) openShard(i int) (*shard, error) {
 	s := newShard(i, r, f, l, notify)
 	s.guard = guard
 	return s, nil
+}
+
+// raftLevel is the least severe of raft's records l gets. raft's warnings
+// are its election decisions (a vote or pre-vote refused, and why; an
+// election started or aborted): rare, and what explains a shard left
+// without a leader, so they show from info up; its debug lines (each vote
+// counted) with debug logs; at warn and error, only its errors.
+func raftLevel(l *slog.Logger) hclog.Level {
+	switch {
+	case l.Enabled(context.Background(), slog.LevelDebug):
+		return hclog.Debug
+	case l.Enabled(context.Background(), slog.LevelInfo):
+		return hclog.Warn
+	}
+	return hclog.Error
 }
 
 // slogSink carries raft's hclog records into slog at their own level,
