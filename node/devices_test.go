@@ -237,3 +237,76 @@ func sendAsDevice(t *testing.T, n *testNode, from int64, dev string, to, req int
 	json.Unmarshal(b, &out)
 	return out.Message
 }
+
+// untilRevoked reads s, acknowledging each message, until the server's
+// device_revoked error and the close after it; it returns the messages
+// that came first (events in flight when the revocation committed).
+func (s *sock) untilRevoked() []int64 {
+	s.t.Helper()
+	var got []int64
+	s.conn.SetReadDeadline(time.Now().Add(15 * time.Second))
+	revoked := false
+	for {
+		_, b, err := s.conn.ReadMessage()
+		if err != nil {
+			if !revoked || !websocket.IsCloseError(err, websocket.ClosePolicyViolation) {
+				s.t.Fatalf("socket ended with %v (device_revoked seen: %v)", err, revoked)
+			}
+			return got
+		}
+		var f wire.Frame
+		json.Unmarshal(b, &f)
+		switch f.Type {
+		case wire.TypeNewMessage:
+			got = append(got, f.ID)
+			ack, _ := json.Marshal(map[string]any{"type": "ack", "payload": map[string]int64{"upTo": f.ID}})
+			s.conn.WriteMessage(websocket.TextMessage, ack)
+		case wire.TypeError:
+			var e wire.ErrorDetail
+			json.Unmarshal(f.Payload, &e)
+			revoked = revoked || e.Code == wire.CodeDeviceRevoked
+		}
+	}
+}
+
+// TestRevokedDeviceAcrossNodes (issue 17): a device revoked through one
+// node while its socket is on another: that socket is closed with
+// device_revoked at its next acknowledgement, the device cannot come back
+// on any node, and the user's other device goes on.
+func TestRevokedDeviceAcrossNodes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-node")
+	}
+	nodes, n1, _, _ := startThree(t, []string{"--jwt-secret", jwtSecret})
+	const alice, bob = int64(1), int64(2)
+	leader := nodes[shardsOf(t, n1)[relaylog.ShardOf(bob, 4)].Leader]
+	var others []*testNode
+	for _, n := range nodes {
+		if n != leader {
+			others = append(others, n)
+		}
+	}
+	phone := dialDevice(t, others[0], bob, "phone")
+	laptop := dialDevice(t, others[1], bob, "laptop")
+	waitFor(t, "both devices linked", 10*time.Second, func() bool {
+		list, err := leader.Log.LinkedDevices(context.Background(), bob)
+		return err == nil && len(list) == 2
+	})
+	if code, _ := asDevice(t, others[0], "DELETE", "/v1/devices/laptop", bob, "phone", nil); code != http.StatusNoContent {
+		t.Fatalf("revoke: %d", code)
+	}
+	m := mustPost(t, n1, alice, bob, 1, "after the revocation")
+	if got := laptop.untilRevoked(); len(got) > 1 {
+		t.Fatalf("the revoked laptop got %v after the revocation", got)
+	}
+	if got := phone.takeMessages(1); got[0] != m.MessageID {
+		t.Fatalf("phone got %v, want %d", got, m.MessageID)
+	}
+	for _, n := range nodes {
+		again := dialDevice(t, n, bob, "laptop")
+		again.untilRevoked()
+	}
+	if list, _ := leader.Log.LinkedDevices(context.Background(), bob); len(list) != 1 || list[0].ID != "phone" {
+		t.Fatalf("linked after the revocation: %+v", list)
+	}
+}
