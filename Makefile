@@ -86,7 +86,9 @@ clean:
 # and five nodes under load, SIGKILL, SIGSTOP, SIGTERM, restart, and a
 # Docker network partition (skipped when Docker is not usable; E2E_DOCKER=0
 # skips it too). `make test` runs the short form of the same tests;
-# `soak-faults` keeps the load running 2 minutes after every fault.
+# `soak-faults` keeps the load running 2 minutes after every fault. A failed
+# test keeps its nodes' whole logs in $TMPDIR/edgenode-e2e-<test>-<time>/;
+# E2E_KEEP_LOGS=1 keeps the Docker test's also when it passes.
 .PHONY: test-cluster
 test-cluster:
 	$(GO) test -tags $(TAGS) -count=1 -timeout 20m -v ./e2e/

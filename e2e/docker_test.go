@@ -133,10 +133,17 @@ func TestDockerPartition(t *testing.T) {
 	var nodes []*dockerNode
 	t.Cleanup(func() {
 		bg := context.Background()
-		if t.Failed() {
+		if t.Failed() || os.Getenv("E2E_KEEP_LOGS") != "" {
+			// The whole logs go to a directory that outlives the test;
+			// the test's output gets their last lines.
+			keep := filepath.Join(os.TempDir(), fmt.Sprintf("edgenode-e2e-%s-%d", strings.ReplaceAll(t.Name(), "/", "_"), time.Now().Unix()))
+			os.MkdirAll(keep, 0o755)
 			for _, n := range nodes {
-				logs, _ := exec.Command("docker", "logs", "--tail", "40", n.name).CombinedOutput()
-				t.Logf("---- last lines of container %s (%s) ----\n%s", n.name, n.region, logs)
+				logs, _ := exec.Command("docker", "logs", n.name).CombinedOutput()
+				os.WriteFile(filepath.Join(keep, n.region+".log"), logs, 0o644)
+				if t.Failed() {
+					t.Logf("---- last lines of container %s (%s), all in %s ----\n%s", n.name, n.region, keep, lastLines(string(logs), 40))
+				}
 			}
 		}
 		for _, n := range nodes {

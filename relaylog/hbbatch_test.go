@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 
+	"github.com/edgenode/edgenode/wire"
 	"github.com/edgenode/edgenode/wire/nodewire"
 )
 
@@ -21,9 +22,11 @@ import (
 type hbPair struct {
 	a, b, c *Log
 	mu      sync.Mutex
-	logs    map[string]*Log                       // node id → log, for the heartbeat dial
-	tcp     map[string]map[int]raft.ServerAddress // node id → shard → TCP address
-	down    bool                                  // the heartbeat dial fails
+	logs    map[string]*Log                           // node id → log, for the heartbeat dial
+	tcp     map[string]map[int]raft.ServerAddress     // node id → shard → TCP address
+	trs     map[string]map[int]*raft.NetworkTransport // node id → shard → transport
+	down    bool                                      // the heartbeat dial fails
+	cut     map[[3]string]bool                        // {from, to, shard}: raft's own RPCs cannot dial
 }
 
 func (p *hbPair) dial(from string) HeartbeatDial {
@@ -40,15 +43,20 @@ func (p *hbPair) dial(from string) HeartbeatDial {
 	}
 }
 
-// shardAddrs maps a server id to the TCP address of one shard's transport.
+// shardAddrs maps a server id to the TCP address of one shard's transport
+// on node from.
 type shardAddrs struct {
 	p     *hbPair
+	from  string
 	shard int
 }
 
 func (s shardAddrs) ServerAddr(id raft.ServerID) (raft.ServerAddress, error) {
 	s.p.mu.Lock()
 	defer s.p.mu.Unlock()
+	if s.p.cut[[3]string{s.from, string(id), fmt.Sprint(s.shard)}] {
+		return "", fmt.Errorf("%s cut off from %s on shard %d", s.from, id, s.shard)
+	}
 	if a, ok := s.p.tcp[string(id)][s.shard]; ok {
 		return a, nil
 	}
@@ -61,15 +69,17 @@ func openHBLog(t *testing.T, p *hbPair, id string, join bool, hb time.Duration) 
 		Dir: t.TempDir(), NodeID: id, Shards: 2, Join: join, HeartbeatTimeout: hb,
 		Transport: func(shard int, _ raft.ServerAddress) (raft.Transport, error) {
 			tr, err := raft.NewTCPTransportWithConfig("127.0.0.1:0", nil, &raft.NetworkTransportConfig{
-				MaxPool: 3, Timeout: 10 * time.Second, ServerAddressProvider: shardAddrs{p, shard},
+				MaxPool: 3, Timeout: 10 * time.Second, ServerAddressProvider: shardAddrs{p, id, shard},
 				Logger: hclog.NewNullLogger(),
 			})
 			if err == nil {
 				p.mu.Lock()
 				if p.tcp[id] == nil {
 					p.tcp[id] = map[int]raft.ServerAddress{}
+					p.trs[id] = map[int]*raft.NetworkTransport{}
 				}
 				p.tcp[id][shard] = tr.LocalAddr()
+				p.trs[id][shard] = tr
 				p.mu.Unlock()
 			}
 			return tr, err
@@ -86,6 +96,11 @@ func openHBLog(t *testing.T, p *hbPair, id string, join bool, hb time.Duration) 
 	return l
 }
 
+func newHBPairs() *hbPair {
+	return &hbPair{logs: map[string]*Log{}, tcp: map[string]map[int]raft.ServerAddress{},
+		trs: map[string]map[int]*raft.NetworkTransport{}, cut: map[[3]string]bool{}}
+}
+
 func newHBPair(t *testing.T) *hbPair {
 	return newHBGroup(t, false, 200*time.Millisecond, 200*time.Millisecond)
 }
@@ -94,7 +109,7 @@ func newHBPair(t *testing.T) *hbPair {
 // follow n1 on both shards; lead and follow are n1's and the others' raft
 // heartbeat timeouts.
 func newHBGroup(t *testing.T, three bool, lead, follow time.Duration) *hbPair {
-	p := &hbPair{logs: map[string]*Log{}, tcp: map[string]map[int]raft.ServerAddress{}}
+	p := newHBPairs()
 	p.a = openHBLog(t, p, "n1", false, lead)
 	p.b = openHBLog(t, p, "n2", true, follow)
 	followers := map[string]*Log{"n2": p.b}
@@ -296,10 +311,62 @@ func TestFollowersStandWhenLeaderNodeGoesSilent(t *testing.T) {
 	}
 }
 
+// When the first follower to stand lacks entries the second has, the
+// second refuses its vote and must stand itself: raft forgot the leader
+// when the candidate's newer term came, and no one else will stand (the
+// followers' own raft timeout is an hour here). The follower that stands
+// first on shard 0 is cut off from the leader's appends (the heartbeat
+// streams still flow, so it hears the leader's node), messages commit on
+// the leader and the other follower, then the leader's node goes silent.
+func TestFollowerWithNewerLogStandsAfterRefusing(t *testing.T) {
+	p := newHBGroup(t, true, 200*time.Millisecond, time.Hour)
+	cfg := p.a.Raft(0).GetConfiguration().Configuration()
+	behind, ahead := p.b, p.c
+	if standRank(0, cfg, "n1", "n2") != 0 {
+		behind, ahead = p.c, p.b
+	}
+	behindID := behind.opts.NodeID
+	p.mu.Lock()
+	p.cut[[3]string{"n1", behindID, "0"}] = true
+	p.mu.Unlock()
+	// Drop the leader's connections to the lagging follower's shard 0:
+	// every new one fails to dial.
+	p.trs[behindID][0].CloseStreams()
+	user := int64(1)
+	for ShardOf(user, 2) != 0 {
+		user++
+	}
+	for i := range 5 {
+		if _, _, err := p.a.Send(context.Background(), 100, wire.NewMessageRequest{RequestID: int64(i + 1), ToUserID: user, Content: "x", CreatedAt: time.Now().UTC().Format(time.RFC3339Nano)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitHB(t, "the follower ahead to hold the messages", func() bool {
+		return ahead.Raft(0).LastIndex() >= p.a.Raft(0).LastIndex()
+	})
+	if b, a := behind.Raft(0).LastIndex(), ahead.Raft(0).LastIndex(); b >= a {
+		t.Fatalf("%s's log (last index %d) is not behind %s's (%d)", behindID, b, ahead.opts.NodeID, a)
+	}
+	waitHB(t, "both followers hearing n1 and each other", func() bool {
+		return p.b.heard.within("n1", time.Second) && p.c.heard.within("n1", time.Second) &&
+			p.b.hearsOthers("n1", time.Second) && p.c.hearsOthers("n1", time.Second)
+	})
+	p.mu.Lock()
+	delete(p.logs, "n1")
+	p.mu.Unlock()
+	p.a.Close()
+	waitHB(t, "a new leader of shard 0", func() bool {
+		return ahead.Raft(0).State() == raft.Leader
+	})
+	if behind.stood.Load() == 0 {
+		t.Fatalf("%s, the first to stand, did not", behindID)
+	}
+}
+
 // A lone voter stands at once rather than after raft's timeout (an hour
 // here).
 func TestLoneVoterStandsAtOnce(t *testing.T) {
-	p := &hbPair{logs: map[string]*Log{}, tcp: map[string]map[int]raft.ServerAddress{}}
+	p := newHBPairs()
 	l := openHBLog(t, p, "n1", false, time.Hour)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

@@ -60,6 +60,9 @@ type shard struct {
 	// stoodTerm is the last term in which tickLoop made this replica
 	// stand for election (stand.go); tickLoop's own.
 	stoodTerm uint64
+	// lastLeader is the last leader tickLoop saw this replica follow (or
+	// itself, leading); only tickLoop touches it.
+	lastLeader raft.ServerID
 }
 
 type proposal struct {

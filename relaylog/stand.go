@@ -24,8 +24,10 @@ import (
 // follower stands at once, as if the leader had handed it the
 // leadership. So that a shard's followers do not stand together and split
 // the vote, they take turns standStep apart, in an order fixed per shard
-// (standRank); a follower whose term moved meanwhile (another stood and
-// asked for its vote) does not stand. To stand, the log hands
+// (standRank); a follower that granted its vote to another that stood
+// meanwhile does not stand (raft counts the vote as contact). One that
+// refused it, its own log holding entries the candidate lacks, stands at
+// its next check: no one else who can win will. To stand, the log hands
 // its raft a TimeoutNow, the last step of hashicorp/raft's leadership
 // transfer, and the vote it asks for carries the transfer flag, which
 // the other followers honour even while they still know the old leader.
@@ -212,6 +214,16 @@ func (s *shard) maybeStand(cfg raft.Configuration) {
 		return
 	}
 	_, leader := s.raft.LeaderWithID()
+	if leader != "" {
+		s.lastLeader = leader
+	} else if len(cfg.Servers) > 1 {
+		// Raft forgets its leader when a candidate asks for its vote
+		// with a newer term, even a candidate it refuses because its own
+		// log is newer. Then no one stood who can win: the candidate
+		// lacks entries this replica has, so this replica must stand
+		// itself, against the leader it followed.
+		leader = s.lastLeader
+	}
 	switch {
 	case leader == "":
 		// A lone voter need not wait for its own timeout.
