@@ -203,7 +203,17 @@ func (l *Log) hearsOthers(not string, d time.Duration) bool {
 // (see above), at most once per term; cfg is the shard's latest raft
 // configuration.
 func (s *shard) maybeStand(cfg raft.Configuration) {
-	if s.guard == nil || s.raft.State() != raft.Follower {
+	if s.guard == nil {
+		return
+	}
+	// Every tick, leading or not: a replica that led last and lost its
+	// leadership is left to raft's timeout (the self case below), not
+	// made to stand against the leader it followed before.
+	_, leader := s.raft.LeaderWithID()
+	if leader != "" {
+		s.lastLeader = leader
+	}
+	if s.raft.State() != raft.Follower {
 		return
 	}
 	term := s.raft.CurrentTerm()
@@ -213,10 +223,7 @@ func (s *shard) maybeStand(cfg raft.Configuration) {
 	if !isVoter(cfg, raft.ServerID(s.log.opts.NodeID)) {
 		return
 	}
-	_, leader := s.raft.LeaderWithID()
-	if leader != "" {
-		s.lastLeader = leader
-	} else if len(cfg.Servers) > 1 {
+	if leader == "" && len(cfg.Servers) > 1 {
 		// Raft forgets its leader when a candidate asks for its vote
 		// with a newer term, even a candidate it refuses because its own
 		// log is newer. Then no one stood who can win: the candidate
