@@ -25,13 +25,19 @@ func TestPaceDoesNotDelayALoneRequest(t *testing.T) {
 		}
 		done <- nil
 	}()
+	within(t, done, "five writes one after another did not commit in 20 s: a lone request was paced")
+}
+
+// within fails the test unless done yields nil within 20 s.
+func within(t *testing.T, done <-chan error, otherwise string) {
+	t.Helper()
 	select {
 	case err := <-done:
 		if err != nil {
 			t.Fatal(err)
 		}
 	case <-time.After(20 * time.Second):
-		t.Fatal("five writes one after another did not commit in 20 s: a lone request was paced")
+		t.Fatal(otherwise)
 	}
 }
 
@@ -85,12 +91,5 @@ func TestCloseEndsThePace(t *testing.T) {
 	db, _ := batchOfTwo(t, time.Hour)
 	closed := make(chan error, 1)
 	go func() { closed <- db.Close() }()
-	select {
-	case err := <-closed:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("Close waited for the pace")
-	}
+	within(t, closed, "Close waited for the pace")
 }
