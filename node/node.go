@@ -430,6 +430,7 @@ func (n *Node) openLog(tune Tuning) error {
 		Heartbeats: func(ctx context.Context, node string) (net.Conn, error) {
 			return n.Mesh.Open(ctx, node, mesh.KindHeartbeat, 0)
 		},
+		Beat: n.Mesh.Beat,
 		// Membership starts after the log: until it does, no other
 		// node's features are known.
 		PeerFeatures: func(node string) uint64 {
@@ -449,6 +450,18 @@ func (n *Node) openLog(tune Tuning) error {
 	}
 	n.Log = rl
 	n.Mesh.Handle(mesh.KindHeartbeat, func(c net.Conn, from string, _ int) { rl.ServeHeartbeats(c, from) })
+	n.Mesh.HandleBeats(rl.HeardBeat)
+	beats := func(i int) func() float64 {
+		return func() float64 {
+			sent, received, rejected := n.Mesh.BeatCounts()
+			return float64([3]int64{sent, received, rejected}[i])
+		}
+	}
+	n.Registry.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "edgenode_mesh_beats_sent_total", Help: "Node beats this node sent as datagrams on the mesh's UDP socket."}, beats(0)),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "edgenode_mesh_beats_received_total", Help: "Datagram node beats this node took: signed with the key of its QUIC connection to the sender, newer than the last from it."}, beats(1)),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "edgenode_mesh_beats_rejected_total", Help: "Datagrams on the mesh's UDP socket that were not QUIC and not a valid beat (malformed, wrongly signed, replayed, or from a node without a connection to this one), dropped."}, beats(2)),
+	)
 	return nil
 }
 

@@ -38,19 +38,24 @@ import (
 // again.
 //
 // Node beats and local answers. Most heartbeats need not travel at all:
-// the stream to a node also carries a node beat, an empty batch, every
-// hbBeatEvery, which the node answers at once (of two nodes with streams
-// to each other only the one with the lower id beats; the other hears
-// its beats and it hears the answers). While a frame came from the
+// every hbBeatEvery a node sends each node it shares a shard with a node
+// beat, a datagram outside QUIC (Options.Beat, the mesh's Beat; each of
+// the two nodes beats the other and nobody answers), or, to a node of an
+// older build, an empty batch on the stream, which the node answers at
+// once (of two nodes with streams to each other only the one with the
+// lower id beats; the other hears its beats and it hears the answers). While a frame came from the
 // follower's node within a quarter of raft's heartbeat timeout and the
 // shard's follower there answered a real heartbeat of the same term
 // within the timeout, the sender answers that shard's heartbeat itself
 // with the follower's last answer (CockroachDB's quiesced ranges lean on
 // node liveness the same way); past half the timeout a real heartbeat,
-// which nothing waits for, goes with the next node beat to refresh it.
-// A pair of shard and follower then costs a real heartbeat every two
-// seconds (with the default 4 s timeout), riding on the node beats, and
-// the beats cost the same whatever the number of shards. The followers
+// which nothing waits for, goes on the stream at the next node beat to
+// refresh it, and the other shards' answers from that node go along
+// (alignLocked), so that a node's refreshes to another share one frame.
+// A pair of shard and follower then costs a real heartbeat every one to
+// two seconds (with the default 4 s timeout), a node pair about one frame
+// each way every two seconds, and the beats cost the same whatever the
+// number of shards. The followers
 // rely on the same beats to stand for election when the leader's node
 // goes silent (stand.go).
 
@@ -118,10 +123,17 @@ type hbSender struct {
 	fresh     time.Duration
 	realEvery atomic.Int64
 
+	// sendBeat sends a node beat as a datagram (Options.Beat) to the nodes
+	// datagram approves (those that take them); nil: node beats go on the
+	// streams.
+	sendBeat func(node string) error
+	datagram func(node string) bool
+
 	// Counts, for the metrics and tests: frames sent, heartbeats sent in
 	// them, heartbeats sent as raft's RPCs because the batch path failed,
-	// heartbeats answered locally, node beats sent.
-	batches, beats, direct, local, nodeBeats atomic.Int64
+	// heartbeats answered locally, node beats sent on streams and as
+	// datagrams.
+	batches, beats, direct, local, nodeBeats, datagramBeats atomic.Int64
 }
 
 // newHBSender: self is this node's id; heard is when other nodes' streams
@@ -159,6 +171,12 @@ type hbLast struct {
 	at         time.Time // when it was sent
 	resp       raft.AppendEntriesResponse
 	refreshing bool // a real heartbeat to refresh it is on its way
+	// beat is the real heartbeat answered, sent again to refresh the
+	// answer with the others due at the same beat (alignLocked); called
+	// is when the shard's raft last sent a heartbeat to this node, which
+	// it does only while it leads.
+	beat   nodewire.Heartbeat
+	called time.Time
 }
 
 type hbConn struct {
@@ -232,6 +250,8 @@ func (s *hbSender) beat(shard int, target raft.ServerAddress, req *raft.AppendEn
 	if last, ok := p.last[shard]; ok && p.conn != nil && last.conn == p.conn && last.to == inc && last.term == req.Term &&
 		p.aliveLocked(now, s.fresh) {
 		every := time.Duration(s.realEvery.Load())
+		last.called = now
+		p.last[shard] = last
 		if age := now.Sub(last.at); age < 2*every {
 			// Answered locally. Past realEvery a real heartbeat
 			// refreshes the answer: it goes with the next node beat and
@@ -294,7 +314,11 @@ func answerResponse(a *nodewire.HeartbeatAnswer) raft.AppendEntriesResponse {
 // local answer otherwise. p.mu is held.
 func (p *hbPeer) recordLocked(c *hbCall, a *nodewire.HeartbeatAnswer) {
 	if a.Err == "" && a.Success && a.Term == c.beat.Term && c.conn != nil {
-		p.last[c.beat.Shard] = hbLast{conn: c.conn, to: c.beat.To, term: c.beat.Term, at: c.at, resp: answerResponse(a)}
+		called := c.at
+		if prev, ok := p.last[c.beat.Shard]; ok && prev.called.After(called) {
+			called = prev.called
+		}
+		p.last[c.beat.Shard] = hbLast{conn: c.conn, to: c.beat.To, term: c.beat.Term, at: c.at, resp: answerResponse(a), beat: c.beat, called: called}
 	} else {
 		delete(p.last, c.beat.Shard)
 	}
@@ -488,21 +512,35 @@ func (s *hbSender) anyAnswerWithin(not string, d time.Duration) bool {
 
 var emptyBatch = &nodewire.HeartbeatBatch{}
 
-// nodeBeat sends the heartbeats waiting for the beat to p's node, or else
-// an empty batch, if there is a stream and nothing else went on it for
-// half a beat period. Of two nodes that beat each other only the one with
-// the lower id does: the other hears its beats, and the first its
-// answers.
+// nodeBeat sends the heartbeats waiting for the beat to p's node, and a
+// node beat: a datagram when the node takes them (wanted: to the nodes
+// this one shares a shard with, each way), else an empty batch, if there
+// is a stream and nothing else went on it for half a beat period. Of two
+// nodes that beat each other on streams only the one with the lower id
+// does: the other hears its beats, and the first its answers.
 func (p *hbPeer) nodeBeat(wanted bool) {
 	now := time.Now()
+	s := p.s
+	byDatagram := s.sendBeat != nil && s.datagram(p.node)
+	if byDatagram && wanted {
+		// Sent before any frame: on a node's first beat the stream is
+		// not open yet, and the datagram needs only the mesh's
+		// connection (ErrNoConn until there is one).
+		if s.sendBeat(p.node) == nil {
+			s.datagramBeats.Add(1)
+		}
+	}
 	p.mu.Lock()
 	if len(p.queue) > 0 {
+		p.alignLocked(now)
 		p.mu.Unlock()
 		p.flushNow()
 		return
 	}
 	conn := p.conn
 	if conn == nil && wanted && !p.connecting && !now.Before(p.downUntil) {
+		// The stream carries the real heartbeats, and opening it opens
+		// the connection whose key signs the datagrams.
 		p.connecting = true
 		p.mu.Unlock()
 		go func() {
@@ -515,8 +553,8 @@ func (p *hbPeer) nodeBeat(wanted bool) {
 		}()
 		return
 	}
-	if conn == nil || now.Sub(p.sent) < hbBeatEvery/2 ||
-		(p.s.self > p.node && p.s.heard.within(p.node, hbBeatEvery+hbBeatEvery/2)) {
+	if byDatagram || conn == nil || now.Sub(p.sent) < hbBeatEvery/2 ||
+		(s.self > p.node && s.heard.within(p.node, hbBeatEvery+hbBeatEvery/2)) {
 		p.mu.Unlock()
 		return
 	}
@@ -526,7 +564,44 @@ func (p *hbPeer) nodeBeat(wanted bool) {
 		p.fail(conn, nil)
 		return
 	}
-	p.s.nodeBeats.Add(1)
+	s.nodeBeats.Add(1)
+}
+
+// hbAlignLive: a shard whose raft sent this node a heartbeat this
+// recently still leads (raft's leader sends one every 400-800 ms with the
+// 4 s timeout, and stops when it steps down), so its answer may be
+// refreshed with the others.
+const hbAlignLive = time.Second
+
+// alignLocked adds to the queue, which holds a refresh due, a refresh of
+// every other shard's answer from this node that is at least a quarter
+// of realEvery old and whose raft still leads (hbAlignLive): from then on
+// the shards' refreshes to a node fall due together and go in one frame
+// about every realEvery, instead of one frame at most beats (a node
+// leading five shards refreshed each every two seconds, about 2.5
+// frames a second to each follower node, each with its answer and
+// QUIC's acknowledgement). p.mu is held.
+func (p *hbPeer) alignLocked(now time.Time) {
+	every := time.Duration(p.s.realEvery.Load())
+	if every <= 0 || len(p.last) < 2 {
+		return
+	}
+	queued := make(map[int]bool, len(p.queue))
+	for _, c := range p.queue {
+		queued[c.beat.Shard] = true
+	}
+	for shard, last := range p.last {
+		if queued[shard] || last.refreshing || last.conn != p.conn || last.beat.Term == 0 ||
+			now.Sub(last.called) >= hbAlignLive || now.Sub(last.at) < every/4 {
+			continue
+		}
+		last.refreshing = true
+		p.last[shard] = last
+		p.nextID++
+		hb := last.beat
+		hb.ID = p.nextID
+		p.queue = append(p.queue, &hbCall{beat: hb, at: now, async: true, done: make(chan struct{})})
+	}
 }
 
 // close ends every stream; heartbeats go as raft's RPCs from now on.
@@ -545,6 +620,11 @@ func (s *hbSender) close() {
 		}
 	}
 }
+
+// HeardBeat takes a datagram node beat from node (Options.Beat on the
+// sender; the mesh checked who sent it): node is alive, as when a frame
+// comes on its heartbeat stream.
+func (l *Log) HeardBeat(node string) { l.heard.beat(node) }
 
 // ServeHeartbeats answers the heartbeat batches node from sends on conn
 // (the mesh's KindHeartbeat) until the stream ends: each heartbeat goes

@@ -25,8 +25,37 @@ type hbPair struct {
 	logs    map[string]*Log                           // node id → log, for the heartbeat dial
 	tcp     map[string]map[int]raft.ServerAddress     // node id → shard → TCP address
 	trs     map[string]map[int]*raft.NetworkTransport // node id → shard → transport
-	down    bool                                      // the heartbeat dial fails
+	down    bool                                      // the heartbeat dial fails, and datagram beats
 	cut     map[[3]string]bool                        // {from, to, shard}: raft's own RPCs cannot dial
+	// datagrams: the logs send node beats as datagrams (Options.Beat),
+	// delivered here in process, except those of old, which are of a
+	// build without them (and say so in their features).
+	datagrams bool
+	old       map[string]bool
+}
+
+// beat is node from's Options.Beat: it hands the beat to node's log.
+func (p *hbPair) beat(from string) func(string) error {
+	return func(node string) error {
+		p.mu.Lock()
+		l, down := p.logs[node], p.down
+		p.mu.Unlock()
+		if l == nil || down {
+			return fmt.Errorf("no connection to %s", node)
+		}
+		l.HeardBeat(from)
+		return nil
+	}
+}
+
+// features is every log's PeerFeatures.
+func (p *hbPair) features(node string) uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.old[node] {
+		return Features &^ FeatureBeatDatagrams
+	}
+	return Features
 }
 
 func (p *hbPair) dial(from string) HeartbeatDial {
@@ -65,7 +94,14 @@ func (s shardAddrs) ServerAddr(id raft.ServerID) (raft.ServerAddress, error) {
 
 func openHBLog(t *testing.T, p *hbPair, id string, join bool, hb time.Duration) *Log {
 	t.Helper()
+	p.mu.Lock()
+	var beat func(string) error
+	if p.datagrams && !p.old[id] {
+		beat = p.beat(id)
+	}
+	p.mu.Unlock()
 	l, err := Open(Options{
+		Beat: beat, PeerFeatures: p.features,
 		Dir: t.TempDir(), NodeID: id, Shards: 2, Join: join, HeartbeatTimeout: hb,
 		Transport: func(shard int, _ raft.ServerAddress) (raft.Transport, error) {
 			tr, err := raft.NewTCPTransportWithConfig("127.0.0.1:0", nil, &raft.NetworkTransportConfig{
@@ -98,7 +134,7 @@ func openHBLog(t *testing.T, p *hbPair, id string, join bool, hb time.Duration) 
 
 func newHBPairs() *hbPair {
 	return &hbPair{logs: map[string]*Log{}, tcp: map[string]map[int]raft.ServerAddress{},
-		trs: map[string]map[int]*raft.NetworkTransport{}, cut: map[[3]string]bool{}}
+		trs: map[string]map[int]*raft.NetworkTransport{}, cut: map[[3]string]bool{}, old: map[string]bool{}}
 }
 
 func newHBPair(t *testing.T) *hbPair {
@@ -109,7 +145,11 @@ func newHBPair(t *testing.T) *hbPair {
 // follow n1 on both shards; lead and follow are n1's and the others' raft
 // heartbeat timeouts.
 func newHBGroup(t *testing.T, three bool, lead, follow time.Duration) *hbPair {
-	p := newHBPairs()
+	return startHBGroup(t, newHBPairs(), three, lead, follow)
+}
+
+// startHBGroup is newHBGroup on p, set up beforehand (datagrams, old).
+func startHBGroup(t *testing.T, p *hbPair, three bool, lead, follow time.Duration) *hbPair {
 	p.a = openHBLog(t, p, "n1", false, lead)
 	p.b = openHBLog(t, p, "n2", true, follow)
 	followers := map[string]*Log{"n2": p.b}
@@ -291,23 +331,95 @@ func TestIdleHeartbeatsAreAnsweredLocally(t *testing.T) {
 
 // When the leader's node goes silent its followers stand for election at
 // once: here their own raft timeout is an hour, so only standing can
-// elect the new leader.
+// elect the new leader. The nodes beat each other on the heartbeat
+// streams, or with datagrams.
 func TestFollowersStandWhenLeaderNodeGoesSilent(t *testing.T) {
-	p := newHBGroup(t, true, 200*time.Millisecond, time.Hour)
-	waitHB(t, "n2 and n3 hearing n1", func() bool {
-		return p.b.heard.within("n1", time.Second) && p.c.heard.within("n1", time.Second)
-	})
-	p.mu.Lock()
-	delete(p.logs, "n1")
-	p.mu.Unlock()
-	p.a.Close()
-	for i := range 2 {
-		waitHB(t, fmt.Sprintf("a new leader of shard %d", i), func() bool {
-			return p.b.Raft(i).State() == raft.Leader || p.c.Raft(i).State() == raft.Leader
+	for _, datagrams := range []bool{false, true} {
+		t.Run(fmt.Sprintf("datagrams=%v", datagrams), func(t *testing.T) {
+			p := newHBPairs()
+			p.datagrams = datagrams
+			startHBGroup(t, p, true, 200*time.Millisecond, time.Hour)
+			waitHB(t, "n2 and n3 hearing n1", func() bool {
+				return p.b.heard.within("n1", time.Second) && p.c.heard.within("n1", time.Second)
+			})
+			p.mu.Lock()
+			delete(p.logs, "n1")
+			p.mu.Unlock()
+			p.a.Close()
+			for i := range 2 {
+				waitHB(t, fmt.Sprintf("a new leader of shard %d", i), func() bool {
+					return p.b.Raft(i).State() == raft.Leader || p.c.Raft(i).State() == raft.Leader
+				})
+			}
+			if p.b.stood.Load()+p.c.stood.Load() == 0 {
+				t.Fatal("new leaders without a follower standing")
+			}
 		})
 	}
-	if p.b.stood.Load()+p.c.stood.Load() == 0 {
-		t.Fatal("new leaders without a follower standing")
+}
+
+// Between two nodes that take datagram beats, node beats go as datagrams
+// and no empty frame goes on the heartbeat streams, and the leader still
+// answers heartbeats locally on what the datagrams tell; a node of a
+// build without them is beaten on the stream, as before, and sent no
+// datagram.
+func TestDatagramBeatsReplaceEmptyFrames(t *testing.T) {
+	for _, old := range []bool{false, true} {
+		t.Run(fmt.Sprintf("follower_without_datagrams=%v", old), func(t *testing.T) {
+			p := newHBPairs()
+			p.datagrams = true
+			p.old["n2"] = old
+			startHBGroup(t, p, false, 0, 0)
+			before := terms(p.b)
+			l0 := p.a.beats.local.Load()
+			waitHB(t, "30 heartbeats answered locally", func() bool { return p.a.beats.local.Load()-l0 >= 30 })
+			dg, frames := p.a.beats.datagramBeats.Load(), p.a.beats.nodeBeats.Load()
+			if old {
+				if dg != 0 || frames == 0 {
+					t.Fatalf("to a node without datagram beats: %d datagrams, %d empty frames; want none and some", dg, frames)
+				}
+			} else {
+				if dg == 0 || frames != 0 {
+					t.Fatalf("%d datagrams, %d empty frames; want some and none", dg, frames)
+				}
+				if !p.a.heard.within("n2", time.Second) || !p.b.heard.within("n1", time.Second) {
+					t.Fatal("the nodes do not hear each other's datagrams")
+				}
+			}
+			if after := terms(p.b); after != before {
+				t.Fatalf("follower's terms moved from %v to %v", before, after)
+			}
+		})
+	}
+}
+
+// The real heartbeats that refresh the leader's local answers to a
+// follower node go together: once one shard's is due, the others' come
+// along, so that after the first round a frame carries every shard's
+// (here two) instead of one frame for each at different beats. Raft's
+// timeout is 2 s on the leader, so a refresh is due every second and
+// raft heartbeats every 200-400 ms, both longer than the 300 ms beat.
+func TestRefreshesOfAllShardsGoTogether(t *testing.T) {
+	p := newHBPairs()
+	p.datagrams = true
+	startHBGroup(t, p, false, 2*time.Second, 4*time.Second)
+	waitHB(t, "both shards answered locally", func() bool {
+		p.a.beats.mu.Lock()
+		peer := p.a.beats.peers["n2"]
+		p.a.beats.mu.Unlock()
+		if peer == nil {
+			return false
+		}
+		peer.mu.Lock()
+		defer peer.mu.Unlock()
+		return len(peer.last) == 2
+	})
+	b0, h0 := p.a.beats.batches.Load(), p.a.beats.beats.Load()
+	waitHB(t, "six frames of refreshes", func() bool { return p.a.beats.batches.Load()-b0 >= 6 })
+	frames, beats := p.a.beats.batches.Load()-b0, p.a.beats.beats.Load()-h0
+	// The first frame may carry one shard's; every later one both.
+	if beats < 2*frames-1 {
+		t.Fatalf("%d refreshes went in %d frames, want both shards' in each after the first", beats, frames)
 	}
 }
 

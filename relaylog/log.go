@@ -115,6 +115,12 @@ type Options struct {
 	// mesh's KindHeartbeat, answered by ServeHeartbeats); nil: every
 	// heartbeat is raft's own RPC.
 	Heartbeats HeartbeatDial
+	// Beat, with Heartbeats, sends a node beat as one authenticated
+	// datagram (the mesh's Beat) to nodes whose PeerFeatures include
+	// FeatureBeatDatagrams, instead of an empty frame on the heartbeat
+	// stream; the beats other nodes send this one go to HeardBeat. nil:
+	// node beats go on the streams.
+	Beat func(node string) error
 	// HeartbeatTimeout is raft's heartbeat, election and leader lease
 	// timeout; 0 means 4 s. With Heartbeats, a leader's node going silent
 	// makes its followers stand within about a second (stand.go), and
@@ -160,8 +166,13 @@ const (
 	// call). Nothing replicated changes; other nodes read it in the same
 	// gossip.
 	FeatureAckBatch uint64 = 1 << 2
+	// FeatureBeatDatagrams: the node sends its node beats as datagrams
+	// (Options.Beat) and reads those of others (Log.HeardBeat), so a node
+	// beats it with datagrams instead of empty heartbeat frames. Nothing
+	// replicated changes.
+	FeatureBeatDatagrams uint64 = 1 << 3
 	// Features is every feature of this build.
-	Features = FeatureLinkedDevices | FeatureDevicePush | FeatureAckBatch
+	Features = FeatureLinkedDevices | FeatureDevicePush | FeatureAckBatch | FeatureBeatDatagrams
 )
 
 func (o *Options) setDefaults() {
@@ -253,6 +264,12 @@ func Open(opts Options) (*Log, error) {
 	}
 	if opts.Transport != nil && opts.Heartbeats != nil {
 		b := newHBSender(opts.Heartbeats, opts.NodeID, &l.heard, opts.HeartbeatTimeout)
+		if opts.Beat != nil {
+			b.sendBeat = opts.Beat
+			b.datagram = func(node string) bool {
+				return opts.PeerFeatures == nil || opts.PeerFeatures(node)&FeatureBeatDatagrams != 0
+			}
+		}
 		l.beats = b
 		if opts.Registerer != nil {
 			opts.Registerer.MustRegister(
@@ -260,7 +277,8 @@ func Open(opts Options) (*Log, error) {
 				prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "edgenode_raft_heartbeats_batched_total", Help: "Raft heartbeats this node sent in batches."}, func() float64 { return float64(b.beats.Load()) }),
 				prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "edgenode_raft_heartbeats_unbatched_total", Help: "Raft heartbeats this node sent as raft's own RPCs because the batch path to their node had failed (a node of an older version, a broken stream)."}, func() float64 { return float64(b.direct.Load()) }),
 				prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "edgenode_raft_heartbeats_local_total", Help: "Raft heartbeats of this node's leaders answered locally: the follower's node answered a node beat within 300 ms and the follower a real heartbeat of the same term within 1 s."}, func() float64 { return float64(b.local.Load()) }),
-				prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "edgenode_raft_node_beats_total", Help: "Node beats (empty heartbeat batches, every 100 ms on each heartbeat stream that carried nothing else) this node sent."}, func() float64 { return float64(b.nodeBeats.Load()) }),
+				prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "edgenode_raft_node_beats_total", Help: "Node beats sent as empty heartbeat batches (every 300 ms on each heartbeat stream that carried nothing else, to nodes that take no datagram beats)."}, func() float64 { return float64(b.nodeBeats.Load()) }),
+				prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "edgenode_raft_node_beat_datagrams_total", Help: "Node beats sent as datagrams (every 300 ms to each node this one shares a shard with, when that node takes them)."}, func() float64 { return float64(b.datagramBeats.Load()) }),
 				prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "edgenode_raft_stood_total", Help: "Elections this node's replicas stood for without waiting for raft's heartbeat timeout: the leader's node went silent, or the replica is its shard's only voter."}, func() float64 { return float64(l.stood.Load()) }),
 			)
 		}

@@ -58,9 +58,10 @@ const (
 	heardKeep = time.Minute
 )
 
-// heardFrom is when each node with a heartbeat stream to this one last
-// sent a frame on it (ServeHeartbeats). An entry lives while its node has
-// a stream and heardKeep after.
+// heardFrom is when each node last sent this one a frame on its heartbeat
+// stream (ServeHeartbeats) or a datagram beat (Log.HeardBeat). An entry
+// lives while its node has a stream and heardKeep after the last of
+// either.
 type heardFrom struct {
 	mu sync.Mutex
 	m  map[string]*heardEntry
@@ -71,10 +72,8 @@ type heardEntry struct {
 	at      atomic.Int64 // Unix ns
 }
 
-// open registers a stream from node and returns the clock its frames set.
-func (h *heardFrom) open(node string) *atomic.Int64 {
-	h.mu.Lock()
-	defer h.mu.Unlock()
+// entryLocked is node's entry, made if need be. h.mu is held.
+func (h *heardFrom) entryLocked(node string) *heardEntry {
 	if h.m == nil {
 		h.m = make(map[string]*heardEntry)
 	}
@@ -83,6 +82,14 @@ func (h *heardFrom) open(node string) *atomic.Int64 {
 		e = &heardEntry{}
 		h.m[node] = e
 	}
+	return e
+}
+
+// open registers a stream from node and returns the clock its frames set.
+func (h *heardFrom) open(node string) *atomic.Int64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	e := h.entryLocked(node)
 	e.streams++
 	e.at.Store(time.Now().UnixNano())
 	return &e.at
@@ -94,6 +101,14 @@ func (h *heardFrom) close(node string) {
 	if e := h.m[node]; e != nil {
 		e.streams--
 	}
+}
+
+// beat records a datagram beat from node (Log.HeardBeat).
+func (h *heardFrom) beat(node string) {
+	h.mu.Lock()
+	e := h.entryLocked(node)
+	h.mu.Unlock()
+	e.at.Store(time.Now().UnixNano())
 }
 
 // last is when node last sent a frame (known false: never, or too long

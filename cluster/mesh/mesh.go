@@ -178,6 +178,9 @@ type Mesh struct {
 	handlers map[Kind]func(s net.Conn, from string, shard int)
 
 	staleIncarnation atomic.Int64 // KindRaftTo streams refused (StaleIncarnationStreams)
+
+	beatsServed                             bool // HandleBeats was called; guarded by mu
+	beatsSent, beatsReceived, beatsRejected atomic.Int64
 }
 
 // SetAddr records where node id's mesh listens (host:port), as
@@ -205,6 +208,7 @@ type peerConn struct {
 	dialer   string // node id of the side that dialed it
 	active   atomic.Int64
 	draining atomic.Bool
+	beat     beatState // beat.go
 }
 
 func (pc *peerConn) alive() bool { return pc.qc.Context().Err() == nil }
