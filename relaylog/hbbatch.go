@@ -128,6 +128,9 @@ type hbSender struct {
 	// streams.
 	sendBeat func(node string) error
 	datagram func(node string) bool
+	// leads reports whether this node's replica of shard leads in term
+	// (refreshLocked); nil: always.
+	leads func(shard int, term uint64) bool
 
 	// Counts, for the metrics and tests: frames sent, heartbeats sent in
 	// them, heartbeats sent as raft's RPCs because the batch path failed,
@@ -172,11 +175,8 @@ type hbLast struct {
 	resp       raft.AppendEntriesResponse
 	refreshing bool // a real heartbeat to refresh it is on its way
 	// beat is the real heartbeat answered, sent again to refresh the
-	// answer with the others due at the same beat (alignLocked); called
-	// is when the shard's raft last sent a heartbeat to this node, which
-	// it does only while it leads.
-	beat   nodewire.Heartbeat
-	called time.Time
+	// answer (refreshLocked).
+	beat nodewire.Heartbeat
 }
 
 type hbConn struct {
@@ -249,21 +249,11 @@ func (s *hbSender) beat(shard int, target raft.ServerAddress, req *raft.AppendEn
 	p.mu.Lock()
 	if last, ok := p.last[shard]; ok && p.conn != nil && last.conn == p.conn && last.to == inc && last.term == req.Term &&
 		p.aliveLocked(now, s.fresh) {
-		every := time.Duration(s.realEvery.Load())
-		last.called = now
-		p.last[shard] = last
-		if age := now.Sub(last.at); age < 2*every {
+		if now.Sub(last.at) < 2*time.Duration(s.realEvery.Load()) {
 			// Answered locally. Past realEvery a real heartbeat
-			// refreshes the answer: it goes with the next node beat and
-			// nothing waits for it; until it is answered (or for
-			// another realEvery) the last answer stands.
-			if age >= every && !last.refreshing {
-				last.refreshing = true
-				p.last[shard] = last
-				p.nextID++
-				hb.ID = p.nextID
-				p.queue = append(p.queue, &hbCall{beat: hb, at: now, async: true, done: make(chan struct{})})
-			}
+			// refreshes the answer at the next node beat
+			// (refreshLocked); until it is answered (or for another
+			// realEvery) the last answer stands.
 			*resp = last.resp
 			p.mu.Unlock()
 			s.local.Add(1)
@@ -314,11 +304,7 @@ func answerResponse(a *nodewire.HeartbeatAnswer) raft.AppendEntriesResponse {
 // local answer otherwise. p.mu is held.
 func (p *hbPeer) recordLocked(c *hbCall, a *nodewire.HeartbeatAnswer) {
 	if a.Err == "" && a.Success && a.Term == c.beat.Term && c.conn != nil {
-		called := c.at
-		if prev, ok := p.last[c.beat.Shard]; ok && prev.called.After(called) {
-			called = prev.called
-		}
-		p.last[c.beat.Shard] = hbLast{conn: c.conn, to: c.beat.To, term: c.beat.Term, at: c.at, resp: answerResponse(a), beat: c.beat, called: called}
+		p.last[c.beat.Shard] = hbLast{conn: c.conn, to: c.beat.To, term: c.beat.Term, at: c.at, resp: answerResponse(a), beat: c.beat}
 	} else {
 		delete(p.last, c.beat.Shard)
 	}
@@ -531,8 +517,8 @@ func (p *hbPeer) nodeBeat(wanted bool) {
 		}
 	}
 	p.mu.Lock()
+	p.refreshLocked(now)
 	if len(p.queue) > 0 {
-		p.alignLocked(now)
 		p.mu.Unlock()
 		p.flushNow()
 		return
@@ -567,23 +553,33 @@ func (p *hbPeer) nodeBeat(wanted bool) {
 	s.nodeBeats.Add(1)
 }
 
-// hbAlignLive: a shard whose raft sent this node a heartbeat this
-// recently still leads (raft's leader sends one every 400-800 ms with the
-// 4 s timeout, and stops when it steps down), so its answer may be
-// refreshed with the others.
-const hbAlignLive = time.Second
-
-// alignLocked adds to the queue, which holds a refresh due, a refresh of
-// every other shard's answer from this node that is at least a quarter
-// of realEvery old and whose raft still leads (hbAlignLive): from then on
-// the shards' refreshes to a node fall due together and go in one frame
-// about every realEvery, instead of one frame at most beats (a node
-// leading five shards refreshed each every two seconds, about 2.5
-// frames a second to each follower node, each with its answer and
-// QUIC's acknowledgement). p.mu is held.
-func (p *hbPeer) alignLocked(now time.Time) {
+// refreshLocked queues, at a node beat, a real heartbeat to refresh each
+// local answer from this node that is realEvery old, and when one is due,
+// each other one at least a quarter of that old: the shards' refreshes to
+// a node then fall due together and go in one frame about every
+// realEvery, instead of one frame at most beats (a node leading five
+// shards refreshed each every two seconds: 2.5 frames a second to each
+// follower node, each with its answer and QUIC's acknowledgement). Only
+// for shards this node still leads in the answer's term (hbSender.leads):
+// a refresh is a heartbeat in the leader's name, and nothing but raft's
+// own heartbeats may keep a follower from electing once the leader is
+// gone. Nothing waits for a refresh; its answer replaces the local one
+// (recordLocked). p.mu is held.
+func (p *hbPeer) refreshLocked(now time.Time) {
 	every := time.Duration(p.s.realEvery.Load())
-	if every <= 0 || len(p.last) < 2 {
+	if every <= 0 || p.conn == nil || len(p.last) == 0 {
+		return
+	}
+	live := func(shard int, last hbLast) bool {
+		return !last.refreshing && last.conn == p.conn && last.beat.Term != 0 && (p.s.leads == nil || p.s.leads(shard, last.term))
+	}
+	due := len(p.queue) > 0
+	for shard, last := range p.last {
+		if !due && now.Sub(last.at) >= every && live(shard, last) {
+			due = true
+		}
+	}
+	if !due {
 		return
 	}
 	queued := make(map[int]bool, len(p.queue))
@@ -591,8 +587,7 @@ func (p *hbPeer) alignLocked(now time.Time) {
 		queued[c.beat.Shard] = true
 	}
 	for shard, last := range p.last {
-		if queued[shard] || last.refreshing || last.conn != p.conn || last.beat.Term == 0 ||
-			now.Sub(last.called) >= hbAlignLive || now.Sub(last.at) < every/4 {
+		if queued[shard] || now.Sub(last.at) < every/4 || !live(shard, last) {
 			continue
 		}
 		last.refreshing = true

@@ -302,21 +302,26 @@ func TestHeartbeatSenderForgetsIdlePeers(t *testing.T) {
 	}
 }
 
-// With the default timeout an idle leader answers most of its heartbeats
-// on its own node, from the node beats: the leader stays, and at most two
-// heartbeats travel for five answered locally.
+// An idle leader answers its heartbeats on its own node, from the node
+// beats, and refreshes each answer with a real heartbeat about every
+// half timeout (hbSender.realEvery), at the beats and whatever raft's own
+// pace; the leader stays and the followers' terms do not move. Here the
+// timeout is 2 s on the leader (a refresh every second), 4 s on the
+// follower.
 func TestIdleHeartbeatsAreAnsweredLocally(t *testing.T) {
-	p := newHBGroup(t, false, 0, 0)
+	p := newHBGroup(t, false, 2*time.Second, 0)
 	before := terms(p.b)
-	l0, h0 := p.a.beats.local.Load(), p.a.beats.beats.Load()
-	waitHB(t, "30 heartbeats answered locally", func() bool { return p.a.beats.local.Load()-l0 >= 30 })
-	local, real := p.a.beats.local.Load()-l0, p.a.beats.beats.Load()-h0
-	// Raft heartbeats each follower every tenth to fifth of its timeout;
-	// a real one is due once per half of it (hbSender.realEvery): 8-10
-	// travelled for 30 answered locally in runs here, loaded or not, and
-	// 15-16 with the refresh due twice as often (a quarter of the timeout).
-	if 5*real > 2*local {
-		t.Fatalf("%d heartbeats travelled for %d answered locally, want at most two in five", real, local)
+	every := time.Duration(p.a.beats.realEvery.Load())
+	l0, h0, t0 := p.a.beats.local.Load(), p.a.beats.beats.Load(), time.Now()
+	waitHB(t, "10 heartbeats answered locally over 5 s", func() bool {
+		return p.a.beats.local.Load()-l0 >= 10 && time.Since(t0) >= 5*time.Second
+	})
+	real, elapsed := p.a.beats.beats.Load()-h0, time.Since(t0)
+	// Two shards, each refreshed about every realEvery (a refresh waits
+	// for a beat, and one due takes along the others at least a quarter
+	// old): at most twice that pace, plus a round.
+	if limit := 2 * (2*int64(elapsed/every) + 1); real > limit {
+		t.Fatalf("%d real heartbeats in %v (a refresh due every %v), want at most %d", real, elapsed, every, limit)
 	}
 	if p.a.beats.nodeBeats.Load() == 0 {
 		t.Fatal("no node beat sent")
@@ -326,6 +331,30 @@ func TestIdleHeartbeatsAreAnsweredLocally(t *testing.T) {
 	}
 	if !p.a.shards[0].serving.Load() || !p.a.shards[1].serving.Load() {
 		t.Fatal("n1 stopped leading")
+	}
+}
+
+// A leader's raft runs with three times the log's heartbeat timeout, so
+// its heartbeat goroutines, answered locally, wake a third as often; a
+// follower's keeps the log's, and a leader that hands its leadership
+// over goes back to it.
+func TestLeadersHeartbeatAtALongerTimeout(t *testing.T) {
+	p := newHBGroup(t, false, time.Second, time.Second)
+	timeout := func(l *Log, shard int) time.Duration { return l.Raft(shard).ReloadableConfig().HeartbeatTimeout }
+	for i := range 2 {
+		waitHB(t, fmt.Sprintf("shard %d's leader at 3 s", i), func() bool { return timeout(p.a, i) == 3*time.Second })
+		if got := timeout(p.b, i); got != time.Second {
+			t.Fatalf("shard %d: follower's heartbeat timeout %v, want 1s", i, got)
+		}
+	}
+	if err := p.a.Raft(0).LeadershipTransferToServer("n2", "n2").Error(); err != nil {
+		t.Fatal(err)
+	}
+	waitHB(t, "n2 leading shard 0 at 3 s, n1 back to 1 s", func() bool {
+		return p.b.Raft(0).State() == raft.Leader && timeout(p.b, 0) == 3*time.Second && timeout(p.a, 0) == time.Second
+	})
+	if got := timeout(p.a, 1); got != 3*time.Second {
+		t.Fatalf("shard 1, still led by n1: heartbeat timeout %v, want 3s", got)
 	}
 }
 
@@ -369,10 +398,10 @@ func TestDatagramBeatsReplaceEmptyFrames(t *testing.T) {
 			p := newHBPairs()
 			p.datagrams = true
 			p.old["n2"] = old
-			startHBGroup(t, p, false, 0, 0)
+			startHBGroup(t, p, false, 2*time.Second, 0)
 			before := terms(p.b)
 			l0 := p.a.beats.local.Load()
-			waitHB(t, "30 heartbeats answered locally", func() bool { return p.a.beats.local.Load()-l0 >= 30 })
+			waitHB(t, "10 heartbeats answered locally", func() bool { return p.a.beats.local.Load()-l0 >= 10 })
 			dg, frames := p.a.beats.datagramBeats.Load(), p.a.beats.nodeBeats.Load()
 			if old {
 				if dg != 0 || frames == 0 {

@@ -106,6 +106,7 @@ func (s *shard) leadershipLoop(ch <-chan bool) {
 		case <-s.stop:
 			return
 		case leader := <-ch:
+			s.paceHeartbeats(leader)
 			if !leader {
 				if s.serving.Swap(false) {
 					s.log.commits.served(s.id, false)
@@ -122,6 +123,39 @@ func (s *shard) leadershipLoop(ch <-chan bool) {
 				}
 			}
 		}
+	}
+}
+
+// leadHeartbeats is how many times the log's raft timeout a replica's
+// raft heartbeat timeout is while it leads, on a node with node beats:
+// raft's leader heartbeats each follower every tenth to fifth of it, and
+// with node beats those are answered locally (hbbatch.go), the real ones
+// that keep followers from electing going at the beats every realEvery
+// whatever raft's pace; so a leader's heartbeat goroutines need not wake
+// every 400-800 ms, one per shard and follower (an idle node's largest
+// source of wake-ups after the beats). Three: every 1.2-2.4 s, within
+// the 4 s leader lease, which they keep.
+const leadHeartbeats = 3
+
+// paceHeartbeats sets raft's heartbeat (and election) timeout to
+// leadHeartbeats times the log's while the replica leads, and back when
+// it does not (raft then re-arms a follower's timer with the shorter
+// value at once), on a log with node beats.
+func (s *shard) paceHeartbeats(leading bool) {
+	if s.log.beats == nil {
+		return
+	}
+	t := s.log.opts.HeartbeatTimeout
+	if leading {
+		t *= leadHeartbeats
+	}
+	rc := s.raft.ReloadableConfig()
+	if rc.HeartbeatTimeout == t {
+		return
+	}
+	rc.HeartbeatTimeout, rc.ElectionTimeout = t, t
+	if err := s.raft.ReloadConfig(rc); err != nil {
+		s.log.opts.Logger.Warn("relaylog: raft heartbeat timeout not changed", "shard", s.id, "leading", leading, "err", err)
 	}
 }
 

@@ -13,10 +13,11 @@ import (
 // Failover by node silence: the follower half of the node beats
 // (hbbatch.go).
 //
-// A leader answers most of its heartbeats itself while frames come from
-// the follower's node, and its raft runs with a long heartbeat timeout
-// (Options.HeartbeatTimeout, 4 s by default; heartbeats every 400-800 ms,
-// a real one reaching each follower about every two seconds). A follower's own
+// A leader answers its heartbeats itself while beats come from the
+// follower's node, and its raft runs with a long heartbeat timeout
+// (Options.HeartbeatTimeout, 4 s by default, three times that while
+// leading: heartbeats every 1.2-2.4 s, a real one reaching each follower
+// about every two seconds). A follower's own
 // raft would wait that timeout and up to as long again before it stood
 // for election. Instead, every hbBeatEvery the log checks each shard it
 // follows: when nothing came from the leader's node for leaderSilent, and
