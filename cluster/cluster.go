@@ -79,7 +79,7 @@ func New(opts Options) *Cluster {
 		opts.CallTimeout = 5 * time.Second
 	}
 	self := opts.Log.NodeID()
-	shards := raftShards{shardLeaders: opts.Log, raft: opts.Log.Raft, flush: opts.Log.FlushAcks}
+	shards := raftShards{shardLeaders: opts.Log, raft: opts.Log.Raft, transfer: opts.Log.TransferLeadership}
 	transport := newMeshTransport(opts.Mesh, opts.CallTimeout)
 	routing := newRouting(self, opts.Log, opts.Members, transport)
 	drain := &drainer{self: self, log: shards, members: opts.Members, transport: transport, logger: opts.Logger}

@@ -93,23 +93,24 @@ func voters(r shardConfig) []string {
 // raftShards adapts the relay log's raft instances to shardConfigs.
 type raftShards struct {
 	shardLeaders
-	raft  func(shard int) *raft.Raft
-	flush func(shard int) // nil: nothing to commit before a transfer
+	raft func(shard int) *raft.Raft
+	// transfer hands a shard's leadership over (relaylog.Log's
+	// TransferLeadership: its batched acknowledgements committed first,
+	// raft's timeouts at the log's); nil: raft's own transfer.
+	transfer func(shard int, id raft.ServerID, addr raft.ServerAddress) error
 }
 
 func (l raftShards) Config(shard int) shardConfig {
-	return raftShard{r: l.raft(shard), flush: func() {
-		if l.flush != nil {
-			l.flush(shard)
-		}
-	}}
+	s := raftShard{r: l.raft(shard)}
+	if l.transfer != nil {
+		s.transfer = func(id raft.ServerID, addr raft.ServerAddress) error { return l.transfer(shard, id, addr) }
+	}
+	return s
 }
 
 type raftShard struct {
-	r *raft.Raft
-	// flush commits the shard's batched acknowledgements
-	// (relaylog.Log.FlushAcks) before its leadership goes elsewhere.
-	flush func()
+	r        *raft.Raft
+	transfer func(id raft.ServerID, addr raft.ServerAddress) error // nil: raft's
 }
 
 // configTimeout bounds one configuration change.
@@ -143,7 +144,9 @@ func (s raftShard) RemoveServer(id raft.ServerID) error {
 }
 
 func (s raftShard) TransferLeadership(id raft.ServerID, addr raft.ServerAddress) error {
-	s.flush()
+	if s.transfer != nil {
+		return s.transfer(id, addr)
+	}
 	if id == "" {
 		return s.r.LeadershipTransfer().Error()
 	}

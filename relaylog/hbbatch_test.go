@@ -358,6 +358,35 @@ func TestLeadersHeartbeatAtALongerTimeout(t *testing.T) {
 	}
 }
 
+// While raft transfers a shard's leadership it refuses the shard's
+// writes, for up to its election timeout when the target does not take
+// over; TransferLeadership hands raft the transfer with the log's timeout
+// (1 s here), not the three times it a leader's raft has otherwise, and
+// the leader that still leads after a failed transfer goes back to its
+// slower pace; one that handed over stays at the log's.
+func TestTransferRunsWithTheLogsTimeout(t *testing.T) {
+	p := newHBGroup(t, false, time.Second, time.Second)
+	timeout := func(l *Log, shard int) time.Duration { return l.Raft(shard).ReloadableConfig().ElectionTimeout }
+	waitHB(t, "both shards' leader at 3 s", func() bool { return timeout(p.a, 0) == 3*time.Second && timeout(p.a, 1) == 3*time.Second })
+	var during []time.Duration
+	p.a.testHookTransfer = func(s *shard) { during = append(during, s.raft.ReloadableConfig().ElectionTimeout) }
+	if err := p.a.TransferLeadership(0, "nobody", "nobody"); err == nil {
+		t.Fatal("a transfer to a server outside the shard succeeded")
+	}
+	if got := timeout(p.a, 0); got != 3*time.Second || p.a.Raft(0).State() != raft.Leader {
+		t.Fatalf("after a failed transfer: %v, leader %v; want 3s, still leading", got, p.a.Raft(0).State() == raft.Leader)
+	}
+	if err := p.a.TransferLeadership(1, "n2", "n2"); err != nil {
+		t.Fatal(err)
+	}
+	waitHB(t, "n2 leading shard 1 at 3 s, n1 at 1 s", func() bool {
+		return p.b.Raft(1).State() == raft.Leader && timeout(p.b, 1) == 3*time.Second && timeout(p.a, 1) == time.Second
+	})
+	if len(during) != 2 || during[0] != time.Second || during[1] != time.Second {
+		t.Fatalf("raft's election timeout when each transfer began: %v, want the log's 1s", during)
+	}
+}
+
 // When the leader's node goes silent its followers stand for election at
 // once: here their own raft timeout is an hour, so only standing can
 // elect the new leader. The nodes beat each other on the heartbeat

@@ -222,6 +222,8 @@ type Log struct {
 	wg       sync.WaitGroup
 	closeMu  sync.Mutex
 	isClosed bool
+
+	testHookTransfer func(*shard) // TransferLeadership, just before raft's transfer
 }
 
 type meta struct {

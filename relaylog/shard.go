@@ -27,6 +27,8 @@ type shard struct {
 	raft *raft.Raft
 	fsm  *fsm
 	log  *Log
+	// paceMu orders paceHeartbeats' changes of raft's configuration.
+	paceMu sync.Mutex
 	// guard is the transport's consumer side, where batched heartbeats
 	// for this shard go in (nil with an in-memory transport).
 	guard *voteGuard
@@ -140,11 +142,17 @@ const leadHeartbeats = 3
 // paceHeartbeats sets raft's heartbeat (and election) timeout to
 // leadHeartbeats times the log's while the replica leads, and back when
 // it does not (raft then re-arms a follower's timer with the shorter
-// value at once), on a log with node beats.
+// value at once), on a log with node beats. raft's election timeout must
+// be at least its heartbeat timeout, and a leader's raft waits the
+// election timeout for a leadership transfer to end, refusing writes
+// meanwhile: so Log.TransferLeadership sets the log's timeout back
+// first.
 func (s *shard) paceHeartbeats(leading bool) {
 	if s.log.beats == nil {
 		return
 	}
+	s.paceMu.Lock()
+	defer s.paceMu.Unlock()
 	t := s.log.opts.HeartbeatTimeout
 	if leading {
 		t *= leadHeartbeats
@@ -157,6 +165,34 @@ func (s *shard) paceHeartbeats(leading bool) {
 	if err := s.raft.ReloadConfig(rc); err != nil {
 		s.log.opts.Logger.Warn("relaylog: raft heartbeat timeout not changed", "shard", s.id, "leading", leading, "err", err)
 	}
+}
+
+// TransferLeadership hands shard's leadership to server id at addr (to
+// any voter raft picks when id is ""), after committing the acknowledgements
+// waiting in its batch (FlushAcks) and with raft's timeouts back at the
+// log's, so that a transfer that fails stops the shard's writes for the
+// log's election timeout, not three times it; a leader that still leads
+// after goes back to its slower heartbeats.
+func (l *Log) TransferLeadership(shard int, id raft.ServerID, addr raft.ServerAddress) error {
+	if shard < 0 || shard >= len(l.shards) {
+		return fmt.Errorf("relaylog: no shard %d", shard)
+	}
+	s := l.shards[shard]
+	l.FlushAcks(shard)
+	s.paceHeartbeats(false)
+	if l.testHookTransfer != nil {
+		l.testHookTransfer(s)
+	}
+	var err error
+	if id == "" {
+		err = s.raft.LeadershipTransfer().Error()
+	} else {
+		err = s.raft.LeadershipTransferToServer(id, addr).Error()
+	}
+	// A notification of the leadership's loss may be on its way to
+	// leadershipLoop, which sets the same; the state decides here.
+	s.paceHeartbeats(s.raft.State() == raft.Leader)
+	return err
 }
 
 // do proposes c and waits for its result.
