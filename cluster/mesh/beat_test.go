@@ -10,28 +10,22 @@ import (
 	"time"
 )
 
-// beatLog records the senders of the beats a mesh took.
+// beatLog counts the beats a mesh took, by sender.
 type beatLog struct {
-	mu   sync.Mutex
-	from []string
+	mu sync.Mutex
+	n  map[string]int
 }
 
 func (l *beatLog) add(from string) {
 	l.mu.Lock()
-	l.from = append(l.from, from)
+	l.n[from]++
 	l.mu.Unlock()
 }
 
 func (l *beatLog) count(from string) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	n := 0
-	for _, f := range l.from {
-		if f == from {
-			n++
-		}
-	}
-	return n
+	return l.n[from]
 }
 
 // connectedPair is two meshes with a QUIC connection between them (a
@@ -52,7 +46,7 @@ func connectedPair(t *testing.T) (a, b *Mesh, la, lb *beatLog) {
 	roundTrip(t, c, []byte("hello"))
 	c.Close()
 	waitFor(t, 5*time.Second, "b to know the connection", func() bool { return b.current("a") != nil })
-	la, lb = &beatLog{}, &beatLog{}
+	la, lb = &beatLog{n: map[string]int{}}, &beatLog{n: map[string]int{}}
 	a.HandleBeats(la.add)
 	b.HandleBeats(lb.add)
 	return a, b, la, lb
